@@ -1,0 +1,477 @@
+"""The run store: runs, steps, quality results and watermarks in SQLite (WAL), shared by every process."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from engine.errors import PhloError, StepFailed
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    HELD = "held"
+    FAILED = "failed"
+
+    ACTIVE: ClassVar[frozenset[RunStatus]]
+    FINISHED: ClassVar[frozenset[RunStatus]]
+
+
+RunStatus.ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING})
+RunStatus.FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.HELD, RunStatus.FAILED})
+
+
+class RunTrigger(StrEnum):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    BACKFILL = "backfill"
+    IMPORT = "import"
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    seq: int
+    name: str
+    status: StepStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    rows: int | None = None
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "name": self.name,
+            "status": self.status.value,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "seconds": self.seconds,
+            "rows": self.rows,
+            "error": self.error,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    trigger: RunTrigger
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+    hint: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    steps: tuple[StepRecord, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "trigger": self.trigger.value,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "error": self.error,
+            "hint": self.hint,
+            "params": self.params,
+            "summary": self.summary,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    run_id: str
+    check: str
+    table: str
+    column: str | None
+    severity: str
+    failing_count: int
+    samples: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "check": self.check,
+            "table": self.table,
+            "column": self.column,
+            "severity": self.severity,
+            "failing_count": self.failing_count,
+            "samples": list(self.samples),
+        }
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat()
+
+
+def _ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by time, unique across processes: 20261125T201530Z-3fa9c1."""
+    return f"{(now or utcnow()).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+_SCHEMA = [
+    """
+    create table runs (
+        id text primary key,
+        trigger text not null,
+        status text not null,
+        started_at text not null,
+        finished_at text,
+        error text,
+        hint text,
+        params text not null default '{}',
+        summary text not null default '{}'
+    );
+    create index runs_started on runs(started_at);
+    create table steps (
+        run_id text not null references runs(id),
+        seq integer not null,
+        name text not null,
+        status text not null,
+        started_at text not null,
+        finished_at text,
+        rows integer,
+        error text,
+        detail text not null default '{}',
+        primary key (run_id, seq)
+    );
+    create table quality_results (
+        run_id text not null references runs(id),
+        check_name text not null,
+        table_name text not null,
+        column_name text,
+        severity text not null,
+        failing_count integer not null,
+        samples text not null default '[]'
+    );
+    create index quality_run on quality_results(run_id);
+    create table watermarks (
+        source text primary key,
+        value integer not null,
+        run_id text,
+        updated_at text not null
+    );
+    """,
+]
+
+
+class RunStore:
+    """Run records in `runs.sqlite`. Safe for several processes (WAL) and threads (a connection each)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            con.execute("pragma journal_mode=wal")
+            con.execute("pragma synchronous=normal")
+            con.execute("pragma busy_timeout=30000")
+            con.execute("pragma foreign_keys=on")
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        con = self._connect()
+        con.execute("begin immediate")
+        try:
+            yield con
+        except BaseException:
+            con.execute("rollback")
+            raise
+        con.execute("commit")
+
+    def _migrate(self) -> None:
+        with self._tx() as con:
+            version = con.execute("pragma user_version").fetchone()[0]
+            for number, script in enumerate(_SCHEMA[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        con.execute(statement)
+                con.execute(f"pragma user_version = {number}")
+        self.path.chmod(0o600)
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # runs
+
+    def create_run(self, trigger: RunTrigger, params: dict[str, Any] | None = None) -> RunRecord:
+        run = RunRecord(
+            id=new_run_id(),
+            trigger=trigger,
+            status=RunStatus.RUNNING,
+            started_at=utcnow(),
+            params=params or {},
+        )
+        with self._tx() as con:
+            con.execute(
+                "insert into runs (id, trigger, status, started_at, params) values (?, ?, ?, ?, ?)",
+                (
+                    run.id,
+                    run.trigger.value,
+                    run.status.value,
+                    _iso(run.started_at),
+                    json.dumps(run.params),
+                ),
+            )
+        return run
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        hint: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        with self._tx() as con:
+            con.execute(
+                "update runs set status = ?, finished_at = ?, error = ?, hint = ?, summary = ? where id = ?",
+                (
+                    status.value,
+                    _iso(utcnow()),
+                    error,
+                    hint,
+                    json.dumps(summary or {}, default=str),
+                    run_id,
+                ),
+            )
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        runs = self._runs("where id = ?", (run_id,))
+        if not runs:
+            raise PhloError(f"no run {run_id!r} in {self.path}", "list runs with `phlo-tui status`")
+        return runs[0]
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """Newest first, each with its steps."""
+        return self._runs("order by started_at desc, id desc limit ?", (limit,))
+
+    def _runs(self, where: str, args: tuple[Any, ...]) -> list[RunRecord]:
+        con = self._connect()
+        rows = con.execute(
+            "select id, trigger, status, started_at, finished_at, error, hint, params, summary from runs "
+            + where,
+            args,
+        ).fetchall()
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        steps: dict[str, list[StepRecord]] = {i: [] for i in ids}
+        for s in con.execute(
+            "select run_id, seq, name, status, started_at, finished_at, rows, error, detail from steps "
+            f"where run_id in ({marks}) order by run_id, seq",
+            ids,
+        ):
+            steps[s[0]].append(
+                StepRecord(
+                    run_id=s[0],
+                    seq=s[1],
+                    name=s[2],
+                    status=StepStatus(s[3]),
+                    started_at=datetime.fromisoformat(s[4]),
+                    finished_at=_ts(s[5]),
+                    rows=s[6],
+                    error=s[7],
+                    detail=json.loads(s[8]),
+                )
+            )
+        return [
+            RunRecord(
+                id=r[0],
+                trigger=RunTrigger(r[1]),
+                status=RunStatus(r[2]),
+                started_at=datetime.fromisoformat(r[3]),
+                finished_at=_ts(r[4]),
+                error=r[5],
+                hint=r[6],
+                params=json.loads(r[7]),
+                summary=json.loads(r[8]),
+                steps=tuple(steps[r[0]]),
+            )
+            for r in rows
+        ]
+
+    def fail_abandoned_runs(self) -> int:
+        """Mark runs left `running` by a process that died as failed. Call only while holding the writer role."""
+        with self._tx() as con:
+            cur = con.execute(
+                "update runs set status = ?, finished_at = ?, error = ? where status in (?, ?, ?)",
+                (
+                    RunStatus.FAILED.value,
+                    _iso(utcnow()),
+                    "the process running it stopped before it finished",
+                    *(s.value for s in RunStatus.ACTIVE),
+                ),
+            )
+            con.execute(
+                "update steps set status = ?, finished_at = ?, error = ? where status = ?",
+                (StepStatus.FAILED.value, _iso(utcnow()), "interrupted", StepStatus.RUNNING.value),
+            )
+            return cur.rowcount
+
+    # steps
+
+    @contextmanager
+    def step(self, run_id: str, name: str, detail: dict[str, Any] | None = None) -> Iterator[StepHandle]:
+        """Record one pipeline step: start, end, rows and detail, and the error when it raises.
+
+        Re-raises any exception as StepFailed(step, run_id) chained from the cause.
+        """
+        handle = StepHandle(detail=dict(detail or {}))
+        started = utcnow()
+        with self._tx() as con:
+            seq = con.execute(
+                "select coalesce(max(seq), 0) + 1 from steps where run_id = ?", (run_id,)
+            ).fetchone()[0]
+            con.execute(
+                "insert into steps (run_id, seq, name, status, started_at, detail) values (?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    seq,
+                    name,
+                    StepStatus.RUNNING.value,
+                    _iso(started),
+                    json.dumps(handle.detail, default=str),
+                ),
+            )
+        try:
+            yield handle
+        except BaseException as e:
+            if isinstance(e, PhloError):
+                message = str(e)
+            else:
+                frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+                where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+                message = f"{type(e).__name__}: {e}{where}"
+            self._end_step(run_id, seq, StepStatus.FAILED, handle, message)
+            if isinstance(e, (StepFailed, KeyboardInterrupt, SystemExit)):
+                raise
+            raise StepFailed(name, run_id, e) from e
+        self._end_step(run_id, seq, StepStatus.SUCCEEDED, handle, None)
+
+    def _end_step(
+        self, run_id: str, seq: int, status: StepStatus, handle: StepHandle, error: str | None
+    ) -> None:
+        with self._tx() as con:
+            con.execute(
+                "update steps set status = ?, finished_at = ?, rows = ?, error = ?, detail = ? "
+                "where run_id = ? and seq = ?",
+                (
+                    status.value,
+                    _iso(utcnow()),
+                    handle.rows,
+                    error,
+                    json.dumps(handle.detail, default=str),
+                    run_id,
+                    seq,
+                ),
+            )
+
+    # quality
+
+    def record_checks(self, records: list[CheckRecord]) -> None:
+        with self._tx() as con:
+            con.executemany(
+                "insert into quality_results (run_id, check_name, table_name, column_name, severity, "
+                "failing_count, samples) values (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.run_id,
+                        r.check,
+                        r.table,
+                        r.column,
+                        r.severity,
+                        r.failing_count,
+                        json.dumps(list(r.samples[:20]), default=str),
+                    )
+                    for r in records
+                ],
+            )
+
+    def checks(self, run_id: str | None = None, limit_runs: int = 20) -> list[CheckRecord]:
+        """Quality results of one run, or of the newest `limit_runs` runs, newest run first."""
+        con = self._connect()
+        if run_id is not None:
+            where, args = "where q.run_id = ?", (run_id,)
+        else:
+            where = "where q.run_id in (select id from runs order by started_at desc limit ?)"
+            args = (limit_runs,)
+        rows = con.execute(
+            "select q.run_id, check_name, table_name, column_name, severity, failing_count, samples "
+            f"from quality_results q join runs r on r.id = q.run_id {where} "
+            "order by r.started_at desc, q.rowid",
+            args,
+        ).fetchall()
+        return [CheckRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6]))) for r in rows]
+
+    # watermarks
+
+    def watermark(self, source: str) -> int | None:
+        row = self._connect().execute("select value from watermarks where source = ?", (source,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def advance_watermark(self, source: str, value: int, run_id: str) -> None:
+        """Move the watermark forward only: a backfill of old history never moves it back."""
+        with self._tx() as con:
+            con.execute(
+                "insert into watermarks (source, value, run_id, updated_at) values (?, ?, ?, ?) "
+                "on conflict(source) do update set value = excluded.value, run_id = excluded.run_id, "
+                "updated_at = excluded.updated_at where excluded.value > watermarks.value",
+                (source, value, run_id, _iso(utcnow())),
+            )
+
+
+@dataclass
+class StepHandle:
+    """What a running step reports back to its wrapper."""
+
+    rows: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,121 @@
+"""Declarations of the raw lake tables: Iceberg schema, partitioning and the exact Arrow types written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import (
+    DoubleType,
+    IntegerType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """One lake table: its name, Iceberg schema, partition spec and the Arrow schema writes must match."""
+
+    name: str
+    schema: Schema
+    partition_spec: PartitionSpec
+    arrow_schema: pa.Schema
+    key: str | None = None
+    partition_column: str | None = None
+
+
+def _nested(fields: list[tuple[str, object, bool, str]]) -> Schema:
+    return Schema(
+        *[
+            NestedField(field_id=i, name=name, field_type=typ, required=required, doc=doc)  # type: ignore[arg-type]
+            for i, (name, typ, required, doc) in enumerate(fields, start=1)
+        ]
+    )
+
+
+# Nightscout entry fields (snake_case, as dlt names them) plus phlo bookkeeping columns.
+_GLUCOSE_FIELDS: list[tuple[str, object, bool, str]] = [
+    ("_id", StringType(), True, "Nightscout entry id (Mongo ObjectId)"),
+    ("type", StringType(), False, "sgv | mbg | cal"),
+    ("date", LongType(), True, "reading time, epoch milliseconds UTC"),
+    ("date_string", StringType(), False, "dateString as uploaded"),
+    ("sys_time", StringType(), False, "sysTime as uploaded"),
+    ("utc_offset", IntegerType(), False, "uploader's UTC offset in minutes"),
+    ("sgv", IntegerType(), False, "sensor glucose mg/dL; below 39 is a sensor error code"),
+    ("mbg", IntegerType(), False, "meter (finger-stick) glucose mg/dL"),
+    ("direction", StringType(), False, "trend arrow name"),
+    ("trend", IntegerType(), False, "numeric trend 1..9"),
+    ("noise", IntegerType(), False, "sensor noise level"),
+    ("filtered", DoubleType(), False, "filtered raw sensor value"),
+    ("unfiltered", DoubleType(), False, "unfiltered raw sensor value"),
+    ("rssi", IntegerType(), False, "signal strength"),
+    ("device", StringType(), False, "uploading device"),
+    ("slope", DoubleType(), False, "calibration slope (cal entries)"),
+    ("intercept", DoubleType(), False, "calibration intercept (cal entries)"),
+    ("scale", DoubleType(), False, "calibration scale (cal entries)"),
+    ("reading_ts", TimestamptzType(), True, "reading time as timestamptz (UTC)"),
+    ("reading_month", StringType(), True, "YYYY-MM of reading_ts in UTC; the identity partition"),
+    ("_phlo_ingested_at", TimestamptzType(), True, "when phlo stored this version of the row"),
+    ("_phlo_run_id", StringType(), True, "run that stored this version of the row"),
+]
+
+_QUARANTINE_FIELDS: list[tuple[str, object, bool, str]] = [
+    ("run_id", StringType(), True, "run that quarantined the row"),
+    ("entry_id", StringType(), False, "the entry's _id when it had one"),
+    ("check", StringType(), True, "name of the failed check"),
+    ("column", StringType(), False, "column the check guards, if any"),
+    ("severity", StringType(), True, "error (warnings are never quarantined)"),
+    ("reason", StringType(), True, "human readable reason"),
+    ("payload", StringType(), True, "the original entry as JSON"),
+    ("source", StringType(), True, "where the entry came from (URL without query, or file name)"),
+    ("quarantined_at", TimestamptzType(), True, "when it was quarantined"),
+]
+
+_ARROW_TYPES = {
+    StringType: pa.string(),
+    LongType: pa.int64(),
+    IntegerType: pa.int32(),
+    DoubleType: pa.float64(),
+    TimestamptzType: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _arrow(fields: list[tuple[str, object, bool, str]]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(name, _ARROW_TYPES[type(typ)], nullable=not required) for name, typ, required, _ in fields]
+    )
+
+
+def _month_spec(schema: Schema, column: str) -> PartitionSpec:
+    source = schema.find_field(column)
+    return PartitionSpec(
+        PartitionField(source_id=source.field_id, field_id=1000, transform=IdentityTransform(), name=column)
+    )
+
+
+_glucose_schema = _nested(_GLUCOSE_FIELDS)
+_quarantine_schema = _nested(_QUARANTINE_FIELDS)
+
+GLUCOSE_ENTRIES = TableDef(
+    name="raw.glucose_entries",
+    schema=_glucose_schema,
+    partition_spec=_month_spec(_glucose_schema, "reading_month"),
+    arrow_schema=_arrow(_GLUCOSE_FIELDS),
+    key="_id",
+    partition_column="reading_month",
+)
+
+GLUCOSE_QUARANTINE = TableDef(
+    name="raw.glucose_quarantine",
+    schema=_quarantine_schema,
+    partition_spec=PartitionSpec(),
+    arrow_schema=_arrow(_QUARANTINE_FIELDS),
+)
+
+RAW_TABLES: tuple[TableDef, ...] = (GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE)

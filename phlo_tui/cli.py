@@ -1,0 +1,198 @@
+"""The `phlo-tui` command line: the contract in ARCHITECTURE.md, over the engine facade."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from engine.config import load_settings
+from engine.errors import PhloError
+
+EXIT_USAGE = 2
+
+
+def _demo_flag(parser: argparse.ArgumentParser) -> None:
+    # Accepted before or after the command; SUPPRESS keeps a sub-parser from resetting the top-level value.
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the built-in Nightscout simulator and the demo home",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phlo-tui",
+        description="A glucose lakehouse in one process: Nightscout -> validation -> Iceberg -> DuckDB.",
+    )
+    _demo_flag(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _demo_flag(p)
+        return p
+
+    p = command("run", "one run now; exit 0 done (or nothing new), 1 failed, 3 held by a quality gate")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
+
+    p = command("backfill", "ingest history in large windows")
+    p.add_argument("--since", required=True, metavar="DATE", help="first local day, YYYY-MM-DD")
+    p.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD (default: today)")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
+
+    p = command("import", "ingest a Nightscout entries JSON export (plain or gzip)")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
+
+    p = command("status", "runs, watermarks and table heads")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("quality", "failed checks of recent runs")
+    p.add_argument("--run", metavar="RUN_ID", help="only this run")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("sql", "DuckDB SQL over the lake's tables (e.g. raw.glucose_entries)")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
+    p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+
+    p = command("simulate", "run the Nightscout simulator alone on loopback")
+    p.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
+    return parser
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, default=_json_default, indent=None))
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def _report_run(run: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(run.to_json())
+        return
+    s = run.summary
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
+    print(
+        f"run {run.id} {run.status.value} in {seconds:.1f}s: fetched {s.get('fetched', 0)}, "
+        f"stored {s.get('stored', 0)}, unchanged {s.get('unchanged', 0)}, quarantined {s.get('quarantined', 0)}"
+    )
+    if run.error:
+        print(f"  error: {run.error}", file=sys.stderr)
+        if run.hint:
+            print(f"  hint: {run.hint}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    demo = bool(getattr(args, "demo", False))
+    if args.command == "simulate":
+        from engine.simulator import serve_forever
+
+        serve_forever(port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone)
+        return 0
+
+    from engine.facade import Engine, exit_code
+
+    settings = load_settings(demo=demo)
+    with Engine(settings) as engine:
+        if args.command in ("run", "backfill", "import"):
+            if args.command == "run":
+                run = engine.run_now()
+            elif args.command == "backfill":
+                run = engine.backfill(args.since, args.until)
+            else:
+                run = engine.import_file(args.file)
+            _report_run(run, args.json)
+            return exit_code(run)
+        if args.command == "quality":
+            checks = engine.quality(args.run)
+            if args.json:
+                _print_json({"checks": [c.to_json() for c in checks]})
+            else:
+                _print_table(
+                    ("run", "severity", "table", "check", "column", "failing"),
+                    [(c.run_id, c.severity, c.table, c.check, c.column, c.failing_count) for c in checks],
+                )
+            return 0
+        if args.command == "sql":
+            result = engine.query(args.query, args.branch)
+            if args.json:
+                _print_json(result.records())
+            else:
+                _print_table(result.columns, result.rows)
+            return 0
+        status = engine.status()
+        if args.command == "status" and args.json:
+            _print_json(status)
+            return 0
+        print(f"home: {status['home']}{'  (demo)' if status['demo'] else ''}")
+        _print_table(
+            ("run", "status", "trigger", "started", "fetched", "stored", "quarantined"),
+            [
+                (
+                    r["id"],
+                    r["status"],
+                    r["trigger"],
+                    r["started_at"][:19],
+                    r["summary"].get("fetched", ""),
+                    r["summary"].get("stored", ""),
+                    r["summary"].get("quarantined", ""),
+                )
+                for r in status["runs"]
+            ],
+        )
+        if args.command is None and not status["runs"]:
+            print("no runs yet: try `phlo-tui --demo run`")
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _dispatch(args)
+    except PhloError as e:
+        print(f"phlo-tui: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("phlo-tui: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

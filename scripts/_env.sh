@@ -1,0 +1,8 @@
+# Shared by scripts/demo and scripts/test: make sure uv exists, then install the locked environment.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet "uv==0.13.9"
+fi
+export RUNTIME__DLTHUB_TELEMETRY=false
+uv sync --frozen --quiet "$@"

@@ -1,0 +1,35 @@
+"""Shared fixtures: an isolated environment per test, a phlo home in tmp_path, the simulator over HTTP."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own settings, config file or Nightscout site."""
+    for var in list(os.environ):
+        if var.startswith(("PHLO_", "NIGHTSCOUT_")):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PHLO_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "home"
+    monkeypatch.setenv("PHLO_HOME", str(path))
+    monkeypatch.setenv("PHLO_TIMEZONE", "UTC")
+    return path
+
+
+@pytest.fixture
+def sim_server() -> Iterator[object]:
+    from engine.simulator import GlucoseSimulator, SimulatorServer
+
+    with SimulatorServer(GlucoseSimulator(seed=7)) as server:
+        yield server

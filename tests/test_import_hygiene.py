@@ -1,0 +1,16 @@
+"""The engine never imports the UI: checked in a fresh interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_engine_imports_without_textual() -> None:
+    code = (
+        "import sys, engine.facade, engine.pipeline, engine.config;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'phlo_tui')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,91 @@
+"""The run store: records, the step wrapper, quality results and watermarks, across processes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from engine.errors import LeaseHeldError, StepFailed
+from engine.lease import WriterLock
+from engine.runstore import CheckRecord, RunStatus, RunStore, RunTrigger, StepStatus
+
+
+def test_step_wrapper_records_success_and_failure(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run(RunTrigger.MANUAL)
+    with store.step(run.id, "fetch", {"window": 1}) as step:
+        step.rows = 12
+    with pytest.raises(StepFailed) as err, store.step(run.id, "merge"):
+        raise OSError("disk full")
+    assert err.value.step == "merge"
+    assert isinstance(err.value.__cause__, OSError)
+    steps = store.get_run(run.id).steps
+    assert [(s.name, s.status, s.rows) for s in steps] == [
+        ("fetch", StepStatus.SUCCEEDED, 12),
+        ("merge", StepStatus.FAILED, None),
+    ]
+    assert steps[0].detail == {"window": 1}
+    assert steps[1].error is not None and "disk full" in steps[1].error
+    assert steps[0].seconds is not None and steps[0].seconds >= 0
+
+
+def test_records_are_frozen_and_statuses_grouped(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run(RunTrigger.BACKFILL, {"since": "2026-01-01"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.status = RunStatus.FAILED  # type: ignore[misc]
+    assert run.status in RunStatus.ACTIVE
+    done = store.finish_run(run.id, RunStatus.HELD, summary={"stored": 3})
+    assert done.status in RunStatus.FINISHED
+    assert done.summary == {"stored": 3}
+    assert done.params == {"since": "2026-01-01"}
+
+
+def test_list_runs_newest_first_and_shared_between_handles(tmp_path: Path) -> None:
+    a = RunStore(tmp_path / "runs.sqlite")
+    ids = [a.create_run(RunTrigger.MANUAL).id for _ in range(3)]
+    b = RunStore(tmp_path / "runs.sqlite")
+    assert [r.id for r in b.list_runs()] == ids[::-1]
+
+
+def test_abandoned_runs_are_failed(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run(RunTrigger.MANUAL)
+    assert store.fail_abandoned_runs() == 1
+    assert store.get_run(run.id).status is RunStatus.FAILED
+
+
+def test_watermark_only_moves_forward(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert store.watermark("s") is None
+    store.advance_watermark("s", 100, "r1")
+    store.advance_watermark("s", 50, "r2")
+    assert store.watermark("s") == 100
+    store.advance_watermark("s", 150, "r3")
+    assert store.watermark("s") == 150
+
+
+def test_quality_results_keep_twenty_samples(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run(RunTrigger.MANUAL)
+    samples = tuple({"i": i} for i in range(50))
+    store.record_checks(
+        [CheckRecord(run.id, "sgv_in_range", "raw.glucose_entries", "sgv", "error", 50, samples)]
+    )
+    (check,) = store.checks(run.id)
+    assert check.failing_count == 50
+    assert len(check.samples) == 20
+
+
+def test_writer_lock_names_holder(tmp_path: Path) -> None:
+    first = WriterLock(tmp_path)
+    first.acquire("daemon")
+    with pytest.raises(LeaseHeldError, match="daemon pid"):
+        WriterLock(tmp_path).acquire("cli")
+    first.release()
+    second = WriterLock(tmp_path)
+    second.acquire("cli")
+    assert second.held
+    second.release()
