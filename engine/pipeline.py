@@ -86,7 +86,7 @@ class Pipeline:
         if watermark is None:
             since_ms = _now_ms(now - timedelta(days=self.settings.initial_days))
         else:
-            since_ms = watermark - self.settings.lookback_minutes * 60_000
+            since_ms = watermark + 1 - self.settings.lookback_minutes * 60_000
         until_ms = _now_ms(now) + FUTURE_SLACK_MS
         return self._run_windows(trigger, since_ms, until_ms, {"since_ms": since_ms, "watermark": watermark})
 

@@ -187,6 +187,21 @@ _SCHEMA = [
         updated_at text not null
     );
     """,
+    """
+    create table promotions (
+        id integer primary key autoincrement,
+        run_id text,
+        state text not null,
+        created_at text not null,
+        finished_at text,
+        tables text not null
+    );
+    create table pending_months (
+        month text primary key,
+        run_id text not null,
+        added_at text not null
+    );
+    """,
 ]
 
 
@@ -467,6 +482,89 @@ class RunStore:
                 "updated_at = excluded.updated_at where excluded.value > watermarks.value",
                 (source, value, run_id, _iso(utcnow())),
             )
+
+    # promotions: one record per promotion, so readers of main see one consistent set of tables
+
+    def begin_promotion(self, run_id: str | None, tables: dict[str, dict[str, int | None]]) -> int:
+        """Record a promotion about to move `main` of each table (`{"from": id, "to": id}`)."""
+        with self._tx() as con:
+            cur = con.execute(
+                "insert into promotions (run_id, state, created_at, tables) values (?, ?, ?, ?)",
+                (run_id, PromotionState.PENDING.value, _iso(utcnow()), json.dumps(tables)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def end_promotion(self, promotion_id: int, state: PromotionState) -> None:
+        with self._tx() as con:
+            con.execute(
+                "update promotions set state = ?, finished_at = ? where id = ?",
+                (state.value, _iso(utcnow()), promotion_id),
+            )
+
+    def promotions(self, state: PromotionState | None = None, limit: int = 20) -> list[PromotionRecord]:
+        """Promotions newest first, optionally only those in `state`."""
+        where, args = ("where state = ?", (state.value, limit)) if state else ("", (limit,))
+        rows = self._connect().execute(
+            f"select id, run_id, state, created_at, finished_at, tables from promotions {where} "
+            "order by id desc limit ?",
+            args,
+        )
+        return [
+            PromotionRecord(
+                r[0], r[1], PromotionState(r[2]), datetime.fromisoformat(r[3]), _ts(r[4]), json.loads(r[5])
+            )
+            for r in rows
+        ]
+
+    def last_promotion(self) -> PromotionRecord | None:
+        done = self.promotions(PromotionState.DONE, limit=1)
+        return done[0] if done else None
+
+    # local months whose layers must be rebuilt; kept until a layer build commits them
+
+    def add_pending_months(self, months: set[str], run_id: str) -> None:
+        with self._tx() as con:
+            con.executemany(
+                "insert or ignore into pending_months (month, run_id, added_at) values (?, ?, ?)",
+                [(m, run_id, _iso(utcnow())) for m in sorted(months)],
+            )
+
+    def pending_months(self) -> set[str]:
+        return {r[0] for r in self._connect().execute("select month from pending_months")}
+
+    def clear_pending_months(self, months: set[str]) -> None:
+        with self._tx() as con:
+            con.executemany("delete from pending_months where month = ?", [(m,) for m in months])
+
+
+class PromotionState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    id: int
+    run_id: str | None
+    state: PromotionState
+    created_at: datetime
+    finished_at: datetime | None
+    tables: dict[str, dict[str, int | None]]
+
+    def snapshot(self, table: str) -> int | None:
+        entry = self.tables.get(table)
+        return None if entry is None else entry.get("to")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "state": self.state.value,
+            "created_at": _iso(self.created_at),
+            "finished_at": _iso(self.finished_at),
+            "tables": self.tables,
+        }
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -13,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -58,7 +59,7 @@ ERROR_CODES = (5, 5, 5, 1, 9, 10, 12)
 # each event has compact support and a reading only ever sees events from nearby days.
 BUMP_SUPPORT = 8.0
 SENSOR_NOISE_SD = 2.5
-DRIFT_LAYERS = ((3 * 3600, 22.0), (40 * 60, 5.0))  # (knot spacing s, SD mg/dL)
+DRIFT_LAYERS = ((3 * 3600, 31.0), (40 * 60, 5.0))  # (knot spacing s, SD mg/dL)
 RATE_LOOKBACK_S = 600
 
 PRIMARY_DEVICE = "xDrip-DexcomG6"
@@ -81,6 +82,7 @@ NOT_COMPUTABLE, RATE_OUT_OF_RANGE, NO_DIRECTION = 8, 9, 0
 
 SGV, MBG, CAL = 0, 1, 2
 KIND_CODES = {"sgv": SGV, "mbg": MBG, "cal": CAL}
+_TYPED_KINDS: dict[str, EntryKind] = {"sgv": "sgv", "mbg": "mbg", "cal": "cal"}
 
 # Hash domain tags: each quirk draws from its own stream so rates stay independent.
 (
@@ -94,10 +96,11 @@ KIND_CODES = {"sgv": SGV, "mbg": MBG, "cal": CAL}
     TAG_DUPLICATE_MS,
     TAG_METER,
     TAG_SENSOR,
+    TAG_SENSOR_PHASE,
     TAG_GAPS,
     TAG_PLAN,
     TAG_DRIFT,
-) = range(1, 14)
+) = range(1, 15)
 
 FAULT_KINDS = ("http_500", "http_502", "http_503", "http_429", "slow", "truncated", "html")
 _FAULT_OPTIONS = {"http_429": {"retry_after"}, "slow": {"seconds"}}
@@ -181,9 +184,7 @@ class _Block:
 class GlucoseSimulator:
     """A deterministic T1D-like CGM trace: every entry is a pure function of seed, tz and time."""
 
-    def __init__(
-        self, seed: int = 42, tz: str = "UTC", clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, seed: int = 42, tz: str = "UTC", clock: Callable[[], float] = time.time) -> None:
         try:
             self.tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as e:
@@ -195,6 +196,8 @@ class GlucoseSimulator:
             tag: _splitmix(np.array([self._seed64 ^ (tag * 0x632BE59BD9B4E019 & _MASK64)], _U64))[0]
             for tag in range(TAG_ID, TAG_DRIFT + 1)
         }
+        phase = self._hash(np.zeros(1, np.int64), TAG_SENSOR_PHASE)[0] % _U64(SENSOR_LIFE_S)
+        self._sensor_phase = int(phase)
         # About two years of days; a block is ~300 rows of a dozen numeric columns (~25 kB).
         self._block = lru_cache(maxsize=800)(self._generate_block)
         self._plan = lru_cache(maxsize=4096)(self._generate_plan)
@@ -276,15 +279,14 @@ class GlucoseSimulator:
     # -- sensors ------------------------------------------------------------------------------
 
     def _sensor_start(self, sensor: int) -> int:
-        phase = int(self._hash(np.array([0]), TAG_SENSOR)[0] % _U64(SENSOR_LIFE_S))
-        return phase + sensor * SENSOR_LIFE_S
+        return self._sensor_phase + sensor * SENSOR_LIFE_S
 
     def _sensor_of(self, t: int) -> int:
-        return (t - self._sensor_start(0)) // SENSOR_LIFE_S
+        return (t - self._sensor_phase) // SENSOR_LIFE_S
 
     def _sensor_draws(self, sensors: IntArray) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
         """Per-sensor reading offset (s), gain bias, raw-count slope and intercept."""
-        h = self._hash(sensors + 1, TAG_SENSOR)
+        h = self._hash(sensors, TAG_SENSOR)
         offset = (h % _U64(READING_S)).astype(np.int64)
         u = _to_unit(h)
         v = _to_unit(_splitmix(h))
@@ -335,27 +337,19 @@ class GlucoseSimulator:
                 bumps.append((onset, -rng.uniform(25, 60), rng.uniform(45, 75) * 60, 3.0))
         bumps.append((at(rng.uniform(3.5, 4.5)), rng.uniform(15, 40), rng.uniform(120, 170) * 60, 3.0))
         if rng.random() < 0.3:
-            bumps.append(
-                (at(rng.uniform(15, 19.5)), -rng.uniform(30, 70), rng.uniform(40, 70) * 60, 2.0)
-            )
+            bumps.append((at(rng.uniform(15, 19.5)), -rng.uniform(30, 70), rng.uniform(40, 70) * 60, 2.0))
         if rng.random() < 0.3:
-            bumps.append(
-                (at(rng.uniform(0.5, 4.0)), -rng.uniform(50, 100), rng.uniform(50, 80) * 60, 3.0)
-            )
+            bumps.append((at(rng.uniform(0.5, 4.0)), -rng.uniform(40, 80), rng.uniform(50, 80) * 60, 3.0))
         compressions = []
         if rng.random() < COMPRESSION_PER_NIGHT:
-            compressions.append(
-                (at(rng.uniform(0.5, 5.5)), rng.uniform(20, 45) * 60, rng.uniform(30, 70))
-            )
-        fingersticks = tuple(
-            sorted(int(at(h)) for h in rng.uniform(6.5, 22.5, int(rng.integers(1, 4))))
-        )
+            compressions.append((at(rng.uniform(0.5, 5.5)), rng.uniform(20, 45) * 60, rng.uniform(30, 70)))
+        fingersticks = tuple(sorted(int(at(h)) for h in rng.uniform(6.5, 22.5, int(rng.integers(1, 4)))))
         calibration = None
         if rng.random() < CALIBRATION_PER_DAY:
             calibration = fingersticks[0] + int(rng.uniform(30, 300))
         return _DayPlan(
             noon=at(12.0),
-            baseline=float(rng.uniform(110, 140)),
+            baseline=float(rng.uniform(115, 145)),
             bumps=np.array(bumps, dtype=np.float64),
             compressions=np.array(compressions, dtype=np.float64).reshape(-1, 3),
             fingersticks=fingersticks,
@@ -384,8 +378,11 @@ class GlucoseSimulator:
         """A smooth random curve through standard-normal knots at integer positions."""
         k = np.floor(position).astype(np.int64)
         f = position - k
-        layers = len(DRIFT_LAYERS)
-        p0, p1, p2, p3 = (self._normal((k + j) * layers + layer, TAG_DRIFT) for j in (-1, 0, 1, 2))
+        # Draw each knot once rather than four times per sample.
+        knots = np.arange(k.min() - 1, k.max() + 3, dtype=np.int64)
+        values = self._normal(knots * len(DRIFT_LAYERS) + layer, TAG_DRIFT)
+        at = k - knots[0]
+        p0, p1, p2, p3 = values[at - 1], values[at], values[at + 1], values[at + 2]
         result: FloatArray = 0.5 * (
             2 * p1
             + (p2 - p0) * f
@@ -406,9 +403,7 @@ class GlucoseSimulator:
         # Local dates that can hold an event touching this UTC day (zones span -12 h..+14 h and
         # an event lasts well under a day).
         plans = [self._plan(_EPOCH_ORDINAL + day + k) for k in range(-2, 3)]
-        meter = np.array(
-            [t for p in plans for t in p.fingersticks if start <= t < end], dtype=np.int64
-        )
+        meter = np.array([t for p in plans for t in p.fingersticks if start <= t < end], dtype=np.int64)
         cals = np.array(
             [p.calibration for p in plans if p.calibration is not None and start <= p.calibration < end],
             dtype=np.int64,
@@ -440,9 +435,7 @@ class GlucoseSimulator:
         dup = self._uniform(times, TAG_DUPLICATE) < DUPLICATE_RATE
         dup_ms = self._uniform(times[dup], TAG_DUPLICATE_MS)
         # Sub-second offsets keep a duplicate in its reading's second, hence in the same block.
-        jitter = np.where(
-            dup_ms < DUPLICATE_SAME_MS_RATE, 0, 1 + (dup_ms * 999).astype(np.int64) % 999
-        )
+        jitter = np.where(dup_ms < DUPLICATE_SAME_MS_RATE, 0, 1 + (dup_ms * 999).astype(np.int64) % 999)
         meter_value = np.clip(
             np.rint(glucose[2 * n :] * (1.0 + 0.04 * self._normal(meter, TAG_METER))),
             METER_MIN,
@@ -452,37 +445,39 @@ class GlucoseSimulator:
             np.array([self._sensor_of(int(t)) for t in cals], dtype=np.int64)
         )
 
+        source = np.concatenate([np.arange(n), np.flatnonzero(dup)])  # reading behind each sgv row
+        no_meter, no_cal = np.zeros(len(meter), np.int64), np.zeros(len(cals), np.int64)
         date_ms = np.concatenate([times * 1000, times[dup] * 1000 + jitter, meter * 1000, cals * 1000])
         kind = np.concatenate(
-            [np.full(n + int(dup.sum()), SGV), np.full(len(meter), MBG), np.full(len(cals), CAL)]
+            [np.full(len(source), SGV), np.full(len(meter), MBG), np.full(len(cals), CAL)]
         ).astype(np.int8)
-        device = np.concatenate(
-            [np.zeros(n), np.ones(int(dup.sum())), np.zeros(len(meter) + len(cals))]
-        ).astype(np.int8)
+        device = (np.arange(len(date_ms)) >= n) & (kind == SGV)
         # The _id hash covers (seed, time, kind); a duplicate upload counts as its own kind.
-        id_kind = kind.astype(np.int64) * 2 + device
-        id_tail = self._hash(date_ms * 8 + id_kind, TAG_ID)
-        filtered = np.rint(smooth * slope + intercept).astype(np.int64)
-        unfiltered = np.rint(raw * slope + intercept).astype(np.int64)
-        pad = np.zeros(len(meter) + len(cals), dtype=np.int64)
-        nan = np.full(len(meter), np.nan)
+        id_tail = self._hash(date_ms * 8 + kind * 2 + device, TAG_ID)
         order = np.lexsort((device, kind, date_ms))
+
+        def column(
+            readings: npt.NDArray[Any], meter_part: npt.NDArray[Any], cal_part: npt.NDArray[Any]
+        ) -> Any:
+            return np.concatenate([readings[source], meter_part, cal_part])[order]
+
+        # Only the main uploader has the string-sgv habit; the duplicate's uploader sends numbers.
+        as_string = self._uniform(times, TAG_STRING) < STRING_SGV_RATE
+        as_string_rows = np.zeros(len(date_ms), bool)
+        as_string_rows[:n] = as_string
+        sgv_nan = np.full(n, np.nan)
         return _Block(
             date_ms=date_ms[order],
             kind=kind[order],
             id_tail=id_tail[order],
-            value=np.concatenate([sgv, sgv[dup], meter_value, pad[: len(cals)]])[order],
-            direction=np.concatenate([direction, direction[dup], pad.astype(np.int8)])[order],
-            as_string=np.concatenate(
-                [self._uniform(times, TAG_STRING) < STRING_SGV_RATE, np.zeros(int(dup.sum()) + len(pad), bool)]
-            )[order],
-            device=device[order],
-            filtered=np.concatenate([filtered, filtered[dup], pad])[order],
-            unfiltered=np.concatenate([unfiltered, unfiltered[dup], pad])[order],
-            slope=np.concatenate([np.full(n + int(dup.sum()), np.nan), nan, cal_slope])[order],
-            intercept=np.concatenate([np.full(n + int(dup.sum()), np.nan), nan, cal_intercept])[
-                order
-            ],
+            value=column(sgv, meter_value, no_cal),
+            direction=column(direction, no_meter, no_cal).astype(np.int8),
+            as_string=as_string_rows[order],
+            device=device[order].astype(np.int8),
+            filtered=column(np.rint(smooth * slope + intercept).astype(np.int64), no_meter, no_cal),
+            unfiltered=column(np.rint(raw * slope + intercept).astype(np.int64), no_meter, no_cal),
+            slope=column(sgv_nan, np.full(len(meter), np.nan), cal_slope),
+            intercept=column(sgv_nan, np.full(len(meter), np.nan), cal_intercept),
         )
 
 
@@ -533,3 +528,421 @@ def _render(block: _Block, rows: npt.NDArray[np.intp]) -> Iterable[dict[str, Any
                 scale=1,
             )
         yield doc
+
+
+# -- HTTP server ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the simulator saw it; header names are lower-cased."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int
+    include_status: bool
+    retry_after: int
+    seconds: float
+
+
+_BAD_GATEWAY_PAGE = (
+    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
+    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+_MAINTENANCE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Site under maintenance</title></head><body>"
+    "<h1>We&rsquo;ll be back soon</h1><p>This site is undergoing scheduled maintenance.</p>"
+    "</body></html>"
+)
+
+
+def _status_document(now: float) -> dict[str, Any]:
+    """A status.json shaped like cgm-remote-monitor 15.0.2 with a typical single-user setup."""
+    now_ms = int(now * 1000)
+    return {
+        "status": "ok",
+        "name": "nightscout",
+        "version": "15.0.2",
+        "serverTime": _iso_ms(now_ms),
+        "serverTimeEpoch": now_ms,
+        "apiEnabled": True,
+        "careportalEnabled": True,
+        "boluscalcEnabled": True,
+        "settings": {
+            "units": "mg/dl",
+            "timeFormat": 24,
+            "dayStart": 7,
+            "dayEnd": 21,
+            "nightMode": False,
+            "editMode": True,
+            "showRawbg": "never",
+            "customTitle": "Nightscout",
+            "theme": "colors",
+            "alarmUrgentHigh": True,
+            "alarmHigh": True,
+            "alarmLow": True,
+            "alarmUrgentLow": True,
+            "alarmTimeagoWarn": True,
+            "alarmTimeagoWarnMins": 15,
+            "alarmTimeagoUrgent": True,
+            "alarmTimeagoUrgentMins": 30,
+            "language": "en",
+            "scaleY": "log",
+            "showPlugins": "dbsize delta direction upbat",
+            "enable": ["careportal", "boluscalc", "food", "bwp", "cage", "sage", "iage", "iob"],
+            "thresholds": {"bgHigh": 260, "bgTargetTop": 180, "bgTargetBottom": 70, "bgLow": 55},
+            "DEFAULT_FEATURES": ["bgnow", "delta", "direction", "timeago", "devicestatus", "upbat"],
+            "authDefaultRoles": "readable",
+        },
+        "extendedSettings": {"devicestatus": {"advanced": True}},
+        "authorized": None,
+        "runtimeState": "loaded",
+    }
+
+
+def _require_loopback(host: str) -> None:
+    if host == "localhost":
+        return
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as e:
+        raise ValueError(f"simulator host {host!r} is not an IP address or 'localhost'") from e
+    if not (address.is_loopback and address.version == 4):
+        raise ValueError(f"the simulator only binds IPv4 loopback (127.0.0.0/8), not {host!r}")
+
+
+class SimulatorServer:
+    """A Nightscout API v1 HTTP server over a GlucoseSimulator; use as a context manager."""
+
+    def __init__(
+        self,
+        simulator: GlucoseSimulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        api_secret: str | None = None,
+    ) -> None:
+        _require_loopback(host)
+        self.simulator = simulator if simulator is not None else GlucoseSimulator()
+        self.host = host
+        self.port = port
+        self._token = token
+        self._secret_sha1 = hashlib.sha1(api_secret.encode()).hexdigest() if api_secret is not None else None
+        self._lock = threading.Lock()
+        self._faults: deque[_Fault] = deque()
+        self._requests: deque[RecordedRequest] = deque(maxlen=1000)
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash; the port is the bound one once started."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The last 1000 requests, oldest first (a snapshot)."""
+        with self._lock:
+            return list(self._requests)
+
+    def start(self) -> SimulatorServer:
+        if self._httpd is not None:
+            raise RuntimeError("the simulator server is already running")
+        self._stopping.clear()
+        self._httpd = _HTTPServer((self.host, self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"nightscout-simulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop open keep-alive connections so clients see the site go down."""
+        if self._httpd is None or self._thread is None:
+            return
+        self._stopping.set()
+        self._httpd.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+        self._httpd.server_close()
+        self._thread.join()
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def inject(self, kind: str, times: int = 1, **options: Any) -> None:
+        """Answer the next `times` API requests with a fault.
+
+        Options: `include_status` (bool, also hit status.json; default False), `retry_after`
+        (http_429, seconds, default 1), `seconds` (slow, default 1.0). Faults queue in order.
+        Raises ValueError for an unknown kind or option.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}: use one of {', '.join(FAULT_KINDS)}")
+        unknown = set(options) - {"include_status"} - _FAULT_OPTIONS.get(kind, set())
+        if unknown:
+            raise ValueError(f"fault {kind!r} takes no option(s) {', '.join(sorted(unknown))}")
+        if int(times) < 1:
+            raise ValueError(f"fault times must be at least 1, got {times!r}")
+        fault = _Fault(
+            kind=kind,
+            remaining=int(times),
+            include_status=bool(options.get("include_status", False)),
+            retry_after=int(options.get("retry_after", 1)),
+            seconds=float(options.get("seconds", 1.0)),
+        )
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _next_fault(self, is_status: bool) -> _Fault | None:
+        with self._lock:
+            if not self._faults or (is_status and not self._faults[0].include_status):
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining == 0:
+                self._faults.popleft()
+            return fault
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _track(self, connection: socket.socket, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def _authorized(self, query: dict[str, str], headers: dict[str, str]) -> bool:
+        if self._token is None and self._secret_sha1 is None:
+            return True
+        token = query.get("token")
+        if self._token is not None and token is not None and hmac.compare_digest(token, self._token):
+            return True
+        secret = headers.get("api-secret")
+        return (
+            self._secret_sha1 is not None
+            and secret is not None
+            and hmac.compare_digest(secret.strip().lower(), self._secret_sha1)
+        )
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], owner: SimulatorServer) -> None:
+        self.owner = owner
+        super().__init__(address, _Handler)
+
+
+_ENTRY_PATHS = re.compile(r"/api/v1/entries(?:/(sgv|mbg|cal))?(?:\.json)?/?")
+_STATUS_PATH = re.compile(r"/api/v1/status(?:\.json)?/?")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients reuse connections
+    timeout = 30  # idle keep-alive connections are closed after this many seconds
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK add ~40 ms to every small keep-alive response.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.owner._track(self.connection, False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the simulator runs inside tests and next to the TUI, which own the terminal."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        owner = self.server.owner
+        split = urlsplit(self.path)
+        query = {key: values[0] for key, values in parse_qs(split.query, keep_blank_values=True).items()}
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        owner._record(RecordedRequest(self.command, split.path, query, headers))
+        try:
+            if split.path == "/_sim/faults":
+                self._control_faults(owner)
+            elif self.command != "GET":
+                self._send_json(405, {"status": 405, "message": "Method Not Allowed"})
+            elif (entries := _ENTRY_PATHS.fullmatch(split.path)) or _STATUS_PATH.fullmatch(split.path):
+                self._serve_api(owner, query, headers, entries.group(1) if entries else None, entries is None)
+            else:
+                self._send_json(404, {"status": 404, "message": "Not Found"})
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (e.g. timed out during a slow fault): nothing left to answer.
+            self.close_connection = True
+
+    def _serve_api(
+        self,
+        owner: SimulatorServer,
+        query: dict[str, str],
+        headers: dict[str, str],
+        path_kind: str | None,
+        is_status: bool,
+    ) -> None:
+        fault = owner._next_fault(is_status)
+        if fault is not None and fault.kind == "slow":
+            owner._stopping.wait(fault.seconds)
+        elif fault is not None and fault.kind not in ("slow", "truncated"):
+            self._send_fault(fault)
+            return
+        if not owner._authorized(query, headers):
+            self._send_json(401, {"status": 401, "message": "Unauthorized"})
+            return
+        document: Any
+        if is_status:
+            document = _status_document(owner.simulator.clock())
+        else:
+            document = _query_entries(owner.simulator, query, path_kind)
+        body = json.dumps(document, separators=(",", ":")).encode()
+        if fault is not None and fault.kind == "truncated":
+            body = body[: len(body) // 2]
+        self._send(200, body, "application/json; charset=utf-8")
+
+    def _send_fault(self, fault: _Fault) -> None:
+        if fault.kind == "http_500":
+            self._send_json(500, {"status": 500, "message": "Internal Server Error"})
+        elif fault.kind == "http_429":
+            self._send_json(
+                429,
+                {"status": 429, "message": "Too Many Requests"},
+                {"Retry-After": str(fault.retry_after)},
+            )
+        elif fault.kind == "html":
+            self._send(200, _MAINTENANCE_PAGE.encode(), "text/html; charset=utf-8")
+        else:
+            code = int(fault.kind.removeprefix("http_"))
+            reason = "Bad Gateway" if code == 502 else "Service Temporarily Unavailable"
+            page = _BAD_GATEWAY_PAGE.format(code=code, reason=reason)
+            self._send(code, page.encode(), "text/html")
+
+    def _control_faults(self, owner: SimulatorServer) -> None:
+        if self.command == "DELETE":
+            owner.clear_faults()
+            self._send_json(200, {"status": "ok"})
+            return
+        if self.command != "POST":
+            self._send_json(405, {"status": 405, "message": "Method Not Allowed"})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            spec = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(spec, dict):
+                raise ValueError("the fault must be a JSON object")
+            kind = spec.pop("kind", None)
+            times = spec.pop("times", 1)
+            owner.inject(str(kind), int(times), **spec)
+        except (ValueError, TypeError) as e:
+            self._send_json(400, {"status": 400, "message": str(e)})
+            return
+        self._send_json(200, {"status": "ok", "kind": kind, "times": times})
+
+    def _send_json(self, code: int, document: Any, extra_headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        self._send(code, body, "application/json; charset=utf-8", extra_headers)
+
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra_headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _query_entries(
+    simulator: GlucoseSimulator, query: dict[str, str], path_kind: str | None
+) -> list[dict[str, Any]]:
+    """Apply Nightscout's entries query semantics to the simulator."""
+    requested_type = query.get("find[type]")
+    if path_kind is not None and requested_type is not None and requested_type != path_kind:
+        return []
+    requested = path_kind or requested_type
+    kind: EntryKind = "all"
+    if requested is not None:
+        if requested not in _TYPED_KINDS:
+            return []
+        kind = _TYPED_KINDS[requested]
+    bounds: dict[str, int | None] = {}
+    for operator in ("gte", "gt", "lt", "lte"):
+        raw = query.get(f"find[date][${operator}]")
+        value = None if raw is None else _leading_int(raw)
+        if raw is not None and value is None:
+            # MongoDB compares a NaN bound with no stored date, so nothing matches.
+            return []
+        bounds[operator] = value
+    count = _leading_int(query.get("count", ""))
+    return simulator.entries(
+        kind=kind,
+        gte=bounds["gte"],
+        gt=bounds["gt"],
+        lt=bounds["lt"],
+        lte=bounds["lte"],
+        count=DEFAULT_COUNT if count is None else count,
+    )
+
+
+def serve_forever(port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1") -> None:
+    """Run a simulator in the foreground until Ctrl-C (for `phlo-tui simulate`)."""
+    server = SimulatorServer(GlucoseSimulator(seed=seed, tz=tz), host=host, port=port).start()
+    print(f"Nightscout simulator (seed {seed}, tz {tz}) serving {server.url}", flush=True)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    finally:
+        server.stop()

@@ -1,0 +1,136 @@
+"""Pandera checks guarding the display marts (daily overview, hourly patterns), each with its severity."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from schemas.gold import FORMULA_TOLERANCE
+from schemas.silver import DAY_NAMES, ERROR
+
+RATINGS = ("Excellent", "Good", "Needs Improvement", "Critical")
+MIN_READINGS_PER_DAY = 12
+# A value rounded to one decimal is off by at most half a unit of the last place.
+HALF_TENTH = 0.05 + FORMULA_TOLERANCE
+
+
+def is_rounded(values: pd.Series, decimals: int) -> pd.Series:
+    """True where a value has no more than `decimals` decimals (missing values pass)."""
+    return ((values - values.round(decimals)).abs() <= 1e-9) | values.isna()
+
+
+class MrtGlucoseOverview(pa.DataFrameModel):
+    """Days with more than 12 readings, rounded for display; dataframe checks take their severity from Config.metadata."""
+
+    reading_date: Series[pa.DateTime] = pa.Field(unique=True, metadata=ERROR)
+    day_name: Series[str] = pa.Field(isin=DAY_NAMES, metadata=ERROR)
+    reading_count: Series[int] = pa.Field(gt=MIN_READINGS_PER_DAY, metadata=ERROR)
+    avg_glucose_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    time_in_range_pct: Series[float] = pa.Field(ge=0, le=100, metadata=ERROR)
+    estimated_a1c_pct: Series[float] = pa.Field(
+        ge=round(3.31 + 0.02392 * 20, 2), le=round(3.31 + 0.02392 * 600, 2), metadata=ERROR
+    )
+    diabetes_management_rating: Series[str] = pa.Field(isin=RATINGS, metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True
+        metadata: ClassVar[dict[str, dict[str, str]]] = {
+            "severity": {
+                "rounded_for_display": "error",
+                "gmi_matches_mean": "error",
+                "rating_matches_time_in_range": "error",
+            }
+        }
+
+    @pa.dataframe_check
+    @classmethod
+    def rounded_for_display(cls, df: pd.DataFrame) -> pd.Series:
+        """Mean and TIR have 1 decimal, GMI 2."""
+        return (
+            is_rounded(df["avg_glucose_mg_dl"], 1)
+            & is_rounded(df["time_in_range_pct"], 1)
+            & is_rounded(df["estimated_a1c_pct"], 2)
+        )
+
+    @pa.dataframe_check
+    @classmethod
+    def gmi_matches_mean(cls, df: pd.DataFrame) -> pd.Series:
+        """GMI is 3.31 + 0.02392 x mean glucose, within the rounding of both."""
+        # Both are rounded from the same unrounded mean: GMI by 0.005, the mean by 0.05 mg/dL.
+        tolerance = 0.005 + 0.02392 * 0.05 + FORMULA_TOLERANCE
+        return (df["estimated_a1c_pct"] - (3.31 + 0.02392 * df["avg_glucose_mg_dl"])).abs() <= tolerance
+
+    @pa.dataframe_check
+    @classmethod
+    def rating_matches_time_in_range(cls, df: pd.DataFrame) -> pd.Series:
+        """The rating's TIR threshold (70/50/30) agrees with the displayed TIR."""
+        # The rating reads the unrounded TIR, so a displayed 70.0 may rate Good (69.96 unrounded).
+        tir = df["time_in_range_pct"]
+        lowest = tir - HALF_TENTH
+        highest = tir + HALF_TENTH
+        floors = {"Excellent": 70.0, "Good": 50.0, "Needs Improvement": 30.0, "Critical": 0.0}
+        ceilings = {
+            "Excellent": 100.0 + HALF_TENTH,
+            "Good": 70.0,
+            "Needs Improvement": 50.0,
+            "Critical": 30.0,
+        }
+        floor = df["diabetes_management_rating"].map(floors).astype("float64")
+        ceiling = df["diabetes_management_rating"].map(ceilings).astype("float64")
+        return (highest >= floor) & (lowest < ceiling)
+
+
+class MrtGlucoseHourlyPatterns(pa.DataFrameModel):
+    """Glucose by local hour over the trailing 90 days, rounded; dataframe checks take their severity from Config.metadata."""
+
+    hour_of_day: Series[int] = pa.Field(ge=0, le=23, unique=True, metadata=ERROR)
+    reading_count: Series[int] = pa.Field(gt=0, metadata=ERROR)
+    avg_glucose_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    stddev_glucose_mg_dl: Series[float] = pa.Field(ge=0, nullable=True, metadata=ERROR)
+    cv_pct: Series[float] = pa.Field(ge=0, nullable=True, metadata=ERROR)
+    p05_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    p25_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    p50_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    p75_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    p95_mg_dl: Series[float] = pa.Field(ge=20, le=600, metadata=ERROR)
+    time_in_range_pct: Series[float] = pa.Field(ge=0, le=100, metadata=ERROR)
+    time_below_range_pct: Series[float] = pa.Field(ge=0, le=100, metadata=ERROR)
+    time_above_range_pct: Series[float] = pa.Field(ge=0, le=100, metadata=ERROR)
+    window_start: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    window_end: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True
+        metadata: ClassVar[dict[str, dict[str, str]]] = {
+            "severity": {
+                "percentiles_ordered": "error",
+                "bands_sum_to_100": "error",
+                "window_is_90_days": "error",
+            }
+        }
+
+    @pa.dataframe_check
+    @classmethod
+    def percentiles_ordered(cls, df: pd.DataFrame) -> pd.Series:
+        """p05 <= p25 <= p50 <= p75 <= p95."""
+        p = df[["p05_mg_dl", "p25_mg_dl", "p50_mg_dl", "p75_mg_dl", "p95_mg_dl"]]
+        return (p.diff(axis=1).iloc[:, 1:] >= 0).all(axis=1)
+
+    @pa.dataframe_check
+    @classmethod
+    def bands_sum_to_100(cls, df: pd.DataFrame) -> pd.Series:
+        """Below, in and above range add up to 100 %, within rounding."""
+        # Three values each rounded to 0.1 add up to 100 within 0.15.
+        total = df["time_below_range_pct"] + df["time_in_range_pct"] + df["time_above_range_pct"]
+        return (total - 100).abs() <= 3 * HALF_TENTH
+
+    @pa.dataframe_check
+    @classmethod
+    def window_is_90_days(cls, df: pd.DataFrame) -> pd.Series:
+        """The window covers 90 local days."""
+        return (df["window_end"] - df["window_start"]) == pd.Timedelta(days=89)

@@ -1,0 +1,93 @@
+"""Pandera checks guarding silver.fct_glucose_readings, each with its severity (error blocks, warning reports)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+ERROR = {"severity": "error"}
+WARNING = {"severity": "warning"}
+
+GLUCOSE_CATEGORIES = ("very_low", "low", "in_range", "high", "very_high")
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+# Faster than about 4 mg/dL/min is rare in physiology; 10 is a sensor artefact (compression low,
+# calibration jump) more often than glucose, and worth a look, not a block.
+MAX_PLAUSIBLE_RATE_MG_DL_PER_MIN = 10.0
+
+
+def glucose_category(glucose: pd.Series) -> pd.Series:
+    """The consensus band of each value, with the boundaries of GLUCOSE.md."""
+    conditions = [glucose < 54, glucose < 70, glucose <= 180, glucose <= 250]
+    return pd.Series(np.select(conditions, GLUCOSE_CATEGORIES[:4], default="very_high"), index=glucose.index)
+
+
+class FactGlucoseReadings(pa.DataFrameModel):
+    """One valid reading per row; dataframe checks take their severity from Config.metadata."""
+
+    entry_id: Series[str] = pa.Field(unique=True, metadata=ERROR)
+    reading_ts: Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]] = pa.Field(metadata=ERROR)
+    reading_local_ts: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    reading_date: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
+    hour_of_day: Series[int] = pa.Field(ge=0, le=23, metadata=ERROR)
+    day_of_week: Series[int] = pa.Field(ge=1, le=7, metadata=ERROR)
+    day_name: Series[str] = pa.Field(isin=DAY_NAMES, metadata=ERROR)
+    glucose_mg_dl: Series[int] = pa.Field(ge=20, le=600, metadata=ERROR)
+    glucose_mmol_l: Series[float] = pa.Field(ge=20 / 18.018, le=600 / 18.018, metadata=ERROR)
+    glucose_category: Series[str] = pa.Field(isin=GLUCOSE_CATEGORIES, metadata=ERROR)
+    is_in_range: Series[bool] = pa.Field(metadata=ERROR)
+    glucose_change_mg_dl: Series[pd.Int64Dtype] = pa.Field(nullable=True, metadata=ERROR)
+    minutes_since_last_reading: Series[float] = pa.Field(ge=0, nullable=True, metadata=ERROR)
+    direction: Series[str] = pa.Field(nullable=True, metadata=ERROR)
+    trend: Series[pd.Int64Dtype] = pa.Field(nullable=True, metadata=ERROR)
+    device: Series[str] = pa.Field(nullable=True, metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True
+        metadata: ClassVar[dict[str, dict[str, str]]] = {
+            "severity": {
+                "category_matches_glucose": "error",
+                "in_range_matches_glucose": "error",
+                "date_matches_local_time": "error",
+                "month_matches_date": "error",
+                "plausible_rate_of_change": "warning",
+            }
+        }
+
+    @pa.dataframe_check
+    @classmethod
+    def category_matches_glucose(cls, df: pd.DataFrame) -> pd.Series:
+        """glucose_category is the consensus band of glucose_mg_dl (GLUCOSE.md)."""
+        return df["glucose_category"] == glucose_category(df["glucose_mg_dl"])
+
+    @pa.dataframe_check
+    @classmethod
+    def in_range_matches_glucose(cls, df: pd.DataFrame) -> pd.Series:
+        """is_in_range is 70 <= glucose_mg_dl <= 180."""
+        return df["is_in_range"] == df["glucose_mg_dl"].between(70, 180)
+
+    @pa.dataframe_check
+    @classmethod
+    def date_matches_local_time(cls, df: pd.DataFrame) -> pd.Series:
+        """reading_date is the local calendar day of reading_local_ts."""
+        return df["reading_local_ts"].dt.normalize() == df["reading_date"]
+
+    @pa.dataframe_check
+    @classmethod
+    def month_matches_date(cls, df: pd.DataFrame) -> pd.Series:
+        """reading_month is the YYYY-MM of reading_date."""
+        return df["reading_month"] == df["reading_date"].dt.strftime("%Y-%m")
+
+    @pa.dataframe_check
+    @classmethod
+    def plausible_rate_of_change(cls, df: pd.DataFrame) -> pd.Series:
+        """Glucose changes by at most 10 mg/dL per minute since the device's previous reading."""
+        minutes = df["minutes_since_last_reading"]
+        rate = df["glucose_change_mg_dl"].abs().astype("float64") / minutes.where(minutes > 0)
+        return ~(rate > MAX_PLAUSIBLE_RATE_MG_DL_PER_MIN).fillna(False)

@@ -1,0 +1,115 @@
+"""The command line as a user and a script see it: exit codes, JSON shapes, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.simulator import SimulatorServer
+
+
+def phlo(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "phlo_tui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_demo_run_status_and_sql(home: Path) -> None:
+    run = phlo("--demo", "run", env={"PHLO_INITIAL_DAYS": "2"})
+    assert run.returncode == 0, run.stderr
+    assert "succeeded" in run.stdout
+    assert (home / "demo" / "lake").is_dir()
+    status = json.loads(phlo("status", "--json", "--demo").stdout)
+    assert status["demo"] is True
+    (latest,) = status["runs"]
+    assert {"id", "status", "trigger", "started_at", "finished_at", "steps"} <= set(latest)
+    assert latest["status"] == "succeeded"
+    assert [s["name"] for s in latest["steps"]][:3] == ["fetch", "validate", "merge"]
+    rows = json.loads(
+        phlo("--demo", "sql", "select count(*) as n, min(sgv) as lo from raw.glucose_entries", "--branch", "dev", "--json").stdout
+    )
+    assert rows[0]["n"] > 2 * 288 * 0.8
+    assert oct((home / "demo").stat().st_mode & 0o777) == "0o700"
+
+
+def test_bad_setting_is_one_line_without_traceback(home: Path) -> None:
+    result = phlo("status", env={"PHLO_TIMEZONE": "Mars/Olympus"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "PHLO_TIMEZONE" in result.stderr and "IANA" in result.stderr
+
+
+def test_run_without_site_explains(home: Path) -> None:
+    result = phlo("run")
+    assert result.returncode == 2
+    assert "NIGHTSCOUT_URL" in result.stderr and "--demo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sql_error_and_missing_import_file_are_user_errors(home: Path, tmp_path: Path) -> None:
+    bad = phlo("sql", "selec 1")
+    assert bad.returncode == 1 and "SQL error" in bad.stderr and "Traceback" not in bad.stderr
+    missing = phlo("--demo", "import", str(tmp_path / "nope.json"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+    junk = tmp_path / "junk.json"
+    junk.write_text("<html>oops</html>")
+    result = phlo("--demo", "import", str(junk))
+    assert result.returncode == 1 and "not a JSON file" in result.stderr
+
+
+def _merge_running(db: Path) -> bool:
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        row = con.execute("select count(*) from steps where name = 'merge' and status = 'running'").fetchone()
+        con.close()
+        return bool(row[0])
+    except sqlite3.Error:
+        return False
+
+
+@pytest.mark.hardening
+def test_kill_9_during_backfill_merge_then_rerun_is_consistent(home: Path, sim_server: SimulatorServer) -> None:
+    env = {"NIGHTSCOUT_URL": sim_server.url, "PHLO_BACKFILL_WINDOW_DAYS": "10"}
+    since = (datetime.now(UTC) - timedelta(days=90)).date().isoformat()
+    for attempt in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "phlo_tui.cli", "backfill", "--since", since],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not _merge_running(home / "runs.sqlite"):
+            time.sleep(0.01)
+        time.sleep(0.05 * attempt)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = phlo("backfill", "--since", since, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(phlo("status", "--json").stdout)
+    assert status["runs"][0]["status"] == "succeeded"
+    assert any(r["status"] == "failed" for r in status["runs"][1:])
+    dup = json.loads(
+        phlo("sql", "select count(*) - count(distinct _id) as d, count(*) as n from raw.glucose_entries", "--branch", "dev", "--json").stdout
+    )
+    assert dup[0]["d"] == 0
+    start = int(datetime.fromisoformat(since).replace(tzinfo=UTC).timestamp() * 1000)
+    until = status["runs"][0]["params"]["until_ms"]
+    want = {e["_id"] for e in sim_server.simulator.entries(kind="sgv", gte=start, lt=until, count=10**9)}
+    quarantined = json.loads(
+        phlo("sql", "select count(*) as q from raw.glucose_quarantine", "--branch", "dev", "--json").stdout
+    )
+    assert dup[0]["n"] + quarantined[0]["q"] == len(want)
