@@ -7,6 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -121,6 +122,13 @@ def main() -> None:
         files = lake.data_files(GLUCOSE_ENTRIES.name, "dev")
         print(
             f"{'planning the files of the dev snapshot':<58} {time.perf_counter() - started:7.2f} s ({len(files)} files)"
+        )
+        started = time.perf_counter()
+        con = duckdb.connect()
+        lake.register_duckdb(con, GLUCOSE_ENTRIES.name, "dev")
+        (rows,) = con.sql("SELECT count(*) FROM raw.glucose_entries").fetchall()[0]
+        print(
+            f"{'register_duckdb, then count(*) in DuckDB':<58} {time.perf_counter() - started:7.2f} s ({rows:,} rows)"
         )
 
 

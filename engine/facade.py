@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from engine.config import Settings, check_ready
-from engine.errors import PhloError
+from engine.diff import TableDiff, branch_diff
+from engine.errors import PhloError, PromotionError
 from engine.lake import Lake
 from engine.lease import WriterLock
+from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
-from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
+from engine.promotion import promote, recover
+from engine.runstore import CheckRecord, PromotionRecord, RunRecord, RunStatus, RunStore, RunTrigger
 from engine.tables import RAW_TABLES
 
 log = logging.getLogger(__name__)
@@ -47,15 +51,13 @@ class Engine:
         self.lake = Lake(settings.lake_dir)
         self._lock = WriterLock(settings.home)
         self._simulator: Any = None
+        self._models: list[Model] | None = None
 
     def __enter__(self) -> Engine:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -69,9 +71,12 @@ class Engine:
 
     # writing: each takes the writer lock first
 
-    def run_now(self, trigger: RunTrigger = RunTrigger.MANUAL) -> RunRecord:
-        """One incremental run. Returns the finished run; raises LeaseHeldError, ConfigError."""
-        return self._pipeline().run(trigger)
+    def run_now(self, trigger: RunTrigger = RunTrigger.MANUAL, *, full_refresh: bool = False) -> RunRecord:
+        """One run: ingest from the watermark, build the layers, gate, promote when configured.
+
+        Returns the finished run (succeeded, held or failed); raises LeaseHeldError, ConfigError.
+        """
+        return self._pipeline().run(trigger, full_refresh=full_refresh)
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """Ingest local days `since`..`until` (YYYY-MM-DD) in windows. Raises PhloError for bad dates."""
@@ -81,11 +86,33 @@ class Engine:
         """Ingest a Nightscout entries export (JSON, plain or gzip). Raises SourceError for unreadable files."""
         return self._pipeline().import_file(path)
 
-    def _pipeline(self) -> Pipeline:
-        check_ready(self.settings)
-        self._lock.acquire("cli")
-        self.store.fail_abandoned_runs()
-        return Pipeline(self.settings, self.store, self.lake, self.nightscout_config)
+    def promote(self) -> PromotionRecord | None:
+        """Fast-forward main of every table to dev in one recorded promotion; None when nothing differs.
+
+        Raises PromotionError listing the standing error checks while the last gate on dev failed,
+        or when a table's branches have diverged.
+        """
+        pipeline = self._pipeline(require_site=False)
+        blocking = self.store.standing_gate_errors()
+        if blocking:
+            raise PromotionError(
+                "promotion refused: error checks of the last gate on dev still fail: " + "; ".join(blocking),
+                "see `phlo-tui quality`; fix the source and run again",
+            )
+        pipeline.ensure_tables()
+        return promote(self.lake, self.store, None, self.lake_tables())
+
+    def _pipeline(self, *, require_site: bool = True) -> Pipeline:
+        """Become the writer: take the lock, then repair what a crashed writer left behind."""
+        if require_site:
+            check_ready(self.settings)
+        if not self._lock.held:
+            self._lock.acquire("cli")
+            self.store.fail_abandoned_runs()
+            recover(self.lake, self.store)
+        return Pipeline(
+            self.settings, self.store, self.lake, self.nightscout_config, tables=self.lake_tables()
+        )
 
     def nightscout_config(self) -> NightscoutConfig:
         """The site to read; in the demo, starts the built-in simulator on loopback first."""
@@ -114,6 +141,16 @@ class Engine:
 
     # reading: never takes the lock
 
+    def models(self) -> list[Model]:
+        """The SQL models in dependency order."""
+        if self._models is None:
+            self._models = discover_models(sources=[t.name for t in RAW_TABLES])
+        return self._models
+
+    def lake_tables(self) -> list[str]:
+        """Every lake table: the raw tables, then the models in dependency order."""
+        return [t.name for t in RAW_TABLES] + [m.name for m in self.models()]
+
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """Runs newest first, each with its steps."""
         return self.store.list_runs(limit)
@@ -122,11 +159,21 @@ class Engine:
         """Failed checks (errors and warnings) of one run, or of the recent runs."""
         return self.store.checks(run_id)
 
+    def diff(self) -> list[TableDiff]:
+        """dev against main per table: snapshots ahead, rows added and removed, local days, schema changes.
+
+        Raises PromotionError when a table's branches have diverged.
+        """
+        tables = [t for t in self.lake_tables() if self.lake.table_exists(t)]
+        return branch_diff(self.lake, tables, self.settings.timezone)
+
     def status(self) -> dict[str, Any]:
-        """A JSON-safe picture of the home: settings without secrets, the runs, watermarks, table heads."""
+        """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads, gate."""
         tables: dict[str, dict[str, int | None]] = {}
-        for tdef in RAW_TABLES:
-            tables[tdef.name] = {b: self.lake.snapshot_id(tdef.name, b) for b in BRANCHES}
+        for name in self.lake_tables():
+            if self.lake.table_exists(name):
+                tables[name] = {b: self.lake.snapshot_id(name, b) for b in BRANCHES}
+        promotion = self.store.last_promotion()
         return {
             "home": str(self.settings.home),
             "demo": self.settings.demo,
@@ -134,32 +181,90 @@ class Engine:
             "watermark_ms": self.store.watermark(ENTRIES_SOURCE),
             "writer": self._lock.holder(),
             "tables": tables,
+            "last_promotion": promotion.to_json() if promotion else None,
+            "gate_errors": self.store.standing_gate_errors(),
+            "pending_months": sorted(self.store.pending_months()),
             "runs": [r.to_json() for r in self.list_runs(20)],
         }
 
-    def query(self, sql: str, branch: str = "main") -> QueryResult:
+    def metrics(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        days: int | None = None,
+        branch: str = "main",
+    ) -> QueryResult:
+        """Rows of gold.fct_daily_glucose_metrics, oldest first: `since`..`until` (YYYY-MM-DD), or
+        the last `days` (default 14) local days ending today. Raises PhloError for bad dates."""
+        for value in (since, until):
+            if value is not None:
+                try:
+                    date.fromisoformat(value)
+                except ValueError as e:
+                    raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
+        if since is None:
+            today = datetime.now(self.settings.zone).date()
+            since = (today - timedelta(days=(days or 14) - 1)).isoformat()
+        sql = (
+            "select * exclude (reading_month) from gold.fct_daily_glucose_metrics "
+            "where reading_date >= $since::date and ($until::varchar is null or reading_date <= $until::date) "
+            "order by reading_date"
+        )
+        if not self.lake.table_exists("gold.fct_daily_glucose_metrics"):
+            raise PhloError("no daily metrics yet", "run `phlo-tui run` first")
+        return self.query(sql, branch, params={"since": since, "until": until})
+
+    def lineage(self, table: str, column: str) -> dict[str, Any]:
+        """Where a model's output column comes from: a tree of {"name", "source", "children"} (sqlglot)."""
+        from sqlglot.lineage import Node, lineage
+
+        model = next((m for m in self.models() if m.name == table), None)
+        if model is None:
+            raise PhloError(f"no model builds {table!r}", "models are the .sql files under sql/")
+        try:
+            node = lineage(column, model.sql, dialect="duckdb")
+        except Exception as e:
+            raise PhloError(f"no lineage for {table}.{column}: {e}", "check the column name") from e
+
+        def walk(n: Node) -> dict[str, Any]:
+            return {
+                "name": n.name,
+                "source": n.source.sql(dialect="duckdb")[:200],
+                "children": [walk(c) for c in n.downstream],
+            }
+
+        return walk(node)
+
+    def query(self, sql: str, branch: str = "main", params: dict[str, Any] | None = None) -> QueryResult:
         """Run DuckDB SQL over the lake's tables as of `branch`, by their Iceberg names (raw.glucose_entries).
 
+        `main` is read as of the last recorded promotion, so its tables are one consistent set.
         Raises PhloError with DuckDB's message for a bad query or an unknown branch.
         """
         import duckdb
 
+        from engine.layers import connect
+
         if branch not in BRANCHES:
             raise PhloError(f"unknown branch {branch!r}", f"use one of {', '.join(BRANCHES)}")
-        con = duckdb.connect()
+        con = connect(_zone_literal(self.settings.timezone))
         try:
-            con.execute(f"set timezone = '{_zone_literal(self.settings.timezone)}'")
-            for tdef in RAW_TABLES:
-                if self.lake.snapshot_id(tdef.name, branch) is not None:
-                    self.lake.register_duckdb(con, tdef.name, branch)
+            promoted = self.store.last_promotion() if branch == "main" else None
+            for name in self.lake_tables():
+                if not self.lake.table_exists(name):
+                    continue
+                snapshot = promoted.snapshot(name) if promoted is not None else None
+                self.lake.register_duckdb(con, name, branch, snapshot_id=snapshot)
             try:
-                cursor = con.execute(sql)
+                relation = con.sql(sql, params=params)
+                if relation is None:
+                    return QueryResult((), [])
+                return QueryResult(tuple(relation.columns), relation.fetchall())
             except duckdb.Error as e:
                 raise PhloError(
                     f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
                 ) from e
-            columns = tuple(d[0] for d in cursor.description or ())
-            return QueryResult(columns, cursor.fetchall() if columns else [])
         finally:
             con.close()
 

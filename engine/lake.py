@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,19 @@ from pyiceberg.expressions.literals import literal
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
-from pyiceberg.types import DoubleType, IntegerType, LongType, StringType, TimestamptzType
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import (
+    BooleanType,
+    DateType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    StringType,
+    TimestampType,
+    TimestamptzType,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import LakeError
 from engine.tables import TableDef
@@ -56,6 +68,10 @@ _TABLE_PROPERTIES = {
 }
 
 _DUCKDB_TYPES: dict[type, str] = {
+    BooleanType: "BOOLEAN",
+    DateType: "DATE",
+    FloatType: "FLOAT",
+    TimestampType: "TIMESTAMP",
     StringType: "VARCHAR",
     LongType: "BIGINT",
     IntegerType: "INTEGER",
@@ -117,9 +133,15 @@ class Lake:
         Raises LakeError when the catalog cannot be written or the table exists with another schema.
         """
         namespace = tdef.name.split(".")[0]
-        with self._boundary("creating table", tdef.name, "main"):
+        with self._boundary(f"creating lake table {tdef.name}"):
             catalog = self._catalog()
-            catalog.create_namespace_if_not_exists(namespace)
+            try:
+                catalog.create_namespace_if_not_exists(namespace)
+            except IntegrityError:
+                # The SQL catalog checks, then inserts: a process that loses that race gets the
+                # unique-key error instead of NamespaceAlreadyExistsError.
+                if not catalog.namespace_exists(namespace):
+                    raise
             table = catalog.create_table_if_not_exists(
                 tdef.name,
                 schema=tdef.schema,
@@ -127,39 +149,25 @@ class Lake:
                 properties=_TABLE_PROPERTIES,
             )
         _check_declaration(table, tdef)
-        with self._boundary("creating branches of", tdef.name, "main/dev"):
-            if table.metadata.snapshot_by_name("main") is None:
-                try:
-                    # pyiceberg commits a snapshot even for an empty append: that is main's root.
-                    table.append(tdef.arrow_schema.empty_table(), branch="main")
-                except CommitFailedException:
-                    table = catalog.load_table(tdef.name)
-            main = table.metadata.snapshot_by_name("main")
-            if main is None:
-                raise LakeError(
-                    f"branch main of {tdef.name} has no snapshot after creating one",
-                    "check the catalog under the lake directory; another tool may be writing it",
-                )
-            if "dev" not in table.metadata.refs:
-                try:
-                    table.manage_snapshots().create_branch(main.snapshot_id, "dev").commit()
-                except CommitFailedException:
-                    table = catalog.load_table(tdef.name)
-                    if "dev" not in table.metadata.refs:
-                        raise
+        with self._boundary(f"creating branches main and dev of {tdef.name}"):
+            _ensure_branches(catalog, table)
 
     def snapshot_id(self, name: str, branch: str) -> int | None:
-        """The snapshot at the head of `branch`, or None when the branch does not exist.
+        """The snapshot at the head of `branch`, or None when the table or the branch does not exist.
 
-        Raises LakeError when the table does not exist or the catalog cannot be read.
+        Raises LakeError when the catalog cannot be read.
         """
-        with self._boundary("reading the head of", name, branch):
-            snapshot = self._load(name).metadata.snapshot_by_name(branch)
+        with self._boundary(f"reading the head of branch {branch} of {name}"):
+            try:
+                table = self._catalog().load_table(name)
+            except NoSuchTableError:
+                return None
+            snapshot = table.metadata.snapshot_by_name(branch)
         return snapshot.snapshot_id if snapshot is not None else None
 
     def history(self, name: str, branch: str) -> list[SnapshotInfo]:
         """Ancestors of the head of `branch`, newest first. Raises LakeError for a missing branch."""
-        with self._boundary("reading the history of", name, branch):
+        with self._boundary(f"reading the history of branch {branch} of {name}"):
             table = self._load(name)
             head = _head(table, name, branch)
             return [
@@ -184,9 +192,9 @@ class Lake:
         and files written by a merge that never committed, are never returned.
         Raises LakeError for a missing table or branch, or when a file has delete files.
         """
-        with self._boundary("listing the files of", name, branch):
+        with self._boundary(f"listing the files of {name} on branch {branch}"):
             table = self._load(name)
-            return _files(table, name, branch, _head(table, name, branch), row_filter)
+            return _files(table, _head(table, name, branch), row_filter)
 
     def read_arrow(
         self,
@@ -199,7 +207,7 @@ class Lake:
 
         Raises LakeError for a missing table, branch or column.
         """
-        with self._boundary("reading", name, branch):
+        with self._boundary(f"reading {name} on branch {branch}"):
             table = self._load(name)
             scan = table.scan(
                 snapshot_id=_head(table, name, branch),
@@ -215,21 +223,68 @@ class Lake:
         branch: str,
         *,
         as_name: str | None = None,
+        partitions: Iterable[str] | None = None,
+        snapshot_id: int | None = None,
     ) -> None:
-        """Create (or replace) a view `as_name` (default: the Iceberg name) over the head of `branch`.
+        """Create (or replace) a view `as_name` (default: the Iceberg name) over the head of `branch`,
+        or over `snapshot_id` when given (a promotion's snapshot of main, say).
 
-        The view reads the snapshot's Parquet files in place; it does not follow later commits.
-        Raises LakeError for a missing table or branch, or when DuckDB refuses the view.
+        The view reads the snapshot's Parquet files in place, with the columns of the schema the
+        snapshot was written with; it does not follow later commits. With `partitions`, only the
+        files of those values of the table's identity partition column (whole partitions); an
+        unpartitioned table is registered whole.
+        Raises LakeError for a missing table, branch or snapshot, or when DuckDB refuses the view.
         """
-        view = as_name or name
-        with self._boundary("registering in DuckDB", name, branch):
+        with self._boundary(f"registering {name} on branch {branch} in DuckDB"):
             table = self._load(name)
-            files = _files(table, name, branch, _head(table, name, branch), None)
-            schema, _, view_name = view.rpartition(".")
-            if schema:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-            target = f"{_ident(schema)}.{_ident(view_name)}" if schema else _ident(view_name)
-            con.execute(f"CREATE OR REPLACE VIEW {target} AS {_select_sql(con, table.schema(), files)}")
+            snapshot = snapshot_id if snapshot_id is not None else _head(table, name, branch)
+            column = _partition_column(table)
+            row_filter = (
+                _is_in(column, sorted(partitions)) if partitions is not None and column is not None else None
+            )
+            files = _files(table, snapshot, row_filter)
+            _create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
+
+    def table_exists(self, name: str) -> bool:
+        """Whether lake table `name` exists. Raises LakeError when the catalog cannot be read."""
+        with self._boundary(f"looking up lake table {name}"):
+            return self._catalog().table_exists(name)
+
+    def snapshot_files(self, name: str, snapshot_id: int) -> list[str]:
+        """Paths of the data files of snapshot `snapshot_id` (see data_files).
+
+        Raises LakeError for a missing table or snapshot, or when a file has delete files.
+        """
+        with self._boundary(f"listing the files of snapshot {snapshot_id} of {name}"):
+            table = self._load(name)
+            _snapshot_schema(table, snapshot_id)
+            return _files(table, snapshot_id, None)
+
+    def snapshot_schema(self, name: str, snapshot_id: int) -> dict[str, str]:
+        """Column name -> Iceberg type name ('long', 'timestamptz', ...) of the schema `snapshot_id`
+        was written with, in column order. Raises LakeError for a missing table or snapshot."""
+        with self._boundary(f"reading the schema of snapshot {snapshot_id} of {name}"):
+            schema = _snapshot_schema(self._load(name), snapshot_id)
+            return {field.name: str(field.field_type) for field in schema.fields}
+
+    def register_files(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        view: str,
+        name: str,
+        files: Sequence[str],
+        *,
+        snapshot_id: int | None = None,
+    ) -> None:
+        """Create (or replace) view `view` over some data `files` of lake table `name` (from
+        snapshot_files), with the columns of the schema of `snapshot_id` (the current schema when
+        None); no files give an empty view with those columns.
+        Raises LakeError for a missing table or snapshot, or when DuckDB refuses the view.
+        """
+        with self._boundary(f"registering files of {name} in DuckDB as {view}"):
+            table = self._load(name)
+            schema = _snapshot_schema(table, snapshot_id) if snapshot_id is not None else table.schema()
+            _create_view(con, view, _select_sql(con, schema, list(files)))
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -258,20 +313,20 @@ class Lake:
             )
         if tdef.arrow_schema.field(partition_column).type != pa.string():
             raise LakeError(
-                f"merge into {tdef.name} needs a string partition column, {tdef.partition_column!r} is not",
+                f"merge into {tdef.name} needs a string partition column, {partition_column!r} is not",
                 "declare the partition column as a string in engine/tables.py",
             )
-        incoming = _conform(batch, tdef)
+        incoming = _conform(batch, tdef.arrow_schema, tdef.name)
         rows_in = incoming.num_rows
         if rows_in == 0:
             return MergeResult(0, 0, 0, 0, (), None, time.perf_counter() - started)
-        with self._boundary("merging into", tdef.name, branch):
+        with self._boundary(f"merging into {tdef.name} on branch {branch}"):
             table = self._load(tdef.name)
             head = _head(table, tdef.name, branch)
-            plan = _plan_merge(table, tdef, branch, head, incoming, key_column, partition_column)
+            plan = _plan_merge(table, tdef, head, incoming, key_column, partition_column)
             if not plan.changed:
                 return MergeResult(rows_in, 0, 0, plan.unchanged, (), None, time.perf_counter() - started)
-            rewritten = _conform(plan.rows, tdef)
+            rewritten = _conform(plan.rows, tdef.arrow_schema, tdef.name)
             emptied = sorted(set(plan.changed) - set(pc.unique(rewritten[partition_column]).to_pylist()))
             properties = dict(snapshot_properties or {})
             with warnings.catch_warnings():
@@ -303,14 +358,71 @@ class Lake:
 
         Raises LakeError when the batch does not fit the table's types, or on any lake failure.
         """
-        rows = _conform(batch, tdef)
+        rows = _conform(batch, tdef.arrow_schema, tdef.name)
         if rows.num_rows == 0:
             return None
-        with self._boundary("appending to", tdef.name, branch):
+        with self._boundary(f"appending to {tdef.name} on branch {branch}"):
             table = self._load(tdef.name)
             _head(table, tdef.name, branch)
             table.append(rows, snapshot_properties=dict(snapshot_properties or {}), branch=branch)
             return _head(table, tdef.name, branch)
+
+    def write_model(
+        self,
+        name: str,
+        rows: pa.Table,
+        *,
+        partition_by: str | None = None,
+        partitions: Iterable[str] | None = None,
+        branch: str = "dev",
+        snapshot_properties: dict[str, str] | None = None,
+    ) -> int | None:
+        """Store a SQL model's output as lake table `name` on `branch`, in one commit.
+
+        Without `partitions` the rows replace the branch's whole content; with them, only those
+        values of `partition_by` are replaced (a value without rows is emptied) and rows of other
+        values are refused. A missing table is created from the rows' schema (every column
+        optional, identity-partitioned by `partition_by`) with `main` and `dev`; columns new in
+        the rows are added to the table, columns the rows lack are written as nulls. Makes no
+        commit when the stored rows are the same; returns the new head, else None.
+        Raises LakeError for rows outside `partitions`, an incompatible type change, or any lake
+        failure.
+        """
+        with self._boundary(f"writing model {name} on branch {branch}"):
+            table = self._model_table(name, rows.schema, partition_by)
+            if set(rows.column_names) - set(table.schema().column_names):
+                with table.update_schema() as update:
+                    update.union_by_name(_optional(rows.schema))
+            conformed = _conform(rows, _arrow_schema(table.schema()), name)
+            row_filter: BooleanExpression = AlwaysTrue()
+            if partitions is not None:
+                if partition_by is None:
+                    raise LakeError(
+                        f"model {name} was given partitions to replace but no partition column",
+                        "pass partition_by with partitions",
+                    )
+                values = set(partitions)
+                outside = set(pc.unique(conformed[partition_by]).to_pylist()) - values
+                if outside:
+                    raise LakeError(
+                        f"model {name} has rows in {partition_by} values it was not asked to replace: "
+                        f"{', '.join(sorted(map(str, outside)))}",
+                        "filter the model's output to the partitions being rebuilt",
+                    )
+                row_filter = _is_in(partition_by, sorted(values))
+            stored = _files(table, _head(table, name, branch), row_filter)
+            if _same_rows(table.schema(), stored, conformed):
+                return None
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING, category=UserWarning)
+                with table.transaction() as tx:
+                    tx.overwrite(
+                        conformed,
+                        overwrite_filter=row_filter,
+                        snapshot_properties=dict(snapshot_properties or {}),
+                        branch=branch,
+                    )
+            return _head(table, name, branch)
 
     def set_branch(self, name: str, branch: str, snapshot_id: int) -> None:
         """Point `branch` at `snapshot_id`, an existing snapshot of the table (creating the branch if missing).
@@ -319,7 +431,7 @@ class Lake:
         callers such as promotion check the lineage first.
         Raises LakeError for an unknown snapshot or when the catalog cannot be written.
         """
-        with self._boundary("moving a branch of", name, branch):
+        with self._boundary(f"moving branch {branch} of {name}"):
             table = self._load(name)
             current = table.metadata.snapshot_by_name(branch)
             if current is not None and current.snapshot_id == snapshot_id:
@@ -340,14 +452,14 @@ class Lake:
         that promotion can still find main among dev's ancestors.
 
         Needed because pyiceberg 0.12 deep-copies the whole table metadata dozens of times per
-        commit (a merge slows by ~2 ms per snapshot kept), and every merge leaves the previous
+        commit (a merge slows by ~1 ms per snapshot kept), and every merge leaves the previous
         version of its partitions' files behind. Call it from the writer, between runs (files of
         a write in progress would look unreferenced), with a cutoff hours or days in the past so
         that readers still on a recent snapshot keep their files. Time travel to an expired
         snapshot is gone.
         Raises LakeError when the table cannot be read or written, or a file cannot be deleted.
         """
-        with self._boundary("expiring snapshots of", name, "all branches"):
+        with self._boundary(f"expiring snapshots of {name}"):
             table = self._load(name)
             heads = {ref.snapshot_id for ref in table.metadata.refs.values()}
             unpromoted = _unpromoted(table, heads)
@@ -393,12 +505,29 @@ class Lake:
                 # WAL lets readers in other processes load metadata while the writer commits.
                 with closing(sqlite3.connect(database, timeout=30)) as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
-                self._catalog_instance = SqlCatalog(
-                    "phlo",
-                    uri=f"sqlite:///{database}",
-                    warehouse=f"file://{self.root}/warehouse",
-                )
+                self._catalog_instance = _open_catalog(database, f"file://{self.root}/warehouse")
             return self._catalog_instance
+
+    def _model_table(self, name: str, schema: pa.Schema, partition_by: str | None) -> Table:
+        """The model's table, created with its branches on first write."""
+        catalog = self._catalog()
+        try:
+            table = catalog.load_table(name)
+        except NoSuchTableError:
+            if not schema.names:
+                raise LakeError(
+                    f"model {name} has no columns to create its lake table from",
+                    "the model's SQL must select at least one column",
+                ) from None
+            catalog.create_namespace_if_not_exists(name.rpartition(".")[0])
+            with catalog.create_table_transaction(
+                name, schema=_optional(schema), properties=_TABLE_PROPERTIES
+            ) as create:
+                if partition_by is not None:
+                    create.update_spec().add_identity(partition_by).commit()
+            table = catalog.load_table(name)
+        _ensure_branches(catalog, table)
+        return table
 
     def _load(self, name: str) -> Table:
         try:
@@ -410,28 +539,61 @@ class Lake:
             ) from e
 
     @contextmanager
-    def _boundary(self, action: str, name: str, branch: str) -> Iterator[None]:
-        """Turn any third-party failure into a LakeError saying what, where and what next."""
+    def _boundary(self, what: str) -> Iterator[None]:
+        """Turn any third-party failure into a LakeError saying what failed, where, and what next."""
         try:
             yield
         except LakeError:
             raise
         except CommitFailedException as e:
             raise LakeError(
-                f"{action} {name} (branch {branch}) failed: another process changed the table ({e})",
+                f"{what} failed: another process changed the table ({e})",
                 "make sure only one phlo-tui process writes this home, then run again",
             ) from e
         except OSError as e:
             raise LakeError(
-                f"{action} {name} (branch {branch}) failed: {e}",
-                f"check free disk space and permissions under {self.root}",
+                f"{what} failed: {e}", f"check free disk space and permissions under {self.root}"
             ) from e
         except Exception as e:
             raise LakeError(
-                f"{action} {name} (branch {branch}) failed: {type(e).__name__}: {e}",
+                f"{what} failed: {type(e).__name__}: {e}",
                 f"the lake under {self.root} may be damaged or written by another version; "
                 "see the log for the traceback",
             ) from e
+
+
+def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
+    """Give `main` a snapshot and create `dev` at it, unless present; a lost race counts as done."""
+    name = ".".join(table.name())
+    if table.metadata.snapshot_by_name("main") is None:
+        try:
+            # pyiceberg commits a snapshot even for an empty append: that is main's root.
+            table.append(_arrow_schema(table.schema()).empty_table(), branch="main")
+        except CommitFailedException:
+            table = catalog.load_table(name)
+    main = table.metadata.snapshot_by_name("main")
+    if main is None:
+        raise LakeError(
+            f"branch main of {name} has no snapshot after creating one",
+            "check the catalog under the lake directory; another tool may be writing it",
+        )
+    if "dev" not in table.metadata.refs:
+        try:
+            table.manage_snapshots().create_branch(main.snapshot_id, "dev").commit()
+        except CommitFailedException:
+            if "dev" not in catalog.load_table(name).metadata.refs:
+                raise
+
+
+def _open_catalog(database: Path, warehouse: str) -> SqlCatalog:
+    uri = f"sqlite:///{database}"
+    try:
+        return SqlCatalog("phlo", uri=uri, warehouse=warehouse)
+    except OperationalError:
+        # Another process created the catalog's tables at the same moment ("table iceberg_tables
+        # already exists"); once it has, opening again finds them.
+        time.sleep(0.2)
+        return SqlCatalog("phlo", uri=uri, warehouse=warehouse)
 
 
 @dataclass(frozen=True)
@@ -448,7 +610,6 @@ class _MergePlan:
 def _plan_merge(
     table: Table,
     tdef: TableDef,
-    branch: str,
     head: int,
     incoming: pa.Table,
     key_column: str,
@@ -457,14 +618,12 @@ def _plan_merge(
     """Read the partitions the batch touches and compute their new contents in DuckDB."""
     key, part = _ident(key_column), _ident(partition_column)
     touched = sorted(pc.unique(incoming[partition_column]).to_pylist())
-    stored_files = _files(table, tdef.name, branch, head, _is_in(partition_column, touched))
+    stored_files = _files(table, head, _is_in(partition_column, touched))
     # Keys are ObjectIds, which start with their time: the key range prunes nearly every other
     # partition by file statistics, so finding keys that moved partition costs little.
     keys = pc.min_max(incoming[key_column])
     probe_files = _files(
         table,
-        tdef.name,
-        branch,
         head,
         And(
             Not(_is_in(partition_column, touched)),
@@ -494,7 +653,7 @@ def _plan_merge(
                 ).fetchall()
             ]
             if moved_from:
-                stored_files += _files(table, tdef.name, branch, head, _is_in(partition_column, moved_from))
+                stored_files += _files(table, head, _is_in(partition_column, moved_from))
         con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, table.schema(), stored_files)}")
         con.execute(
             f"CREATE TEMP TABLE matched AS SELECT i.{key} AS key, s.{part} AS old_part, "
@@ -524,6 +683,56 @@ def _plan_merge(
         updated=counts.get("update", 0),
         unchanged=counts.get("unchanged", 0),
     )
+
+
+def _same_rows(schema: Schema, files: list[str], rows: pa.Table) -> bool:
+    """Whether `files` hold exactly `rows` (as a multiset, bookkeeping included)."""
+    with duckdb.connect() as con:
+        con.register("incoming", rows)
+        con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, schema, files)}")
+        (stored_rows,) = con.sql("SELECT count(*) FROM stored").fetchall()[0]
+        if stored_rows != rows.num_rows:
+            return False
+        columns = ", ".join(_ident(name) for name in rows.column_names)
+        (missing,) = con.sql(
+            f"SELECT count(*) FROM (SELECT {columns} FROM incoming EXCEPT ALL SELECT {columns} FROM stored)"
+        ).fetchall()[0]
+        return bool(missing == 0)
+
+
+def _optional(schema: pa.Schema) -> pa.Schema:
+    """Model tables hold whatever SQL returns: no column is required."""
+    return pa.schema([field.with_nullable(True) for field in schema])
+
+
+def _snapshot_schema(table: Table, snapshot_id: int) -> Schema:
+    """The schema `snapshot_id` was written with; a missing snapshot is a LakeError."""
+    snapshot = table.metadata.snapshot_by_id(snapshot_id)
+    if snapshot is None:
+        raise LakeError(
+            f"snapshot {snapshot_id} of lake table {'.'.join(table.name())} does not exist",
+            "it may have been expired; refresh and use a current snapshot",
+        )
+    if snapshot.schema_id is None:
+        return table.schema()
+    return table.schemas().get(snapshot.schema_id, table.schema())
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, view: str, select_sql: str) -> None:
+    """CREATE OR REPLACE VIEW `view` ('schema.name' creates the schema) AS `select_sql`."""
+    schema, _, name = view.rpartition(".")
+    if schema:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+    target = f"{_ident(schema)}.{_ident(name)}" if schema else _ident(name)
+    con.execute(f"CREATE OR REPLACE VIEW {target} AS {select_sql}")
+
+
+def _partition_column(table: Table) -> str | None:
+    """The source column of the table's identity partition, if it has one."""
+    for field in table.spec().fields:
+        if isinstance(field.transform, IdentityTransform):
+            return table.schema().find_column_name(field.source_id)
+    return None
 
 
 def _is_in(column: str, values: Sequence[str]) -> BooleanExpression:
@@ -571,9 +780,7 @@ def _head(table: Table, name: str, branch: str) -> int:
     return snapshot.snapshot_id
 
 
-def _files(
-    table: Table, name: str, branch: str, snapshot_id: int, row_filter: BooleanExpression | str | None
-) -> list[str]:
+def _files(table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None) -> list[str]:
     """The data files of one snapshot (planned from its manifests, never by listing directories)."""
     scan = table.scan(
         snapshot_id=snapshot_id, row_filter=row_filter if row_filter is not None else AlwaysTrue()
@@ -582,7 +789,7 @@ def _files(
     for task in scan.plan_files():
         if task.delete_files:
             raise LakeError(
-                f"lake table {name} (branch {branch}) has delete files on {task.file.file_path}",
+                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
                 "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
             )
         files.append(_local_path(task.file.file_path))
@@ -596,15 +803,26 @@ def _local_path(uri: str) -> str:
 
 
 def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]) -> str:
-    """SELECT of the table's columns over `files`, or an empty typed relation when there are none."""
-    if files:
-        # The driver renders the file list as escaped literals.
-        relation = con.read_parquet(files).select(*[_ident(f.name) for f in schema.fields])
-        return relation.sql_query()
-    typed_nulls = ", ".join(
-        f"CAST(NULL AS {_duckdb_type(field.field_type)}) AS {_ident(field.name)}" for field in schema.fields
-    )
-    return f"SELECT {typed_nulls} WHERE false"
+    """SELECT of the table's columns over `files`, or an empty typed relation when there are none.
+
+    A column added to the table after a file was written reads as NULL from that file.
+    """
+    if not files:
+        nulls = ", ".join(
+            f"CAST(NULL AS {_duckdb_type(f.field_type)}) AS {_ident(f.name)}" for f in schema.fields
+        )
+        return f"SELECT {nulls} WHERE false"
+    # The driver renders the file list as escaped literals.
+    relation = con.read_parquet(files, union_by_name=True)
+    present = set(relation.columns)
+    return relation.project(
+        ", ".join(
+            _ident(f.name)
+            if f.name in present
+            else f"CAST(NULL AS {_duckdb_type(f.field_type)}) AS {_ident(f.name)}"
+            for f in schema.fields
+        )
+    ).sql_query()
 
 
 def _duckdb_type(field_type: Any) -> str:
@@ -641,17 +859,16 @@ def _check_declaration(table: Table, tdef: TableDef) -> None:
         )
 
 
-def _conform(batch: pa.Table, tdef: TableDef) -> pa.Table:
-    """`batch` with exactly the table's Arrow schema; casts only when no value changes.
+def _conform(batch: pa.Table, schema: pa.Schema, table: str) -> pa.Table:
+    """`batch` with exactly the Arrow `schema` of lake table `table`; casts only when no value changes.
 
     Missing nullable columns become nulls. Unknown columns, missing required columns, nulls in
     required columns, lossy casts and timestamps without a time zone raise LakeError.
     """
-    schema = tdef.arrow_schema
     unknown = sorted(set(batch.column_names) - set(schema.names))
     if unknown:
         raise LakeError(
-            f"batch for {tdef.name} has columns the table does not have: {', '.join(unknown)}",
+            f"batch for {table} has columns the table does not have: {', '.join(unknown)}",
             "map or drop them before writing, or declare them in engine/tables.py",
         )
     columns = []
@@ -659,17 +876,17 @@ def _conform(batch: pa.Table, tdef: TableDef) -> pa.Table:
         if field.name not in batch.column_names:
             if not field.nullable:
                 raise LakeError(
-                    f"batch for {tdef.name} lacks required column {field.name!r}",
+                    f"batch for {table} lacks required column {field.name!r}",
                     "fill the column before writing",
                 )
             columns.append(pa.nulls(batch.num_rows, field.type))
             continue
         column = batch[field.name]
         if column.type != field.type:
-            column = _cast(column, field, tdef.name)
+            column = _cast(column, field, table)
         if not field.nullable and column.null_count:
             raise LakeError(
-                f"batch for {tdef.name} has {column.null_count} null(s) in required column {field.name!r}",
+                f"batch for {table} has {column.null_count} null(s) in required column {field.name!r}",
                 "validation should have quarantined these rows; check the schema in schemas/",
             )
         columns.append(column)
@@ -700,10 +917,16 @@ def _cast(column: pa.ChunkedArray, field: pa.Field, table: str) -> pa.ChunkedArr
 
 def _plain_strings(arrow: pa.Table) -> pa.Table:
     """pyiceberg returns large_string for some scans and string for others; always use string."""
-    schema = pa.schema(
-        [
-            field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field
-            for field in arrow.schema
-        ]
-    )
+    schema = _plain_string_schema(arrow.schema)
     return arrow.cast(schema) if schema != arrow.schema else arrow
+
+
+def _plain_string_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field for field in schema]
+    )
+
+
+def _arrow_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema rows of a lake table are written with (plain strings, no field ids)."""
+    return _plain_string_schema(schema.as_arrow()).remove_metadata()

@@ -17,10 +17,13 @@ import pyarrow.compute as pc
 from engine.config import Settings
 from engine.errors import PhloError, SourceError
 from engine.lake import Lake
+from engine.layers import LayerBuilder, local_months
 from engine.nightscout import FetchWindow, NightscoutConfig, fetch_window, plan_windows, redact_url
+from engine.promotion import promote
+from engine.quality import quarantine_ratio_check
 from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
 from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, RAW_TABLES
-from engine.validation import ValidatedBatch, validate_glucose_entries
+from engine.validation import CheckResult, validate_glucose_entries
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,15 @@ class Pipeline:
         lake: Lake,
         nightscout: Callable[[], NightscoutConfig],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        tables: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.lake = lake
         self._nightscout = nightscout
         self._clock = clock
+        self.tables = list(tables) or [t.name for t in RAW_TABLES]
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -79,8 +85,11 @@ class Pipeline:
 
     # entry points
 
-    def run(self, trigger: RunTrigger = RunTrigger.MANUAL) -> RunRecord:
-        """Incremental run from the watermark (or the last `initial_days` on a first run)."""
+    def run(self, trigger: RunTrigger = RunTrigger.MANUAL, *, full_refresh: bool = False) -> RunRecord:
+        """Incremental run from the watermark (or the last `initial_days` on a first run).
+
+        With `full_refresh`, every model is rebuilt from all of raw instead of the touched months.
+        """
         now = self._clock()
         watermark = self.store.watermark(ENTRIES_SOURCE)
         if watermark is None:
@@ -88,7 +97,8 @@ class Pipeline:
         else:
             since_ms = watermark + 1 - self.settings.lookback_minutes * 60_000
         until_ms = _now_ms(now) + FUTURE_SLACK_MS
-        return self._run_windows(trigger, since_ms, until_ms, {"since_ms": since_ms, "watermark": watermark})
+        params = {"since_ms": since_ms, "watermark": watermark, "full_refresh": full_refresh}
+        return self._run_windows(trigger, since_ms, until_ms, params, full_refresh=full_refresh)
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """History from local day `since` up to the end of local day `until` (default: now)."""
@@ -106,35 +116,34 @@ class Pipeline:
         """A Nightscout entries export (JSON array, plain or gzip) through the same validation and merge."""
         entries = read_export(path)
         run = self.store.create_run(RunTrigger.IMPORT, {"file": path.name, "entries": len(entries)})
-        totals = _Totals()
-        try:
-            self.ensure_tables()
+
+        def ingest(totals: _Totals) -> None:
             for offset in range(0, max(len(entries), 1), IMPORT_CHUNK):
                 chunk = entries[offset : offset + IMPORT_CHUNK]
-                with self.store.step(run.id, "read", {"offset": offset}) as step:
-                    step.rows = len(chunk)
                 totals.add(self._store_batch(run.id, chunk, source=path.name))
-        except PhloError as e:
-            return self._fail(run, e, totals)
-        except Exception as e:
-            self._fail(
-                run,
-                PhloError(f"internal error: {type(e).__name__}: {e}", "please report it"),
-                totals,
-            )
-            raise
-        return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=totals.summary())
+
+        return self._execute(run, ingest)
+
+    def rebuild(self, *, full_refresh: bool = False) -> RunRecord:
+        """No ingest: rebuild the pending months (or everything), gate, and promote."""
+        run = self.store.create_run(RunTrigger.MANUAL, {"full_refresh": full_refresh})
+        return self._execute(run, lambda totals: None, full_refresh=full_refresh)
 
     # the work
 
     def _run_windows(
-        self, trigger: RunTrigger, since_ms: int, until_ms: int, params: dict[str, Any]
+        self,
+        trigger: RunTrigger,
+        since_ms: int,
+        until_ms: int,
+        params: dict[str, Any],
+        *,
+        full_refresh: bool = False,
     ) -> RunRecord:
         windows = plan_windows(since_ms, until_ms, self.settings.backfill_window_days)
         run = self.store.create_run(trigger, {**params, "until_ms": until_ms, "windows": len(windows)})
-        totals = _Totals()
-        try:
-            self.ensure_tables()
+
+        def ingest(totals: _Totals) -> None:
             config = self._nightscout()
             for index, window in enumerate(windows, start=1):
                 entries = self._fetch(run.id, config, window, index, len(windows))
@@ -142,16 +151,79 @@ class Pipeline:
                 totals.add(outcome)
                 if outcome.newest_ms is not None:
                     self.store.advance_watermark(ENTRIES_SOURCE, outcome.newest_ms, run.id)
+
+        return self._execute(run, ingest, full_refresh=full_refresh)
+
+    def _execute(
+        self, run: RunRecord, ingest: Callable[[_Totals], None], *, full_refresh: bool = False
+    ) -> RunRecord:
+        """Ingest, then build the layers, gate them and promote; every failure ends the run `failed`."""
+        totals = _Totals()
+        try:
+            self.ensure_tables()
+            ingest(totals)
+            return self._layers_gates_promotion(run, totals, full_refresh)
         except PhloError as e:
             return self._fail(run, e, totals)
         except Exception as e:
-            self._fail(
-                run,
-                PhloError(f"internal error: {type(e).__name__}: {e}", "please report it"),
-                totals,
-            )
+            self._fail(run, PhloError(f"internal error: {type(e).__name__}: {e}", "please report it"), totals)
             raise
-        return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=totals.summary())
+
+    def _layers_gates_promotion(self, run: RunRecord, totals: _Totals, full_refresh: bool) -> RunRecord:
+        months = self.store.pending_months()
+        summary: dict[str, Any] = totals.summary()
+        extra = [
+            r
+            for r in [quarantine_ratio_check(totals.fetched, totals.quarantined, GLUCOSE_ENTRIES.name)]
+            if r is not None
+        ]
+        if not months and not full_refresh and not extra:
+            # Nothing new reached the lake: the gates of the last build still stand.
+            return self._maybe_promote(run, summary)
+        builder = LayerBuilder(self.lake, self.store, self.settings.timezone)
+        build = builder.build(run.id, None if full_refresh else months)
+        with self.store.step(run.id, "gates") as step:
+            gate = builder.gate(
+                build,
+                now=self._clock(),
+                check_freshness=run.trigger in (RunTrigger.MANUAL, RunTrigger.SCHEDULE),
+                extra=extra,
+            )
+            self._record_checks(run.id, gate.results)
+            step.rows = len(gate.results)
+            step.detail.update(errors=len(gate.errors), warnings=len(gate.results) - len(gate.errors))
+        summary.update(gate="failed" if gate.errors else "passed", months=sorted(build.months or []))
+        if gate.errors:
+            # The months stay pending: the next run rebuilds and gates them again.
+            summary["blocking"] = [f"{r.table}: {r.check} ({r.failing_count})" for r in gate.errors]
+            return self.store.finish_run(
+                run.id,
+                RunStatus.HELD,
+                error=f"held by {len(gate.errors)} failing error check(s); main is unchanged",
+                hint="see `phlo-tui quality`; fix the source and run again",
+                summary=summary,
+            )
+        self.store.clear_pending_months(months)
+        return self._maybe_promote(run, summary)
+
+    def _maybe_promote(self, run: RunRecord, summary: dict[str, Any]) -> RunRecord:
+        blocking = self.store.standing_gate_errors()
+        if blocking:
+            summary["blocking"] = blocking
+            return self.store.finish_run(
+                run.id,
+                RunStatus.HELD,
+                error="held: the last quality gate on dev failed; main is unchanged",
+                hint="see `phlo-tui quality`; fix the source and run again",
+                summary=summary,
+            )
+        if self.settings.auto_promote:
+            with self.store.step(run.id, "promote") as step:
+                record = promote(self.lake, self.store, run.id, self.tables)
+                step.rows = 0 if record is None else len(record.tables)
+                step.detail.update(promotion=None if record is None else record.id)
+            summary["promotion"] = None if record is None else record.id
+        return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=summary)
 
     def _fetch(
         self, run_id: str, config: NightscoutConfig, window: FetchWindow, index: int, count: int
@@ -173,11 +245,17 @@ class Pipeline:
             batch = validate_glucose_entries(entries, run_id=run_id, source=source, now=now, ingested_at=now)
             step.rows = batch.valid.num_rows
             step.detail.update(quarantined=batch.quarantine.num_rows, input=batch.input_count)
-            self._record_checks(run_id, batch)
+            self._record_checks(run_id, batch.results)
         with self.store.step(run_id, "merge") as step:
+            # Months are marked pending before the commit, so a crash right after it still rebuilds them.
+            already = self.store.pending_months()
+            months = local_months(batch.valid, self.settings.timezone)
+            self.store.add_pending_months(months, run_id)
             result = self.lake.merge(
                 GLUCOSE_ENTRIES, batch.valid, snapshot_properties={"phlo.run-id": run_id}
             )
+            if result.snapshot_id is None:
+                self.store.clear_pending_months(months - already)
             quarantined = self._quarantine(batch.quarantine, run_id)
             step.rows = result.rows_inserted + result.rows_updated
             step.detail.update(
@@ -197,8 +275,8 @@ class Pipeline:
             newest_ms=newest,
         )
 
-    def _record_checks(self, run_id: str, batch: ValidatedBatch) -> None:
-        if batch.results:
+    def _record_checks(self, run_id: str, results: Sequence[CheckResult]) -> None:
+        if results:
             self.store.record_checks(
                 [
                     CheckRecord(
@@ -210,7 +288,7 @@ class Pipeline:
                         failing_count=r.failing_count,
                         samples=r.samples,
                     )
-                    for r in batch.results
+                    for r in results
                 ]
             )
 

@@ -363,7 +363,7 @@ class RunStore:
                     RunStatus.FAILED.value,
                     _iso(utcnow()),
                     "the process running it stopped before it finished",
-                    *(s.value for s in RunStatus.ACTIVE),
+                    *(str(s) for s in RunStatus.ACTIVE),
                 ),
             )
             con.execute(
@@ -454,6 +454,7 @@ class RunStore:
     def checks(self, run_id: str | None = None, limit_runs: int = 20) -> list[CheckRecord]:
         """Quality results of one run, or of the newest `limit_runs` runs, newest run first."""
         con = self._connect()
+        args: tuple[object, ...]
         if run_id is not None:
             where, args = "where q.run_id = ?", (run_id,)
         else:
@@ -519,6 +520,26 @@ class RunStore:
     def last_promotion(self) -> PromotionRecord | None:
         done = self.promotions(PromotionState.DONE, limit=1)
         return done[0] if done else None
+
+    def standing_gate_errors(self) -> list[str]:
+        """The error checks of the newest run that evaluated the gates, when that evaluation failed."""
+        row = (
+            self._connect()
+            .execute(
+                "select id, json_extract(summary, '$.gate') from runs "
+                "where json_extract(summary, '$.gate') is not null order by started_at desc, id desc limit 1"
+            )
+            .fetchone()
+        )
+        if row is None or row[1] != "failed":
+            return []
+        return [
+            f"{c.table}: {c.check}"
+            + (f" on {c.column}" if c.column else "")
+            + f" ({c.failing_count} failing)"
+            for c in self.checks(row[0])
+            if c.severity == "error"
+        ]
 
     # local months whose layers must be rebuilt; kept until a layer build commits them
 

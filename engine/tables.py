@@ -77,7 +77,7 @@ _QUARANTINE_FIELDS: list[tuple[str, object, bool, str]] = [
     ("quarantined_at", TimestamptzType(), True, "when it was quarantined"),
 ]
 
-_ARROW_TYPES = {
+_ARROW_TYPES: dict[type, pa.DataType] = {
     StringType: pa.string(),
     LongType: pa.int64(),
     IntegerType: pa.int32(),

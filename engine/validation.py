@@ -1,4 +1,4 @@
-"""Validation of raw Nightscout entries into a lake-ready Arrow batch, quarantine rows and check results."""
+"""Validation of raw Nightscout entries: the lake-ready Arrow batch, quarantine rows, check results."""
 
 from __future__ import annotations
 
@@ -70,9 +70,10 @@ class ValidatedBatch:
     input_count: int
 
 
-# Column order of the schema ranks a row's failed error checks: the first one names the row's
-# quarantine check. A row fails at most one error check per column, so the rank is total.
+# The schema's column order ranks a row's failed error checks (a row fails at most one error check
+# per column): the first names the row's quarantine check.
 _COLUMN_RANK = {name: rank for rank, name in enumerate(RAW_GLUCOSE_ENTRIES_SCHEMA.columns)}
+# What each check requires, as reasons quote it: the docstrings of the schema's checks.
 _RULES: dict[str, str] = {
     ENTRY_IS_OBJECT: "Every entry is a JSON object.",
     **{

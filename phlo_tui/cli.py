@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("run", "one run now; exit 0 done (or nothing new), 1 failed, 3 held by a quality gate")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild every model from all of raw")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
     p = command("backfill", "ingest history in large windows")
@@ -54,8 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
+    p = command("promote", "promote dev -> main (refused with the reasons while an error gate fails)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print the promotion as JSON")
+
     p = command("status", "runs, watermarks and table heads")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("diff", "dev against main per table")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("metrics", "daily glucose metrics (default: the last 14 days on main)")
+    p.add_argument("--since", metavar="DATE", help="first local day, YYYY-MM-DD")
+    p.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD")
+    p.add_argument("--days", type=int, metavar="N", help="the last N local days (default 14)")
+    p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
+    p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
 
     p = command("quality", "failed checks of recent runs")
     p.add_argument("--run", metavar="RUN_ID", help="only this run")
@@ -111,6 +126,38 @@ def _report_run(run: Any, as_json: bool) -> None:
             print(f"  hint: {run.hint}", file=sys.stderr)
 
 
+def _fmt(value: object) -> object:
+    return round(value, 1) if isinstance(value, float) else value
+
+
+def _diff_row(d: Any) -> tuple[object, ...]:
+    days = d.days_touched
+    span = f"{days[0]}..{days[-1]} ({len(days)})" if len(days) > 1 else (days[0] if days else "")
+    return (d.table, d.snapshots_ahead, d.rows_added, d.rows_removed, span, "; ".join(d.schema_changes))
+
+
+def _promote(engine: Any, args: argparse.Namespace) -> int:
+    diffs = [d for d in engine.diff() if d.changed]
+    if not diffs:
+        print("nothing to promote: main already equals dev")
+        return 0
+    if not args.yes:
+        _print_table(("table", "ahead", "added", "removed", "days", "schema"), [_diff_row(d) for d in diffs])
+        if not sys.stdin.isatty():
+            print("phlo-tui: error: promotion needs confirmation", file=sys.stderr)
+            print("  hint: run it in a terminal, or pass --yes", file=sys.stderr)
+            return 1
+        if input("promote these tables from dev to main? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not promoted")
+            return 1
+    record = engine.promote()
+    if args.json:
+        _print_json(record.to_json() if record else None)
+    elif record:
+        print(f"promotion {record.id}: main of {len(diffs)} table(s) now equals dev")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
     if args.command == "simulate":
@@ -125,13 +172,44 @@ def _dispatch(args: argparse.Namespace) -> int:
     with Engine(settings) as engine:
         if args.command in ("run", "backfill", "import"):
             if args.command == "run":
-                run = engine.run_now()
+                run = engine.run_now(full_refresh=args.full_refresh)
             elif args.command == "backfill":
                 run = engine.backfill(args.since, args.until)
             else:
                 run = engine.import_file(args.file)
             _report_run(run, args.json)
             return exit_code(run)
+        if args.command == "promote":
+            return _promote(engine, args)
+        if args.command == "diff":
+            diffs = engine.diff()
+            if args.json:
+                _print_json({"tables": [d.to_json() for d in diffs]})
+            else:
+                _print_table(
+                    ("table", "ahead", "added", "removed", "days", "schema"),
+                    [_diff_row(d) for d in diffs],
+                )
+            return 0
+        if args.command == "metrics":
+            result = engine.metrics(since=args.since, until=args.until, days=args.days, branch=args.branch)
+            if args.json:
+                _print_json(result.records())
+            else:
+                shown = (
+                    "reading_date",
+                    "reading_count",
+                    "avg_glucose_mg_dl",
+                    "time_in_range_pct",
+                    "time_below_range_pct",
+                    "cv_pct",
+                    "estimated_a1c_pct",
+                    "gri",
+                    "coverage_pct",
+                )
+                idx = [result.columns.index(c) for c in shown]
+                _print_table(shown, [[_fmt(row[i]) for i in idx] for row in result.rows])
+            return 0
         if args.command == "quality":
             checks = engine.quality(args.run)
             if args.json:

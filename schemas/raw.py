@@ -137,14 +137,17 @@ _DATAFRAME_CHECK_COLUMN = {"sgv_required": "sgv", "mbg_required": "mbg"}
 
 
 class RawGlucoseEntries(pa.DataFrameModel):
-    """One row per Nightscout entry object, raw JSON values under the lake's column names.
+    """One row per Nightscout entry object, its raw JSON values under the lake's column names.
 
-    Columns hold the values exactly as sent (object dtype, no dtype checks): conversion rules
-    live in the checks, so a value that cannot be converted fails a check on its own row instead
-    of failing the whole column. A check reported as `<column>_<name>` (`sgv_in_range`) takes the
-    severity in its column's `metadata["severity"]` unless `Config.metadata["severity"]` names it;
-    that map also holds the checks that guard no single column. Built-in `nullable=False` is
-    reported as `<column>_not_null`. The frame's `attrs[NOW_MS_ATTR]` is the validation clock.
+    Columns hold the values as sent, in whatever dtype holds them (object when mixed): there are
+    no dtype checks, the conversion rules live in the checks, so a value that cannot be converted
+    fails a check on its own row instead of failing the whole column.
+
+    Severity: a check is reported as `<column>_<name>` (`sgv_in_range`; pandera's built-in
+    `nullable=False` as `<column>_not_null`) and takes its column's `metadata["severity"]`, unless
+    `Config.metadata["severity"]` names it; that map also holds the checks that guard no single
+    column (dataframe-level ones, and `entry_is_object`, which runs before a frame exists).
+    The frame's `attrs[NOW_MS_ATTR]` is the validation clock.
     """
 
     id_: Series[Any] = pa.Field(alias="_id", metadata=_ERROR)

@@ -17,7 +17,9 @@ import pytest
 from engine.simulator import SimulatorServer
 
 
-def phlo(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def phlo(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "phlo_tui.cli", *args],
         capture_output=True,
@@ -39,7 +41,14 @@ def test_demo_run_status_and_sql(home: Path) -> None:
     assert latest["status"] == "succeeded"
     assert [s["name"] for s in latest["steps"]][:3] == ["fetch", "validate", "merge"]
     rows = json.loads(
-        phlo("--demo", "sql", "select count(*) as n, min(sgv) as lo from raw.glucose_entries", "--branch", "dev", "--json").stdout
+        phlo(
+            "--demo",
+            "sql",
+            "select count(*) as n, min(sgv) as lo from raw.glucose_entries",
+            "--branch",
+            "dev",
+            "--json",
+        ).stdout
     )
     assert rows[0]["n"] > 2 * 288 * 0.8
     assert oct((home / "demo").stat().st_mode & 0o777) == "0o700"
@@ -81,7 +90,9 @@ def _merge_running(db: Path) -> bool:
 
 
 @pytest.mark.hardening
-def test_kill_9_during_backfill_merge_then_rerun_is_consistent(home: Path, sim_server: SimulatorServer) -> None:
+def test_kill_9_during_backfill_merge_then_rerun_is_consistent(
+    home: Path, sim_server: SimulatorServer
+) -> None:
     env = {"NIGHTSCOUT_URL": sim_server.url, "PHLO_BACKFILL_WINDOW_DAYS": "10"}
     since = (datetime.now(UTC) - timedelta(days=90)).date().isoformat()
     for attempt in range(3):
@@ -92,7 +103,9 @@ def test_kill_9_during_backfill_merge_then_rerun_is_consistent(home: Path, sim_s
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and not _merge_running(home / "runs.sqlite"):
+        while (
+            time.monotonic() < deadline and proc.poll() is None and not _merge_running(home / "runs.sqlite")
+        ):
             time.sleep(0.01)
         time.sleep(0.05 * attempt)
         proc.send_signal(signal.SIGKILL)
@@ -103,7 +116,13 @@ def test_kill_9_during_backfill_merge_then_rerun_is_consistent(home: Path, sim_s
     assert status["runs"][0]["status"] == "succeeded"
     assert any(r["status"] == "failed" for r in status["runs"][1:])
     dup = json.loads(
-        phlo("sql", "select count(*) - count(distinct _id) as d, count(*) as n from raw.glucose_entries", "--branch", "dev", "--json").stdout
+        phlo(
+            "sql",
+            "select count(*) - count(distinct _id) as d, count(*) as n from raw.glucose_entries",
+            "--branch",
+            "dev",
+            "--json",
+        ).stdout
     )
     assert dup[0]["d"] == 0
     start = int(datetime.fromisoformat(since).replace(tzinfo=UTC).timestamp() * 1000)

@@ -158,6 +158,7 @@ def test_ensure_table_refuses_a_table_stored_with_other_columns(lake: Lake) -> N
 def test_missing_table_and_branch_are_lake_errors(tmp_path: Path, lake: Lake) -> None:
     with pytest.raises(LakeError, match="does not exist"):
         Lake(tmp_path / "empty").read_arrow(ENTRIES, "main")
+    assert Lake(tmp_path / "empty").snapshot_id(ENTRIES, "main") is None
     assert lake.snapshot_id(ENTRIES, "feature") is None
     with pytest.raises(LakeError, match="branch feature"):
         lake.merge(GLUCOSE_ENTRIES, glucose_rows(JAN, 3), branch="feature")
@@ -338,6 +339,132 @@ def test_read_arrow_has_the_declared_schema_with_or_without_rows(lake: Lake) -> 
     assert lake.read_arrow(ENTRIES, "dev", columns=["_id", "sgv"]).column_names == ["_id", "sgv"]
 
 
+def test_register_duckdb_with_partitions_reads_only_those(lake: Lake) -> None:
+    lake.merge(GLUCOSE_ENTRIES, glucose_rows(JAN_END, 48))
+    lake.merge(GLUCOSE_ENTRIES, glucose_rows(dt.datetime(2024, 3, 5, tzinfo=UTC), 10))
+    con = duckdb.connect()
+    lake.register_duckdb(con, ENTRIES, "dev", partitions={"2024-02", "2024-03"})
+    assert con.sql(
+        "SELECT reading_month, count(*) FROM raw.glucose_entries GROUP BY 1 ORDER BY 1"
+    ).fetchall() == [("2024-02", 24), ("2024-03", 10)]
+    lake.register_duckdb(con, ENTRIES, "dev", partitions=set())
+    assert con.sql("SELECT count(*) FROM raw.glucose_entries").fetchall() == [(0,)]
+
+
+# -- models ------------------------------------------------------------------------------------
+
+MODEL = "silver.fct_test_readings"
+
+
+def model_rows(months: dict[str, int], value: float = 1.0) -> pa.Table:
+    """`n` rows per month, shaped like a model's DuckDB output."""
+    rows = [
+        {"reading_month": month, "reading_date": dt.date(2024, int(month[5:]), 1), "value": value + i}
+        for month, n in months.items()
+        for i in range(n)
+    ]
+    return pa.Table.from_pylist(rows)
+
+
+def model_counts(lake: Lake, branch: str = "dev") -> list[tuple[object, ...]]:
+    con = duckdb.connect()
+    lake.register_duckdb(con, MODEL, branch)
+    return con.sql(f"SELECT reading_month, count(*) FROM {MODEL} GROUP BY 1 ORDER BY 1").fetchall()
+
+
+def test_write_model_creates_the_table_with_branches_and_replaces_it(lake: Lake) -> None:
+    first = lake.write_model(MODEL, model_rows({"2024-01": 3, "2024-02": 2}), partition_by="reading_month")
+    assert first is not None and lake.snapshot_id(MODEL, "dev") == first
+    assert lake.read_arrow(MODEL, "main").num_rows == 0
+    assert len(lake.data_files(MODEL, "dev")) == 2
+    assert (
+        lake.write_model(MODEL, model_rows({"2024-01": 3, "2024-02": 2}), partition_by="reading_month")
+        is None
+    )
+
+    lake.write_model(MODEL, model_rows({"2024-03": 1}), partition_by="reading_month")
+    assert model_counts(lake) == [("2024-03", 1)]
+
+
+def test_write_model_replaces_only_the_given_partitions(lake: Lake) -> None:
+    lake.write_model(
+        MODEL, model_rows({"2024-01": 3, "2024-02": 2, "2024-03": 4}), partition_by="reading_month"
+    )
+    march = lake.data_files(MODEL, "dev", "reading_month = '2024-03'")
+
+    head = lake.write_model(
+        MODEL,
+        model_rows({"2024-02": 5}, value=9.0),
+        partition_by="reading_month",
+        partitions={"2024-01", "2024-02"},
+        snapshot_properties={"phlo.run-id": "run-3"},
+    )
+
+    assert model_counts(lake) == [("2024-02", 5), ("2024-03", 4)]
+    assert lake.data_files(MODEL, "dev", "reading_month = '2024-03'") == march
+    assert lake.history(MODEL, "dev")[0].snapshot_id == head
+    assert lake.history(MODEL, "dev")[0].summary["phlo.run-id"] == "run-3"
+    with pytest.raises(LakeError, match="2024-03"):
+        lake.write_model(
+            MODEL, model_rows({"2024-03": 1}), partition_by="reading_month", partitions={"2024-02"}
+        )
+    assert model_counts(lake) == [("2024-02", 5), ("2024-03", 4)]
+
+
+def test_write_model_adds_new_columns_and_nulls_missing_ones(lake: Lake) -> None:
+    lake.write_model(MODEL, model_rows({"2024-01": 2}), partition_by="reading_month")
+    wider = model_rows({"2024-02": 1}).append_column("flag", pa.array([True]))
+    lake.write_model(MODEL, wider, partition_by="reading_month", partitions={"2024-02"})
+    narrower = model_rows({"2024-03": 1}).drop_columns(["value"])
+    lake.write_model(MODEL, narrower, partition_by="reading_month", partitions={"2024-03"})
+
+    stored = lake.read_arrow(MODEL, "dev").sort_by("reading_month").to_pylist()
+    assert [(r["reading_month"], r["flag"], r["value"]) for r in stored] == [
+        ("2024-01", None, 1.0),
+        ("2024-01", None, 2.0),
+        ("2024-02", True, 1.0),
+        ("2024-03", None, None),
+    ]
+    con = duckdb.connect()
+    lake.register_duckdb(con, MODEL, "dev")
+    assert con.sql(f"SELECT count(*), count(flag), count(value) FROM {MODEL}").fetchall() == [(4, 1, 3)]
+    lake.register_duckdb(con, MODEL, "dev", partitions={"2024-01"})
+    assert con.sql(f"SELECT count(*), count(flag) FROM {MODEL}").fetchall() == [(2, 0)]
+    # main's snapshot was written before `flag` existed: as of main the column is not there.
+    lake.register_duckdb(con, MODEL, "main")
+    assert con.sql(f"SELECT * FROM {MODEL}").columns == ["reading_month", "reading_date", "value"]
+
+
+def test_snapshot_files_schema_and_register_files(lake: Lake) -> None:
+    lake.write_model(MODEL, model_rows({"2024-01": 2}), partition_by="reading_month")
+    before = lake.snapshot_id(MODEL, "dev")
+    wider = model_rows({"2024-01": 2}, value=5.0).append_column("flag", pa.array([True, False]))
+    after = lake.write_model(MODEL, wider, partition_by="reading_month", partitions={"2024-01"})
+    assert before is not None and after is not None
+
+    assert list(lake.snapshot_schema(MODEL, before)) == ["reading_month", "reading_date", "value"]
+    assert lake.snapshot_schema(MODEL, after)["flag"] == "boolean"
+    old_files, new_files = lake.snapshot_files(MODEL, before), lake.snapshot_files(MODEL, after)
+    assert len(old_files) == len(new_files) == 1 and old_files != new_files
+
+    con = duckdb.connect()
+    lake.register_files(con, "_old", MODEL, old_files, snapshot_id=before)
+    lake.register_files(con, "_new", MODEL, new_files, snapshot_id=after)
+    lake.register_files(con, "_none", MODEL, [], snapshot_id=after)
+    assert con.sql("SELECT sum(value) FROM _old").fetchall() == [(3.0,)]
+    assert con.sql("SELECT sum(value), count(flag) FROM _new").fetchall() == [(11.0, 2)]
+    assert con.sql("SELECT count(*), count(flag) FROM _none").fetchall() == [(0, 0)]
+    lake.register_duckdb(con, MODEL, "dev", snapshot_id=before, as_name="pinned")
+    assert con.sql("SELECT sum(value) FROM pinned").fetchall() == [(3.0,)]
+    with pytest.raises(LakeError, match="snapshot 42"):
+        lake.snapshot_files(MODEL, 42)
+
+
+def test_table_exists(lake: Lake) -> None:
+    assert lake.table_exists(ENTRIES)
+    assert not lake.table_exists(MODEL)
+
+
 # -- strict types ----------------------------------------------------------------------------
 
 
@@ -505,21 +632,20 @@ def test_expire_snapshots_keeps_recent_snapshots(lake: Lake) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
-import pyarrow as pa
 sys.path.insert(0, {tests!r})
 from test_lake import kill_test_batches
-from engine.lake import ExpiryResult, Lake
+from engine.lake import Lake
 from engine.tables import GLUCOSE_ENTRIES
 
 lake = Lake(Path({root!r}))
 lake.ensure_table(GLUCOSE_ENTRIES)
 batches = kill_test_batches()
-round = 0
+lap = 0
 while True:
     for i, batch in enumerate(batches):
-        print(f"merging {{round}}.{{i}}", flush=True)
+        print(f"merging {{lap}}.{{i}}", flush=True)
         lake.merge(GLUCOSE_ENTRIES, batch, snapshot_properties={{"phlo.batch": str(i)}})
-    round += 1
+    lap += 1
 """
 
 
@@ -547,13 +673,14 @@ def test_kill_9_during_merges_leaves_a_readable_lake_without_duplicates(tmp_path
     script.write_text(_WRITER.format(tests=str(Path(__file__).parent), root=str(root)))
     moments = random.Random(9).sample([0.05 * i for i in range(1, 30)], 5)
     lake = Lake(root)
+    main: int | None = None
     for delay in moments:
         writer = subprocess.Popen(
             [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        assert writer.stdout is not None
+        assert writer.stdout is not None and writer.stderr is not None
         line = writer.stdout.readline()
-        assert line.startswith("merging"), writer.stderr.read() if writer.stderr else ""
+        assert line.startswith("merging"), writer.stderr.read()
         # Let it get going, then kill at a moment that falls anywhere in a merge.
         for _ in range(random.Random(delay).randint(0, 3)):
             writer.stdout.readline()
@@ -562,18 +689,19 @@ def test_kill_9_during_merges_leaves_a_readable_lake_without_duplicates(tmp_path
         except subprocess.TimeoutExpired:
             os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=30)
-        assert writer.returncode == -signal.SIGKILL
+        assert writer.returncode == -signal.SIGKILL, writer.stderr.read()
 
         counts = duckdb_rows(lake, "dev", "SELECT count(*), count(DISTINCT _id) FROM raw.glucose_entries")
         assert counts[0][0] == counts[0][1]
-        assert lake.snapshot_id(ENTRIES, "main") == lake.history(ENTRIES, "main")[0].snapshot_id
+        main = main or lake.snapshot_id(ENTRIES, "main")
+        assert lake.snapshot_id(ENTRIES, "main") == main
+        assert lake.read_arrow(ENTRIES, "main").num_rows == 0
 
     for batch in kill_test_batches():
         lake.merge(GLUCOSE_ENTRIES, batch)
     expected = expected_final_rows()
     stored = lake.read_arrow(ENTRIES, "dev", columns=["_id", "sgv"])
     assert stored.num_rows == len(expected)
-    assert dict(zip(stored["_id"].to_pylist(), stored["sgv"].to_pylist(), strict=True)) == expected
     assert pc.count_distinct(stored["_id"]).as_py() == len(expected)
-    rerun = [lake.merge(GLUCOSE_ENTRIES, batch).snapshot_id for batch in kill_test_batches()[-1:]]
-    assert rerun == [None]
+    assert dict(zip(stored["_id"].to_pylist(), stored["sgv"].to_pylist(), strict=True)) == expected
+    assert lake.merge(GLUCOSE_ENTRIES, kill_test_batches()[-1]).snapshot_id is None

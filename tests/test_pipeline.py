@@ -64,7 +64,9 @@ def stored_ids(engine: Engine) -> set[str]:
     return {r[0] for r in engine.query("select _id from raw.glucose_entries", "dev").rows}
 
 
-def test_first_run_then_incremental_then_rerun(home: Path, server: SimulatorServer, clock: Clock, monkeypatch) -> None:
+def test_first_run_then_incremental_then_rerun(
+    home: Path, server: SimulatorServer, clock: Clock, monkeypatch
+) -> None:
     with make_engine(home, server, monkeypatch) as engine:
         first = engine.run_now()
         assert first.status is RunStatus.SUCCEEDED, first.error
@@ -92,14 +94,36 @@ def test_first_run_then_incremental_then_rerun(home: Path, server: SimulatorServ
         new = expected_ids(server, now_ms + 1, int(clock.now * 1000) + 1)
         assert fetched == len(new)
         assert 10 <= fetched <= 15
-        assert stored_ids(engine) >= got | (new - {q[0] for q in engine.query(
-            "select entry_id from raw.glucose_quarantine", "dev").rows})
+        assert stored_ids(engine) >= got | (
+            new - {q[0] for q in engine.query("select entry_id from raw.glucose_quarantine", "dev").rows}
+        )
         assert count(engine, "select count(*) - count(distinct _id) from raw.glucose_entries") == 0
-        # main never moves from ingest alone.
+        # Gates passed, so main was promoted to dev's snapshot.
+        assert hourly.summary["gate"] == "passed"
+        assert count(engine, "select count(*) from raw.glucose_entries", "main") == len(stored_ids(engine))
+
+
+def test_without_auto_promote_main_stays_until_promoted(
+    home: Path, server: SimulatorServer, monkeypatch
+) -> None:
+    with make_engine(home, server, monkeypatch, PHLO_AUTO_PROMOTE="false") as engine:
+        run = engine.run_now()
+        assert run.status is RunStatus.SUCCEEDED, run.error
         assert count(engine, "select count(*) from raw.glucose_entries", "main") == 0
+        assert count(engine, "select count(*) from gold.fct_daily_glucose_metrics", "main") == 0
+        diffs = {d.table: d for d in engine.diff()}
+        assert diffs["raw.glucose_entries"].rows_added == len(stored_ids(engine))
+        assert diffs["gold.fct_daily_glucose_metrics"].rows_added >= 3
+        assert diffs["raw.glucose_entries"].days_touched
+        record = engine.promote()
+        assert record is not None
+        assert count(engine, "select count(*) from raw.glucose_entries", "main") == len(stored_ids(engine))
+        assert not any(d.changed for d in engine.diff())
 
 
-@pytest.mark.parametrize("fault", ["http_500", "http_502", "http_503", "http_429", "truncated", "html", "slow"])
+@pytest.mark.parametrize(
+    "fault", ["http_500", "http_502", "http_503", "http_429", "truncated", "html", "slow"]
+)
 def test_fault_fails_clearly_then_catch_up_has_no_gaps(
     home: Path, server: SimulatorServer, clock: Clock, monkeypatch, fault: str
 ) -> None:
@@ -112,7 +136,11 @@ def test_fault_fails_clearly_then_catch_up_has_no_gaps(
         assert failed.status is RunStatus.FAILED
         assert exit_code(failed) == 1
         assert failed.error and "fetch" in failed.error
-        assert server.url.split("//")[1] in failed.error or "Nightscout" in failed.error or "site" in failed.error
+        assert (
+            server.url.split("//")[1] in failed.error
+            or "Nightscout" in failed.error
+            or "site" in failed.error
+        )
         server.clear_faults()
         good = engine.run_now()
         assert good.status is RunStatus.SUCCEEDED, good.error
@@ -125,38 +153,45 @@ def test_fault_fails_clearly_then_catch_up_has_no_gaps(
 
 def test_auth_sent_and_never_recorded(home: Path, clock: Clock, monkeypatch, capfd) -> None:
     token, secret = "tok-SEKRIT-0001", "api-SEKRIT-0002"
-    with SimulatorServer(GlucoseSimulator(seed=3, clock=clock), token=token, api_secret=secret) as srv:
-        with make_engine(home, srv, monkeypatch, NIGHTSCOUT_TOKEN=token, NIGHTSCOUT_API_SECRET=secret) as engine:
-            run = engine.run_now()
-            assert run.status is RunStatus.SUCCEEDED, run.error
-            api = [r for r in srv.requests if r.path.startswith("/api/v1/entries")]
-            assert api and all(r.query.get("token") == token for r in api)
-            import hashlib
+    env = {"NIGHTSCOUT_TOKEN": token, "NIGHTSCOUT_API_SECRET": secret}
+    with (
+        SimulatorServer(GlucoseSimulator(seed=3, clock=clock), token=token, api_secret=secret) as srv,
+        make_engine(home, srv, monkeypatch, **env) as engine,
+    ):
+        run = engine.run_now()
+        assert run.status is RunStatus.SUCCEEDED, run.error
+        api = [r for r in srv.requests if r.path.startswith("/api/v1/entries")]
+        assert api and all(r.query.get("token") == token for r in api)
+        import hashlib
 
-            digest = hashlib.sha1(secret.encode()).hexdigest()
-            assert all(r.headers.get("api-secret") == digest for r in api)
-            srv.inject("http_500", times=10)
-            clock.now += HOUR
-            failed = engine.run_now()
-            assert failed.status is RunStatus.FAILED
-            blob = json.dumps(engine.status()) + json.dumps([r.to_json() for r in engine.list_runs()])
-            blob += (home / "runs.sqlite").read_bytes().decode("latin-1")
-            out = capfd.readouterr()
-            for text in (blob, out.out, out.err):
-                for s in (token, secret, digest):
-                    assert s not in text
+        digest = hashlib.sha1(secret.encode()).hexdigest()
+        assert all(r.headers.get("api-secret") == digest for r in api)
+        srv.inject("http_500", times=10)
+        clock.now += HOUR
+        failed = engine.run_now()
+        assert failed.status is RunStatus.FAILED
+        blob = json.dumps(engine.status()) + json.dumps([r.to_json() for r in engine.list_runs()])
+        blob += (home / "runs.sqlite").read_bytes().decode("latin-1")
+        out = capfd.readouterr()
+        for text in (blob, out.out, out.err):
+            for s in (token, secret, digest):
+                assert s not in text
 
 
 def test_wrong_token_is_a_clear_failed_run(home: Path, clock: Clock, monkeypatch) -> None:
-    with SimulatorServer(GlucoseSimulator(seed=3, clock=clock), token="right") as srv:
-        with make_engine(home, srv, monkeypatch, NIGHTSCOUT_TOKEN="wrong-token-xyz") as engine:
-            run = engine.run_now()
-            assert run.status is RunStatus.FAILED
-            assert "NIGHTSCOUT_TOKEN" in (run.error or "") + (run.hint or "")
-            assert "wrong-token-xyz" not in (run.error or "") + (run.hint or "")
+    with (
+        SimulatorServer(GlucoseSimulator(seed=3, clock=clock), token="right") as srv,
+        make_engine(home, srv, monkeypatch, NIGHTSCOUT_TOKEN="wrong-token-xyz") as engine,
+    ):
+        run = engine.run_now()
+        assert run.status is RunStatus.FAILED
+        assert "NIGHTSCOUT_TOKEN" in (run.error or "") + (run.hint or "")
+        assert "wrong-token-xyz" not in (run.error or "") + (run.hint or "")
 
 
-def test_import_gzip_export_with_bad_entries(home: Path, server: SimulatorServer, clock: Clock, monkeypatch, tmp_path: Path) -> None:
+def test_import_gzip_export_with_bad_entries(
+    home: Path, server: SimulatorServer, clock: Clock, monkeypatch, tmp_path: Path
+) -> None:
     now_ms = int(clock.now * 1000)
     export = server.simulator.export(now_ms - 2 * DAY_MS, now_ms)
     good = [e for e in export if e.get("type") == "sgv"]
@@ -173,7 +208,9 @@ def test_import_gzip_export_with_bad_entries(home: Path, server: SimulatorServer
         assert run.status is RunStatus.SUCCEEDED, run.error
         assert run.summary["fetched"] == len(export) + len(bad)
         stored = count(engine, "select count(*) from raw.glucose_entries")
-        quarantine = engine.query("select entry_id, \"check\", reason, payload from raw.glucose_quarantine", "dev")
+        quarantine = engine.query(
+            'select entry_id, "check", reason, payload from raw.glucose_quarantine', "dev"
+        )
         assert stored + len(quarantine.rows) == len(export) + len(bad)
         ids = {r[0] for r in quarantine.rows}
         assert {"bad-sgv-000000000000001", "bad-date-00000000000001"} <= ids
@@ -184,7 +221,9 @@ def test_import_gzip_export_with_bad_entries(home: Path, server: SimulatorServer
         assert count(engine, "select count(*) from raw.glucose_quarantine") == len(quarantine.rows)
 
 
-def test_backfill_windows_and_watermark(home: Path, server: SimulatorServer, clock: Clock, monkeypatch) -> None:
+def test_backfill_windows_and_watermark(
+    home: Path, server: SimulatorServer, clock: Clock, monkeypatch
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     with make_engine(home, server, monkeypatch, PHLO_BACKFILL_WINDOW_DAYS="7") as engine:
@@ -194,7 +233,9 @@ def test_backfill_windows_and_watermark(home: Path, server: SimulatorServer, clo
         run = engine.backfill(since, until)
         assert run.status is RunStatus.SUCCEEDED, run.error
         assert run.params["windows"] == 3
-        dates = engine.query("select min(reading_ts)::date, max(reading_ts)::date from raw.glucose_entries", "dev")
+        dates = engine.query(
+            "select min(reading_ts)::date, max(reading_ts)::date from raw.glucose_entries", "dev"
+        )
         first, last = dates.rows[0]
         assert first.isoformat() == since
         assert last.isoformat() == until

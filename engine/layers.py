@@ -1,0 +1,162 @@
+"""Builds the SQL layers on `dev` for the local months a run touched, then gates the outputs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.lake import Lake
+from engine.models import (
+    Materialized,
+    Model,
+    ModelResult,
+    build_model,
+    discover_models,
+)
+from engine.quality import (
+    GateReport,
+    continuity_check,
+    freshness_check,
+    reconciliation_check,
+    report,
+    schema_checks,
+)
+from engine.runstore import RunStore
+from engine.tables import RAW_TABLES
+from engine.validation import CheckResult
+
+log = logging.getLogger(__name__)
+
+SILVER_READINGS = "silver.fct_glucose_readings"
+GOLD_DAILY = "gold.fct_daily_glucose_metrics"
+
+
+@dataclass(frozen=True)
+class LayerBuild:
+    """What one layer build wrote: each model's result, and the months it rebuilt (None: everything)."""
+
+    results: tuple[ModelResult, ...]
+    months: frozenset[str] | None
+
+    def output(self, name: str) -> pa.Table | None:
+        for result in self.results:
+            if result.name == name:
+                return result.output
+        return None
+
+
+def connect(timezone: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose session zone and `phlo_timezone` variable are the user's zone."""
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{_zone(timezone)}'")
+    con.execute(f"SET VARIABLE phlo_timezone = '{_zone(timezone)}'")
+    return con
+
+
+def _zone(name: str) -> str:
+    # The zone was validated as an IANA name by the settings; refuse anything that could break a literal.
+    if not name.replace("/", "").replace("_", "").replace("-", "").replace("+", "").isalnum():
+        raise ValueError(f"bad time zone {name!r}")
+    return name
+
+
+def local_months(rows: pa.Table, timezone: str) -> set[str]:
+    """The local 'YYYY-MM' months of the readings in a raw batch."""
+    if rows.num_rows == 0:
+        return set()
+    con = connect(timezone)
+    try:
+        con.register("batch", rows.select(["reading_ts"]))
+        found = con.sql(
+            "select distinct strftime(timezone(getvariable('phlo_timezone'), reading_ts), '%Y-%m') from batch"
+        ).fetchall()
+    finally:
+        con.close()
+    return {m for (m,) in found if m is not None}
+
+
+class LayerBuilder:
+    """Runs every model of sql/ in dependency order and writes each to the lake on a branch."""
+
+    def __init__(self, lake: Lake, store: RunStore, timezone: str, models: list[Model] | None = None) -> None:
+        self.lake = lake
+        self.store = store
+        self.timezone = timezone
+        self.models = models if models is not None else discover_models(sources=[t.name for t in RAW_TABLES])
+
+    def build(self, run_id: str, months: set[str] | None, branch: str = "dev") -> LayerBuild:
+        """Rebuild the local `months` (None: a full refresh of every model).
+
+        Each model is one recorded step with its rows and seconds; a SQL error names the file and
+        line. Raises StepFailed from the first model that fails; models already written stay on
+        `dev`, and the months stay pending in the run store for the next run.
+        """
+        results = []
+        con = connect(self.timezone)
+        try:
+            for model in self.models:
+                with self.store.step(run_id, f"model {model.name}") as step:
+                    result = build_model(con, model, months, self._registrar(branch))
+                    self.lake.write_model(
+                        model.name,
+                        result.output if result.output is not None else pa.table({}),
+                        partition_by=model.partition_by,
+                        partitions=set(result.partitions)
+                        if months is not None and model.materialized is Materialized.INCREMENTAL
+                        else None,
+                        branch=branch,
+                        snapshot_properties={"phlo.run-id": run_id},
+                    )
+                    step.rows = result.rows
+                    step.detail.update(
+                        seconds=round(result.seconds, 4),
+                        partitions=list(result.partitions),
+                        file=str(model.path.relative_to(model.path.parents[2])),
+                    )
+                results.append(result)
+        finally:
+            con.close()
+        return LayerBuild(tuple(results), frozenset(months) if months is not None else None)
+
+    def _registrar(self, branch: str) -> Callable[[duckdb.DuckDBPyConnection, str, set[str] | None], None]:
+        def register(con: duckdb.DuckDBPyConnection, name: str, months: set[str] | None) -> None:
+            self.lake.register_duckdb(con, name, branch, partitions=months)
+
+        return register
+
+    def gate(
+        self, build: LayerBuild, *, now: datetime, check_freshness: bool, extra: list[CheckResult]
+    ) -> GateReport:
+        """Every gate over what the build wrote, plus `extra` results (the ingest's quarantine ratio)."""
+        from schemas import TABLE_SCHEMAS
+
+        results: list[CheckResult | None] = list(extra)
+        for result in build.results:
+            model = TABLE_SCHEMAS.get(result.name)
+            if model is not None and result.output is not None:
+                results.extend(schema_checks(model, result.name, result.output))
+        silver = build.output(SILVER_READINGS)
+        gold = build.output(GOLD_DAILY)
+        if silver is not None:
+            results.append(continuity_check(silver, SILVER_READINGS))
+            if gold is not None:
+                results.append(reconciliation_check(silver, gold, GOLD_DAILY))
+        if check_freshness:
+            results.append(freshness_check(self._newest_reading(), now, SILVER_READINGS))
+        return report(results)
+
+    def _newest_reading(self) -> datetime | None:
+        try:
+            newest = self.lake.read_arrow(SILVER_READINGS, "dev", columns=["reading_ts"])
+        except Exception:  # no silver table yet: nothing is fresh
+            return None
+        if newest.num_rows == 0:
+            return None
+        value = pc.max(newest["reading_ts"]).as_py()
+        return value if isinstance(value, datetime) else None
