@@ -78,6 +78,8 @@ class Settings:
     """Promote dev to main after a run whose gates pass. PHLO_AUTO_PROMOTE."""
     schedule_minute: int = 5
     """Minute of the hour the scheduled run fires. PHLO_SCHEDULE_MINUTE."""
+    snapshot_retention_hours: int = 24
+    """Hours of lake history (time travel) kept; older snapshots and their files are removed. PHLO_SNAPSHOT_RETENTION_HOURS."""
     demo: bool = False
     """Use the built-in simulator and the demo home (set by --demo, not by the file)."""
 
@@ -187,6 +189,7 @@ _FIX = {
     "lookback_minutes": "use a whole number of minutes from 0 to 1440",
     "max_attempts": "use a whole number from 1 to 20",
     "request_timeout_s": "use a number of seconds from 1 to 600",
+    "snapshot_retention_hours": "use a whole number of hours from 1 to 8760",
 }
 
 _RANGES: dict[str, tuple[float, float]] = {
@@ -194,6 +197,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "backfill_window_days": (1, 30),
     "page_size": (10, 100000),
     "schedule_minute": (0, 59),
+    "snapshot_retention_hours": (1, 8760),
     "lookback_minutes": (0, 1440),
     "max_attempts": (1, 20),
     "request_timeout_s": (1, 600),
@@ -232,6 +236,7 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "max_attempts": int,
     "auto_promote": bool,
     "schedule_minute": int,
+    "snapshot_retention_hours": int,
     "demo": bool,
 }
 

@@ -19,7 +19,15 @@ from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
-from engine.runstore import CheckRecord, PromotionRecord, RunRecord, RunStatus, RunStore, RunTrigger
+from engine.runstore import (
+    CheckRecord,
+    PromotionRecord,
+    PromotionState,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    RunTrigger,
+)
 from engine.tables import RAW_TABLES
 
 log = logging.getLogger(__name__)
@@ -151,6 +159,22 @@ class Engine:
         """Every lake table: the raw tables, then the models in dependency order."""
         return [t.name for t in RAW_TABLES] + [m.name for m in self.models()]
 
+    def last_promotion(self) -> PromotionRecord | None:
+        """The newest finished promotion: what readers of main see."""
+        return self.store.last_promotion()
+
+    def main_snapshots(self) -> dict[str, int | None]:
+        """The snapshot of each table that readers of main see: the last finished promotion's; while a
+        promotion is unfinished (a crash mid-way), the snapshots it started from."""
+        done = self.store.last_promotion()
+        pending = self.store.promotions(PromotionState.PENDING, limit=1)
+        chosen: dict[str, int | None] = {}
+        if done is not None:
+            chosen.update({t: e.get("to") for t, e in done.tables.items()})
+        if pending and (done is None or pending[0].id > done.id):
+            chosen.update({t: e.get("from") for t, e in pending[0].tables.items()})
+        return chosen
+
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """Runs newest first, each with its steps."""
         return self.store.list_runs(limit)
@@ -250,12 +274,11 @@ class Engine:
             raise PhloError(f"unknown branch {branch!r}", f"use one of {', '.join(BRANCHES)}")
         con = connect(_zone_literal(self.settings.timezone))
         try:
-            promoted = self.store.last_promotion() if branch == "main" else None
+            pinned = self.main_snapshots() if branch == "main" else {}
             for name in self.lake_tables():
                 if not self.lake.table_exists(name):
                     continue
-                snapshot = promoted.snapshot(name) if promoted is not None else None
-                self.lake.register_duckdb(con, name, branch, snapshot_id=snapshot)
+                self.lake.register_duckdb(con, name, branch, snapshot_id=pinned.get(name))
             try:
                 relation = con.sql(sql, params=params)
                 if relation is None:

@@ -474,10 +474,12 @@ class Lake:
                 for snapshot in table.metadata.snapshots
                 if snapshot.timestamp_ms < cutoff_ms and snapshot.snapshot_id not in heads
             )
-            if expired:
-                table.maintenance.expire_snapshots().older_than(
-                    dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.UTC)
-                ).commit()
+            if not expired:
+                # Files only become unreferenced when snapshots go, so there is nothing to sweep.
+                return ExpiryResult(0, 0, 0)
+            table.maintenance.expire_snapshots().older_than(
+                dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.UTC)
+            ).commit()
             location = urlparse(table.location())
             if location.scheme != "file":
                 return ExpiryResult(expired, 0, 0)

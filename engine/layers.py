@@ -130,13 +130,21 @@ class LayerBuilder:
 
         return register
 
+    def freshness(self, now: datetime) -> CheckResult | None:
+        """The freshness check alone: the newest reading on dev against `now`."""
+        return freshness_check(self._newest_reading(), now, SILVER_READINGS)
+
     def gate(
-        self, build: LayerBuild, *, now: datetime, check_freshness: bool, extra: list[CheckResult]
+        self, build: LayerBuild | None, *, now: datetime, check_freshness: bool, extra: list[CheckResult]
     ) -> GateReport:
-        """Every gate over what the build wrote, plus `extra` results (the ingest's quarantine ratio)."""
+        """Every gate over what the build wrote (none without a build), plus `extra` results."""
         from schemas import TABLE_SCHEMAS
 
         results: list[CheckResult | None] = list(extra)
+        if check_freshness:
+            results.append(self.freshness(now))
+        if build is None:
+            return report(results)
         for result in build.results:
             model = TABLE_SCHEMAS.get(result.name)
             if model is not None and result.output is not None:
@@ -147,8 +155,6 @@ class LayerBuilder:
             results.append(continuity_check(silver, SILVER_READINGS))
             if gold is not None:
                 results.append(reconciliation_check(silver, gold, GOLD_DAILY))
-        if check_freshness:
-            results.append(freshness_check(self._newest_reading(), now, SILVER_READINGS))
         return report(results)
 
     def _newest_reading(self) -> datetime | None:

@@ -23,7 +23,7 @@ from engine.promotion import promote
 from engine.quality import quarantine_ratio_check
 from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
 from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, RAW_TABLES
-from engine.validation import CheckResult, validate_glucose_entries
+from engine.validation import CheckResult, Severity, validate_glucose_entries
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ HOUR_MS = 3_600_000
 # Entries dated up to an hour ahead are accepted (clock skew); fetch that far so none is missed.
 FUTURE_SLACK_MS = HOUR_MS
 IMPORT_CHUNK = 100_000
+EXPIRY_SOURCE = "maintenance:expire-history"
+EXPIRY_EVERY_MS = 6 * HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class Pipeline:
         totals = _Totals()
         try:
             self.ensure_tables()
+            self._expire_history(run.id)
             ingest(totals)
             return self._layers_gates_promotion(run, totals, full_refresh)
         except PhloError as e:
@@ -177,22 +180,24 @@ class Pipeline:
             for r in [quarantine_ratio_check(totals.fetched, totals.quarantined, GLUCOSE_ENTRIES.name)]
             if r is not None
         ]
-        if not months and not full_refresh and not extra:
-            # Nothing new reached the lake: the gates of the last build still stand.
-            return self._maybe_promote(run, summary)
         builder = LayerBuilder(self.lake, self.store, self.settings.timezone)
-        build = builder.build(run.id, None if full_refresh else months)
+        check_freshness = run.trigger in (RunTrigger.MANUAL, RunTrigger.SCHEDULE)
+        if not months and not full_refresh and not extra:
+            # Nothing new reached the lake: only freshness can change; the last build's gates stand.
+            freshness = builder.freshness(self._clock()) if check_freshness else None
+            if freshness is None or freshness.severity is not Severity.ERROR:
+                self._record_checks(run.id, [freshness] if freshness else [])
+                return self._maybe_promote(run, summary)
+            build = None
+        else:
+            build = builder.build(run.id, None if full_refresh else months)
         with self.store.step(run.id, "gates") as step:
-            gate = builder.gate(
-                build,
-                now=self._clock(),
-                check_freshness=run.trigger in (RunTrigger.MANUAL, RunTrigger.SCHEDULE),
-                extra=extra,
-            )
+            gate = builder.gate(build, now=self._clock(), check_freshness=check_freshness, extra=extra)
             self._record_checks(run.id, gate.results)
             step.rows = len(gate.results)
             step.detail.update(errors=len(gate.errors), warnings=len(gate.results) - len(gate.errors))
-        summary.update(gate="failed" if gate.errors else "passed", months=sorted(build.months or []))
+        rebuilt = sorted(build.months or []) if build is not None else []
+        summary.update(gate="failed" if gate.errors else "passed", months=rebuilt)
         if gate.errors:
             # The months stay pending: the next run rebuilds and gates them again.
             summary["blocking"] = [f"{r.table}: {r.check} ({r.failing_count})" for r in gate.errors]
@@ -204,10 +209,11 @@ class Pipeline:
                 summary=summary,
             )
         self.store.clear_pending_months(months)
-        return self._maybe_promote(run, summary)
+        return self._maybe_promote(run, summary, gated=True)
 
-    def _maybe_promote(self, run: RunRecord, summary: dict[str, Any]) -> RunRecord:
-        blocking = self.store.standing_gate_errors()
+    def _maybe_promote(self, run: RunRecord, summary: dict[str, Any], *, gated: bool = False) -> RunRecord:
+        """Promote when configured; a run that evaluated no gate inherits the last gate's verdict."""
+        blocking = [] if gated else self.store.standing_gate_errors()
         if blocking:
             summary["blocking"] = blocking
             return self.store.finish_run(
@@ -224,6 +230,30 @@ class Pipeline:
                 step.detail.update(promotion=None if record is None else record.id)
             summary["promotion"] = None if record is None else record.id
         return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=summary)
+
+    def _expire_history(self, run_id: str) -> None:
+        """Every few hours, drop lake history older than the retention and the files only it used.
+
+        pyiceberg slows every commit by about 1 ms per snapshot a table keeps, and each merge leaves
+        its old partition files behind, so history cannot grow without bound. Runs before ingest,
+        when no write of this process is in flight; branch heads and dev's unpromoted work stay.
+        """
+        now = self._clock()
+        last = self.store.watermark(EXPIRY_SOURCE)
+        if last is not None and _now_ms(now) - last < EXPIRY_EVERY_MS:
+            return
+        cutoff = now - timedelta(hours=self.settings.snapshot_retention_hours)
+        with self.store.step(run_id, "expire history") as step:
+            expired = deleted = freed = 0
+            for name in self.tables:
+                if self.lake.table_exists(name):
+                    result = self.lake.expire_snapshots(name, older_than=cutoff)
+                    expired += result.snapshots_expired
+                    deleted += result.files_deleted
+                    freed += result.bytes_freed
+            step.rows = expired
+            step.detail.update(files_deleted=deleted, bytes_freed=freed, cutoff=cutoff.isoformat())
+        self.store.advance_watermark(EXPIRY_SOURCE, _now_ms(now), run_id)
 
     def _fetch(
         self, run_id: str, config: NightscoutConfig, window: FetchWindow, index: int, count: int
