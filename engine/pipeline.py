@@ -240,7 +240,11 @@ class Pipeline:
         """
         now = self._clock()
         last = self.store.watermark(EXPIRY_SOURCE)
-        if last is not None and _now_ms(now) - last < EXPIRY_EVERY_MS:
+        if last is None:
+            # A new home has no history to expire yet; start the clock.
+            self.store.advance_watermark(EXPIRY_SOURCE, _now_ms(now), run_id)
+            return
+        if _now_ms(now) - last < EXPIRY_EVERY_MS:
             return
         cutoff = now - timedelta(hours=self.settings.snapshot_retention_hours)
         with self.store.step(run_id, "expire history") as step:

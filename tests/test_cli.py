@@ -132,3 +132,62 @@ def test_kill_9_during_backfill_merge_then_rerun_is_consistent(
         phlo("sql", "select count(*) as q from raw.glucose_quarantine", "--branch", "dev", "--json").stdout
     )
     assert dup[0]["n"] + quarantined[0]["q"] == len(want)
+
+
+METRIC_COLUMNS = {
+    "reading_date",
+    "day_name",
+    "reading_count",
+    "avg_glucose_mg_dl",
+    "stddev_glucose_mg_dl",
+    "min_glucose_mg_dl",
+    "max_glucose_mg_dl",
+    "time_in_range_pct",
+    "time_below_range_pct",
+    "time_above_range_pct",
+    "time_very_low_pct",
+    "time_low_pct",
+    "time_high_pct",
+    "time_very_high_pct",
+    "cv_pct",
+    "estimated_a1c_pct",
+    "gri",
+    "lbgi",
+    "hbgi",
+    "coverage_pct",
+    "sensor_error_count",
+    "hypo_episodes_l1",
+    "hypo_episodes_l2",
+}
+
+
+def test_metrics_diff_quality_promote_commands(home: Path) -> None:
+    env = {"PHLO_INITIAL_DAYS": "3", "PHLO_AUTO_PROMOTE": "false"}
+    assert phlo("--demo", "run", env=env).returncode == 0
+    on_main = json.loads(phlo("--demo", "metrics", "--json", env=env).stdout)
+    assert on_main == []
+    diff = json.loads(phlo("--demo", "diff", "--json", env=env).stdout)
+    tables = {t["table"]: t for t in diff["tables"]}
+    assert tables["raw.glucose_entries"]["rows_added"] > 3 * 250
+    assert tables["gold.fct_daily_glucose_metrics"]["snapshots_ahead"] >= 1
+    assert len(tables["gold.fct_daily_glucose_metrics"]["days_touched"]) in (3, 4)
+    refused = phlo("--demo", "promote", env=env)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    promoted = phlo("--demo", "promote", "--yes", "--json", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout)["state"] == "done"
+    rows = json.loads(phlo("--demo", "metrics", "--days", "3", "--json", env=env).stdout)
+    assert 1 <= len(rows) <= 3
+    assert METRIC_COLUMNS <= set(rows[0])
+    dev_rows = json.loads(
+        phlo("--demo", "metrics", "--days", "3", "--branch", "dev", "--json", env=env).stdout
+    )
+    assert dev_rows == rows
+    assert phlo("--demo", "promote", "--yes", env=env).stdout.startswith("nothing to promote")
+    quality = json.loads(phlo("--demo", "quality", "--json", env=env).stdout)
+    assert all(
+        {"run_id", "check", "table", "column", "severity", "failing_count"} <= set(c)
+        for c in quality["checks"]
+    )
+    bad = phlo("--demo", "metrics", "--since", "yesterday", env=env)
+    assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
