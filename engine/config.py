@@ -78,6 +78,16 @@ class Settings:
     """Promote dev to main after a run whose gates pass. PHLO_AUTO_PROMOTE."""
     schedule_minute: int = 5
     """Minute of the hour the scheduled run fires. PHLO_SCHEDULE_MINUTE."""
+    schedule_interval_seconds: int = 0
+    """Run every N seconds instead of hourly at schedule_minute (0: hourly). PHLO_SCHEDULE_INTERVAL_SECONDS."""
+    retry_max: int = 3
+    """Retries of a scheduled run that failed for a transient reason (site or database down). PHLO_RETRY_MAX."""
+    retry_delay_s: float = 120.0
+    """Seconds before the first retry; each next one waits twice as long. PHLO_RETRY_DELAY_S."""
+    freshness_warning_minutes: int = 30
+    """Warn when no new reading has arrived for this long (an error after 24 h). PHLO_FRESHNESS_WARNING_MINUTES."""
+    alert_command: str | None = None
+    """A command run on a freshness alert, with PHLO_ALERT_LEVEL and PHLO_ALERT_MESSAGE set. PHLO_ALERT_COMMAND."""
     snapshot_retention_hours: int = 24
     """Hours of lake history (time travel) kept; older snapshots and their files are removed. PHLO_SNAPSHOT_RETENTION_HOURS."""
     demo: bool = False
@@ -190,6 +200,10 @@ _FIX = {
     "max_attempts": "use a whole number from 1 to 20",
     "request_timeout_s": "use a number of seconds from 1 to 600",
     "snapshot_retention_hours": "use a whole number of hours from 1 to 8760",
+    "schedule_interval_seconds": "use 0 (hourly) or a number of seconds up to 86400",
+    "retry_max": "use a whole number from 0 to 20",
+    "retry_delay_s": "use a number of seconds from 0 to 86400",
+    "freshness_warning_minutes": "use a whole number of minutes from 1 to 1440",
 }
 
 _RANGES: dict[str, tuple[float, float]] = {
@@ -198,6 +212,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "page_size": (10, 100000),
     "schedule_minute": (0, 59),
     "snapshot_retention_hours": (1, 8760),
+    "schedule_interval_seconds": (0, 86400),
+    "retry_max": (0, 20),
+    "retry_delay_s": (0, 86400),
+    "freshness_warning_minutes": (1, 1440),
     "lookback_minutes": (0, 1440),
     "max_attempts": (1, 20),
     "request_timeout_s": (1, 600),
@@ -237,6 +255,11 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "auto_promote": bool,
     "schedule_minute": int,
     "snapshot_retention_hours": int,
+    "schedule_interval_seconds": int,
+    "retry_max": int,
+    "retry_delay_s": float,
+    "freshness_warning_minutes": int,
+    "alert_command": str,
     "demo": bool,
 }
 

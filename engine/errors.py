@@ -11,10 +11,12 @@ class PhloError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", *, transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.transient = transient
+        """True when the same work may succeed later unchanged (network, server down): worth a retry."""
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -54,7 +56,17 @@ class StepFailed(PhloError):
     def __init__(self, step: str, run_id: str, cause: BaseException) -> None:
         detail = cause.message if isinstance(cause, PhloError) else f"{type(cause).__name__}: {cause}"
         hint = cause.hint if isinstance(cause, PhloError) else ""
-        super().__init__(f"step {step!r} of run {run_id} failed: {detail}", hint)
+        transient = cause.transient if isinstance(cause, PhloError) else False
+        super().__init__(f"step {step!r} of run {run_id} failed: {detail}", hint, transient=transient)
         self.step = step
         self.run_id = run_id
         self.cause = cause
+
+
+class Interrupted(PhloError):
+    """The process was asked to stop; the run ends at a step boundary and the next run finishes the work."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "stopped on request before the run finished", "the next run picks up where this one stopped"
+        )

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings, check_ready
 from engine.diff import TableDiff, branch_diff
 from engine.errors import PhloError, PromotionError
 from engine.lake import Lake
-from engine.lease import WriterLock
+from engine.lease import WriterLock, live_daemon
 from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
 from engine.runstore import (
     CheckRecord,
+    CommandRecord,
+    CommandStatus,
+    LeaseRecord,
     PromotionRecord,
     PromotionState,
     RunRecord,
@@ -29,6 +34,9 @@ from engine.runstore import (
     RunTrigger,
 )
 from engine.tables import RAW_TABLES
+
+if TYPE_CHECKING:
+    from engine.daemon import Freshness
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +65,13 @@ class Engine:
         configure_dlt(settings.home)
         self.store = RunStore(settings.runs_db)
         self.lake = Lake(settings.lake_dir)
-        self._lock = WriterLock(settings.home)
+        self._lock = WriterLock(settings.home, self.store)
         self._simulator: Any = None
         self._models: list[Model] | None = None
+        self.stop_requested = threading.Event()
+        """Set to end the current run at its next step boundary (SIGTERM in the daemon)."""
+        self.role = "cli"
+        """What the writer lease calls this process: cli, daemon or tui."""
 
     def __enter__(self) -> Engine:
         return self
@@ -110,16 +122,63 @@ class Engine:
         pipeline.ensure_tables()
         return promote(self.lake, self.store, None, self.lake_tables())
 
+    def become_writer(self) -> None:
+        """Take the writer lease (or raise LeaseHeldError), then repair what a crashed writer left."""
+        if not self._lock.held:
+            self._lock.acquire(self.role)
+            self.store.fail_abandoned_runs()
+            self.store.abandon_commands()
+            recover(self.lake, self.store)
+
+    def lease_lost(self) -> bool:
+        return self._lock.lost.is_set()
+
+    def set_next_run(self, when: datetime | None) -> None:
+        self._lock.next_run_at = when
+
+    def daemon(self) -> LeaseRecord | None:
+        """The running daemon that owns this home, if any: then writes go through `submit`."""
+        return None if self._lock.held else live_daemon(self.store)
+
+    def submit(self, kind: str, args: dict[str, Any], *, timeout_s: float | None = None) -> CommandRecord:
+        """Queue a command for the running daemon and wait for its result.
+
+        Raises PhloError when the daemon stops before answering, or after `timeout_s`.
+        """
+        command_id = self.store.enqueue(kind, args)
+        started = time.monotonic()
+        while True:
+            command = self.store.command(command_id)
+            if command.status in (CommandStatus.DONE, CommandStatus.FAILED):
+                return command
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                raise PhloError(f"the daemon did not answer command {command_id} in time", "see its log")
+            if command.status is CommandStatus.QUEUED and live_daemon(self.store) is None:
+                raise PhloError(
+                    "the daemon stopped before it took the command",
+                    "start it again, or run the command without a daemon",
+                )
+            time.sleep(0.2)
+
+    def freshness(self) -> Freshness:
+        """How old the newest stored reading is: ok, warning (after freshness_warning_minutes), error (24 h)."""
+        from engine.daemon import freshness
+
+        warning = timedelta(minutes=self.settings.freshness_warning_minutes)
+        return freshness(self.store.watermark(ENTRIES_SOURCE), datetime.now(UTC), warning)
+
     def _pipeline(self, *, require_site: bool = True) -> Pipeline:
-        """Become the writer: take the lock, then repair what a crashed writer left behind."""
+        """The pipeline, as the writer."""
         if require_site:
             check_ready(self.settings)
-        if not self._lock.held:
-            self._lock.acquire("cli")
-            self.store.fail_abandoned_runs()
-            recover(self.lake, self.store)
+        self.become_writer()
         return Pipeline(
-            self.settings, self.store, self.lake, self.nightscout_config, tables=self.lake_tables()
+            self.settings,
+            self.store,
+            self.lake,
+            self.nightscout_config,
+            tables=self.lake_tables(),
+            should_stop=self.stop_requested.is_set,
         )
 
     def nightscout_config(self) -> NightscoutConfig:
@@ -203,10 +262,12 @@ class Engine:
             "demo": self.settings.demo,
             "settings": self.settings.public(),
             "watermark_ms": self.store.watermark(ENTRIES_SOURCE),
-            "writer": self._lock.holder(),
+            "writer": lease.to_json() if (lease := self.store.lease()) else None,
+            "daemon": daemon.to_json() if (daemon := live_daemon(self.store)) else None,
             "tables": tables,
             "last_promotion": promotion.to_json() if promotion else None,
             "gate_errors": self.store.standing_gate_errors(),
+            "freshness": self.freshness().to_json(),
             "pending_months": sorted(self.store.pending_months()),
             "runs": [r.to_json() for r in self.list_runs(20)],
         }

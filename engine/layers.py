@@ -90,7 +90,13 @@ class LayerBuilder:
         self.timezone = timezone
         self.models = models if models is not None else discover_models(sources=[t.name for t in RAW_TABLES])
 
-    def build(self, run_id: str, months: set[str] | None, branch: str = "dev") -> LayerBuild:
+    def build(
+        self,
+        run_id: str,
+        months: set[str] | None,
+        branch: str = "dev",
+        checkpoint: Callable[[], None] = lambda: None,
+    ) -> LayerBuild:
         """Rebuild the local `months` (None: a full refresh of every model).
 
         Each model is one recorded step with its rows and seconds; a SQL error names the file and
@@ -101,6 +107,7 @@ class LayerBuilder:
         con = connect(self.timezone)
         try:
             for model in self.models:
+                checkpoint()
                 with self.store.step(run_id, f"model {model.name}") as step:
                     result = build_model(con, model, months, self._registrar(branch))
                     self.lake.write_model(

@@ -418,16 +418,18 @@ def _source_error(error: Exception, config: NightscoutConfig, url: str) -> Sourc
     attempts = f"after {config.max_attempts} attempt{'s' if config.max_attempts != 1 else ''}"
     for cause in _causes(error):
         if isinstance(cause, SourceError):
-            return SourceError(cause.message, cause.hint)
+            return SourceError(cause.message, cause.hint, transient=cause.transient)
         if isinstance(cause, _GarbledPage) and cause.html:
             return SourceError(
                 f"got an HTML page instead of JSON from {url} ({attempts})",
                 "is the site up and the URL right? " + URL_HINT,
+                transient=True,
             )
         if isinstance(cause, _GarbledPage | ChunkedEncodingError):
             return SourceError(
                 f"got truncated or invalid JSON from {url} ({attempts})",
                 "the site or a proxy cut the answer short: try again later",
+                transient=True,
             )
         if isinstance(cause, _WrongShape):
             return SourceError(
@@ -437,12 +439,15 @@ def _source_error(error: Exception, config: NightscoutConfig, url: str) -> Sourc
         if isinstance(cause, HTTPError) and cause.response is not None:
             return _http_error(cause.response.status_code, url, attempts)
         if isinstance(cause, Timeout):
-            return SourceError(f"{url} did not answer within {config.timeout_s:g} s ({attempts})", LATER_HINT)
+            return SourceError(
+                f"{url} did not answer within {config.timeout_s:g} s ({attempts})", LATER_HINT, transient=True
+            )
         if isinstance(cause, ConnectionError):
             reason = _connection_reason(cause)
             return SourceError(
                 f"could not connect to {url}: {reason} ({attempts})",
                 "check NIGHTSCOUT_URL and that the site is up",
+                transient=True,
             )
         if isinstance(cause, RequestException):
             return SourceError(f"request to {url} failed: {type(cause).__name__}", URL_HINT)
@@ -455,7 +460,7 @@ def _http_error(status: int, url: str, attempts: str) -> SourceError:
     if status == 404:
         return SourceError(f"{url} was not found (HTTP 404)", URL_HINT)
     if status == 429 or status >= 500:
-        return SourceError(f"{url} kept answering HTTP {status} ({attempts})", LATER_HINT)
+        return SourceError(f"{url} kept answering HTTP {status} ({attempts})", LATER_HINT, transient=True)
     return SourceError(f"{url} answered HTTP {status}", URL_HINT)
 
 

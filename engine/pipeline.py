@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.config import Settings
-from engine.errors import PhloError, SourceError
+from engine.errors import Interrupted, PhloError, SourceError
 from engine.lake import Lake
 from engine.layers import LayerBuilder, local_months
+from engine.logs import CURRENT_RUN
 from engine.nightscout import FetchWindow, NightscoutConfig, fetch_window, plan_windows, redact_url
 from engine.promotion import promote
 from engine.quality import quarantine_ratio_check
@@ -73,6 +74,7 @@ class Pipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         tables: Sequence[str] = (),
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +82,7 @@ class Pipeline:
         self._nightscout = nightscout
         self._clock = clock
         self.tables = list(tables) or [t.name for t in RAW_TABLES]
+        self._should_stop = should_stop
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -121,6 +124,7 @@ class Pipeline:
 
         def ingest(totals: _Totals) -> None:
             for offset in range(0, max(len(entries), 1), IMPORT_CHUNK):
+                self.checkpoint()
                 chunk = entries[offset : offset + IMPORT_CHUNK]
                 totals.add(self._store_batch(run.id, chunk, source=path.name))
 
@@ -148,6 +152,7 @@ class Pipeline:
         def ingest(totals: _Totals) -> None:
             config = self._nightscout()
             for index, window in enumerate(windows, start=1):
+                self.checkpoint()
                 entries = self._fetch(run.id, config, window, index, len(windows))
                 outcome = self._store_batch(run.id, entries, source=redact_url(config.url))
                 totals.add(outcome)
@@ -161,6 +166,8 @@ class Pipeline:
     ) -> RunRecord:
         """Ingest, then build the layers, gate them and promote; every failure ends the run `failed`."""
         totals = _Totals()
+        token = CURRENT_RUN.set(run.id)
+        log.info("run started (%s)", run.trigger.value)
         try:
             self.ensure_tables()
             self._expire_history(run.id)
@@ -171,6 +178,8 @@ class Pipeline:
         except Exception as e:
             self._fail(run, PhloError(f"internal error: {type(e).__name__}: {e}", "please report it"), totals)
             raise
+        finally:
+            CURRENT_RUN.reset(token)
 
     def _layers_gates_promotion(self, run: RunRecord, totals: _Totals, full_refresh: bool) -> RunRecord:
         months = self.store.pending_months()
@@ -190,7 +199,7 @@ class Pipeline:
                 return self._maybe_promote(run, summary)
             build = None
         else:
-            build = builder.build(run.id, None if full_refresh else months)
+            build = builder.build(run.id, None if full_refresh else months, checkpoint=self.checkpoint)
         with self.store.step(run.id, "gates") as step:
             gate = builder.gate(build, now=self._clock(), check_freshness=check_freshness, extra=extra)
             self._record_checks(run.id, gate.results)
@@ -224,12 +233,18 @@ class Pipeline:
                 summary=summary,
             )
         if self.settings.auto_promote:
+            self.checkpoint()
             with self.store.step(run.id, "promote") as step:
                 record = promote(self.lake, self.store, run.id, self.tables)
                 step.rows = 0 if record is None else len(record.tables)
                 step.detail.update(promotion=None if record is None else record.id)
             summary["promotion"] = None if record is None else record.id
         return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=summary)
+
+    def checkpoint(self) -> None:
+        """Raise Interrupted at a step boundary when the process was asked to stop."""
+        if self._should_stop():
+            raise Interrupted()
 
     def _expire_history(self, run_id: str) -> None:
         """Every few hours, drop lake history older than the retention and the files only it used.
@@ -345,13 +360,13 @@ class Pipeline:
         return rows.num_rows
 
     def _fail(self, run: RunRecord, error: PhloError, totals: _Totals) -> RunRecord:
-        log.error("run %s failed: %s", run.id, error)
+        log.error("run failed: %s", error)
         return self.store.finish_run(
             run.id,
             RunStatus.FAILED,
             error=error.message,
             hint=error.hint or None,
-            summary=totals.summary(),
+            summary={**totals.summary(), "transient": error.transient},
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -10,12 +11,14 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.errors import PhloError, StepFailed
+from engine.errors import LeaseHeldError, PhloError, StepFailed
+
+log = logging.getLogger(__name__)
 
 
 class RunStatus(StrEnum):
@@ -39,6 +42,7 @@ class RunTrigger(StrEnum):
     SCHEDULE = "schedule"
     BACKFILL = "backfill"
     IMPORT = "import"
+    MAINTENANCE = "maintenance"
 
 
 class StepStatus(StrEnum):
@@ -202,6 +206,30 @@ _SCHEMA = [
         added_at text not null
     );
     """,
+    """
+    create table lease (
+        id integer primary key check (id = 1),
+        role text not null,
+        pid integer not null,
+        host text not null,
+        acquired_at text not null,
+        heartbeat_at text not null,
+        next_run_at text
+    );
+    create table commands (
+        id integer primary key autoincrement,
+        kind text not null,
+        args text not null default '{}',
+        status text not null,
+        created_at text not null,
+        started_at text,
+        finished_at text,
+        run_id text,
+        exit_code integer,
+        result text
+    );
+    create index commands_status on commands(status);
+    """,
 ]
 
 
@@ -275,6 +303,17 @@ class RunStore:
             )
         return run
 
+    def mark_retrying(self, run_id: str, next_attempt_at: datetime, attempt: int) -> RunRecord:
+        """A failed run whose error is transient, with the time of its next attempt."""
+        run = self.get_run(run_id)
+        summary = {**run.summary, "next_attempt_at": _iso(next_attempt_at), "attempt": attempt}
+        with self._tx() as con:
+            con.execute(
+                "update runs set status = ?, summary = ? where id = ?",
+                (RunStatus.RETRYING.value, json.dumps(summary, default=str), run_id),
+            )
+        return self.get_run(run_id)
+
     def finish_run(
         self,
         run_id: str,
@@ -284,6 +323,7 @@ class RunStore:
         hint: str | None = None,
         summary: dict[str, Any] | None = None,
     ) -> RunRecord:
+        log.info("run finished: %s", status.value)
         with self._tx() as con:
             con.execute(
                 "update runs set status = ?, finished_at = ?, error = ?, hint = ?, summary = ? where id = ?",
@@ -397,6 +437,7 @@ class RunStore:
                     json.dumps(handle.detail, default=str),
                 ),
             )
+        log.info("step %s started", name)
         try:
             yield handle
         except BaseException as e:
@@ -407,10 +448,12 @@ class RunStore:
                 where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
                 message = f"{type(e).__name__}: {e}{where}"
             self._end_step(run_id, seq, StepStatus.FAILED, handle, message)
+            log.warning("step %s failed: %s", name, message)
             if isinstance(e, (StepFailed, KeyboardInterrupt, SystemExit)):
                 raise
             raise StepFailed(name, run_id, e) from e
         self._end_step(run_id, seq, StepStatus.SUCCEEDED, handle, None)
+        log.info("step %s succeeded rows=%s", name, handle.rows)
 
     def _end_step(
         self, run_id: str, seq: int, status: StepStatus, handle: StepHandle, error: str | None
@@ -556,6 +599,190 @@ class RunStore:
     def clear_pending_months(self, months: set[str]) -> None:
         with self._tx() as con:
             con.executemany("delete from pending_months where month = ?", [(m,) for m in months])
+
+    # the writer lease: who writes this home, and whether it is alive
+
+    def lease(self) -> LeaseRecord | None:
+        row = (
+            self._connect()
+            .execute("select role, pid, host, acquired_at, heartbeat_at, next_run_at from lease where id = 1")
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return LeaseRecord(
+            row[0],
+            row[1],
+            row[2],
+            datetime.fromisoformat(row[3]),
+            datetime.fromisoformat(row[4]),
+            _ts(row[5]),
+        )
+
+    def take_lease(
+        self, role: str, pid: int, host: str, *, stale_after: timedelta, holder_alive: bool
+    ) -> LeaseRecord:
+        """Take the lease, or raise LeaseHeldError naming the live holder.
+
+        A lease is taken over when its holder's heartbeat is older than `stale_after`, or at once
+        when the caller knows the holder is dead (`holder_alive` False: its pid is gone on this host).
+        """
+        now = utcnow()
+        with self._tx() as con:
+            row = con.execute("select role, pid, host, heartbeat_at from lease where id = 1").fetchone()
+            if row is not None and not (row[1] == pid and row[2] == host):
+                fresh = now - datetime.fromisoformat(row[3]) < stale_after
+                if fresh and holder_alive:
+                    raise LeaseHeldError(
+                        f"{self.path.parent} is being written by a {row[0]} (pid {row[1]} on {row[2]}, "
+                        f"heartbeat {row[3][:19]})",
+                        "stop it first, or use the running daemon: commands are queued to it",
+                    )
+            con.execute(
+                "insert into lease (id, role, pid, host, acquired_at, heartbeat_at) values (1, ?, ?, ?, ?, ?) "
+                "on conflict(id) do update set role = excluded.role, pid = excluded.pid, host = excluded.host, "
+                "acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at, next_run_at = null",
+                (role, pid, host, _iso(now), _iso(now)),
+            )
+        lease = self.lease()
+        assert lease is not None
+        return lease
+
+    def heartbeat(self, pid: int, host: str, next_run_at: datetime | None = None) -> bool:
+        """Refresh the lease; False when another process has taken it over (then stop writing)."""
+        with self._tx() as con:
+            cur = con.execute(
+                "update lease set heartbeat_at = ?, next_run_at = coalesce(?, next_run_at) "
+                "where id = 1 and pid = ? and host = ?",
+                (_iso(utcnow()), _iso(next_run_at), pid, host),
+            )
+            return cur.rowcount == 1
+
+    def release_lease(self, pid: int, host: str) -> None:
+        with self._tx() as con:
+            con.execute("delete from lease where id = 1 and pid = ? and host = ?", (pid, host))
+
+    # the command queue: what other processes ask the daemon to do
+
+    def enqueue(self, kind: str, args: dict[str, Any]) -> int:
+        with self._tx() as con:
+            cur = con.execute(
+                "insert into commands (kind, args, status, created_at) values (?, ?, ?, ?)",
+                (kind, json.dumps(args), CommandStatus.QUEUED.value, _iso(utcnow())),
+            )
+            return int(cur.lastrowid or 0)
+
+    def claim_command(self) -> CommandRecord | None:
+        """The oldest queued command, marked running; None when the queue is empty."""
+        with self._tx() as con:
+            row = con.execute(
+                "select id from commands where status = ? order by id limit 1", (CommandStatus.QUEUED.value,)
+            ).fetchone()
+            if row is None:
+                return None
+            con.execute(
+                "update commands set status = ?, started_at = ? where id = ?",
+                (CommandStatus.RUNNING.value, _iso(utcnow()), row[0]),
+            )
+        return self.command(row[0])
+
+    def finish_command(
+        self,
+        command_id: int,
+        status: CommandStatus,
+        *,
+        exit_code: int,
+        run_id: str | None,
+        result: dict[str, Any],
+    ) -> None:
+        with self._tx() as con:
+            con.execute(
+                "update commands set status = ?, finished_at = ?, exit_code = ?, run_id = ?, result = ? "
+                "where id = ?",
+                (
+                    status.value,
+                    _iso(utcnow()),
+                    exit_code,
+                    run_id,
+                    json.dumps(result, default=str),
+                    command_id,
+                ),
+            )
+
+    def command(self, command_id: int) -> CommandRecord:
+        row = (
+            self._connect()
+            .execute(
+                "select id, kind, args, status, created_at, run_id, exit_code, result from commands where id = ?",
+                (command_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise PhloError(f"no command {command_id} in {self.path}")
+        return CommandRecord(
+            id=row[0],
+            kind=row[1],
+            args=json.loads(row[2]),
+            status=CommandStatus(row[3]),
+            created_at=datetime.fromisoformat(row[4]),
+            run_id=row[5],
+            exit_code=row[6],
+            result=json.loads(row[7]) if row[7] else None,
+        )
+
+    def abandon_commands(self) -> int:
+        """Commands a dead daemon had started are failed; queued ones stay for the next daemon."""
+        with self._tx() as con:
+            cur = con.execute(
+                "update commands set status = ?, finished_at = ?, exit_code = 1, result = ? where status = ?",
+                (
+                    CommandStatus.FAILED.value,
+                    _iso(utcnow()),
+                    json.dumps({"error": "the daemon stopped before it finished"}),
+                    CommandStatus.RUNNING.value,
+                ),
+            )
+            return cur.rowcount
+
+
+class CommandStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    id: int
+    kind: str
+    args: dict[str, Any]
+    status: CommandStatus
+    created_at: datetime
+    run_id: str | None = None
+    exit_code: int | None = None
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    role: str
+    pid: int
+    host: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+    next_run_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "pid": self.pid,
+            "host": self.host,
+            "since": _iso(self.acquired_at),
+            "heartbeat_at": _iso(self.heartbeat_at),
+            "next_run_at": _iso(self.next_run_at),
+        }
 
 
 class PromotionState(StrEnum):

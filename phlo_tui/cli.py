@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A glucose lakehouse in one process: Nightscout -> validation -> Iceberg -> DuckDB.",
     )
     _demo_flag(parser)
+    parser.add_argument(
+        "--daemon", action="store_true", help="run the engine headless: hourly schedule, logs, SIGTERM stops"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -150,12 +153,46 @@ def _promote(engine: Any, args: argparse.Namespace) -> int:
         if input("promote these tables from dev to main? [y/N] ").strip().lower() not in ("y", "yes"):
             print("not promoted")
             return 1
+    if engine.daemon() is not None:
+        return _through_daemon(engine, "promote", {}, args.json)
     record = engine.promote()
     if args.json:
         _print_json(record.to_json() if record else None)
     elif record:
         print(f"promotion {record.id}: main of {len(diffs)} table(s) now equals dev")
     return 0
+
+
+def _command_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "run":
+        return {"full_refresh": args.full_refresh}
+    if args.command == "backfill":
+        return {"since": args.since, "until": args.until}
+    if args.command == "import":
+        return {"path": str(args.file.resolve())}
+    return {}
+
+
+def _through_daemon(engine: Any, kind: str, command_args: dict[str, Any], as_json: bool) -> int:
+    """A daemon owns this home: queue the command to it, wait, and report as if run here."""
+    daemon = engine.daemon()
+    print(f"queued to the running daemon (pid {daemon.pid})", file=sys.stderr)
+    command = engine.submit(kind, command_args)
+    result = command.result or {}
+    if result.get("run"):
+        _report_run(engine.store.get_run(command.run_id), as_json)
+    elif result.get("error"):
+        print(f"phlo-tui: error: {result['error']}", file=sys.stderr)
+        if result.get("hint"):
+            print(f"  hint: {result['hint']}", file=sys.stderr)
+    elif "promotion" in result:
+        if as_json:
+            _print_json(result["promotion"])
+        elif result["promotion"]:
+            print(f"promotion {result['promotion']['id']}: main now equals dev")
+        else:
+            print("nothing to promote: main already equals dev")
+    return int(command.exit_code if command.exit_code is not None else 1)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -169,8 +206,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     from engine.facade import Engine, exit_code
 
     settings = load_settings(demo=demo)
+    if args.daemon:
+        if args.command is not None:
+            print("phlo-tui: error: --daemon takes no command", file=sys.stderr)
+            return EXIT_USAGE
+        from engine.daemon import Daemon
+
+        return Daemon(settings).serve()
     with Engine(settings) as engine:
         if args.command in ("run", "backfill", "import"):
+            command_args = _command_args(args)
+            if engine.daemon() is not None:
+                return _through_daemon(engine, args.command, command_args, args.json)
             if args.command == "run":
                 run = engine.run_now(full_refresh=args.full_refresh)
             elif args.command == "backfill":

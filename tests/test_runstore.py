@@ -79,13 +79,51 @@ def test_quality_results_keep_twenty_samples(tmp_path: Path) -> None:
     assert len(check.samples) == 20
 
 
-def test_writer_lock_names_holder(tmp_path: Path) -> None:
-    first = WriterLock(tmp_path)
+def test_writer_lock_names_holder_and_is_freed_by_release(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    first = WriterLock(tmp_path, store)
     first.acquire("daemon")
-    with pytest.raises(LeaseHeldError, match="daemon pid"):
-        WriterLock(tmp_path).acquire("cli")
+    assert store.lease() is not None and store.lease().role == "daemon"  # type: ignore[union-attr]
+    with pytest.raises(LeaseHeldError, match="daemon"):
+        WriterLock(tmp_path, RunStore(tmp_path / "runs.sqlite")).acquire("cli")
     first.release()
-    second = WriterLock(tmp_path)
+    assert store.lease() is None
+    second = WriterLock(tmp_path, store)
     second.acquire("cli")
     assert second.held
     second.release()
+
+
+def test_lease_of_dead_holder_on_another_host_waits_for_staleness(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.take_lease("daemon", 999_999, "elsewhere", stale_after=timedelta(seconds=60), holder_alive=True)
+    with pytest.raises(LeaseHeldError, match="elsewhere"):
+        store.take_lease("daemon", 1, "here", stale_after=timedelta(seconds=60), holder_alive=True)
+    taken = store.take_lease("daemon", 1, "here", stale_after=timedelta(seconds=0), holder_alive=True)
+    assert (taken.pid, taken.host) == (1, "here")
+    assert not store.heartbeat(999_999, "elsewhere")
+    assert store.heartbeat(1, "here")
+
+
+def test_command_queue_round_trip(tmp_path: Path) -> None:
+    from engine.runstore import CommandStatus
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    first = store.enqueue("run", {"full_refresh": False})
+    second = store.enqueue("promote", {})
+    claimed = store.claim_command()
+    assert claimed is not None and claimed.id == first and claimed.status is CommandStatus.RUNNING
+    store.finish_command(first, CommandStatus.DONE, exit_code=3, run_id="r1", result={"status": "held"})
+    done = store.command(first)
+    assert (done.status, done.exit_code, done.run_id, done.result) == (
+        CommandStatus.DONE,
+        3,
+        "r1",
+        {"status": "held"},
+    )
+    assert store.claim_command().id == second  # type: ignore[union-attr]
+    assert store.claim_command() is None
+    assert store.abandon_commands() == 1
+    assert store.command(second).status is CommandStatus.FAILED
