@@ -180,3 +180,48 @@ def test_transient_failure_shows_retrying(env: dict[str, str], server: Simulator
     finally:
         server.clear_faults()
         stop(daemon)
+
+
+def test_sigterm_during_merge_stops_cleanly_and_next_run_finishes(env: dict[str, str], home: Path) -> None:
+    import sqlite3
+
+    def merging() -> bool:
+        try:
+            with sqlite3.connect(home / "runs.sqlite", timeout=1) as con:
+                row = con.execute(
+                    "select count(*) from steps where name = 'merge' and status = 'running'"
+                ).fetchone()
+            return bool(row[0])
+        except sqlite3.Error:
+            return False
+
+    env = {
+        **env,
+        "PHLO_INITIAL_DAYS": "120",
+        "PHLO_BACKFILL_WINDOW_DAYS": "5",
+        "PHLO_SCHEDULE_INTERVAL_SECONDS": "0",
+    }
+    daemon = start_daemon(env)
+    wait_for(merging, timeout=120)
+    code, seconds = stop(daemon)
+    assert code == 0 and seconds < 15
+    first = status(env)["runs"][0]
+    assert first["status"] == "failed" and "stopped on request" in first["error"]
+    no_duplicates(env)
+    successor = start_daemon(env)
+    try:
+        wait_for(lambda: status(env)["runs"][0]["status"] in ("succeeded", "held"), timeout=180)
+    finally:
+        stop(successor)
+    no_duplicates(env)
+    days = json.loads(
+        phlo(
+            env,
+            "sql",
+            "select count(distinct reading_ts::date) as d from raw.glucose_entries",
+            "--branch",
+            "dev",
+            "--json",
+        ).stdout
+    )
+    assert days[0]["d"] >= 120
