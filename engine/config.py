@@ -58,6 +58,9 @@ class Settings:
     """API_SECRET of the site, sent as its SHA-1 in the api-secret header. NIGHTSCOUT_API_SECRET."""
     postgres_dsn: Secret | None = None
     """PostgreSQL to publish the marts to. PHLO_POSTGRES_DSN."""
+    manage_postgres: bool = True
+    """Without PHLO_POSTGRES_DSN, run a private PostgreSQL under PHLO_HOME/postgres when its server
+    binaries are installed; false skips publishing instead. PHLO_MANAGE_POSTGRES."""
     timezone: str = field(default_factory=_system_timezone)
     """IANA zone that defines a person's days and hours. PHLO_TIMEZONE."""
     units: str = "mg/dL"
@@ -196,6 +199,7 @@ _FIX = {
     "page_size": "use a whole number from 10 to 100000",
     "schedule_minute": "use a minute from 0 to 59",
     "auto_promote": "use true or false",
+    "manage_postgres": "use true or false",
     "lookback_minutes": "use a whole number of minutes from 0 to 1440",
     "max_attempts": "use a whole number from 1 to 20",
     "request_timeout_s": "use a number of seconds from 1 to 600",
@@ -244,6 +248,7 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "nightscout_token": Secret,
     "nightscout_api_secret": Secret,
     "postgres_dsn": Secret,
+    "manage_postgres": bool,
     "timezone": str,
     "units": str,
     "initial_days": int,

@@ -21,6 +21,7 @@ from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
+from engine.publish import Publisher, PublishError
 from engine.runstore import (
     CheckRecord,
     CommandRecord,
@@ -66,6 +67,7 @@ class Engine:
         self.store = RunStore(settings.runs_db)
         self.lake = Lake(settings.lake_dir)
         self._lock = WriterLock(settings.home, self.store)
+        self._publisher = Publisher(settings, self.lake)
         self._simulator: Any = None
         self._models: list[Model] | None = None
         self.stop_requested = threading.Event()
@@ -86,6 +88,7 @@ class Engine:
         if self._simulator is not None:
             self._simulator.stop()
             self._simulator = None
+        self._publisher.close()
         self._lock.release()
         self.store.close()
 
@@ -120,7 +123,14 @@ class Engine:
                 "see `phlo-tui quality`; fix the source and run again",
             )
         pipeline.ensure_tables()
-        return promote(self.lake, self.store, None, self.lake_tables())
+        record = promote(self.lake, self.store, None, self.lake_tables())
+        if record is not None:
+            try:
+                self._publisher.publish(record)
+            except PublishError as e:
+                # The promotion stands; the next run publishes what is missing.
+                log.warning("promoted, but publishing failed: %s", e)
+        return record
 
     def become_writer(self) -> None:
         """Take the writer lease (or raise LeaseHeldError), then repair what a crashed writer left."""
@@ -179,6 +189,7 @@ class Engine:
             self.nightscout_config,
             tables=self.lake_tables(),
             should_stop=self.stop_requested.is_set,
+            publisher=self._publisher,
         )
 
     def nightscout_config(self) -> NightscoutConfig:
@@ -268,6 +279,7 @@ class Engine:
             "last_promotion": promotion.to_json() if promotion else None,
             "gate_errors": self.store.standing_gate_errors(),
             "freshness": self.freshness().to_json(),
+            "publish_target": self._publisher.describe_target(),
             "pending_months": sorted(self.store.pending_months()),
             "runs": [r.to_json() for r in self.list_runs(20)],
         }

@@ -21,6 +21,7 @@ from engine.layers import LayerBuilder, local_months
 from engine.logs import CURRENT_RUN
 from engine.nightscout import FetchWindow, NightscoutConfig, fetch_window, plan_windows, redact_url
 from engine.promotion import promote
+from engine.publish import Publisher
 from engine.quality import quarantine_ratio_check
 from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
 from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, RAW_TABLES
@@ -75,6 +76,7 @@ class Pipeline:
         *,
         tables: Sequence[str] = (),
         should_stop: Callable[[], bool] = lambda: False,
+        publisher: Publisher | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -83,6 +85,7 @@ class Pipeline:
         self._clock = clock
         self.tables = list(tables) or [t.name for t in RAW_TABLES]
         self._should_stop = should_stop
+        self.publisher = publisher
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -239,6 +242,19 @@ class Pipeline:
                 step.rows = 0 if record is None else len(record.tables)
                 step.detail.update(promotion=None if record is None else record.id)
             summary["promotion"] = None if record is None else record.id
+        last = self.store.last_promotion()
+        if self.publisher is not None and last is not None:
+            # The last promotion, not only this run's: a run after a failed publish catches up.
+            self.checkpoint()
+            with self.store.step(run.id, "publish") as step:
+                outcome = self.publisher.publish(last, run_id=run.id)
+                step.rows = outcome.published_rows
+                step.detail.update(outcome.to_json())
+            summary["publish"] = (
+                f"skipped: {outcome.skipped}"
+                if outcome.skipped
+                else {t.target_table: t.status.value for t in outcome.tables}
+            )
         return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=summary)
 
     def checkpoint(self) -> None:

@@ -17,6 +17,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PHLO_CONFIG", str(tmp_path / "no-config.toml"))
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # A private PostgreSQL per test home costs seconds; tests/test_publish.py starts its own.
+    monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "false")
 
 
 @pytest.fixture
