@@ -188,6 +188,7 @@ class Engine:
             self.lake,
             self.nightscout_config,
             tables=self.lake_tables(),
+            models=self.models(),
             should_stop=self.stop_requested.is_set,
             publisher=self._publisher,
         )

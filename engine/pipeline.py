@@ -19,6 +19,7 @@ from engine.errors import Interrupted, PhloError, SourceError
 from engine.lake import Lake
 from engine.layers import LayerBuilder, local_months
 from engine.logs import CURRENT_RUN
+from engine.models import Model
 from engine.nightscout import FetchWindow, NightscoutConfig, fetch_window, plan_windows, redact_url
 from engine.promotion import promote
 from engine.publish import Publisher
@@ -75,6 +76,7 @@ class Pipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         tables: Sequence[str] = (),
+        models: list[Model] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         publisher: Publisher | None = None,
     ) -> None:
@@ -84,6 +86,7 @@ class Pipeline:
         self._nightscout = nightscout
         self._clock = clock
         self.tables = list(tables) or [t.name for t in RAW_TABLES]
+        self.models = models
         self._should_stop = should_stop
         self.publisher = publisher
 
@@ -192,7 +195,7 @@ class Pipeline:
             for r in [quarantine_ratio_check(totals.fetched, totals.quarantined, GLUCOSE_ENTRIES.name)]
             if r is not None
         ]
-        builder = LayerBuilder(self.lake, self.store, self.settings.timezone)
+        builder = LayerBuilder(self.lake, self.store, self.settings.timezone, models=self.models)
         check_freshness = run.trigger in (RunTrigger.MANUAL, RunTrigger.SCHEDULE)
         if not months and not full_refresh and not extra:
             # Nothing new reached the lake: only freshness can change; the last build's gates stand.
