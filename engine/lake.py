@@ -32,10 +32,20 @@ from pyiceberg.expressions import (
     Reference,
 )
 from pyiceberg.expressions.literals import literal
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
-from pyiceberg.table.snapshots import ancestors_of
+from pyiceberg.table import DataScan, FileScanTask, Table
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.snapshots import Snapshot, ancestors_of
+from pyiceberg.table.update import (
+    AssertRefSnapshotId,
+    AssertTableUUID,
+    RemoveSnapshotsUpdate,
+    TableRequirement,
+)
+from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.transforms import IdentityTransform
+from pyiceberg.typedef import Record
 from pyiceberg.types import (
     BooleanType,
     DateType,
@@ -563,6 +573,194 @@ class Lake:
                 "see the log for the traceback",
             ) from e
 
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def snapshots(self, name: str) -> list[SnapshotInfo]:
+        """Every snapshot the table keeps, whether a branch reaches it or not, newest first.
+
+        Raises LakeError for a missing table.
+        """
+        with self._boundary(f"listing the snapshots of {name}"):
+            table = self._load(name)
+            return [
+                _snapshot_info(snapshot)
+                for snapshot in sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms, reverse=True)
+            ]
+
+    def expire_unprotected_snapshots(self, name: str, *, older_than: dt.datetime, protect: set[int]) -> int:
+        """Forget the snapshots committed before `older_than`, except branch and tag heads, every
+        snapshot between a branch head and the head of another branch it descends from (dev's
+        unpromoted work down to main), and the ids in `protect` (snapshots readers were pointed at,
+        such as the promotions' `from` and `to`). Returns how many were forgotten.
+
+        Unlike expire_snapshots it deletes no file (delete_orphan_files does, with its own safety
+        age) and keeps `protect` whatever their age. One catalog commit that asserts every ref
+        still points where it was read.
+        Raises LakeError when the table cannot be read or written, or a ref moved meanwhile.
+        """
+        with self._boundary(f"expiring snapshots of {name}"):
+            table = self._load(name)
+            refs = table.metadata.refs
+            heads = {ref.snapshot_id for ref in refs.values()}
+            kept = heads | _unpromoted(table, heads) | protect
+            cutoff_ms = int(older_than.timestamp() * 1000)
+            expired = [
+                s.snapshot_id
+                for s in table.metadata.snapshots
+                if s.timestamp_ms < cutoff_ms and s.snapshot_id not in kept
+            ]
+            if not expired:
+                return 0
+            # ExpireSnapshots.by_ids deep-copies the whole metadata twice per id (seconds for a few
+            # hundred); the catalog applies the same update in one go, and checks every ref, where
+            # pyiceberg's builder checks none.
+            requirements: tuple[TableRequirement, ...] = (
+                AssertTableUUID(uuid=table.metadata.table_uuid),
+                *(
+                    AssertRefSnapshotId(ref=ref_name, snapshot_id=ref.snapshot_id)  # type: ignore[call-arg]
+                    for ref_name, ref in refs.items()
+                ),
+            )
+            updates = (RemoveSnapshotsUpdate(snapshot_ids=expired),)  # type: ignore[call-arg]
+            table.catalog.commit_table(table, requirements, updates)
+            return len(expired)
+
+    def compact(
+        self,
+        name: str,
+        *,
+        branch: str = "dev",
+        fast_forward: str | None = None,
+        snapshot_properties: dict[str, str] | None = None,
+    ) -> CompactionResult:
+        """Rewrite every partition that has several data files in the head of `branch` into one file
+        (an unpartitioned table counts as one partition), in one commit, with the same rows.
+
+        Before the commit, the row count and a checksum of every row (DuckDB's hash of all columns,
+        summed) of the whole new head are compared with the old head's; on a mismatch nothing is
+        committed (the files written are left for delete_orphan_files) and LakeError is raised.
+        With `fast_forward`, that branch moves to the compacted snapshot in the same commit when it
+        pointed at the head of `branch` before, so it reads the same rows from fewer files;
+        otherwise it stays where it is. Makes no commit when no partition has several files.
+        Raises LakeError for a missing table or branch, delete files, a checksum mismatch, or any
+        lake failure.
+        """
+        started = time.perf_counter()
+        with self._boundary(f"compacting {name} on branch {branch}"):
+            table = self._load(name)
+            head = _head(table, name, branch)
+            tasks = _planned_tasks(table, table.metadata, head)
+            spec = table.spec()
+            by_partition: dict[tuple[int, Record], list[FileScanTask]] = {}
+            for task in tasks:
+                by_partition.setdefault((task.file.spec_id, task.file.partition), []).append(task)
+            # A file of an older partition spec cannot be rewritten into its old partition; none of
+            # phlo's tables has ever changed its spec.
+            crowded = {
+                key: group for key, group in by_partition.items() if len(group) > 1 and key[0] == spec.spec_id
+            }
+            if not crowded:
+                return CompactionResult(
+                    len(tasks), len(tasks), 0, (), None, None, time.perf_counter() - started
+                )
+            rewritten = [task for group in crowded.values() for task in group]
+            rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(rewritten)
+            rows = _conform(_plain_strings(rows), _arrow_schema(table.schema()), name)
+            # The head's own schema: what readers of the branch see, before and after.
+            schema = _snapshot_schema(table, head)
+            expected = _fingerprint(schema, [_local_path(task.file.file_path) for task in tasks])
+            follower = table.metadata.refs.get(fast_forward) if fast_forward is not None else None
+            moves = follower is not None and follower.snapshot_id == head
+            properties = {"phlo.maintenance": "compaction", **(snapshot_properties or {})}
+            with table.transaction() as tx:
+                if spec.is_unpartitioned():
+                    tx.overwrite(
+                        rows, overwrite_filter=AlwaysTrue(), snapshot_properties=properties, branch=branch
+                    )
+                else:
+                    tx.dynamic_partition_overwrite(rows, properties, branch=branch)
+                staged = tx.table_metadata
+                compacted = _head_of(staged, name, branch)
+                after = _planned_tasks(table, staged, compacted)
+                found = _fingerprint(schema, [_local_path(task.file.file_path) for task in after])
+                if found != expected:
+                    # Raising inside the transaction is what keeps it from committing.
+                    raise LakeError(
+                        f"compacting {name} on branch {branch} would change its rows: {expected[0]} rows "
+                        f"(checksum {expected[1]}) before, {found[0]} rows (checksum {found[1]}) after; "
+                        "nothing was committed",
+                        "report this with the log; the table is unchanged",
+                    )
+                if moves and fast_forward is not None:
+                    ManageSnapshots(tx).create_branch(compacted, fast_forward).commit()
+            partitions = tuple(
+                sorted(spec.partition_to_path(partition, table.schema()) for _, partition in crowded)
+            )
+            return CompactionResult(
+                files_before=len(tasks),
+                files_after=len(after),
+                files_rewritten=len(rewritten),
+                partitions=partitions,
+                snapshot_id=compacted,
+                fast_forwarded=fast_forward if moves else None,
+                seconds=time.perf_counter() - started,
+            )
+
+    def delete_orphan_files(self, name: str, *, older_than: dt.datetime) -> OrphanSweep:
+        """Delete the files under the table's data/ and metadata/ folders (local warehouse only)
+        that nothing of the table refers to, and that were last modified before `older_than`.
+
+        Referred to: every remaining snapshot's manifest list, manifests and live data files, the
+        current metadata.json and those of its metadata log, and statistics files. The age keeps a
+        write still in flight (files written, commit to come) safe. Only Iceberg's kinds of files
+        (.parquet, .avro, .metadata.json, .puffin) are considered; nothing else is touched. Call
+        it from the writer, after expire_unprotected_snapshots. Refuses to delete anything when a
+        file a snapshot refers to is not where its path says (the lake is damaged or the paths
+        cannot be matched), since then "unreferenced" cannot be trusted.
+        Raises LakeError for a missing table, such a missing file, or a file that cannot be deleted.
+        """
+        with self._boundary(f"deleting orphan files of {name}"):
+            table = self._load(name)
+            location = urlparse(table.location())
+            if location.scheme != "file":
+                return OrphanSweep(0, 0)
+            referenced = _referenced_files(table)
+            missing = sorted(path for path in referenced if not os.path.exists(path))
+            if missing:
+                raise LakeError(
+                    f"lake table {name} refers to {len(missing)} file(s) that do not exist, such as "
+                    f"{missing[0]}; no orphan file was deleted",
+                    "restore the files from a backup, or rebuild the table with a backfill",
+                )
+            kept = referenced | _metadata_files(table)
+            cutoff = older_than.timestamp()
+            deleted, freed = 0, 0
+            for path in _iceberg_files(Path(location.path)):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                if stat.st_mtime < cutoff and os.path.realpath(path) not in kept:
+                    path.unlink(missing_ok=True)
+                    deleted, freed = deleted + 1, freed + stat.st_size
+            return OrphanSweep(deleted, freed)
+
+    def stored_files(self, name: str) -> tuple[int, int]:
+        """(files, bytes) of Iceberg files under the table's data/ and metadata/ folders, referenced
+        or not; (0, 0) for storage other than local files. Raises LakeError for a missing table."""
+        with self._boundary(f"measuring the files of {name}"):
+            location = urlparse(self._load(name).location())
+            if location.scheme != "file":
+                return 0, 0
+            files, size = 0, 0
+            for path in _iceberg_files(Path(location.path)):
+                try:
+                    size += path.stat().st_size
+                except FileNotFoundError:
+                    continue
+                files += 1
+            return files, size
+
 
 def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
     """Give `main` a snapshot and create `dev` at it, unless present; a lost race counts as done."""
@@ -932,3 +1130,90 @@ def _plain_string_schema(schema: pa.Schema) -> pa.Schema:
 def _arrow_schema(schema: Schema) -> pa.Schema:
     """The Arrow schema rows of a lake table are written with (plain strings, no field ids)."""
     return _plain_string_schema(schema.as_arrow()).remove_metadata()
+
+
+# -- maintenance helpers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """What one compaction did: data files of the branch head before and after, files rewritten,
+    the partitions rewritten ('' for an unpartitioned table), the new head (None when nothing was
+    committed) and the branch fast-forwarded along with it, if any."""
+
+    files_before: int
+    files_after: int
+    files_rewritten: int
+    partitions: tuple[str, ...]
+    snapshot_id: int | None
+    fast_forwarded: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class OrphanSweep:
+    """Files nothing referred to any more, deleted, and their bytes."""
+
+    files_deleted: int
+    bytes_freed: int
+
+
+_ICEBERG_SUFFIXES = (".parquet", ".avro", ".metadata.json", ".puffin")
+
+
+def _snapshot_info(snapshot: Snapshot) -> SnapshotInfo:
+    return SnapshotInfo(
+        snapshot_id=snapshot.snapshot_id,
+        parent_id=snapshot.parent_snapshot_id,
+        timestamp_ms=snapshot.timestamp_ms,
+        operation=snapshot.summary.operation.value if snapshot.summary else "",
+        summary=dict(snapshot.summary.additional_properties) if snapshot.summary else {},
+    )
+
+
+def _head_of(metadata: TableMetadata, name: str, branch: str) -> int:
+    """Like _head, on metadata not (yet) committed."""
+    snapshot = metadata.snapshot_by_name(branch)
+    if snapshot is None:
+        raise LakeError(f"branch {branch} of lake table {name} vanished during a write", "run again")
+    return snapshot.snapshot_id
+
+
+def _planned_tasks(table: Table, metadata: TableMetadata, snapshot_id: int) -> list[FileScanTask]:
+    """The scan tasks of one snapshot of `metadata` (which may be a transaction's staged metadata)."""
+    tasks = list(DataScan(table_metadata=metadata, io=table.io, snapshot_id=snapshot_id).plan_files())
+    for task in tasks:
+        if task.delete_files:
+            raise LakeError(
+                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
+                "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
+            )
+    return tasks
+
+
+def _fingerprint(schema: Schema, files: list[str]) -> tuple[int, int]:
+    """Row count and the sum of a hash of every column of every row: equal for the same multiset of rows."""
+    columns = ", ".join(_ident(field.name) for field in schema.fields)
+    with duckdb.connect() as con:
+        select = _select_sql(con, schema, files)
+        count, checksum = con.sql(
+            f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0) FROM ({select})"
+        ).fetchall()[0]
+    return int(count), int(checksum)
+
+
+def _metadata_files(table: Table) -> set[str]:
+    """Real paths of the current metadata.json, those of its metadata log, and statistics files."""
+    paths = [table.metadata_location]
+    paths += [entry.metadata_file for entry in table.metadata.metadata_log]
+    paths += [stats.statistics_path for stats in table.metadata.statistics]
+    paths += [stats.statistics_path for stats in table.metadata.partition_statistics]
+    return {os.path.realpath(_local_path(path)) for path in paths}
+
+
+def _iceberg_files(location: Path) -> Iterator[Path]:
+    """The Iceberg files under the data/ and metadata/ folders of a table's local location."""
+    for folder in ("data", "metadata"):
+        for path in sorted((location / folder).rglob("*")):
+            if path.name.endswith(_ICEBERG_SUFFIXES) and path.is_file():
+                yield path

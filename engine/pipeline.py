@@ -19,6 +19,7 @@ from engine.errors import Interrupted, PhloError, SourceError
 from engine.lake import Lake
 from engine.layers import LayerBuilder, local_months
 from engine.logs import CURRENT_RUN
+from engine.maintenance import run_maintenance, snapshots_in_use
 from engine.models import Model
 from engine.nightscout import FetchWindow, NightscoutConfig, fetch_window, plan_windows, redact_url
 from engine.promotion import promote
@@ -37,6 +38,8 @@ FUTURE_SLACK_MS = HOUR_MS
 IMPORT_CHUNK = 100_000
 EXPIRY_SOURCE = "maintenance:expire-history"
 EXPIRY_EVERY_MS = 6 * HOUR_MS
+MAINTENANCE_SOURCE = "maintenance:weekly"
+MAINTENANCE_EVERY_MS = 7 * 24 * HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -266,32 +269,54 @@ class Pipeline:
             raise Interrupted()
 
     def _expire_history(self, run_id: str) -> None:
-        """Every few hours, drop lake history older than the retention and the files only it used.
+        """Every few hours, drop lake history older than the retention and the files only it used;
+        once a week, also compact partitions of many small files (`engine.maintenance`).
 
         pyiceberg slows every commit by about 1 ms per snapshot a table keeps, and each merge leaves
         its old partition files behind, so history cannot grow without bound. Runs before ingest,
-        when no write of this process is in flight; branch heads and dev's unpromoted work stay.
+        when no write of this process is in flight; branch heads, dev's unpromoted work and the
+        snapshots readers of main may be using (recent promotions) stay.
         """
         now = self._clock()
+        now_ms = _now_ms(now)
         last = self.store.watermark(EXPIRY_SOURCE)
         if last is None:
-            # A new home has no history to expire yet; start the clock.
-            self.store.advance_watermark(EXPIRY_SOURCE, _now_ms(now), run_id)
+            # A new home has no history to expire yet; start the clocks.
+            self.store.advance_watermark(EXPIRY_SOURCE, now_ms, run_id)
+            self.store.advance_watermark(MAINTENANCE_SOURCE, now_ms, run_id)
             return
-        if _now_ms(now) - last < EXPIRY_EVERY_MS:
+        if now_ms - last < EXPIRY_EVERY_MS:
             return
-        cutoff = now - timedelta(hours=self.settings.snapshot_retention_hours)
-        with self.store.step(run_id, "expire history") as step:
-            expired = deleted = freed = 0
-            for name in self.tables:
-                if self.lake.table_exists(name):
-                    result = self.lake.expire_snapshots(name, older_than=cutoff)
-                    expired += result.snapshots_expired
-                    deleted += result.files_deleted
-                    freed += result.bytes_freed
-            step.rows = expired
-            step.detail.update(files_deleted=deleted, bytes_freed=freed, cutoff=cutoff.isoformat())
-        self.store.advance_watermark(EXPIRY_SOURCE, _now_ms(now), run_id)
+        retention = timedelta(hours=self.settings.snapshot_retention_hours)
+        cutoff = now - retention
+        protect = snapshots_in_use(self.store, since=cutoff)
+        weekly = now_ms - (self.store.watermark(MAINTENANCE_SOURCE) or 0) >= MAINTENANCE_EVERY_MS
+        tables = [t for t in self.tables if self.lake.table_exists(t)]
+        if weekly:
+            with self.store.step(run_id, "maintenance") as step:
+                result = run_maintenance(
+                    self.lake,
+                    tables,
+                    protected_snapshots=protect,
+                    keep_days=retention.total_seconds() / 86400,
+                    now=now,
+                )
+                step.rows = result.files_deleted
+                step.detail.update(result.to_json())
+            self.store.advance_watermark(MAINTENANCE_SOURCE, now_ms, run_id)
+        else:
+            with self.store.step(run_id, "expire history") as step:
+                expired = deleted = freed = 0
+                for name in tables:
+                    expired += self.lake.expire_unprotected_snapshots(
+                        name, older_than=cutoff, protect=protect
+                    )
+                    sweep = self.lake.delete_orphan_files(name, older_than=cutoff)
+                    deleted += sweep.files_deleted
+                    freed += sweep.bytes_freed
+                step.rows = expired
+                step.detail.update(files_deleted=deleted, bytes_freed=freed, cutoff=cutoff.isoformat())
+        self.store.advance_watermark(EXPIRY_SOURCE, now_ms, run_id)
 
     def _fetch(
         self, run_id: str, config: NightscoutConfig, window: FetchWindow, index: int, count: int

@@ -213,3 +213,40 @@ def test_nightscout_fixture_shape(home: Path, server: SimulatorServer, monkeypat
             scalar(engine, "select count(*) from bronze.stg_glucose_entries where is_sensor_error", "main")
             == 12
         )
+
+
+def test_weekly_maintenance_compacts_and_keeps_both_branches(
+    home: Path, server: SimulatorServer, monkeypatch, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    now_ms = int(time.time() * 1000)
+    with engine_for(home, server, monkeypatch) as engine:
+        assert engine.run_now().status is RunStatus.SUCCEEDED
+        # Three imports with a quarantined entry each: three small files in the quarantine table.
+        for day in range(3):
+            good = [
+                e
+                for e in server.simulator.export(now_ms - (9 - day) * DAY_MS, now_ms - (8 - day) * DAY_MS)
+                if e["type"] == "sgv"
+            ]
+            bad: list[object] = [{"_id": f"bad{day:021d}", "type": "sgv", "sgv": "x", "date": now_ms}]
+            engine.import_file(write_export(tmp_path / f"d{day}.json.gz", good + bad))
+        before = {
+            b: scalar(engine, "select count(*) from raw.glucose_quarantine", b) for b in ("dev", "main")
+        }
+        files_before = len(engine.lake.data_files("raw.glucose_quarantine", "dev"))
+        assert files_before >= 3
+    # Pretend the last expiry and maintenance were more than a week ago.
+    with sqlite3.connect(home / "runs.sqlite") as con:
+        con.execute("update watermarks set value = 0 where source like 'maintenance:%'")
+    with engine_for(home, server, monkeypatch) as engine:
+        run = engine.run_now()
+        assert run.status is RunStatus.SUCCEEDED, run.error
+        step = next(s for s in run.steps if s.name == "maintenance")
+        assert step.status.value == "succeeded"
+        assert len(engine.lake.data_files("raw.glucose_quarantine", "dev")) == 1
+        for branch, count in before.items():
+            assert scalar(engine, "select count(*) from raw.glucose_quarantine", branch) == count
+        assert scalar(engine, "select count(*) - count(distinct _id) from raw.glucose_entries", "main") == 0
+        assert not any(d.changed for d in engine.diff() if d.table != "raw.glucose_quarantine")
