@@ -213,6 +213,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from engine.daemon import Daemon
 
         return Daemon(settings).serve()
+    if args.command is None:
+        from phlo_tui.app import run_app
+
+        return run_app(settings)
     with Engine(settings) as engine:
         if args.command in ("run", "backfill", "import"):
             command_args = _command_args(args)
@@ -294,8 +298,6 @@ def _dispatch(args: argparse.Namespace) -> int:
                 for r in status["runs"]
             ],
         )
-        if args.command is None and not status["runs"]:
-            print("no runs yet: try `phlo-tui --demo run`")
         return 0
 
 

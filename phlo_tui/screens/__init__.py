@@ -1,0 +1,1 @@
+"""The dashboard pages, one screen per module."""

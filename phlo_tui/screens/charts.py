@@ -1,0 +1,88 @@
+"""Page 2: daily time in range (14/30/90 days), the AGP, mean and GMI per day, and the hourly pattern."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import ContentSwitcher, Label
+from textual.worker import get_current_worker
+
+from phlo_tui.screens.base import PhloScreen
+from phlo_tui.snapshot import ChartsSnapshot, load_charts
+from phlo_tui.widgets.agp_chart import AgpChart
+from phlo_tui.widgets.hourly_chart import HourlyChart
+from phlo_tui.widgets.tir_chart import TirChart
+from phlo_tui.widgets.trend_chart import TrendChart
+
+WINDOWS = (14, 30, 90)
+CHARTS = (
+    ("tir-chart", "time in range"),
+    ("agp-chart", "AGP"),
+    ("trend-chart", "mean & GMI"),
+    ("hourly-chart", "hourly"),
+)
+
+
+class ChartsLoaded(Message):
+    def __init__(self, snapshot: ChartsSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class ChartsScreen(PhloScreen):
+    PAGE = "charts"
+    BINDINGS = [
+        Binding("c", "next_chart", "Next chart", id="charts.next"),
+        Binding("d", "cycle_days", "Days", id="charts.days"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.days = WINDOWS[0]
+        self.chart = CHARTS[0][0]
+        self.snapshot: ChartsSnapshot | None = None
+
+    def compose_page(self) -> ComposeResult:
+        yield Label("", id="charts-title")
+        with ContentSwitcher(initial=self.chart, id="charts"):
+            yield TirChart(id="tir-chart")
+            yield AgpChart(id="agp-chart")
+            yield TrendChart(id="trend-chart")
+            yield HourlyChart(id="hourly-chart")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="charts")
+    def load(self, days: int) -> None:
+        snapshot = load_charts(self.phlo.engine, self.phlo.clock(), days)
+        if not get_current_worker().is_cancelled:
+            self.post_message(ChartsLoaded(snapshot))
+
+    def reload(self) -> None:
+        self.render_title()
+        self.load(self.days)
+
+    def on_charts_loaded(self, message: ChartsLoaded) -> None:
+        self.snapshot = message.snapshot
+        units = self.phlo.units
+        for chart in self.query("#charts > *").results():
+            if isinstance(chart, TirChart | AgpChart | TrendChart | HourlyChart):
+                chart.show(message.snapshot, units)
+        self.render_title()
+
+    def render_title(self) -> None:
+        names = "".join(
+            f"[b reverse] {name} [/]" if key == self.chart else f" {name} " for key, name in CHARTS
+        )
+        branch = " · dev, not yet promoted" if self.snapshot and self.snapshot.branch == "dev" else ""
+        self.query_one("#charts-title", Label).update(f"{names} · last {self.days} d{branch}")
+
+    def action_next_chart(self) -> None:
+        keys = [key for key, _ in CHARTS]
+        self.chart = keys[(keys.index(self.chart) + 1) % len(keys)]
+        self.query_one(ContentSwitcher).current = self.chart
+        self.render_title()
+
+    def action_cycle_days(self) -> None:
+        self.days = WINDOWS[(WINDOWS.index(self.days) + 1) % len(WINDOWS)]
+        self.reload()

@@ -1,0 +1,77 @@
+"""Page 1: the newest reading, the last 24 h, time in range today and over 14 days, and any freshness alert."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Label
+from textual.worker import get_current_worker
+
+from phlo_tui.screens.base import PhloScreen
+from phlo_tui.snapshot import OverviewSnapshot, PipelineStatus, load_overview
+from phlo_tui.widgets.band_panel import BandPanel
+from phlo_tui.widgets.reading import LatestReading
+from phlo_tui.widgets.trace_plot import TracePlot
+
+
+class OverviewLoaded(Message):
+    def __init__(self, snapshot: OverviewSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class OverviewScreen(PhloScreen):
+    PAGE = "overview"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: OverviewSnapshot | None = None
+
+    def compose_page(self) -> ComposeResult:
+        yield Label("", id="freshness-alert")
+        with Horizontal(id="overview-top"):
+            yield LatestReading(id="reading")
+            yield BandPanel(id="bands")
+        yield TracePlot(id="trace")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="overview")
+    def load(self) -> None:
+        snapshot = load_overview(self.phlo.engine, self.phlo.clock())
+        if not get_current_worker().is_cancelled:
+            self.post_message(OverviewLoaded(snapshot))
+
+    def reload(self) -> None:
+        self.load()
+
+    def on_overview_loaded(self, message: OverviewLoaded) -> None:
+        self.snapshot = message.snapshot
+        self.render_snapshot()
+
+    def status_polled(self, previous: PipelineStatus | None, status: PipelineStatus) -> None:
+        super().status_polled(previous, status)
+        self.render_alert()
+
+    def render_snapshot(self) -> None:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        units = self.phlo.units
+        self.query_one(LatestReading).show(snapshot, units)
+        self.query_one(BandPanel).show(snapshot, units)
+        self.query_one(TracePlot).show(snapshot, units)
+        self.render_alert()
+
+    def render_alert(self) -> None:
+        """The freshness alert when no reading came for a while; the old reading is then dimmed."""
+        label = self.query_one("#freshness-alert", Label)
+        freshness = self.phlo.pipeline.freshness if self.phlo.pipeline else None
+        level = freshness.level if freshness else "ok"
+        alerting = level in ("warning", "error")
+        label.set_class(level == "warning", "warning")
+        label.set_class(level == "error", "error")
+        label.display = alerting
+        self.query_one(LatestReading).set_class(alerting, "stale")
+        if freshness is not None and alerting:
+            label.update(f"⚠ {freshness.message}")

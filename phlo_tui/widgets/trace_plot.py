@@ -1,0 +1,50 @@
+"""The last 24 hours of readings, each dot in its band's colour, with the 70–180 target range marked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from phlo_tui.snapshot import OverviewSnapshot
+from phlo_tui.widgets.band_plot import BandPlot
+from phlo_tui.widgets.glucose import BANDS, band_of
+
+
+class TracePlot(BandPlot):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.snapshot: OverviewSnapshot | None = None
+        self.empty_text = "no readings in the last 24 h"
+
+    def show(self, snapshot: OverviewSnapshot, units: str) -> None:
+        self.snapshot, self.units = snapshot, units
+        self.refresh()
+
+    def has_data(self) -> bool:
+        return self.snapshot is not None and bool(self.snapshot.trace)
+
+    def draw(self) -> None:
+        assert self.snapshot is not None
+        plt, now = self.plt, self.snapshot.now
+        zone = ZoneInfo(self.snapshot.timezone)
+        by_band: dict[str, tuple[list[float], list[float]]] = {b.key: ([], []) for b in BANDS}
+        for ts, mg in self.snapshot.trace:
+            xs, ys = by_band[band_of(mg).key]
+            xs.append((ts - now).total_seconds() / 3600)
+            ys.append(self.y(mg))
+        self.range_lines()
+        for band in BANDS:
+            xs, ys = by_band[band.key]
+            if xs:
+                plt.scatter(xs, ys, marker="braille", color=self.band_rgb(band))
+        highest = max(mg for _, mg in self.snapshot.trace)
+        plt.xlim(-24, 0)
+        plt.ylim(self.y(40), self.y(max(300, highest + 10)))
+        ticks = [-24.0, -18.0, -12.0, -6.0, 0.0]
+        plt.xticks(ticks, [(now + timedelta(hours=t)).astimezone(zone).strftime("%H:%M") for t in ticks])
+        levels = (54, 70, 180, 250)
+        plt.yticks(
+            [self.y(v) for v in levels],
+            [f"{self.y(v):g}" if self.units == "mg/dL" else f"{self.y(v):.1f}" for v in levels],
+        )
+        plt.title(f"last 24 h · {self.units}")

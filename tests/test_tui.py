@@ -1,0 +1,473 @@
+"""The dashboard driven by keys (Pilot) over real lakes built by the real engine from the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from textual.message import Message
+from textual.notifications import Notify
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Digits, Input, Label
+
+from engine.config import Settings, load_settings
+from engine.errors import PhloError
+from engine.facade import Engine
+from engine.runstore import RunStatus
+from engine.simulator import GlucoseSimulator, SimulatorServer
+from phlo_tui.app import PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
+from phlo_tui.screens.branches import BranchesScreen, DiffComputed
+from phlo_tui.screens.confirm_promote import ConfirmPromote
+from phlo_tui.screens.help import HelpScreen
+from phlo_tui.screens.overview import OverviewLoaded
+from phlo_tui.screens.quality import QualityLoaded
+from phlo_tui.screens.runs import RunsLoaded
+from phlo_tui.screens.sql import QueryFinished
+from phlo_tui.screens.text_modal import TextModal
+from phlo_tui.snapshot import BandShares
+from phlo_tui.widgets.band_panel import BandPanel, bar_cells
+from phlo_tui.widgets.glucose import BANDS, ago, arrow, band_of, glucose_text
+from phlo_tui.widgets.pipeline_bar import PipelineBar
+
+HOUR = 3600.0
+SIZE = (100, 32)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass(frozen=True)
+class LakeHome:
+    settings: Settings
+    server: SimulatorServer
+    env: dict[str, str]
+    """The variables that make these settings, for a process started on the same home."""
+
+
+@contextmanager
+def lake_home(
+    path: Path, clock: Callable[[], float], build: Callable[[Engine], object], **env: str
+) -> Iterator[LakeHome]:
+    """A phlo home filled by the real engine from a simulator on `clock`, which keeps serving."""
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        SimulatorServer(GlucoseSimulator(seed=11, clock=clock)) as server,
+    ):
+        for var in list(os.environ):
+            if var.startswith(("PHLO_", "NIGHTSCOUT_")):
+                mp.delenv(var)
+        values = {
+            "PHLO_HOME": str(path),
+            "PHLO_CONFIG": str(path.parent / "no-config.toml"),
+            "PHLO_TIMEZONE": "UTC",
+            "NIGHTSCOUT_URL": server.url,
+            "PHLO_INITIAL_DAYS": "3",
+            "PHLO_MAX_ATTEMPTS": "2",
+            "PHLO_LOOKBACK_MINUTES": "0",
+            "PHLO_MANAGE_POSTGRES": "false",
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            **env,
+        }
+        for key, value in values.items():
+            mp.setenv(key, value)
+        settings = load_settings()
+        with Engine(settings) as engine:
+            build(engine)
+        yield LakeHome(settings, server, values)
+
+
+def behind(hours: float) -> Callable[[], float]:
+    pinned = time.time() - hours * HOUR
+    return lambda: pinned
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
+    """Three days, gates passed, promoted to main."""
+    with lake_home(tmp_path_factory.mktemp("promoted") / "home", behind(2), Engine.run_now) as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def unpromoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
+    """Three days on dev, main still empty."""
+    path = tmp_path_factory.mktemp("unpromoted") / "home"
+    with lake_home(path, behind(2), Engine.run_now, PHLO_AUTO_PROMOTE="false") as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
+    """The newest reading is 30 h old: the freshness check fails with severity error and holds dev."""
+    with lake_home(tmp_path_factory.mktemp("held") / "home", behind(30), Engine.run_now) as home:
+        yield home
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+    def notifications(self) -> list[str]:
+        return [f"{m.notification.title}: {m.notification.message}" for m in self.of(Notify)]  # type: ignore[attr-defined]
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Wait until no worker runs and what they posted is handled; never sleeps."""
+    for _ in range(100):
+        await pilot.pause()
+        running = [w for w in pilot.app.workers if not w.is_finished]
+        if not running:
+            await pilot.pause()
+            if all(w.is_finished for w in pilot.app.workers):
+                return
+            continue
+        await asyncio.gather(*(w.wait() for w in running), return_exceptions=True)
+    raise AssertionError(f"workers kept starting: {list(pilot.app.workers)}")
+
+
+@asynccontextmanager
+async def dashboard(home: LakeHome) -> AsyncIterator[tuple[PhloApp, Pilot[None], Recorder, Engine]]:
+    engine = Engine(home.settings)
+    engine.role = "tui"
+    recorder = Recorder()
+    app = PhloApp(engine, poll_interval=60.0, schedule=False)
+    try:
+        async with app.run_test(size=SIZE, message_hook=recorder) as pilot:
+            await settle(pilot)
+            yield app, pilot, recorder, engine
+    finally:
+        engine.close()
+
+
+def table_rows(app: PhloApp, selector: str) -> list[list[str]]:
+    table = app.screen.query_one(selector, DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def label_text(app: PhloApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Label).render())
+
+
+@pytest.mark.anyio
+async def test_number_keys_switch_pages(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _):
+        assert app.current_mode == "overview"
+        for key, mode in (("2", "charts"), ("3", "runs"), ("4", "branches"), ("5", "quality"), ("6", "sql")):
+            await pilot.press(key)
+            await settle(pilot)
+            assert app.current_mode == mode
+        await pilot.press("escape", "1")
+        await settle(pilot)
+        assert app.current_mode == "overview"
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        ids = {row[2] for row in table_rows(app, "#help-keys")}
+        assert {"screen.overview", "screen.sql", "run", "help", "quit"} <= ids
+
+
+@pytest.mark.anyio
+async def test_overview_shows_the_newest_reading(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, _, recorder, engine):
+        newest = engine.query(
+            "select glucose_mg_dl, direction from silver.fct_glucose_readings order by reading_ts desc limit 1"
+        ).rows[0]
+        assert recorder.of(OverviewLoaded) and recorder.of(StatusPolled)
+        assert app.screen.query_one("#reading-value", Digits).value == str(newest[0])
+        assert str(app.screen.query_one("#reading-arrow", Label).render()) == arrow(newest[1])
+        bands = app.screen.query_one(BandPanel).render().plain
+        assert "today" in bands and "14 d" in bands and "GMI" in bands
+        # Three days of history: GMI is flagged as computed on less than 14 days.
+        assert "(<14 d)" in bands
+        assert "dev, not yet promoted" not in bands
+
+
+@pytest.mark.anyio
+async def test_overview_falls_back_to_dev_before_a_first_promotion(unpromoted: LakeHome) -> None:
+    async with dashboard(unpromoted) as (app, _, _, engine):
+        newest = engine.query(
+            "select glucose_mg_dl from silver.fct_glucose_readings order by reading_ts desc limit 1", "dev"
+        ).rows[0][0]
+        assert app.screen.query_one("#reading-value", Digits).value == str(newest)
+        assert "dev, not yet promoted" in app.screen.query_one(BandPanel).render().plain
+
+
+@pytest.mark.anyio
+async def test_runs_page_lists_runs_and_shows_the_steps_of_the_selected_one(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, recorder, engine):
+        await pilot.press("3")
+        await settle(pilot)
+        runs = engine.list_runs(50)
+        rows = table_rows(app, "#runs-table")
+        assert [r[-1] for r in rows] == [r.id for r in runs]
+        assert recorder.of(RunsLoaded)
+        await pilot.press("enter")
+        await settle(pilot)
+        steps = [r[1] for r in table_rows(app, "#steps-table")]
+        assert steps == [s.name for s in runs[0].steps]
+        assert "fetch" in steps and "gates" in steps
+        assert runs[0].id in label_text(app, "#run-detail")
+
+
+@pytest.mark.anyio
+async def test_r_runs_now_and_the_new_run_is_listed(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, recorder, engine):
+        await pilot.press("3")
+        await settle(pilot)
+        before = len(table_rows(app, "#runs-table"))
+        await pilot.press("r")
+        await settle(pilot)
+        finished = recorder.of(RunFinished)
+        assert len(finished) == 1
+        run = finished[0].run  # type: ignore[attr-defined]
+        assert run is not None and run.status is RunStatus.SUCCEEDED
+        rows = table_rows(app, "#runs-table")
+        assert len(rows) == before + 1
+        assert rows[0][-1] == run.id == engine.list_runs(1)[0].id
+        assert any("manual run succeeded" in n for n in recorder.notifications())
+
+
+@pytest.mark.anyio
+async def test_branches_shows_the_diff_and_p_promotes_after_confirming(unpromoted: LakeHome) -> None:
+    async with dashboard(unpromoted) as (app, pilot, recorder, engine):
+        await pilot.press("4")
+        await settle(pilot)
+        assert isinstance(app.screen, BranchesScreen)
+        assert recorder.of(DiffComputed)
+        diff = {r[0]: r for r in table_rows(app, "#diff-table")}
+        dev_rows = engine.query("select count(*) from raw.glucose_entries", "dev").rows[0][0]
+        assert diff["raw.glucose_entries"][2] == f"+{dev_rows}"
+        assert "gate passed" in label_text(app, "#gate-state")
+
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmPromote)
+        shown = table_rows(app, "#confirm-diff")
+        assert "raw.glucose_entries" in {r[0] for r in shown}
+        await pilot.press("n")
+        await settle(pilot)
+        assert engine.query("select count(*) from raw.glucose_entries", "main").rows[0][0] == 0
+
+        await pilot.press("p")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert engine.query("select count(*) from raw.glucose_entries", "main").rows[0][0] == dev_rows
+        assert not any(d.changed for d in engine.diff())
+        assert all(r[2] == "0" for r in table_rows(app, "#diff-table"))
+        assert any("main now equals dev" in n for n in recorder.notifications())
+
+
+@pytest.mark.anyio
+async def test_p_is_refused_with_the_reason_while_an_error_gate_fails(held: LakeHome) -> None:
+    async with dashboard(held) as (app, pilot, _, engine):
+        gate_errors = engine.status()["gate_errors"]
+        assert gate_errors, "the fixture must leave a failing error gate"
+        await pilot.press("4")
+        await settle(pilot)
+        assert "gate held" in label_text(app, "#gate-state")
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, TextModal)
+        assert gate_errors[0] in app.screen.text
+        await pilot.press("escape")
+        assert engine.last_promotion() is None
+
+
+@pytest.mark.anyio
+async def test_quality_filters_by_severity_and_enter_opens_the_samples(held: LakeHome) -> None:
+    async with dashboard(held) as (app, pilot, recorder, engine):
+        await pilot.press("5")
+        await settle(pilot)
+        assert recorder.of(QualityLoaded)
+        checks = engine.quality()
+        severities = {c.severity for c in checks}
+        assert severities == {"error", "warning"}, "the fixture must fail checks of both severities"
+        assert len(table_rows(app, "#checks-table")) == len(checks)
+        for severity in ("error", "warning"):
+            await pilot.press("s")
+            rows = table_rows(app, "#checks-table")
+            assert rows and {r[0] for r in rows} == {severity}
+            assert len(rows) == sum(1 for c in checks if c.severity == severity)
+        await pilot.press("s")
+        assert len(table_rows(app, "#checks-table")) == len(checks)
+
+        table = app.screen.query_one("#checks-table", DataTable)
+        severity, failing, table_name, check, *_ = table_rows(app, "#checks-table")[table.cursor_row]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TextModal)
+        assert f"{severity} · {table_name} · {check}" in app.screen.text
+        assert f"{failing} failing row(s)" in app.screen.text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.current_mode == "quality" and not isinstance(app.screen, TextModal)
+
+
+@pytest.mark.anyio
+async def test_a_failing_worker_notifies_and_the_app_keeps_running(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, recorder, engine):
+
+        def broken(*args: object, **kwargs: object) -> object:
+            raise PhloError("the lake is unreadable", "check the disk")
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(engine, "query", broken)
+            await pilot.press("u")
+            await settle(pilot)
+        assert any("the lake is unreadable" in n for n in recorder.notifications())
+        assert app.is_running
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.current_mode == "charts"
+
+
+@pytest.mark.anyio
+async def test_overview_alerts_when_the_newest_reading_is_old(held: LakeHome) -> None:
+    async with dashboard(held) as (app, _, _, _):
+        alert = app.screen.query_one("#freshness-alert", Label)
+        assert alert.display and alert.has_class("error")
+        assert "no new glucose reading for 30 h" in str(alert.render())
+        assert "gate held (1)" in app.screen.query_one(PipelineBar).render().plain
+
+
+@pytest.mark.anyio
+async def test_sql_page_shows_results_and_errors_in_a_modal(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, recorder, engine):
+        await pilot.press("6")
+        await settle(pilot)
+        box = app.screen.query_one("#sql-query", Input)
+        box.value = "select count(*) as n from raw.glucose_entries"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert recorder.of(QueryFinished)
+        count = engine.query("select count(*) from raw.glucose_entries").rows[0][0]
+        assert table_rows(app, "#sql-result") == [[str(count)]]
+        box.value = "select nothing from nowhere"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, TextModal)
+        assert "SQL error" in app.screen.text and "nowhere" in app.screen.text
+
+
+@pytest.fixture(scope="module")
+def attached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LakeHome, subprocess.Popen[str]]]:
+    """A daemon owns this home: the dashboard must send its commands through the queue."""
+    path = tmp_path_factory.mktemp("attached") / "home"
+    # Its hourly schedule must not fire during the test: half an hour from now.
+    minute = str((datetime.now(UTC).minute + 30) % 60)
+    with lake_home(path, behind(2), lambda engine: None, PHLO_SCHEDULE_MINUTE=minute) as home:
+        env = {**os.environ, **home.env}
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "phlo_tui.cli", "--daemon"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            with Engine(home.settings) as engine:
+                deadline = time.monotonic() + 120
+                # The daemon catches up at once: wait for that run to finish before the dashboard starts.
+                while not (
+                    engine.daemon() is not None
+                    and any(r.status in RunStatus.FINISHED for r in engine.list_runs(5))
+                ):
+                    assert daemon.poll() is None and time.monotonic() < deadline, "the daemon did not start"
+                    time.sleep(0.2)
+            yield home, daemon
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+
+
+@pytest.mark.anyio
+async def test_attached_to_a_daemon_r_is_queued_to_it(
+    attached: tuple[LakeHome, subprocess.Popen[str]],
+) -> None:
+    home, daemon = attached
+    async with dashboard(home) as (app, pilot, recorder, engine):
+        assert f"daemon pid {daemon.pid}" in app.screen.query_one(PipelineBar).render().plain
+        before = len(engine.list_runs(50))
+        await pilot.press("r")
+        await settle(pilot)
+        finished = recorder.of(RunFinished)
+        assert len(finished) == 1 and finished[0].queued  # type: ignore[attr-defined]
+        run = finished[0].run  # type: ignore[attr-defined]
+        assert run is not None and run.status in RunStatus.FINISHED
+        assert len(engine.list_runs(50)) == before + 1
+        # This process never became the writer: the daemon ran it.
+        lease = engine.store.lease()
+        assert lease is not None and lease.pid == daemon.pid
+
+
+@pytest.mark.parametrize(
+    ("mg_dl", "band"),
+    [
+        (53, "very_low"),
+        (54, "low"),
+        (69, "low"),
+        (70, "in_range"),
+        (180, "in_range"),
+        (181, "high"),
+        (250, "high"),
+        (251, "very_high"),
+    ],
+)
+def test_band_edges_follow_the_consensus(mg_dl: int, band: str) -> None:
+    assert band_of(mg_dl).key == band
+
+
+def test_glucose_text_and_ages() -> None:
+    assert glucose_text(180, "mg/dL") == "180"
+    assert glucose_text(180, "mmol/L") == "10.0"
+    assert glucose_text(70, "mmol/L") == "3.9"
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert ago(now - timedelta(seconds=30), now) == "just now"
+    assert ago(now - timedelta(minutes=4), now) == "4 min ago"
+    assert ago(now - timedelta(minutes=125), now) == "2 h 5 min ago"
+    assert arrow("FortyFiveDown") == "↘" and arrow("NOT COMPUTABLE") == "?"
+
+
+def test_band_bar_keeps_a_cell_for_rare_lows() -> None:
+    shares = BandShares(100, 0.4, 1.0, 80.6, 15.0, 3.0, 140.0, 40.0, 14)
+    cells = bar_cells(shares, 40)
+    assert sum(cells) == 40
+    assert cells[0] == 1 and cells[1] >= 1
+    assert cells[BANDS.index(band_of(100))] == max(cells)
+    assert shares.gri == pytest.approx(3.0 * 0.4 + 2.4 * 1.0 + 1.6 * 3.0 + 0.8 * 15.0)
+
+
+def test_in_process_schedule_is_hourly_at_the_minute_or_every_interval() -> None:
+    now = datetime(2026, 6, 1, 12, 4, 30, tzinfo=UTC)
+    assert next_scheduled(now, 5, 0) == datetime(2026, 6, 1, 12, 5, tzinfo=UTC)
+    assert next_scheduled(now, 4, 0) == datetime(2026, 6, 1, 13, 4, tzinfo=UTC)
+    assert next_scheduled(now, 5, 90) == now + timedelta(seconds=90)
+
+
+def test_run_app_exits_with_a_readable_message_without_a_site(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_app(load_settings()) == 2
+    err = capsys.readouterr().err
+    assert "phlo-tui: error: no Nightscout site configured" in err
+    assert "hint: set NIGHTSCOUT_URL" in err
+    assert "Traceback" not in err

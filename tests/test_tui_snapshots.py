@@ -1,0 +1,92 @@
+"""SVG snapshots of the main pages over deterministic lakes: a simulator and run store on a fixed clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from engine.facade import Engine
+from phlo_tui.app import PhloApp
+from tests.test_tui import LakeHome, lake_home, settle
+
+# The simulator's 'now' and the run store's clock; the app reads it a few minutes later.
+EPOCH = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+APP_NOW = EPOCH + timedelta(minutes=4)
+
+
+def fixed_home(path: Path, build: Callable[[Engine], object], **env: str) -> Iterator[LakeHome]:
+    with pytest.MonkeyPatch.context() as mp:
+        # Run and promotion records carry the store's clock: pin it so their times are the same each time.
+        mp.setattr("engine.runstore.utcnow", lambda: EPOCH)
+        with lake_home(path, EPOCH.timestamp, build, **env) as home:
+            mp.undo()
+            yield home
+
+
+@pytest.fixture(scope="module")
+def two_weeks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
+    """Fourteen local days up to the epoch, backfilled and promoted."""
+
+    def build(engine: Engine) -> None:
+        engine.backfill("2026-05-19", "2026-06-01")
+
+    yield from fixed_home(tmp_path_factory.mktemp("two-weeks") / "home", build)
+
+
+@pytest.fixture(scope="module")
+def two_days_on_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
+    """Two local days on dev, never promoted: a diff to show."""
+
+    def build(engine: Engine) -> None:
+        engine.backfill("2026-05-31", "2026-06-01")
+
+    yield from fixed_home(tmp_path_factory.mktemp("dev") / "home", build, PHLO_AUTO_PROMOTE="false")
+
+
+def snapshot_app(home: LakeHome) -> Iterator[PhloApp]:
+    with Engine(home.settings) as engine:
+        yield PhloApp(engine, poll_interval=3600.0, clock=lambda: APP_NOW, schedule=False)
+
+
+@pytest.fixture
+def overview_app(two_weeks: LakeHome) -> Iterator[PhloApp]:
+    yield from snapshot_app(two_weeks)
+
+
+@pytest.fixture
+def dev_app(two_days_on_dev: LakeHome) -> Iterator[PhloApp]:
+    yield from snapshot_app(two_days_on_dev)
+
+
+def keys(*pressed: str) -> Callable[[Pilot[None]], object]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+def test_overview(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
+    assert snap_compare(overview_app, terminal_size=(100, 32), run_before=keys())
+
+
+def test_overview_small_terminal(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
+    assert snap_compare(overview_app, terminal_size=(80, 24), run_before=keys())
+
+
+def test_charts_agp(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
+    assert snap_compare(overview_app, terminal_size=(100, 32), run_before=keys("2", "c"))
+
+
+def test_branches_with_dev_ahead(snap_compare: Callable[..., bool], dev_app: PhloApp) -> None:
+    assert snap_compare(dev_app, terminal_size=(100, 32), run_before=keys("4"))
+
+
+def test_overview_before_a_first_promotion(snap_compare: Callable[..., bool], dev_app: PhloApp) -> None:
+    assert snap_compare(dev_app, terminal_size=(80, 24), run_before=keys())
