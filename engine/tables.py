@@ -118,4 +118,41 @@ GLUCOSE_QUARANTINE = TableDef(
     arrow_schema=_arrow(_QUARANTINE_FIELDS),
 )
 
-RAW_TABLES: tuple[TableDef, ...] = (GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE)
+# Nightscout treatment fields (snake_case) plus phlo bookkeeping columns.
+_TREATMENT_FIELDS: list[tuple[str, object, bool, str]] = [
+    ("_id", StringType(), True, "Nightscout treatment id (Mongo ObjectId)"),
+    ("event_type", StringType(), True, "eventType as uploaded (Meal Bolus, Temp Basal, ...)"),
+    ("created_at", StringType(), True, "created_at as uploaded (an ISO 8601 string in any of its forms)"),
+    ("insulin", DoubleType(), False, "insulin units (bolus events)"),
+    ("carbs", DoubleType(), False, "carbohydrates in grams"),
+    ("duration", DoubleType(), False, "minutes (temp basal, extended bolus)"),
+    ("rate", DoubleType(), False, "temp basal rate U/h"),
+    ("absolute", DoubleType(), False, "temp basal absolute rate U/h"),
+    ("entered_by", StringType(), False, "enteredBy: the uploader or person"),
+    ("notes", StringType(), False, "free text"),
+    ("utc_offset", IntegerType(), False, "uploader's UTC offset in minutes"),
+    ("treatment_ts", TimestamptzType(), True, "created_at as timestamptz (UTC)"),
+    ("treatment_month", StringType(), True, "YYYY-MM of treatment_ts in UTC; the identity partition"),
+    ("_phlo_ingested_at", TimestamptzType(), True, "when phlo stored this version of the row"),
+    ("_phlo_run_id", StringType(), True, "run that stored this version of the row"),
+]
+
+_treatments_schema = _nested(_TREATMENT_FIELDS)
+
+TREATMENTS = TableDef(
+    name="raw.treatments",
+    schema=_treatments_schema,
+    partition_spec=_month_spec(_treatments_schema, "treatment_month"),
+    arrow_schema=_arrow(_TREATMENT_FIELDS),
+    key="_id",
+    partition_column="treatment_month",
+)
+
+TREATMENTS_QUARANTINE = TableDef(
+    name="raw.treatments_quarantine",
+    schema=_quarantine_schema,
+    partition_spec=PartitionSpec(),
+    arrow_schema=_arrow(_QUARANTINE_FIELDS),
+)
+
+RAW_TABLES: tuple[TableDef, ...] = (GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TREATMENTS, TREATMENTS_QUARANTINE)

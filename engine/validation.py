@@ -1,11 +1,11 @@
-"""Validation of raw Nightscout entries: the lake-ready Arrow batch, quarantine rows, check results."""
+"""Validation of raw Nightscout records: the lake-ready Arrow batch, quarantine rows, check results."""
 
 from __future__ import annotations
 
 import heapq
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,13 +19,18 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from engine.errors import ValidationError
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TREATMENTS, TREATMENTS_QUARANTINE, TableDef
 from schemas.raw import (
     INT32_MAX,
     INT32_MIN,
     NOW_MS_ATTR,
     RAW_GLUCOSE_ENTRIES_SCHEMA,
+    DURATION_MAX_MIN,
+    RAW_TREATMENTS_SCHEMA,
     SOURCE_KEYS,
+    TREATMENT_NAMED_SEVERITY,
+    TREATMENT_SOURCE_KEYS,
+    as_instant_ms,
     as_integer,
     as_number,
     check_column,
@@ -70,24 +75,42 @@ class ValidatedBatch:
     input_count: int
 
 
-# The schema's column order ranks a row's failed error checks (a row fails at most one error check
-# per column): the first names the row's quarantine check.
-_COLUMN_RANK = {name: rank for rank, name in enumerate(RAW_GLUCOSE_ENTRIES_SCHEMA.columns)}
-# What each check requires, as reasons quote it: the docstrings of the schema's checks.
-_RULES: dict[str, str] = {
-    ENTRY_IS_OBJECT: "Every entry is a JSON object.",
-    **{
-        f"{name}_not_null": f"{name} is present."
-        for name, column in RAW_GLUCOSE_ENTRIES_SCHEMA.columns.items()
-        if not column.nullable
-    },
-    **{
-        f"{name}_{check.name}": str(check.description)
-        for name, column in RAW_GLUCOSE_ENTRIES_SCHEMA.columns.items()
-        for check in column.checks
-    },
-    **{check.name: str(check.description) for check in RAW_GLUCOSE_ENTRIES_SCHEMA.checks},
-}
+@dataclass(frozen=True)
+class _RawSpec:
+    """What validating one raw source needs: its pandera schema, how raw keys map to columns, its
+    lake tables, and how a valid frame becomes the lake table's Arrow batch."""
+
+    schema: Any
+    source_keys: dict[str, tuple[str, ...]]
+    table: TableDef
+    quarantine: TableDef
+    severity: Callable[[str, str | None], str]
+    check_column: Callable[[str], str | None]
+    to_arrow: Callable[[pd.DataFrame, str, datetime], pa.Table]
+
+    @property
+    def column_rank(self) -> dict[str, int]:
+        # The schema's column order ranks a row's failed error checks (a row fails at most one
+        # error check per column): the first names the row's quarantine check.
+        return {name: rank for rank, name in enumerate(self.schema.columns)}
+
+    @property
+    def rules(self) -> dict[str, str]:
+        """What each check requires, as reasons quote it: the docstrings of the schema's checks."""
+        return {
+            ENTRY_IS_OBJECT: "Every entry is a JSON object.",
+            **{
+                f"{name}_not_null": f"{name} is present."
+                for name, column in self.schema.columns.items()
+                if not column.nullable
+            },
+            **{
+                f"{name}_{check.name}": str(check.description)
+                for name, column in self.schema.columns.items()
+                for check in column.checks
+            },
+            **{check.name: str(check.description) for check in self.schema.checks},
+        }
 
 
 def validate_glucose_entries(
@@ -110,27 +133,56 @@ def validate_glucose_entries(
     Raises ValidationError when the clocks are not timezone-aware or the schema itself could not
     run (never because entries are bad: bad entries go to quarantine).
     """
+    return _validate(_GLUCOSE, "glucose entries", entries, run_id, source, now, ingested_at)
+
+
+def validate_treatments(
+    treatments: Sequence[object],
+    *,
+    run_id: str,
+    source: str,
+    now: datetime,
+    ingested_at: datetime | None = None,
+) -> ValidatedBatch:
+    """Validate raw Nightscout treatments against `schemas.raw.RawTreatments`.
+
+    Same contract as `validate_glucose_entries`, for `TREATMENTS` and `TREATMENTS_QUARANTINE`:
+    `created_at` in any zoned ISO 8601 form becomes `treatment_ts`, insulin and carbs sent as
+    numeric strings become numbers.
+    """
+    return _validate(_TREATMENTS, "treatments", treatments, run_id, source, now, ingested_at)
+
+
+def _validate(
+    spec: _RawSpec,
+    what: str,
+    entries: Sequence[object],
+    run_id: str,
+    source: str,
+    now: datetime,
+    ingested_at: datetime | None,
+) -> ValidatedBatch:
     stamp = now if ingested_at is None else ingested_at
     if now.tzinfo is None or stamp.tzinfo is None:
         raise ValidationError(
-            "validating glucose entries needs timezone-aware clocks",
+            f"validating {what} needs timezone-aware clocks",
             "pass now (and ingested_at) as datetime with tzinfo, e.g. datetime.now(UTC)",
         )
     objects: list[int] = []
     non_objects: list[int] = []
     for position, entry in enumerate(entries):
         (objects if isinstance(entry, dict) else non_objects).append(position)
-    frame = _raw_frame([entries[i] for i in objects], objects, _epoch_us(now) // 1000)
-    failures = _non_object_failures(non_objects) + _schema_failures(frame)
+    frame = _raw_frame(spec, [entries[i] for i in objects], objects, _epoch_us(now) // 1000)
+    failures = _non_object_failures(spec, non_objects) + _schema_failures(spec, frame)
     errors: dict[int, list[_Failure]] = {}
     for failure in failures:
         if failure.severity is Severity.ERROR:
             errors.setdefault(failure.position, []).append(failure)
     valid = frame[~frame.index.isin(list(errors))] if errors else frame
     return ValidatedBatch(
-        valid=_valid_table(valid, run_id, stamp),
-        quarantine=_quarantine_table(errors, entries, frame, run_id, source, stamp),
-        results=_check_results(failures, entries),
+        valid=spec.to_arrow(valid, run_id, stamp),
+        quarantine=_quarantine_table(spec, errors, entries, frame, run_id, source, stamp),
+        results=_check_results(spec, failures, entries),
         input_count=len(entries),
     )
 
@@ -142,23 +194,23 @@ class _Failure(NamedTuple):
     severity: Severity
 
 
-def _rank(check: str, column: str | None) -> tuple[int, str]:
-    return _COLUMN_RANK.get(column, -1) if column else -1, check
+def _rank(spec: _RawSpec, check: str, column: str | None) -> tuple[int, str]:
+    return spec.column_rank.get(column, -1) if column else -1, check
 
 
 def _epoch_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def _raw_frame(objects: list[Any], positions: list[int], now_ms: int) -> pd.DataFrame:
+def _raw_frame(spec: _RawSpec, objects: list[Any], positions: list[int], now_ms: int) -> pd.DataFrame:
     """The entry objects as one column per lake column, indexed by input position."""
     present: set[object] = set().union(*objects)
-    keys = [key for keys in SOURCE_KEYS.values() for key in keys if key in present]
+    keys = [key for keys in spec.source_keys.values() for key in keys if key in present]
     index = pd.Index(positions, dtype="int64")
     # dtype=object keeps every value as sent (a list stays one value, "5" stays a string).
     source = pd.DataFrame(objects, columns=keys, index=index, dtype=object)
     columns: dict[str, pd.Series] = {}
-    for column, column_keys in SOURCE_KEYS.items():
+    for column, column_keys in spec.source_keys.items():
         found = [key for key in column_keys if key in present]
         values = source[found[0]] if found else pd.Series(np.nan, index=index)
         for key in found[1:]:  # the first key holding a value wins: camelCase, then snake_case
@@ -186,13 +238,13 @@ def _narrowed(values: pd.Series) -> pd.Series:
     return values
 
 
-def _schema_failures(frame: pd.DataFrame) -> list[_Failure]:
+def _schema_failures(spec: _RawSpec, frame: pd.DataFrame) -> list[_Failure]:
     """One failure per (entry position, failed check) from a lazy pandera validation."""
     # Explicit settings: PANDERA_VALIDATION_ENABLED or a SCHEMA_ONLY depth in the environment
     # would otherwise skip the data checks and let every entry through.
     with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
         try:
-            RAW_GLUCOSE_ENTRIES_SCHEMA.validate(frame, lazy=True, inplace=True)
+            spec.schema.validate(frame, lazy=True, inplace=True)
         except SchemaErrors as failed:
             cases = failed.failure_cases
         else:
@@ -201,7 +253,7 @@ def _schema_failures(frame: pd.DataFrame) -> list[_Failure]:
     if not unplaced.empty:
         broken = sorted(set(unplaced["check"].astype(str)))
         raise ValidationError(
-            f"the raw.glucose_entries schema could not run check(s) {', '.join(broken)}",
+            f"the {spec.table.name} schema could not run check(s) {', '.join(broken)}",
             "this is a bug in schemas/raw.py or engine/validation.py, not bad data",
         )
     on_column = cases["schema_context"] == "Column"
@@ -213,24 +265,24 @@ def _schema_failures(frame: pd.DataFrame) -> list[_Failure]:
             cases["index"][on_column], cases["check"][on_column], cases["column"][on_column], strict=True
         )
     ] + [
-        (position, name, check_column(name))
+        (position, name, spec.check_column(name))
         for position, name in zip(row_cases["index"], row_cases["check"], strict=True)
     ]
     severities: dict[tuple[str, str | None], Severity] = {}
     failures = []
     for position, check, column in placed:
         if (check, column) not in severities:
-            severities[check, column] = Severity(check_severity(check, column))
+            severities[check, column] = Severity(spec.severity(check, column))
         failures.append(_Failure(int(position), check, column, severities[check, column]))
     return failures
 
 
-def _non_object_failures(positions: list[int]) -> list[_Failure]:
-    severity = Severity(check_severity(ENTRY_IS_OBJECT, None))
+def _non_object_failures(spec: _RawSpec, positions: list[int]) -> list[_Failure]:
+    severity = Severity(spec.severity(ENTRY_IS_OBJECT, None))
     return [_Failure(position, ENTRY_IS_OBJECT, None, severity) for position in positions]
 
 
-def _valid_table(valid: pd.DataFrame, run_id: str, stamp: datetime) -> pa.Table:
+def _glucose_table(valid: pd.DataFrame, run_id: str, stamp: datetime) -> pa.Table:
     count = len(valid)
     date_ms = as_integer(valid["date"]).astype("int64")
     arrays = {
@@ -279,6 +331,7 @@ def _float_array(values: pd.Series) -> pa.Array:
 
 
 def _quarantine_table(
+    spec: _RawSpec,
     errors: dict[int, list[_Failure]],
     entries: Sequence[object],
     frame: pd.DataFrame,
@@ -293,12 +346,13 @@ def _quarantine_table(
         payloads,
         [position for position, failed in errors.items() if any(f.check == "_id_unique" for f in failed)],
     )
-    rows: dict[str, list[Any]] = {name: [] for name in GLUCOSE_QUARANTINE.arrow_schema.names}
+    rows: dict[str, list[Any]] = {name: [] for name in spec.quarantine.arrow_schema.names}
+    rules = spec.rules
     for position, payload in payloads.items():
-        failed = sorted(errors[position], key=lambda failure: _rank(failure.check, failure.column))
+        failed = sorted(errors[position], key=lambda failure: _rank(spec, failure.check, failure.column))
         entry = entries[position]
         entry_id = entry.get("_id") if isinstance(entry, dict) else None
-        reasons = [_explain(failure.check, failure.column, entry) for failure in failed]
+        reasons = [_explain(spec, rules, failure.check, failure.column, entry) for failure in failed]
         if position in duplicates:
             reasons = [
                 f"{reason} ({duplicates[position]})" if failure.check == "_id_unique" else reason
@@ -313,19 +367,19 @@ def _quarantine_table(
         rows["payload"].append(payload)
         rows["source"].append(source)
         rows["quarantined_at"].append(stamp)
-    return pa.Table.from_pydict(rows, schema=GLUCOSE_QUARANTINE.arrow_schema)
+    return pa.Table.from_pydict(rows, schema=spec.quarantine.arrow_schema)
 
 
-def _explain(check: str, column: str | None, entry: object) -> str:
+def _explain(spec: _RawSpec, rules: dict[str, str], check: str, column: str | None, entry: object) -> str:
     """`<check>: <column>=<value as sent> fails "<rule>"`."""
     if column is None:
         shown = f"entry={_short_json(entry)}"
     else:
         assert isinstance(entry, dict)  # only entry_is_object fails on non-objects
-        keys = [key for key in SOURCE_KEYS[column] if key in entry]
+        keys = [key for key in spec.source_keys[column] if key in entry]
         sent = next((entry[key] for key in keys if entry[key] is not None), None)
         shown = f"{column}={_short_json(sent)}" if keys else f"{column} missing"
-    return f'{check}: {shown} fails "{_RULES[check]}"'
+    return f'{check}: {shown} fails "{rules[check]}"'
 
 
 def _duplicate_notes(
@@ -351,7 +405,9 @@ def _duplicate_notes(
     return notes
 
 
-def _check_results(failures: list[_Failure], entries: Sequence[object]) -> tuple[CheckResult, ...]:
+def _check_results(
+    spec: _RawSpec, failures: list[_Failure], entries: Sequence[object]
+) -> tuple[CheckResult, ...]:
     positions_by_check: dict[tuple[str, str | None, Severity], list[int]] = {}
     for failure in failures:
         key = (failure.check, failure.column, failure.severity)
@@ -359,14 +415,14 @@ def _check_results(failures: list[_Failure], entries: Sequence[object]) -> tuple
     return tuple(
         CheckResult(
             check=check,
-            table=GLUCOSE_ENTRIES.name,
+            table=spec.table.name,
             column=column,
             severity=severity,
             failing_count=len(positions),
             samples=tuple(_sample(entries[i]) for i in heapq.nsmallest(MAX_SAMPLES, positions)),
         )
         for (check, column, severity), positions in sorted(
-            positions_by_check.items(), key=lambda item: _rank(item[0][0], item[0][1])
+            positions_by_check.items(), key=lambda item: _rank(spec, item[0][0], item[0][1])
         )
     )
 
@@ -410,3 +466,67 @@ def _short_json(value: object, limit: int = 80) -> str:
 def _sample(entry: object) -> dict[str, Any]:
     safe = _safe_or_placeholder(entry)
     return safe if isinstance(entry, dict) and isinstance(safe, dict) else {"entry": safe}
+
+
+def _treatments_table(valid: pd.DataFrame, run_id: str, stamp: datetime) -> pa.Table:
+    count = len(valid)
+    created_ms = as_instant_ms(valid["created_at"]).astype("int64")
+    arrays = {
+        "_id": _text_array(valid["_id"]),
+        "event_type": _text_array(valid["event_type"]),
+        "created_at": _text_array(valid["created_at"]),
+        "insulin": _float_array(valid["insulin"]),
+        "carbs": _float_array(valid["carbs"]),
+        "duration": _float_array(valid["duration"].where(_within(valid["duration"], 0, DURATION_MAX_MIN))),
+        "rate": _float_array(valid["rate"]),
+        "absolute": _float_array(valid["absolute"]),
+        "entered_by": _text_array(valid["entered_by"]),
+        "notes": _text_array(valid["notes"]),
+        "utc_offset": _int32_array(valid["utc_offset"]),
+        "treatment_ts": pa.array(created_ms * 1000, _TIMESTAMP),
+        "treatment_month": pa.array(
+            np.datetime_as_string(created_ms.astype("datetime64[ms]"), unit="M"), pa.string()
+        ),
+        "_phlo_ingested_at": pa.array(np.full(count, _epoch_us(stamp), dtype="int64"), _TIMESTAMP),
+        "_phlo_run_id": pa.array(np.full(count, run_id, dtype=object), pa.string()),
+    }
+    schema = TREATMENTS.arrow_schema
+    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
+
+
+def _within(values: pd.Series, low: float, high: float) -> np.ndarray:
+    numbers = as_number(values)
+    return (numbers >= low) & (numbers <= high)
+
+
+def _schema_severity(schema: Any, named: dict[str, str]) -> Callable[[str, str | None], str]:
+    """Severity of a reported check: `named` for checks named there, else its column's."""
+
+    def severity(check: str, column: str | None) -> str:
+        if check in named:
+            return named[check]
+        if column is None:
+            raise KeyError(f"check {check!r} has no severity")
+        return str(schema.columns[column].metadata["severity"])
+
+    return severity
+
+
+_GLUCOSE = _RawSpec(
+    schema=RAW_GLUCOSE_ENTRIES_SCHEMA,
+    source_keys=SOURCE_KEYS,
+    table=GLUCOSE_ENTRIES,
+    quarantine=GLUCOSE_QUARANTINE,
+    severity=check_severity,
+    check_column=check_column,
+    to_arrow=_glucose_table,
+)
+_TREATMENTS = _RawSpec(
+    schema=RAW_TREATMENTS_SCHEMA,
+    source_keys=TREATMENT_SOURCE_KEYS,
+    table=TREATMENTS,
+    quarantine=TREATMENTS_QUARANTINE,
+    severity=_schema_severity(RAW_TREATMENTS_SCHEMA, TREATMENT_NAMED_SEVERITY),
+    check_column=lambda check: None,
+    to_arrow=_treatments_table,
+)

@@ -278,3 +278,132 @@ def check_severity(check: str, column: str | None) -> str:
 def check_column(check: str) -> str | None:
     """Column a dataframe-level check guards, None when it guards none."""
     return _DATAFRAME_CHECK_COLUMN.get(check)
+
+
+# -- treatments -----------------------------------------------------------------------------------
+
+TREATMENT_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "_id": ("_id",),
+    "event_type": ("eventType", "event_type"),
+    "created_at": ("created_at", "createdAt"),
+    "insulin": ("insulin",),
+    "carbs": ("carbs",),
+    "duration": ("duration",),
+    "rate": ("rate",),
+    "absolute": ("absolute",),
+    "entered_by": ("enteredBy", "entered_by"),
+    "notes": ("notes",),
+    "utc_offset": ("utcOffset", "utc_offset"),
+}
+INSULIN_MAX_UNITS = 100
+CARBS_MAX_G = 500
+DURATION_MAX_MIN = 7 * 24 * 60
+TREATMENT_NAMED_SEVERITY = {"entry_is_object": ERROR}
+
+
+def as_instant_ms(values: pd.Series) -> np.ndarray:
+    """Each ISO 8601 string (`Z`, an offset, with or without fractions) as epoch ms (float64);
+    NaN for anything else, including strings without a zone, which name no instant."""
+    text = values.where(is_text(values))
+    zoned = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    parsed = pd.to_datetime(text.where(zoned), utc=True, format="ISO8601", errors="coerce")
+    stamps = parsed.to_numpy(dtype="datetime64[ms]", na_value=np.datetime64("NaT"))
+    millis = stamps.astype("int64").astype("float64")
+    millis[np.isnat(stamps)] = np.nan
+    return millis
+
+
+class RawTreatments(pa.DataFrameModel):
+    """One row per Nightscout treatment object, raw JSON values under the lake's column names.
+
+    Same conventions as `RawGlucoseEntries`: no dtype checks, every conversion rule is a check on
+    its own rows, a check is reported as `<column>_<name>` with its column's severity. An error
+    quarantines the treatment; a warning stores the value as null.
+    """
+
+    id_: Series[Any] = pa.Field(alias="_id", metadata=_ERROR)
+    event_type: Series[Any] = pa.Field(metadata=_ERROR)
+    created_at: Series[Any] = pa.Field(metadata=_ERROR)
+    insulin: Series[Any] = pa.Field(nullable=True, metadata=_ERROR)
+    carbs: Series[Any] = pa.Field(nullable=True, metadata=_ERROR)
+    duration: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    rate: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    absolute: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    entered_by: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    notes: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    utc_offset: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+
+    class Config:
+        strict = True
+        metadata: ClassVar[dict[str, Any]] = {"severity": TREATMENT_NAMED_SEVERITY, "column": {}}
+
+    @pa.check("_id", name="is_string")
+    def _id_is_string(cls, ids: Series[Any]) -> Series[bool]:
+        """_id is a non-empty string (Nightscout sends a 24-hex ObjectId)."""
+        return _flags(ids, is_text(ids) & (ids != "").to_numpy())
+
+    @pa.check("_id", name="unique")
+    def _id_unique(cls, ids: Series[Any]) -> Series[bool]:
+        """_id is unique within the batch; the first copy is kept."""
+        text = is_text(ids)
+        return _flags(ids, ~(text & ids.where(text).duplicated(keep="first").to_numpy()))
+
+    @pa.check("event_type", name="is_string")
+    def _event_type_is_string(cls, types: Series[Any]) -> Series[bool]:
+        """eventType is a non-empty string (any text: uploaders invent their own)."""
+        return _flags(types, is_text(types) & (types != "").to_numpy())
+
+    @pa.check("created_at", name="is_timestamp")
+    def _created_at_is_timestamp(cls, stamps: Series[Any]) -> Series[bool]:
+        """created_at is an ISO 8601 date-time with a zone (Z or an offset)."""
+        return _flags(stamps, ~np.isnan(as_instant_ms(stamps)))
+
+    @pa.check("created_at", name="not_before_2000")
+    def _created_at_not_before_2000(cls, stamps: Series[Any]) -> Series[bool]:
+        """created_at is not before 2000-01-01."""
+        return _flags(stamps, _between(as_instant_ms(stamps), EPOCH_2000_MS, np.inf))
+
+    @pa.check("created_at", name="not_in_future")
+    def _created_at_not_in_future(cls, stamps: Series[Any]) -> Series[bool]:
+        """created_at is at most 1 hour after the validation clock."""
+        latest = stamps.attrs[NOW_MS_ATTR] + FUTURE_TOLERANCE_MS
+        return _flags(stamps, _between(as_instant_ms(stamps), -np.inf, latest))
+
+    @pa.check("insulin", "carbs", name="is_number")
+    def _dose_is_number(cls, values: Series[Any]) -> Series[bool]:
+        """A finite number, or a string holding one."""
+        return _flags(values, ~np.isnan(as_number(values)))
+
+    @pa.check("insulin", name="in_range")
+    def _insulin_in_range(cls, insulin: Series[Any]) -> Series[bool]:
+        """insulin is from 0 to 100 units."""
+        return _flags(insulin, _between(as_number(insulin), 0, INSULIN_MAX_UNITS))
+
+    @pa.check("carbs", name="in_range")
+    def _carbs_in_range(cls, carbs: Series[Any]) -> Series[bool]:
+        """carbs is from 0 to 500 g."""
+        return _flags(carbs, _between(as_number(carbs), 0, CARBS_MAX_G))
+
+    @pa.check("duration", "rate", "absolute", name="is_number")
+    def _is_number(cls, values: Series[Any]) -> Series[bool]:
+        """A finite number, or a string holding one; else stored as null."""
+        return _flags(values, ~np.isnan(as_number(values)))
+
+    @pa.check("duration", name="in_range")
+    def _duration_in_range(cls, values: Series[Any]) -> Series[bool]:
+        """duration is from 0 minutes to a week; else stored as null."""
+        return _flags(values, _between(as_number(values), 0, DURATION_MAX_MIN))
+
+    @pa.check("entered_by", "notes", name="is_string")
+    def _is_string(cls, values: Series[Any]) -> Series[bool]:
+        """A string; anything else is stored as null."""
+        return _flags(values, is_text(values))
+
+    @pa.check("utc_offset", name="is_integer")
+    def _is_int32(cls, values: Series[Any]) -> Series[bool]:
+        """A whole number that fits 32 bits, or a string holding one; else stored as null."""
+        numbers = as_integer(values)
+        return _flags(values, (numbers >= INT32_MIN) & (numbers <= INT32_MAX))
+
+
+RAW_TREATMENTS_SCHEMA = RawTreatments.to_schema()
