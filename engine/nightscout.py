@@ -1,4 +1,5 @@
-"""The Nightscout source: sgv entries of a time window through a dlt rest_api source, with retries."""
+"""The Nightscout source: records of an API v1 endpoint (sgv entries, treatments) of a time window
+through a dlt rest_api source, with retries."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -39,6 +41,7 @@ _T = TypeVar("_T")
 DAY_MS = 86_400_000
 API_PATH = "/api/v1/"
 ENTRIES_PATH = "entries/sgv.json"
+TREATMENTS_PATH = "treatments.json"
 STATUS_PATH = "status.json"
 SECRET_HINT = "check NIGHTSCOUT_TOKEN / NIGHTSCOUT_API_SECRET (the token needs read access)"
 URL_HINT = "check NIGHTSCOUT_URL: it should be the site's base URL, e.g. https://my-site.example.org"
@@ -71,6 +74,44 @@ class NightscoutConfig:
             f" timeout_s={self.timeout_s}, max_attempts={self.max_attempts},"
             f" backoff_s={self.backoff_s}, max_retry_delay_s={self.max_retry_delay_s})"
         )
+
+
+class EndpointNotFound(SourceError):
+    """The site answered 404 for an endpoint: it does not serve that kind of record."""
+
+
+@dataclass(frozen=True)
+class TimeField:
+    """How an endpoint's records are dated, and so filtered and paged: `date` holds epoch
+    milliseconds (entries), `created_at` an ISO 8601 string (treatments)."""
+
+    name: str
+    iso: bool = False
+
+    def bound(self, ms: int) -> int | str:
+        """The query value for instant `ms`: the number itself, or UTC ISO text with milliseconds."""
+        if not self.iso:
+            return ms
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+    def of(self, record: object) -> int | None:
+        """A record's time as whole epoch milliseconds, or None when it has no usable one."""
+        if not self.iso:
+            return _date_ms(record, self.name)
+        value = record.get(self.name) if isinstance(record, dict) else None
+        if not isinstance(value, str):
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return math.floor(moment.timestamp() * 1000)
+
+
+DATE = TimeField("date")
+CREATED_AT = TimeField("created_at", iso=True)
 
 
 @dataclass(frozen=True)
@@ -114,15 +155,27 @@ def fetch_window(config: NightscoutConfig, window: FetchWindow) -> list[dict[str
     Pages newest first through `find[date][$lt]` until a short page. Raises SourceError (without
     any secret, and with no chained cause that could hold one) when the site cannot be read.
     """
-    entries = _read(config, ENTRIES_PATH, lambda session: list(_sgv_resource(config, window, session)))
+    return fetch_records(config, ENTRIES_PATH, DATE, window)
+
+
+def fetch_records(
+    config: NightscoutConfig, path: str, time_field: TimeField, window: FetchWindow
+) -> list[dict[str, Any]]:
+    """Every record of endpoint `path` (under /api/v1/) dated in the window, as the site sent it.
+
+    Filters and pages on `time_field` (`find[<field>][$gte|$lt]`, newest first, always with an
+    explicit `count`: Nightscout's default is 10). Raises EndpointNotFound when the site answers
+    404, SourceError for every other failure to read it (no secret in either).
+    """
+    records = _read(config, path, lambda session: list(_resource(config, path, time_field, window, session)))
     log.info(
-        "fetched %d sgv entries for [%d, %d) from %s",
-        len(entries),
+        "fetched %d records for [%d, %d) from %s",
+        len(records),
         window.start_ms,
         window.end_ms,
-        _endpoint(config, ENTRIES_PATH),
+        _endpoint(config, path),
     )
-    return entries
+    return records
 
 
 def site_status(config: NightscoutConfig) -> dict[str, Any]:
@@ -294,7 +347,9 @@ def _require_dlt_configured() -> None:
         raise RuntimeError("call engine.nightscout.configure_dlt(home) before fetching")
 
 
-def _sgv_resource(config: NightscoutConfig, window: FetchWindow, session: Session) -> Any:
+def _resource(
+    config: NightscoutConfig, path: str, time_field: TimeField, window: FetchWindow, session: Session
+) -> Any:
     from dlt.sources.rest_api import rest_api_source
 
     source = rest_api_source(
@@ -302,15 +357,17 @@ def _sgv_resource(config: NightscoutConfig, window: FetchWindow, session: Sessio
             "client": {"base_url": _api_base(config), "session": session},
             "resources": [
                 {
-                    "name": "sgv_entries",
+                    "name": "records",
                     "endpoint": {
-                        "path": ENTRIES_PATH,
+                        "path": path,
                         "params": {
                             "count": config.page_size,
-                            "find[date][$gte]": window.start_ms,
-                            "find[date][$lt]": window.end_ms,
+                            f"find[{time_field.name}][$gte]": time_field.bound(window.start_ms),
+                            f"find[{time_field.name}][$lt]": time_field.bound(window.end_ms),
                         },
-                        "paginator": _newest_first_paginator(config, window),
+                        "paginator": _paginator_class()(
+                            window, config.page_size, _endpoint(config, path), time_field
+                        ),
                         "data_selector": "$",
                         "response_actions": [_json_body_hook(list)],
                     },
@@ -318,12 +375,12 @@ def _sgv_resource(config: NightscoutConfig, window: FetchWindow, session: Sessio
             ],
         }
     )
-    return source.resources["sgv_entries"]
+    return source.resources["records"]
 
 
-def _date_ms(entry: object) -> int | None:
-    """An entry's `date` as whole milliseconds, or None when it has no usable one."""
-    value = entry.get("date") if isinstance(entry, dict) else None
+def _date_ms(entry: object, name: str = "date") -> int | None:
+    """An entry's `name` field (epoch milliseconds) as whole milliseconds, or None when it has no usable one."""
+    value = entry.get(name) if isinstance(entry, dict) else None
     if type(value) is int:
         return value
     if isinstance(value, float) and math.isfinite(value):
@@ -337,17 +394,13 @@ def _date_ms(entry: object) -> int | None:
     return None
 
 
-def _newest_first_paginator(config: NightscoutConfig, window: FetchWindow) -> BasePaginator:
-    return _paginator_class()(window, config.page_size, _endpoint(config, ENTRIES_PATH))
-
-
 @functools.cache
-def _paginator_class() -> Callable[[FetchWindow, int, str], BasePaginator]:
+def _paginator_class() -> Callable[[FetchWindow, int, str, TimeField], BasePaginator]:
     # Defined on first use: subclassing dlt's paginator imports dlt, which must wait for configure_dlt.
     from dlt.sources.helpers.rest_client.paginators import BasePaginator
 
     class NewestFirstPaginator(BasePaginator):
-        """Nightscout's only paging: ask again with `find[date][$lt]` below the page, until a short page.
+        """Nightscout's only paging: ask again with `find[<time>][$lt]` below the page, until a short page.
 
         A full page's oldest date may have more entries than fit on it (two uploaders, same ms), so
         those are held back and the next page asks for `$lt` oldest + 1, which returns all of them.
@@ -355,8 +408,9 @@ def _paginator_class() -> Callable[[FetchWindow, int, str], BasePaginator]:
         again with twice the count, until the page reaches an older date or comes back short.
         """
 
-        def __init__(self, window: FetchWindow, page_size: int, url: str) -> None:
+        def __init__(self, window: FetchWindow, page_size: int, url: str, time_field: TimeField) -> None:
             super().__init__()
+            self._time = time_field
             self._start_ms = window.start_ms
             self._lt = window.end_ms
             self._page_size = page_size
@@ -369,11 +423,11 @@ def _paginator_class() -> Callable[[FetchWindow, int, str], BasePaginator]:
             if len(page) < self._count:
                 self._has_next_page = False
                 return
-            dates = [_date_ms(entry) for entry in page]
+            dates = [self._time.of(entry) for entry in page]
             known = [d for d in dates if d is not None]
             if not known:
                 raise SourceError(
-                    f"a full page from {self._url} has no entry with a usable `date`",
+                    f"a full page from {self._url} has no entry with a usable `{self._time.name}`",
                     "the site's entries look corrupt: check them in Nightscout",
                 )
             oldest, newest = min(known), max(known)
@@ -384,7 +438,7 @@ def _paginator_class() -> Callable[[FetchWindow, int, str], BasePaginator]:
             page[:] = [e for e, d in zip(page, dates, strict=True) if d is None or d > oldest]
             if oldest + 1 >= self._lt:
                 raise SourceError(
-                    f"{self._url} ignored find[date][$lt] and sent entries dated {newest}",
+                    f"{self._url} ignored find[{self._time.name}][$lt] and sent entries dated {newest}",
                     "this does not behave like a Nightscout site: " + URL_HINT,
                 )
             self._lt = oldest + 1
@@ -395,7 +449,7 @@ def _paginator_class() -> Callable[[FetchWindow, int, str], BasePaginator]:
             # dlt built the params as a dict from the endpoint config.
             params = cast(dict[str, Any], request.params)
             params["count"] = self._count
-            params["find[date][$lt]"] = self._lt
+            params[f"find[{self._time.name}][$lt]"] = self._time.bound(self._lt)
 
     return NewestFirstPaginator
 
@@ -418,7 +472,7 @@ def _source_error(error: Exception, config: NightscoutConfig, url: str) -> Sourc
     attempts = f"after {config.max_attempts} attempt{'s' if config.max_attempts != 1 else ''}"
     for cause in _causes(error):
         if isinstance(cause, SourceError):
-            return SourceError(cause.message, cause.hint, transient=cause.transient)
+            return type(cause)(cause.message, cause.hint, transient=cause.transient)
         if isinstance(cause, _GarbledPage) and cause.html:
             return SourceError(
                 f"got an HTML page instead of JSON from {url} ({attempts})",
@@ -458,7 +512,7 @@ def _http_error(status: int, url: str, attempts: str) -> SourceError:
     if status in (401, 403):
         return SourceError(f"{url} refused access (HTTP {status})", SECRET_HINT)
     if status == 404:
-        return SourceError(f"{url} was not found (HTTP 404)", URL_HINT)
+        return EndpointNotFound(f"{url} was not found (HTTP 404)", URL_HINT)
     if status == 429 or status >= 500:
         return SourceError(f"{url} kept answering HTTP {status} ({attempts})", LATER_HINT, transient=True)
     return SourceError(f"{url} answered HTTP {status}", URL_HINT)

@@ -1,4 +1,5 @@
-"""One run of the pipeline: fetch windows from Nightscout, validate, merge into the lake on `dev`."""
+"""One run of the pipeline: fetch windows of every declared source from Nightscout, validate, merge
+into the lake on `dev`."""
 
 from __future__ import annotations
 
@@ -21,21 +22,33 @@ from engine.layers import LayerBuilder, local_months
 from engine.logs import CURRENT_RUN
 from engine.maintenance import run_maintenance, snapshots_in_use
 from engine.models import Model
-from engine.nightscout import FetchWindow, NightscoutConfig, fetch_window, plan_windows, redact_url
+from engine.nightscout import (
+    EndpointNotFound,
+    FetchWindow,
+    NightscoutConfig,
+    fetch_records,
+    plan_windows,
+    redact_url,
+)
 from engine.promotion import promote
 from engine.publish import Publisher
 from engine.quality import quarantine_ratio_check
 from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, RAW_TABLES
-from engine.validation import CheckResult, Severity, validate_glucose_entries
+from engine.sources import GLUCOSE, SOURCES, Source
+from engine.tables import RAW_TABLES
+from engine.validation import CheckResult, Severity
 
 log = logging.getLogger(__name__)
 
-ENTRIES_SOURCE = "nightscout:entries"
+ENTRIES_SOURCE = GLUCOSE.watermark_key
 HOUR_MS = 3_600_000
 # Entries dated up to an hour ahead are accepted (clock skew); fetch that far so none is missed.
 FUTURE_SLACK_MS = HOUR_MS
 IMPORT_CHUNK = 100_000
+# Models may look this far across a record's time (the effectiveness mart reads glucose up to 4 h
+# after a bolus and 1 h before): a record this close to a month's edge also marks the neighbour
+# month pending, so rows there that read it are rebuilt too.
+MODEL_REACH_MS = 4 * HOUR_MS
 EXPIRY_SOURCE = "maintenance:expire-history"
 EXPIRY_EVERY_MS = 6 * HOUR_MS
 MAINTENANCE_SOURCE = "maintenance:weekly"
@@ -105,14 +118,22 @@ class Pipeline:
         With `full_refresh`, every model is rebuilt from all of raw instead of the touched months.
         """
         now = self._clock()
-        watermark = self.store.watermark(ENTRIES_SOURCE)
-        if watermark is None:
-            since_ms = _now_ms(now - timedelta(days=self.settings.initial_days))
-        else:
-            since_ms = watermark + 1 - self.settings.lookback_minutes * 60_000
+        since = {source.name: self._since_ms(source, now) for source in SOURCES}
         until_ms = _now_ms(now) + FUTURE_SLACK_MS
-        params = {"since_ms": since_ms, "watermark": watermark, "full_refresh": full_refresh}
-        return self._run_windows(trigger, since_ms, until_ms, params, full_refresh=full_refresh)
+        params = {
+            "since_ms": since[GLUCOSE.name],
+            "watermark": self.store.watermark(GLUCOSE.watermark_key),
+            "full_refresh": full_refresh,
+            "sources_since_ms": since,
+        }
+        return self._run_windows(trigger, since, until_ms, params, full_refresh=full_refresh)
+
+    def _since_ms(self, source: Source, now: datetime) -> int:
+        """From the source's watermark minus the lookback, or the last `initial_days` on its first run."""
+        watermark = self.store.watermark(source.watermark_key)
+        if watermark is None:
+            return _now_ms(now - timedelta(days=self.settings.initial_days))
+        return watermark + 1 - self.settings.lookback_minutes * 60_000
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """History from local day `since` up to the end of local day `until` (default: now)."""
@@ -124,7 +145,9 @@ class Pipeline:
             )
         until_ms = min(_now_ms(end), _now_ms(self._clock()) + FUTURE_SLACK_MS)
         params = {"since": since, "until": until}
-        return self._run_windows(RunTrigger.BACKFILL, _now_ms(start), until_ms, params)
+        return self._run_windows(
+            RunTrigger.BACKFILL, {source.name: _now_ms(start) for source in SOURCES}, until_ms, params
+        )
 
     def import_file(self, path: Path) -> RunRecord:
         """A Nightscout entries export (JSON array, plain or gzip) through the same validation and merge."""
@@ -135,7 +158,7 @@ class Pipeline:
             for offset in range(0, max(len(entries), 1), IMPORT_CHUNK):
                 self.checkpoint()
                 chunk = entries[offset : offset + IMPORT_CHUNK]
-                totals.add(self._store_batch(run.id, chunk, source=path.name))
+                totals.add(self._store_batch(run.id, GLUCOSE, chunk, source=path.name))
 
         return self._execute(run, ingest)
 
@@ -149,26 +172,55 @@ class Pipeline:
     def _run_windows(
         self,
         trigger: RunTrigger,
-        since_ms: int,
+        since_ms: dict[str, int],
         until_ms: int,
         params: dict[str, Any],
         *,
         full_refresh: bool = False,
     ) -> RunRecord:
-        windows = plan_windows(since_ms, until_ms, self.settings.backfill_window_days)
-        run = self.store.create_run(trigger, {**params, "until_ms": until_ms, "windows": len(windows)})
+        """Fetch every declared source from its own `since_ms` to `until_ms`, window by window."""
+        windows = {
+            source.name: plan_windows(since_ms[source.name], until_ms, self.settings.backfill_window_days)
+            for source in SOURCES
+        }
+        run = self.store.create_run(
+            trigger, {**params, "until_ms": until_ms, "windows": len(windows[GLUCOSE.name])}
+        )
 
         def ingest(totals: _Totals) -> None:
             config = self._nightscout()
-            for index, window in enumerate(windows, start=1):
-                self.checkpoint()
-                entries = self._fetch(run.id, config, window, index, len(windows))
-                outcome = self._store_batch(run.id, entries, source=redact_url(config.url))
-                totals.add(outcome)
-                if outcome.newest_ms is not None:
-                    self.store.advance_watermark(ENTRIES_SOURCE, outcome.newest_ms, run.id)
+            for source in SOURCES:
+                planned = windows[source.name]
+                for index, window in enumerate(planned, start=1):
+                    self.checkpoint()
+                    records = self._fetch(run.id, config, source, window, index, len(planned))
+                    if records is None:
+                        self._not_served(run.id, source, totals)
+                        break
+                    outcome = self._store_batch(run.id, source, records, source=redact_url(config.url))
+                    totals.add(outcome, source)
+                    if outcome.newest_ms is not None:
+                        self.store.advance_watermark(source.watermark_key, outcome.newest_ms, run.id)
 
         return self._execute(run, ingest, full_refresh=full_refresh)
+
+    def _not_served(self, run_id: str, source: Source, totals: _Totals) -> None:
+        """An optional endpoint the site does not have: a warning, and the other sources go on."""
+        log.warning("the site does not serve %s (HTTP 404): skipped", source.path)
+        totals.not_served.append(source.name)
+        self._record_checks(
+            run_id,
+            [
+                CheckResult(
+                    check="endpoint_served",
+                    table=source.table.name,
+                    column=None,
+                    severity=Severity.WARNING,
+                    failing_count=1,
+                    samples=({"endpoint": source.path, "status": 404},),
+                )
+            ],
+        )
 
     def _execute(
         self, run: RunRecord, ingest: Callable[[_Totals], None], *, full_refresh: bool = False
@@ -195,7 +247,10 @@ class Pipeline:
         summary: dict[str, Any] = totals.summary()
         extra = [
             r
-            for r in [quarantine_ratio_check(totals.fetched, totals.quarantined, GLUCOSE_ENTRIES.name)]
+            for r in (
+                quarantine_ratio_check(fetched, quarantined, table)
+                for table, (fetched, quarantined) in totals.by_table.items()
+            )
             if r is not None
         ]
         builder = LayerBuilder(self.lake, self.store, self.settings.timezone, models=self.models)
@@ -319,37 +374,51 @@ class Pipeline:
         self.store.advance_watermark(EXPIRY_SOURCE, now_ms, run_id)
 
     def _fetch(
-        self, run_id: str, config: NightscoutConfig, window: FetchWindow, index: int, count: int
-    ) -> list[dict[str, Any]]:
+        self,
+        run_id: str,
+        config: NightscoutConfig,
+        source: Source,
+        window: FetchWindow,
+        index: int,
+        count: int,
+    ) -> list[dict[str, Any]] | None:
+        """The window's records; None when an optional endpoint is not served (HTTP 404)."""
         detail = {
+            "source": source.name,
             "window": index,
             "windows": count,
             "start": datetime.fromtimestamp(window.start_ms / 1000, UTC).isoformat(),
             "end": datetime.fromtimestamp(window.end_ms / 1000, UTC).isoformat(),
         }
         with self.store.step(run_id, "fetch", detail) as step:
-            entries = fetch_window(config, window)
-            step.rows = len(entries)
-        return entries
+            try:
+                records = fetch_records(config, source.path, source.time_field, window)
+            except EndpointNotFound as e:
+                if not source.optional:
+                    raise
+                step.detail.update(not_served=e.message)
+                return None
+            step.rows = len(records)
+        return records
 
-    def _store_batch(self, run_id: str, entries: Sequence[object], *, source: str) -> BatchOutcome:
+    def _store_batch(
+        self, run_id: str, declared: Source, entries: Sequence[object], *, source: str
+    ) -> BatchOutcome:
         now = self._clock()
-        with self.store.step(run_id, "validate") as step:
-            batch = validate_glucose_entries(entries, run_id=run_id, source=source, now=now, ingested_at=now)
+        with self.store.step(run_id, "validate", {"source": declared.name}) as step:
+            batch = declared.validate_batch(entries, run_id=run_id, source=source, now=now)
             step.rows = batch.valid.num_rows
             step.detail.update(quarantined=batch.quarantine.num_rows, input=batch.input_count)
             self._record_checks(run_id, batch.results)
-        with self.store.step(run_id, "merge") as step:
+        with self.store.step(run_id, "merge", {"source": declared.name}) as step:
             # Months are marked pending before the commit, so a crash right after it still rebuilds them.
             already = self.store.pending_months()
-            months = local_months(batch.valid, self.settings.timezone)
+            months = self._touched_months(batch.valid, declared.time_column)
             self.store.add_pending_months(months, run_id)
-            result = self.lake.merge(
-                GLUCOSE_ENTRIES, batch.valid, snapshot_properties={"phlo.run-id": run_id}
-            )
+            result = self.lake.merge(declared.table, batch.valid, snapshot_properties={"phlo.run-id": run_id})
             if result.snapshot_id is None:
                 self.store.clear_pending_months(months - already)
-            quarantined = self._quarantine(batch.quarantine, run_id)
+            quarantined = self._quarantine(declared, batch.quarantine, run_id)
             step.rows = result.rows_inserted + result.rows_updated
             step.detail.update(
                 inserted=result.rows_inserted,
@@ -359,7 +428,8 @@ class Pipeline:
                 snapshot_id=result.snapshot_id,
                 quarantined=quarantined,
             )
-        newest = pc.max(batch.valid["date"]).as_py() if batch.valid.num_rows else None
+        newest_ts = pc.max(batch.valid[declared.time_column]).as_py() if batch.valid.num_rows else None
+        newest = _now_ms(newest_ts) if newest_ts is not None else None
         return BatchOutcome(
             fetched=batch.input_count,
             stored=result.rows_inserted + result.rows_updated,
@@ -385,11 +455,22 @@ class Pipeline:
                 ]
             )
 
-    def _quarantine(self, rows: pa.Table, run_id: str) -> int:
+    def _touched_months(self, rows: pa.Table, time_column: str) -> set[str]:
+        """Local months of the records, and of the instants `MODEL_REACH_MS` either side of them."""
+        if rows.num_rows == 0:
+            return set()
+        times = rows[time_column].combine_chunks()
+        reach = pa.scalar(timedelta(milliseconds=MODEL_REACH_MS), pa.duration("us"))
+        shifted = pa.chunked_array([times, pc.subtract(times, reach), pc.add(times, reach)])
+        return local_months(pa.table({"reading_ts": shifted}), self.settings.timezone)
+
+    def _quarantine(self, declared: Source, rows: pa.Table, run_id: str) -> int:
         """Append rows not quarantined before: an incremental run re-reads its lookback and would repeat them."""
         if rows.num_rows == 0:
             return 0
-        known = self.lake.read_arrow(GLUCOSE_QUARANTINE.name, "dev", columns=["entry_id", "check", "payload"])
+        known = self.lake.read_arrow(
+            declared.quarantine.name, "dev", columns=["entry_id", "check", "payload"]
+        )
         if known.num_rows:
             seen = set(zip(*(known[c].to_pylist() for c in ("entry_id", "check", "payload")), strict=True))
             keep = [
@@ -400,7 +481,7 @@ class Pipeline:
             ]
             rows = rows.filter(pa.array(keep, pa.bool_()))
         if rows.num_rows:
-            self.lake.append(GLUCOSE_QUARANTINE, rows, snapshot_properties={"phlo.run-id": run_id})
+            self.lake.append(declared.quarantine, rows, snapshot_properties={"phlo.run-id": run_id})
         return rows.num_rows
 
     def _fail(self, run: RunRecord, error: PhloError, totals: _Totals) -> RunRecord:
@@ -415,22 +496,40 @@ class Pipeline:
 
 
 class _Totals:
+    """Row counts over every source of a run, and fetched/quarantined per raw table."""
+
     def __init__(self) -> None:
         self.fetched = self.stored = self.unchanged = self.quarantined = 0
+        self.by_table: dict[str, tuple[int, int]] = {}
+        self.by_source: dict[str, dict[str, int]] = {}
+        self.not_served: list[str] = []
 
-    def add(self, outcome: BatchOutcome) -> None:
+    def add(self, outcome: BatchOutcome, source: Source = GLUCOSE) -> None:
         self.fetched += outcome.fetched
         self.stored += outcome.stored
         self.unchanged += outcome.unchanged
         self.quarantined += outcome.quarantined
+        fetched, quarantined = self.by_table.get(source.table.name, (0, 0))
+        self.by_table[source.table.name] = (fetched + outcome.fetched, quarantined + outcome.quarantined)
+        counts = self.by_source.setdefault(source.name, dict.fromkeys(_COUNTS, 0))
+        for name in _COUNTS:
+            counts[name] += getattr(outcome, name)
 
-    def summary(self) -> dict[str, int]:
-        return {
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
             "fetched": self.fetched,
             "stored": self.stored,
             "unchanged": self.unchanged,
             "quarantined": self.quarantined,
         }
+        if len(self.by_source) > 1 or self.not_served:
+            summary["sources"] = {name: dict(counts) for name, counts in self.by_source.items()}
+        if self.not_served:
+            summary["not_served"] = list(self.not_served)
+        return summary
+
+
+_COUNTS = ("fetched", "stored", "unchanged", "quarantined")
 
 
 def read_export(path: Path) -> list[object]:

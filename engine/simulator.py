@@ -1,4 +1,5 @@
-"""Built-in Nightscout API v1 simulator: a deterministic CGM trace served over loopback HTTP."""
+"""Built-in Nightscout API v1 simulator: a deterministic CGM trace and the treatments behind it
+(boluses before its meal rises, corrections, carbs for its lows, basal changes) over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -101,6 +102,14 @@ _TYPED_KINDS: dict[str, EntryKind] = {"sgv": "sgv", "mbg": "mbg", "cal": "cal"}
     TAG_PLAN,
     TAG_DRIFT,
 ) = range(1, 15)
+TAG_TREATMENTS = 15  # a default_rng stream per local day, like TAG_PLAN
+
+# Treatments: an insulin-to-carb ratio, the share of meals logged with odd value types, and the
+# daily chance of a record a real site would hold by mistake.
+CARBS_PER_UNIT = 10.0
+STRING_VALUE_RATE = 0.1
+BAD_TREATMENT_PER_DAY = 0.3
+ENTERED_BY = ("xdrip", "careportal", "AndroidAPS")
 
 FAULT_KINDS = ("http_500", "http_502", "http_503", "http_429", "slow", "truncated", "html")
 _FAULT_OPTIONS = {"http_429": {"retry_after"}, "slow": {"seconds"}}
@@ -144,6 +153,11 @@ def _day_prefix(day: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
+def _units(units: float) -> float:
+    """Insulin as pumps deliver it: whole 0.05 U steps."""
+    return round(round(units * 20) / 20, 2)
+
+
 def _iso_ms(ms: int) -> str:
     day, rest = divmod(ms, DAY_MS)
     hours, rest = divmod(rest, 3_600_000)
@@ -162,6 +176,8 @@ class _DayPlan:
     compressions: FloatArray  # rows of (start, duration, depth)
     fingersticks: tuple[int, ...]
     calibration: int | None
+    meals: tuple[tuple[float, float, bool], ...] = ()  # (onset, rise mg/dL, over-bolused)
+    lows: tuple[float, ...] = ()  # nadirs of the dips not caused by a meal bolus
 
 
 @dataclass(frozen=True)
@@ -201,6 +217,7 @@ class GlucoseSimulator:
         # About two years of days; a block is ~300 rows of a dozen numeric columns (~25 kB).
         self._block = lru_cache(maxsize=800)(self._generate_block)
         self._plan = lru_cache(maxsize=4096)(self._generate_plan)
+        self._treatments = lru_cache(maxsize=4096)(self._generate_treatments)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -233,6 +250,47 @@ class GlucoseSimulator:
         if lte is not None:
             high = min(high, lte)
         return self._select(kind, low, high, count)
+
+    def treatments(
+        self,
+        *,
+        gte: int | None = None,
+        gt: int | None = None,
+        lt: int | None = None,
+        lte: int | None = None,
+        count: int = DEFAULT_COUNT,
+    ) -> list[dict[str, Any]]:
+        """Treatments as Nightscout returns them, newest first, bounded by their instant (ms).
+
+        The same bounds, implicit 4-day window, "now" and `count` rules as `entries`. A record that
+        lost its created_at (one of the deliberate bad records) is still found by its instant.
+        """
+        now_ms = int(self.clock() * 1000)
+        low, high = HISTORY_START_MS, now_ms
+        if gte is None and gt is None and lt is None and lte is None:
+            low = max(low, now_ms - IMPLICIT_WINDOW_MS)
+        if gte is not None:
+            low = max(low, gte)
+        if gt is not None:
+            low = max(low, gt + 1)
+        if lt is not None:
+            high = min(high, lt - 1)
+        if lte is not None:
+            high = min(high, lte)
+        if high < low:
+            return []
+        # A local day's treatments fall within it give or take a few hours; zones span -12..+14 h.
+        first = _EPOCH_ORDINAL + low // DAY_MS - 1
+        last = _EPOCH_ORDINAL + high // DAY_MS + 1
+        found = [
+            (ms, doc)
+            for ordinal in range(last, first - 1, -1)
+            for ms, doc in self._treatments(ordinal)
+            if low <= ms <= high
+        ]
+        found.sort(key=lambda item: (item[0], item[1]["_id"]), reverse=True)
+        limit = count if count > 0 else len(found)
+        return [dict(doc) for _, doc in found[:limit]]
 
     def export(self, since_ms: int, until_ms: int, kind: EntryKind = "all") -> list[dict[str, Any]]:
         """Every entry with since_ms <= date < until_ms (and not after now), newest first."""
@@ -329,17 +387,23 @@ class GlucoseSimulator:
             return (midnight + timedelta(hours=hours)).timestamp()
 
         bumps: list[tuple[float, float, float, float]] = []
+        meals: list[tuple[float, float, bool]] = []
+        lows: list[float] = []
         for earliest, latest in ((6.5, 9.0), (11.5, 14.0), (17.5, 20.5)):
             meal = at(rng.uniform(earliest, latest))
             bumps.append((meal, rng.uniform(40, 150), rng.uniform(60, 90) * 60, 2.0))
-            if rng.random() < 0.25:  # an over-bolus: a dip a few hours after the meal
+            over_bolus = bool(rng.random() < 0.25)
+            if over_bolus:  # an over-bolus: a dip a few hours after the meal
                 onset = meal + rng.uniform(120, 200) * 60
                 bumps.append((onset, -rng.uniform(25, 60), rng.uniform(45, 75) * 60, 3.0))
+            meals.append((meal, bumps[-2 if over_bolus else -1][1], over_bolus))
         bumps.append((at(rng.uniform(3.5, 4.5)), rng.uniform(15, 40), rng.uniform(120, 170) * 60, 3.0))
         if rng.random() < 0.3:
             bumps.append((at(rng.uniform(15, 19.5)), -rng.uniform(30, 70), rng.uniform(40, 70) * 60, 2.0))
+            lows.append(bumps[-1][0] + bumps[-1][2])
         if rng.random() < 0.3:
             bumps.append((at(rng.uniform(0.5, 4.0)), -rng.uniform(40, 80), rng.uniform(50, 80) * 60, 3.0))
+            lows.append(bumps[-1][0] + bumps[-1][2])
         compressions = []
         if rng.random() < COMPRESSION_PER_NIGHT:
             compressions.append((at(rng.uniform(0.5, 5.5)), rng.uniform(20, 45) * 60, rng.uniform(30, 70)))
@@ -354,7 +418,102 @@ class GlucoseSimulator:
             compressions=np.array(compressions, dtype=np.float64).reshape(-1, 3),
             fingersticks=fingersticks,
             calibration=calibration,
+            meals=tuple(meals),
+            lows=tuple(lows),
         )
+
+    def _generate_treatments(self, ordinal: int) -> tuple[tuple[int, dict[str, Any]], ...]:
+        """The treatments logged on one local day as (instant ms, document), from the day's plan."""
+        plan = self._plan(ordinal)
+        rng = np.random.default_rng([self._seed64, TAG_TREATMENTS, ordinal])
+        day = date.fromordinal(ordinal)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=self.tz)
+        records: list[tuple[int, dict[str, Any]]] = []
+
+        def add(at_s: float, fields: dict[str, Any]) -> None:
+            seconds = int(at_s)
+            # Uploaders disagree on the form: millis or not, Z or the phone's offset.
+            form = int(rng.integers(0, 4))
+            moment = datetime.fromtimestamp(seconds, self.tz)
+            if form == 0:
+                created = _iso_ms(seconds * 1000)
+            elif form == 1:
+                created = _iso_ms(seconds * 1000).replace(".000Z", "Z")
+            elif form == 2:
+                created = moment.isoformat()
+            else:
+                created = moment.astimezone(ZoneInfo("UTC")).isoformat()
+            doc: dict[str, Any] = {
+                "_id": f"{seconds:08x}{int(rng.integers(0, 2**63)):016x}",
+                "created_at": created,
+                "enteredBy": ENTERED_BY[int(rng.integers(0, len(ENTERED_BY)))],
+                **fields,
+            }
+            if rng.random() < 0.5:
+                doc["utcOffset"] = int(moment.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+            records.append((seconds * 1000, doc))
+
+        def value(number: float) -> float | str:
+            return str(number) if rng.random() < STRING_VALUE_RATE else number
+
+        for onset, rise, over_bolus in plan.meals:
+            carbs = round(rise * rng.uniform(0.35, 0.5))
+            units = carbs / CARBS_PER_UNIT * (1.35 if over_bolus else 1.0) * rng.uniform(0.9, 1.1)
+            kind = str(rng.choice(["Meal Bolus", "Meal Bolus", "Meal Bolus", "Bolus Wizard", "Snack Bolus"]))
+            add(
+                onset - rng.uniform(5, 20) * 60,
+                {"eventType": kind, "insulin": value(_units(units)), "carbs": value(carbs)},
+            )
+            if rise > 110 and rng.random() < 0.6:
+                fields: dict[str, Any] = {
+                    "eventType": "Correction Bolus",
+                    "insulin": value(_units(rng.uniform(0.5, 2.0))),
+                }
+                if rng.random() < 0.5:
+                    fields["carbs"] = None
+                add(onset + rng.uniform(100, 150) * 60, fields)
+        for nadir in plan.lows:
+            add(
+                nadir - rng.uniform(0, 10) * 60,
+                {
+                    "eventType": "Carb Correction",
+                    "carbs": value(int(rng.choice([15, 20]))),
+                    "insulin": None,
+                },
+            )
+        for _ in range(int(rng.integers(1, 3))):
+            rate = round(float(rng.uniform(0.2, 1.5)), 2)
+            hours = float(rng.uniform(0, 24))
+            add(
+                (midnight + timedelta(hours=hours)).timestamp(),
+                {
+                    "eventType": "Temp Basal",
+                    "duration": int(rng.choice([30, 60, 120])),
+                    "rate": rate,
+                    "absolute": rate,
+                },
+            )
+        if rng.random() < 0.2:
+            add(
+                (midnight + timedelta(hours=float(rng.uniform(8, 22)))).timestamp(),
+                {"eventType": "Note", "notes": "exercise"},
+            )
+        if ordinal % 3 == 0:
+            add(
+                (midnight + timedelta(hours=20)).timestamp(),
+                {"eventType": "Site Change", "notes": "new cannula"},
+            )
+        if rng.random() < BAD_TREATMENT_PER_DAY:
+            at_s = (midnight + timedelta(hours=float(rng.uniform(9, 21)))).timestamp()
+            bad = int(rng.integers(0, 3))
+            if bad == 0:
+                add(at_s, {"eventType": "Correction Bolus", "insulin": -1.5})
+            elif bad == 1:
+                add(at_s, {"eventType": "Meal Bolus", "insulin": 2.0, "carbs": 2500})
+            else:
+                add(at_s, {"eventType": "Note", "notes": "lost its date"})
+                del records[-1][1]["created_at"]
+        return tuple(records)
 
     def _glucose(self, t: FloatArray, plans: list[_DayPlan]) -> tuple[FloatArray, FloatArray]:
         """True glucose and the compression artefact (mg/dL) at instants t (s)."""
@@ -628,8 +787,11 @@ class SimulatorServer:
         port: int = 0,
         token: str | None = None,
         api_secret: str | None = None,
+        serve_treatments: bool = True,
     ) -> None:
         _require_loopback(host)
+        # False: /api/v1/treatments answers 404, as on a site without that collection.
+        self.serve_treatments = serve_treatments
         self.simulator = simulator if simulator is not None else GlucoseSimulator()
         self.host = host
         self.port = port
@@ -769,6 +931,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 _ENTRY_PATHS = re.compile(r"/api/v1/entries(?:/(sgv|mbg|cal))?(?:\.json)?/?")
 _STATUS_PATH = re.compile(r"/api/v1/status(?:\.json)?/?")
+_TREATMENTS_PATH = re.compile(r"/api/v1/treatments(?:\.json)?/?")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -814,6 +977,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(405, {"status": 405, "message": "Method Not Allowed"})
             elif (entries := _ENTRY_PATHS.fullmatch(split.path)) or _STATUS_PATH.fullmatch(split.path):
                 self._serve_api(owner, query, headers, entries.group(1) if entries else None, entries is None)
+            elif _TREATMENTS_PATH.fullmatch(split.path) and owner.serve_treatments:
+                self._serve_api(owner, query, headers, None, False, treatments=True)
             else:
                 self._send_json(404, {"status": 404, "message": "Not Found"})
         except (BrokenPipeError, ConnectionResetError):
@@ -827,6 +992,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str],
         path_kind: str | None,
         is_status: bool,
+        *,
+        treatments: bool = False,
     ) -> None:
         fault = owner._next_fault(is_status)
         if fault is not None and fault.kind == "slow":
@@ -840,6 +1007,8 @@ class _Handler(BaseHTTPRequestHandler):
         document: Any
         if is_status:
             document = _status_document(owner.simulator.clock())
+        elif treatments:
+            document = _query_treatments(owner.simulator, query)
         else:
             document = _query_entries(owner.simulator, query, path_kind)
         body = json.dumps(document, separators=(",", ":")).encode()
@@ -935,6 +1104,36 @@ def _query_entries(
         lte=bounds["lte"],
         count=DEFAULT_COUNT if count is None else count,
     )
+
+
+def _query_treatments(simulator: GlucoseSimulator, query: dict[str, str]) -> list[dict[str, Any]]:
+    """Apply Nightscout's treatments query semantics: `find[created_at][...]` bounds are ISO text."""
+    bounds: dict[str, int | None] = {}
+    for operator in ("gte", "gt", "lt", "lte"):
+        raw = query.get(f"find[created_at][${operator}]")
+        value = None if raw is None else _instant_ms(raw)
+        if raw is not None and value is None:
+            return []  # a bound that is no date matches no stored created_at
+        bounds[operator] = value
+    count = _leading_int(query.get("count", ""))
+    return simulator.treatments(
+        gte=bounds["gte"],
+        gt=bounds["gt"],
+        lt=bounds["lt"],
+        lte=bounds["lte"],
+        count=DEFAULT_COUNT if count is None else count,
+    )
+
+
+def _instant_ms(text: str) -> int | None:
+    """An ISO 8601 date or date-time as epoch ms; without a zone it is read as UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+    return int(moment.timestamp() * 1000)
 
 
 def serve_forever(port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1") -> None:

@@ -21,11 +21,11 @@ from pandera.errors import SchemaErrors
 from engine.errors import ValidationError
 from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TREATMENTS, TREATMENTS_QUARANTINE, TableDef
 from schemas.raw import (
+    DURATION_MAX_MIN,
     INT32_MAX,
     INT32_MIN,
     NOW_MS_ATTR,
     RAW_GLUCOSE_ENTRIES_SCHEMA,
-    DURATION_MAX_MIN,
     RAW_TREATMENTS_SCHEMA,
     SOURCE_KEYS,
     TREATMENT_NAMED_SEVERITY,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandera.pandas as pa
 
-from schemas.bronze import StgGlucoseEntries
-from schemas.gold import FactDailyGlucoseMetrics, FactHourlyGlucoseProfile
-from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview
-from schemas.silver import FactGlucoseReadings
+from schemas.bronze import StgGlucoseEntries, StgTreatments
+from schemas.gold import FactDailyGlucoseMetrics, FactDailyTreatmentTotals, FactHourlyGlucoseProfile
+from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview, MrtMedicationEffectiveness
+from schemas.silver import FactGlucoseReadings, FactTreatments
 
 TABLE_SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "bronze.stg_glucose_entries": StgGlucoseEntries,
@@ -16,4 +16,8 @@ TABLE_SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "gold.fct_hourly_glucose_profile": FactHourlyGlucoseProfile,
     "marts.mrt_glucose_overview": MrtGlucoseOverview,
     "marts.mrt_glucose_hourly_patterns": MrtGlucoseHourlyPatterns,
+    "bronze.stg_treatments": StgTreatments,
+    "silver.fct_treatments": FactTreatments,
+    "gold.fct_daily_treatment_totals": FactDailyTreatmentTotals,
+    "marts.mrt_medication_effectiveness": MrtMedicationEffectiveness,
 }

@@ -1,4 +1,4 @@
-"""Pandera checks guarding the gold tables (daily metrics, hourly AGP), each with its severity."""
+"""Pandera checks guarding the gold tables (daily metrics, hourly AGP, daily treatment totals), each with its severity."""
 
 from __future__ import annotations
 
@@ -181,3 +181,29 @@ class FactHourlyGlucoseProfile(pa.DataFrameModel):
     def hour_representative(cls, df: pd.DataFrame) -> pd.Series:
         """The hour has at least 70 % of its 14 days x 12 expected readings."""
         return df["reading_count"] >= AGP_DAYS * READINGS_PER_HOUR * MIN_REPRESENTATIVE_COVERAGE_PCT / 100
+
+
+class FactDailyTreatmentTotals(pa.DataFrameModel):
+    """Bolus insulin and carbs per local day; dataframe checks take their severity from Config.metadata."""
+
+    reading_date: Series[pa.DateTime] = pa.Field(unique=True, metadata=ERROR)
+    total_insulin_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
+    total_carbs_g: Series[float] = pa.Field(ge=0, metadata=ERROR)
+    bolus_count: Series[int] = pa.Field(ge=0, metadata=ERROR)
+    carb_entry_count: Series[int] = pa.Field(ge=0, metadata=ERROR)
+    reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True
+        metadata: ClassVar[dict[str, dict[str, str]]] = {"severity": {"totals_match_counts": "error"}}
+
+    @pa.dataframe_check
+    @classmethod
+    def totals_match_counts(cls, df: pd.DataFrame) -> pd.Series:
+        """A day has events, insulin exactly when it has boluses and carbs exactly when it has carb entries."""
+        return (
+            ((df["bolus_count"] + df["carb_entry_count"]) > 0)
+            & ((df["total_insulin_units"] > 0) == (df["bolus_count"] > 0))
+            & ((df["total_carbs_g"] > 0) == (df["carb_entry_count"] > 0))
+        )

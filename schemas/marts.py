@@ -1,4 +1,4 @@
-"""Pandera checks guarding the display marts (daily overview, hourly patterns), each with its severity."""
+"""Pandera checks guarding the marts (daily overview, hourly patterns, medication effectiveness), each with its severity."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from schemas.gold import FORMULA_TOLERANCE
-from schemas.silver import DAY_NAMES, ERROR
+from schemas.raw import CARBS_MAX_G, INSULIN_MAX_UNITS
+from schemas.silver import DAY_NAMES, ERROR, MONTH_PATTERN
 
 RATINGS = ("Excellent", "Good", "Needs Improvement", "Critical")
 MIN_READINGS_PER_DAY = 12
+# Mean glucose of a window lies where readings lie (silver keeps 20..600 mg/dL).
+GLUCOSE_WINDOW_MIN, GLUCOSE_WINDOW_MAX = 20, 600
+MINUTES_IN_4H = 240
 # A value rounded to one decimal is off by at most half a unit of the last place.
 HALF_TENTH = 0.05 + FORMULA_TOLERANCE
 
@@ -134,3 +138,52 @@ class MrtGlucoseHourlyPatterns(pa.DataFrameModel):
     def window_is_90_days(cls, df: pd.DataFrame) -> pd.Series:
         """The window covers 90 local days."""
         return (df["window_end"] - df["window_start"]) == pd.Timedelta(days=89)
+
+
+class MrtMedicationEffectiveness(pa.DataFrameModel):
+    """One bolus per row with the glucose around it; dataframe checks take their severity from Config.metadata."""
+
+    treatment_id: Series[str] = pa.Field(unique=True, metadata=ERROR)
+    bolus_local_ts: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    reading_date: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    event_type: Series[str] = pa.Field(metadata=ERROR)
+    insulin_units: Series[float] = pa.Field(gt=0, le=INSULIN_MAX_UNITS, metadata=ERROR)
+    carbs_g: Series[float] = pa.Field(gt=0, le=CARBS_MAX_G, nullable=True, metadata=ERROR)
+    glucose_before: Series[float] = pa.Field(
+        ge=GLUCOSE_WINDOW_MIN, le=GLUCOSE_WINDOW_MAX, nullable=True, metadata=ERROR
+    )
+    glucose_after: Series[float] = pa.Field(
+        ge=GLUCOSE_WINDOW_MIN, le=GLUCOSE_WINDOW_MAX, nullable=True, metadata=ERROR
+    )
+    glucose_reduction: Series[float] = pa.Field(nullable=True, metadata=ERROR)
+    minutes_to_min_after: Series[float] = pa.Field(gt=0, le=MINUTES_IN_4H, nullable=True, metadata=ERROR)
+    min_glucose_after: Series[pd.Int64Dtype] = pa.Field(
+        ge=GLUCOSE_WINDOW_MIN, le=GLUCOSE_WINDOW_MAX, nullable=True, metadata=ERROR
+    )
+    hypo_within_4h: Series[pd.BooleanDtype] = pa.Field(nullable=True, metadata=ERROR)
+    reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True
+        metadata: ClassVar[dict[str, dict[str, str]]] = {
+            "severity": {"reduction_is_difference": "error", "hypo_matches_minimum": "error"}
+        }
+
+    @pa.dataframe_check
+    @classmethod
+    def reduction_is_difference(cls, df: pd.DataFrame) -> pd.Series:
+        """glucose_reduction is before - after (within their rounding), null when either is."""
+        either_null = df["glucose_before"].isna() | df["glucose_after"].isna()
+        diff = (df["glucose_before"] - df["glucose_after"] - df["glucose_reduction"]).abs()
+        return (either_null & df["glucose_reduction"].isna()) | (~either_null & (diff <= 0.1 + 1e-9))
+
+    @pa.dataframe_check
+    @classmethod
+    def hypo_matches_minimum(cls, df: pd.DataFrame) -> pd.Series:
+        """hypo_within_4h says whether the 4-hour minimum is below 70; both null without readings."""
+        minimum = df["min_glucose_after"].astype("Float64")
+        hypo = df["hypo_within_4h"].astype("boolean")
+        same_nulls = minimum.isna() == hypo.isna()
+        agrees = (minimum < 70).fillna(False) == hypo.fillna(False)
+        return same_nulls & agrees & (minimum.isna() == df["minutes_to_min_after"].isna())

@@ -1,4 +1,4 @@
-"""Pandera checks guarding silver.fct_glucose_readings, each with its severity (error blocks, warning reports)."""
+"""Pandera checks guarding the silver models (glucose readings, treatments), each with its severity (error blocks, warning reports)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
+
+from schemas.raw import CARBS_MAX_G, INSULIN_MAX_UNITS
 
 ERROR = {"severity": "error"}
 WARNING = {"severity": "warning"}
@@ -91,3 +93,44 @@ class FactGlucoseReadings(pa.DataFrameModel):
         minutes = df["minutes_since_last_reading"]
         rate = df["glucose_change_mg_dl"].abs().astype("float64") / minutes.where(minutes > 0)
         return ~(rate > MAX_PLAUSIBLE_RATE_MG_DL_PER_MIN).fillna(False)
+
+
+class FactTreatments(pa.DataFrameModel):
+    """Bolus and carb events in local time; dataframe checks take their severity from Config.metadata."""
+
+    treatment_id: Series[str] = pa.Field(unique=True, metadata=ERROR)
+    event_type: Series[str] = pa.Field(metadata=ERROR)
+    treatment_ts: Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]] = pa.Field(metadata=ERROR)
+    treatment_local_ts: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    reading_date: Series[pa.DateTime] = pa.Field(metadata=ERROR)
+    insulin_units: Series[float] = pa.Field(gt=0, le=INSULIN_MAX_UNITS, nullable=True, metadata=ERROR)
+    carbs_g: Series[float] = pa.Field(gt=0, le=CARBS_MAX_G, nullable=True, metadata=ERROR)
+    is_bolus: Series[bool] = pa.Field(metadata=ERROR)
+    is_carbs: Series[bool] = pa.Field(metadata=ERROR)
+    reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True
+        metadata: ClassVar[dict[str, dict[str, str]]] = {
+            "severity": {"flags_match_values": "error", "date_is_local_day": "error"}
+        }
+
+    @pa.dataframe_check
+    @classmethod
+    def flags_match_values(cls, df: pd.DataFrame) -> pd.Series:
+        """A bolus has insulin and a carb entry carbs; every row is at least one of them."""
+        return (
+            (df["is_bolus"] == df["insulin_units"].notna())
+            & (df["is_carbs"] == df["carbs_g"].notna())
+            & (df["is_bolus"] | df["is_carbs"])
+        )
+
+    @pa.dataframe_check
+    @classmethod
+    def date_is_local_day(cls, df: pd.DataFrame) -> pd.Series:
+        """reading_date and reading_month are the local day and month of treatment_local_ts."""
+        local = pd.to_datetime(df["treatment_local_ts"])
+        return (local.dt.normalize() == pd.to_datetime(df["reading_date"])) & (
+            local.dt.strftime("%Y-%m") == df["reading_month"]
+        )
