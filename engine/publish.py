@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,6 +24,7 @@ from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake import Lake
 from engine.layers import connect
+from engine.models import LAYERS, SQL_DIR
 from engine.pgcluster import ClusterError, PrivateCluster, find_server_binaries
 from engine.quality import schema_checks
 from engine.retry import RetryPolicy, call_with_retry
@@ -37,7 +40,6 @@ META_SCHEMA = "phlo_meta"
 ANON_ROLE = "web_anon"
 NOTIFY_CHANNEL = "pgrst"
 APPLICATION_NAME = "phlo-tui"
-READINGS_DAYS = 90
 DEFAULT_RETRY = RetryPolicy(max_retries=4, delay=0.5, backoff=2.0, jitter=0.2)
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT = "10s"
@@ -72,15 +74,62 @@ class Publication:
     """Only the newest `days` local days (by reading_date) of the snapshot; None: every row."""
 
 
+_PUBLISH_HEADER = re.compile(r"^\s*--\s*publish\s*:\s*(.*?)\s*$")
+_API_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def discover_publications(root: Path = SQL_DIR) -> tuple[Publication, ...]:
+    """The models whose header says `-- publish: <api name> key=<column>[,<column>] [days=<n>]`,
+    marts first, then gold, silver and bronze, each layer by file name.
+
+    So publishing a new mart is one header line in its SQL file. Raises PublishError for a
+    malformed header or two models claiming one api name.
+    """
+    found: list[Publication] = []
+    for layer in reversed(LAYERS):
+        for path in sorted((root / layer).glob("*.sql")):
+            spec = _publish_header(path)
+            if spec is not None:
+                found.append(_publication(f"{layer}.{path.stem}", spec, path))
+    names = [p.target_table for p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise PublishError(
+            f"api name(s) {', '.join(twice)} published by more than one model", f"rename in {root}"
+        )
+    return tuple(found)
+
+
+def _publish_header(path: Path) -> str | None:
+    """The `publish:` value of the model's leading comment block, None when it has none."""
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            return None
+        match = _PUBLISH_HEADER.match(line)
+        if match is not None:
+            return match.group(1)
+    return None
+
+
+def _publication(lake_table: str, spec: str, path: Path) -> Publication:
+    hint = f"write it as '-- publish: <api name> key=<column>[,<column>] [days=<n>]' in {path}"
+    name, *options = spec.split()
+    settings = dict(option.partition("=")[::2] for option in options)
+    unknown = set(settings) - {"key", "days"}
+    if not _API_NAME.match(name) or "key" not in settings or unknown or not all(settings.values()):
+        raise PublishError(f"{path.name}: malformed publish header {spec!r}", hint)
+    days = settings.get("days")
+    if days is not None and not days.isdigit():
+        raise PublishError(f"{path.name}: days={days!r} is not a whole number of days", hint)
+    return Publication(
+        lake_table, name, tuple(settings["key"].split(",")), days=int(days) if days is not None else None
+    )
+
+
 # The api names drop the layer prefixes (mrt_, fct_): they are what apps and PostgREST URLs see.
-PUBLICATIONS: tuple[Publication, ...] = (
-    Publication("marts.mrt_glucose_overview", "glucose_overview", ("reading_date",)),
-    Publication("marts.mrt_glucose_hourly_patterns", "glucose_hourly_patterns", ("hour_of_day",)),
-    Publication("gold.fct_daily_glucose_metrics", "daily_glucose_metrics", ("reading_date",)),
-    # About 26,000 rows: a sequential scan answers a time range in milliseconds, so no index
-    # besides the key (each index costs its build on every publish).
-    Publication("silver.fct_glucose_readings", "glucose_readings", ("entry_id",), days=READINGS_DAYS),
-)
+PUBLICATIONS: tuple[Publication, ...] = discover_publications()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from engine.tables import GLUCOSE_ENTRIES
+from engine.tables import GLUCOSE_ENTRIES, TREATMENTS
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("bronze", "silver", "gold", "marts")
@@ -108,10 +108,15 @@ def model_name(path: Path) -> str:
     return f"{path.parent.name}.{path.stem}"
 
 
-def build(raw: pa.Table, zone: str, session_zone: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Every model built as a table over `raw`, in a fresh connection."""
+def build(
+    raw: pa.Table, zone: str, session_zone: str | None = None, treatments: pa.Table | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Every model built as a table over `raw` (and `treatments`, default none), in a fresh connection."""
     con = connect(zone, session_zone)
     register(con, GLUCOSE_ENTRIES.name, raw)
+    register(
+        con, TREATMENTS.name, treatments if treatments is not None else TREATMENTS.arrow_schema.empty_table()
+    )
     for path in model_paths():
         con.execute(f"create table {model_name(path)} as {path.read_text()}")
     return con

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from engine.models import Materialized, discover_models
-from engine.tables import GLUCOSE_ENTRIES
+from engine.tables import GLUCOSE_ENTRIES, TREATMENTS
 from schemas.bronze import StgGlucoseEntries
 from schemas.gold import FactDailyGlucoseMetrics, FactHourlyGlucoseProfile
 from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview
@@ -43,10 +43,16 @@ def daily_by_date(con: duckdb.DuckDBPyConnection) -> dict[object, dict[str, obje
 
 
 def test_models_follow_the_runner_contract() -> None:
-    models = {m.name: m for m in discover_models(SQL_DIR, sources=[GLUCOSE_ENTRIES.name])}
-    assert set(models) == {BRONZE, SILVER, DAILY, AGP, OVERVIEW, PATTERNS}
+    models = {m.name: m for m in discover_models(SQL_DIR, sources=[GLUCOSE_ENTRIES.name, TREATMENTS.name])}
+    treatment_models = {
+        "bronze.stg_treatments",
+        "silver.fct_treatments",
+        "gold.fct_daily_treatment_totals",
+        "marts.mrt_medication_effectiveness",
+    }
+    assert set(models) == {BRONZE, SILVER, DAILY, AGP, OVERVIEW, PATTERNS} | treatment_models
     incremental = {name for name, m in models.items() if m.materialized is Materialized.INCREMENTAL}
-    assert incremental == {BRONZE, SILVER, DAILY}
+    assert incremental == {BRONZE, SILVER, DAILY} | treatment_models
     assert models[DAILY].depends_on == (BRONZE, SILVER)
     assert models[BRONZE].depends_on == (GLUCOSE_ENTRIES.name,)
 

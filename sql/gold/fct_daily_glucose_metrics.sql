@@ -1,5 +1,6 @@
 -- materialized: incremental
 -- partition_by: reading_month
+-- publish: daily_glucose_metrics key=reading_date
 --
 -- One row per local calendar day with at least one valid reading; metrics stored unrounded.
 -- A day with nothing but sensor error codes has no row: there is no glucose to measure.

@@ -1,4 +1,5 @@
 -- materialized: table
+-- publish: glucose_hourly_patterns key=hour_of_day
 --
 -- Glucose by local hour of the day over the trailing 90 local days ending on the newest
 -- reading's day: recent enough to reflect the current therapy, long enough for a stable

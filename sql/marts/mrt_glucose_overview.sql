@@ -1,4 +1,5 @@
 -- materialized: table
+-- publish: glucose_overview key=reading_date
 --
 -- Daily overview for display: days with more than 12 valid readings (an hour of data), values
 -- rounded (1 decimal, GMI 2). The rating reads the unrounded time in range, so a day at

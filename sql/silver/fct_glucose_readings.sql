@@ -1,5 +1,8 @@
 -- materialized: incremental
 -- partition_by: reading_month
+-- publish: glucose_readings key=entry_id days=90
+-- (About 26,000 rows: a sequential scan answers a time range in milliseconds, so no index
+-- besides the key; each index costs its build on every publish.)
 --
 -- Valid glucose readings with local-time dimensions and the consensus bands (GLUCOSE.md).
 -- Sensor error codes and impossible values (outside 20..600 mg/dL) are not readings.
