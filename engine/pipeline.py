@@ -245,14 +245,7 @@ class Pipeline:
     def _layers_gates_promotion(self, run: RunRecord, totals: _Totals, full_refresh: bool) -> RunRecord:
         months = self.store.pending_months()
         summary: dict[str, Any] = totals.summary()
-        extra = [
-            r
-            for r in (
-                quarantine_ratio_check(fetched, quarantined, table)
-                for table, (fetched, quarantined) in totals.by_table.items()
-            )
-            if r is not None
-        ]
+        extra = [r for r in (totals.quarantine_ratio(source) for source in SOURCES) if r is not None]
         builder = LayerBuilder(self.lake, self.store, self.settings.timezone, models=self.models)
         check_freshness = run.trigger in (RunTrigger.MANUAL, RunTrigger.SCHEDULE)
         if not months and not full_refresh and not extra:
@@ -496,11 +489,10 @@ class Pipeline:
 
 
 class _Totals:
-    """Row counts over every source of a run, and fetched/quarantined per raw table."""
+    """Row counts over every source of a run, and per source."""
 
     def __init__(self) -> None:
         self.fetched = self.stored = self.unchanged = self.quarantined = 0
-        self.by_table: dict[str, tuple[int, int]] = {}
         self.by_source: dict[str, dict[str, int]] = {}
         self.not_served: list[str] = []
 
@@ -509,11 +501,16 @@ class _Totals:
         self.stored += outcome.stored
         self.unchanged += outcome.unchanged
         self.quarantined += outcome.quarantined
-        fetched, quarantined = self.by_table.get(source.table.name, (0, 0))
-        self.by_table[source.table.name] = (fetched + outcome.fetched, quarantined + outcome.quarantined)
         counts = self.by_source.setdefault(source.name, dict.fromkeys(_COUNTS, 0))
         for name in _COUNTS:
             counts[name] += getattr(outcome, name)
+
+    def quarantine_ratio(self, source: Source) -> CheckResult | None:
+        """The quarantine-ratio gate of one source, when it received enough records to judge by."""
+        counts = self.by_source.get(source.name)
+        if counts is None or counts["fetched"] < source.ratio_min_records:
+            return None
+        return quarantine_ratio_check(counts["fetched"], counts["quarantined"], source.table.name)
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {

@@ -104,11 +104,11 @@ _TYPED_KINDS: dict[str, EntryKind] = {"sgv": "sgv", "mbg": "mbg", "cal": "cal"}
 ) = range(1, 15)
 TAG_TREATMENTS = 15  # a default_rng stream per local day, like TAG_PLAN
 
-# Treatments: an insulin-to-carb ratio, the share of meals logged with odd value types, and the
-# daily chance of a record a real site would hold by mistake.
+# Treatments: an insulin-to-carb ratio, the share of values logged as strings, and how often a
+# day holds a record a real site would hold by mistake (negative insulin, absurd carbs, no date).
 CARBS_PER_UNIT = 10.0
 STRING_VALUE_RATE = 0.1
-BAD_TREATMENT_PER_DAY = 0.3
+BAD_TREATMENT_EVERY_DAYS = 5  # so any 6 whole days hold one
 ENTERED_BY = ("xdrip", "careportal", "AndroidAPS")
 
 FAULT_KINDS = ("http_500", "http_502", "http_503", "http_429", "slow", "truncated", "html")
@@ -503,9 +503,9 @@ class GlucoseSimulator:
                 (midnight + timedelta(hours=20)).timestamp(),
                 {"eventType": "Site Change", "notes": "new cannula"},
             )
-        if rng.random() < BAD_TREATMENT_PER_DAY:
+        if ordinal % BAD_TREATMENT_EVERY_DAYS == 1:
             at_s = (midnight + timedelta(hours=float(rng.uniform(9, 21)))).timestamp()
-            bad = int(rng.integers(0, 3))
+            bad = ordinal // BAD_TREATMENT_EVERY_DAYS % 3
             if bad == 0:
                 add(at_s, {"eventType": "Correction Bolus", "insulin": -1.5})
             elif bad == 1:

@@ -39,6 +39,8 @@ class Source:
     """Run-store key of this source's watermark: the newest record time stored."""
     optional: bool = False
     """A site answering 404 for the endpoint only warns: not every site has every collection."""
+    ratio_min_records: int = 1
+    """Records a run must receive before its quarantined share can hold the run (`quarantine_ratio`)."""
 
     def validate_batch(
         self, records: Sequence[object], *, run_id: str, source: str, now: datetime
@@ -67,6 +69,9 @@ TREATMENTS_SOURCE = Source(
     time_column="treatment_ts",
     watermark_key="nightscout:treatments",
     optional=True,
+    # A handful a day: one bad record in an hourly run would be 100 %, which says nothing about
+    # the source's shape. Each still shows in quarantine and as its failed check.
+    ratio_min_records=100,
 )
 
 SOURCES: tuple[Source, ...] = (GLUCOSE, TREATMENTS_SOURCE)

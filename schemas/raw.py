@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import numpy as np
@@ -304,13 +305,20 @@ TREATMENT_NAMED_SEVERITY = {"entry_is_object": ERROR}
 def as_instant_ms(values: pd.Series) -> np.ndarray:
     """Each ISO 8601 string (`Z`, an offset, with or without fractions) as epoch ms (float64);
     NaN for anything else, including strings without a zone, which name no instant."""
-    text = values.where(is_text(values))
-    zoned = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    text = values.where(is_text(values)).astype(object)
+    zoned = np.fromiter(
+        (isinstance(v, str) and _ZONED.search(v) is not None for v in text.to_numpy()),
+        dtype=bool,
+        count=len(text),
+    )
     parsed = pd.to_datetime(text.where(zoned), utc=True, format="ISO8601", errors="coerce")
-    stamps = parsed.to_numpy(dtype="datetime64[ms]", na_value=np.datetime64("NaT"))
+    stamps = np.asarray(parsed.to_numpy(dtype="datetime64[ms]"))
     millis = stamps.astype("int64").astype("float64")
     millis[np.isnat(stamps)] = np.nan
     return millis
+
+
+_ZONED = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 
 
 class RawTreatments(pa.DataFrameModel):
