@@ -50,7 +50,13 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_RETRY = RetryPolicy(max_retries=2, delay=0.01, backoff=2.0, jitter=0.0)
 HOSTILE_DEVICE = "x'); drop table api.daily_glucose_metrics; --"
 HOSTILE_DEVICE_2 = "y\"; drop schema api cascade; -- $$ \\ ' ;"
-API_TABLES = ("glucose_overview", "glucose_hourly_patterns", "daily_glucose_metrics", "glucose_readings")
+API_TABLES = (
+    "glucose_hourly_patterns",
+    "glucose_overview",
+    "medication_effectiveness",
+    "daily_glucose_metrics",
+    "glucose_readings",
+)
 WINDOW_COUNT = (
     "select count(*) from silver.fct_glucose_readings "
     "where reading_date > (select max(reading_date) from silver.fct_glucose_readings) - 90"
@@ -81,6 +87,7 @@ def _counts(engine: Engine) -> dict[str, int]:
         "glucose_hourly_patterns": one("select count(*) from marts.mrt_glucose_hourly_patterns"),
         "daily_glucose_metrics": one("select count(*) from gold.fct_daily_glucose_metrics"),
         "glucose_readings": one(WINDOW_COUNT),
+        "medication_effectiveness": one("select count(*) from marts.mrt_medication_effectiveness"),
     }
 
 
@@ -200,6 +207,7 @@ def test_publishes_the_four_tables_of_the_promotion(built: BuiltLake, pg: PgServ
             ("glucose_hourly_patterns", "hour_of_day"),
             ("glucose_overview", "reading_date"),
             ("glucose_readings", "entry_id"),
+            ("medication_effectiveness", "treatment_id"),
         ]
         state = con.execute(
             "select table_name, promotion_id, snapshot_id, rows, run_id from phlo_meta.publish_state order by 1"
