@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -92,7 +92,8 @@ class TimeField:
         """The query value for instant `ms`: the number itself, or UTC ISO text with milliseconds."""
         if not self.iso:
             return ms
-        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        moment = _EPOCH + timedelta(milliseconds=ms)  # exact: no float seconds
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
     def of(self, record: object) -> int | None:
         """A record's time as whole epoch milliseconds, or None when it has no usable one."""
@@ -110,6 +111,7 @@ class TimeField:
         return math.floor(moment.timestamp() * 1000)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DATE = TimeField("date")
 CREATED_AT = TimeField("created_at", iso=True)
 

@@ -421,8 +421,9 @@ class Pipeline:
                 snapshot_id=result.snapshot_id,
                 quarantined=quarantined,
             )
-        newest_ts = pc.max(batch.valid[declared.time_column]).as_py() if batch.valid.num_rows else None
-        newest = _now_ms(newest_ts) if newest_ts is not None else None
+        # Microseconds as integers: exact, where a datetime's float timestamp() can lose the last ms.
+        newest_us = pc.max(batch.valid[declared.time_column].cast(pa.int64())).as_py()
+        newest = newest_us // 1000 if newest_us is not None else None
         return BatchOutcome(
             fetched=batch.input_count,
             stored=result.rows_inserted + result.rows_updated,
