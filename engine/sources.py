@@ -1,22 +1,21 @@
 """The declared Nightscout sources: what the pipeline fetches, validates and merges, one declaration each.
 
 Adding a source (exercise, meals, ...) is a declaration here, its raw `TableDef`s in
-`engine/tables.py`, a pandera model in `schemas/raw.py` with its validator, and SQL models under
-`sql/`; the pipeline loops over `SOURCES` and the model runner finds the SQL by its table references.
+`engine/tables.py`, a pandera model in `schemas/raw.py`, and SQL models under `sql/`: the
+pipeline loops over `SOURCES`, validation and storage follow the `RawSpec`, and the model runner
+finds the SQL by its table references.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from engine.nightscout import CREATED_AT, DATE, ENTRIES_PATH, TREATMENTS_PATH, TimeField
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TREATMENTS, TREATMENTS_QUARANTINE, TableDef
-from engine.validation import ValidatedBatch, validate_glucose_entries, validate_treatments
-
-Validator = Callable[..., ValidatedBatch]
-"""`(records, *, run_id, source, now, ingested_at) -> ValidatedBatch`, as `validate_glucose_entries`."""
+from engine.nightscout import CREATED_AT, ENTRIES_PATH, TREATMENTS_PATH, TimeField
+from engine.tables import TREATMENTS, TREATMENTS_QUARANTINE, TableDef
+from engine.validation import GLUCOSE_ENTRIES_SPEC, RawSpec, ValidatedBatch, validate_records
+from schemas.raw import RAW_TREATMENTS_SCHEMA, TREATMENT_SOURCE_KEYS, RawTreatments
 
 
 @dataclass(frozen=True)
@@ -26,15 +25,9 @@ class Source:
     name: str
     path: str
     """Endpoint under /api/v1/."""
-    time_field: TimeField
-    """The record field the site filters and pages on (`date` epoch ms, `created_at` ISO text)."""
-    table: TableDef
-    """Raw table the valid records are merged into (by its key, per its partition)."""
-    quarantine: TableDef
-    """Raw table the records failing an error check are appended to, with their reasons."""
-    validate: Validator
-    time_column: str
-    """Timestamptz column of `table` holding the record time (watermark and pending months)."""
+    raw: RawSpec
+    """How its records are validated and stored; its `time` field is also what the site filters
+    and pages on (`date` epoch ms, `created_at` ISO text)."""
     watermark_key: str
     """Run-store key of this source's watermark: the newest record time stored."""
     optional: bool = False
@@ -42,31 +35,48 @@ class Source:
     ratio_min_records: int = 1
     """Records a run must receive before its quarantined share can hold the run (`quarantine_ratio`)."""
 
+    @property
+    def table(self) -> TableDef:
+        return self.raw.table
+
+    @property
+    def quarantine(self) -> TableDef:
+        return self.raw.quarantine
+
+    @property
+    def time_field(self) -> TimeField:
+        return self.raw.time
+
+    @property
+    def time_column(self) -> str:
+        return self.raw.time_column
+
     def validate_batch(
         self, records: Sequence[object], *, run_id: str, source: str, now: datetime
     ) -> ValidatedBatch:
-        return self.validate(records, run_id=run_id, source=source, now=now, ingested_at=now)
+        """`validate_records` with the run's clock as both the validation clock and the stamp."""
+        return validate_records(self.raw, records, run_id=run_id, source=source, now=now, ingested_at=now)
 
 
 GLUCOSE = Source(
     name="entries",
     path=ENTRIES_PATH,
-    time_field=DATE,
-    table=GLUCOSE_ENTRIES,
-    quarantine=GLUCOSE_QUARANTINE,
-    validate=validate_glucose_entries,
-    time_column="reading_ts",
+    raw=GLUCOSE_ENTRIES_SPEC,
     watermark_key="nightscout:entries",
 )
 
 TREATMENTS_SOURCE = Source(
     name="treatments",
     path=TREATMENTS_PATH,
-    time_field=CREATED_AT,
-    table=TREATMENTS,
-    quarantine=TREATMENTS_QUARANTINE,
-    validate=validate_treatments,
-    time_column="treatment_ts",
+    raw=RawSpec(
+        model=RawTreatments,
+        schema=RAW_TREATMENTS_SCHEMA,
+        source_keys=TREATMENT_SOURCE_KEYS,
+        table=TREATMENTS,
+        quarantine=TREATMENTS_QUARANTINE,
+        time=CREATED_AT,
+        time_column="treatment_ts",
+    ),
     watermark_key="nightscout:treatments",
     optional=True,
     # A handful a day: one bad record in an hourly run would be 100 %, which says nothing about

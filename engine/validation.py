@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,22 +19,18 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from engine.errors import ValidationError
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TREATMENTS, TREATMENTS_QUARANTINE, TableDef
+from engine.nightscout import DATE, TimeField
+from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TableDef
 from schemas.raw import (
-    DURATION_MAX_MIN,
     INT32_MAX,
     INT32_MIN,
     NOW_MS_ATTR,
     RAW_GLUCOSE_ENTRIES_SCHEMA,
-    RAW_TREATMENTS_SCHEMA,
     SOURCE_KEYS,
-    TREATMENT_NAMED_SEVERITY,
-    TREATMENT_SOURCE_KEYS,
+    RawGlucoseEntries,
     as_instant_ms,
     as_integer,
     as_number,
-    check_column,
-    check_severity,
     is_text,
 )
 
@@ -76,17 +72,44 @@ class ValidatedBatch:
 
 
 @dataclass(frozen=True)
-class _RawSpec:
-    """What validating one raw source needs: its pandera schema, how raw keys map to columns, its
-    lake tables, and how a valid frame becomes the lake table's Arrow batch."""
+class RawSpec:
+    """How one raw source is validated and stored, declared: no code of its own.
 
+    Each lake column named in `source_keys` takes the first of its raw keys that holds a value,
+    converted by the column's Arrow type (text, whole numbers, numbers; null where a warning check
+    failed and the type cannot hold the value). `time_column` (timestamptz) and the table's
+    partition column (its UTC 'YYYY-MM') are derived from the `time` field; `_phlo_ingested_at`
+    and `_phlo_run_id` are stamped.
+    """
+
+    model: type[Any]
+    """The pandera `DataFrameModel` of the raw records (schemas/raw.py); its `Config.metadata`
+    names the severity of checks that guard no single column, and their column if any."""
     schema: Any
+    """`model.to_schema()`, built once (pandera caches it per thread, and runs use threads)."""
     source_keys: dict[str, tuple[str, ...]]
     table: TableDef
     quarantine: TableDef
-    severity: Callable[[str, str | None], str]
-    check_column: Callable[[str], str | None]
-    to_arrow: Callable[[pd.DataFrame, str, datetime], pa.Table]
+    time: TimeField
+    time_column: str
+
+    def severity(self, check: str, column: str | None) -> str:
+        """Severity of a reported check: named in the model's Config, else its column's."""
+        named: dict[str, str] = self.model.Config.metadata["severity"]
+        if check in named:
+            return named[check]
+        if column is None:
+            raise KeyError(f"check {check!r} has no severity")
+        return str(self.schema.columns[column].metadata["severity"])
+
+    def check_column(self, check: str) -> str | None:
+        """Column a dataframe-level check guards, None when it guards none."""
+        columns: dict[str, str] = self.model.Config.metadata.get("column", {})
+        return columns.get(check)
+
+    def time_ms(self, values: pd.Series) -> np.ndarray:
+        """The records' times as epoch ms (float64, NaN where unusable)."""
+        return as_instant_ms(values) if self.time.iso else as_integer(values)
 
     @property
     def column_rank(self) -> dict[str, int]:
@@ -113,6 +136,17 @@ class _RawSpec:
         }
 
 
+GLUCOSE_ENTRIES_SPEC = RawSpec(
+    model=RawGlucoseEntries,
+    schema=RAW_GLUCOSE_ENTRIES_SCHEMA,
+    source_keys=SOURCE_KEYS,
+    table=GLUCOSE_ENTRIES,
+    quarantine=GLUCOSE_QUARANTINE,
+    time=DATE,
+    time_column="reading_ts",
+)
+
+
 def validate_glucose_entries(
     entries: Sequence[object],
     *,
@@ -133,39 +167,26 @@ def validate_glucose_entries(
     Raises ValidationError when the clocks are not timezone-aware or the schema itself could not
     run (never because entries are bad: bad entries go to quarantine).
     """
-    return _validate(_GLUCOSE, "glucose entries", entries, run_id, source, now, ingested_at)
+    return validate_records(
+        GLUCOSE_ENTRIES_SPEC, entries, run_id=run_id, source=source, now=now, ingested_at=ingested_at
+    )
 
 
-def validate_treatments(
-    treatments: Sequence[object],
+def validate_records(
+    spec: RawSpec,
+    entries: Sequence[object],
     *,
     run_id: str,
     source: str,
     now: datetime,
     ingested_at: datetime | None = None,
 ) -> ValidatedBatch:
-    """Validate raw Nightscout treatments against `schemas.raw.RawTreatments`.
-
-    Same contract as `validate_glucose_entries`, for `TREATMENTS` and `TREATMENTS_QUARANTINE`:
-    `created_at` in any zoned ISO 8601 form becomes `treatment_ts`, insulin and carbs sent as
-    numeric strings become numbers.
-    """
-    return _validate(_TREATMENTS, "treatments", treatments, run_id, source, now, ingested_at)
-
-
-def _validate(
-    spec: _RawSpec,
-    what: str,
-    entries: Sequence[object],
-    run_id: str,
-    source: str,
-    now: datetime,
-    ingested_at: datetime | None,
-) -> ValidatedBatch:
+    """Validate raw records of any declared source against `spec`; the same contract as
+    `validate_glucose_entries`, for `spec.table` and `spec.quarantine`."""
     stamp = now if ingested_at is None else ingested_at
     if now.tzinfo is None or stamp.tzinfo is None:
         raise ValidationError(
-            f"validating {what} needs timezone-aware clocks",
+            f"validating {spec.table.name} needs timezone-aware clocks",
             "pass now (and ingested_at) as datetime with tzinfo, e.g. datetime.now(UTC)",
         )
     objects: list[int] = []
@@ -180,7 +201,7 @@ def _validate(
             errors.setdefault(failure.position, []).append(failure)
     valid = frame[~frame.index.isin(list(errors))] if errors else frame
     return ValidatedBatch(
-        valid=spec.to_arrow(valid, run_id, stamp),
+        valid=_lake_table(spec, valid, run_id, stamp),
         quarantine=_quarantine_table(spec, errors, entries, frame, run_id, source, stamp),
         results=_check_results(spec, failures, entries),
         input_count=len(entries),
@@ -194,7 +215,7 @@ class _Failure(NamedTuple):
     severity: Severity
 
 
-def _rank(spec: _RawSpec, check: str, column: str | None) -> tuple[int, str]:
+def _rank(spec: RawSpec, check: str, column: str | None) -> tuple[int, str]:
     return spec.column_rank.get(column, -1) if column else -1, check
 
 
@@ -202,7 +223,7 @@ def _epoch_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def _raw_frame(spec: _RawSpec, objects: list[Any], positions: list[int], now_ms: int) -> pd.DataFrame:
+def _raw_frame(spec: RawSpec, objects: list[Any], positions: list[int], now_ms: int) -> pd.DataFrame:
     """The entry objects as one column per lake column, indexed by input position."""
     present: set[object] = set().union(*objects)
     keys = [key for keys in spec.source_keys.values() for key in keys if key in present]
@@ -238,7 +259,7 @@ def _narrowed(values: pd.Series) -> pd.Series:
     return values
 
 
-def _schema_failures(spec: _RawSpec, frame: pd.DataFrame) -> list[_Failure]:
+def _schema_failures(spec: RawSpec, frame: pd.DataFrame) -> list[_Failure]:
     """One failure per (entry position, failed check) from a lazy pandera validation."""
     # Explicit settings: PANDERA_VALIDATION_ENABLED or a SCHEMA_ONLY depth in the environment
     # would otherwise skip the data checks and let every entry through.
@@ -277,42 +298,26 @@ def _schema_failures(spec: _RawSpec, frame: pd.DataFrame) -> list[_Failure]:
     return failures
 
 
-def _non_object_failures(spec: _RawSpec, positions: list[int]) -> list[_Failure]:
+def _non_object_failures(spec: RawSpec, positions: list[int]) -> list[_Failure]:
     severity = Severity(spec.severity(ENTRY_IS_OBJECT, None))
     return [_Failure(position, ENTRY_IS_OBJECT, None, severity) for position in positions]
 
 
-def _glucose_table(valid: pd.DataFrame, run_id: str, stamp: datetime) -> pa.Table:
+def _lake_table(spec: RawSpec, valid: pd.DataFrame, run_id: str, stamp: datetime) -> pa.Table:
+    """The valid records as exactly `spec.table.arrow_schema`."""
     count = len(valid)
-    date_ms = as_integer(valid["date"]).astype("int64")
-    arrays = {
-        "_id": _text_array(valid["_id"]),
-        "type": _text_array(valid["type"]),
-        "date": pa.array(date_ms, pa.int64()),
-        "date_string": _text_array(valid["date_string"]),
-        "sys_time": _text_array(valid["sys_time"]),
-        "utc_offset": _int32_array(valid["utc_offset"]),
-        "sgv": _int32_array(valid["sgv"]),
-        "mbg": _int32_array(valid["mbg"]),
-        "direction": _text_array(valid["direction"]),
-        "trend": _int32_array(valid["trend"]),
-        "noise": _int32_array(valid["noise"]),
-        "filtered": _float_array(valid["filtered"]),
-        "unfiltered": _float_array(valid["unfiltered"]),
-        "rssi": _int32_array(valid["rssi"]),
-        "device": _text_array(valid["device"]),
-        "slope": _float_array(valid["slope"]),
-        "intercept": _float_array(valid["intercept"]),
-        "scale": _float_array(valid["scale"]),
-        "reading_ts": pa.array(date_ms * 1000, _TIMESTAMP),
-        "reading_month": pa.array(
-            np.datetime_as_string(date_ms.astype("datetime64[ms]"), unit="M"), pa.string()
-        ),
+    time_ms = spec.time_ms(valid[spec.time.name]).astype("int64")
+    derived = {
+        spec.time_column: pa.array(time_ms * 1000, _TIMESTAMP),
         "_phlo_ingested_at": pa.array(np.full(count, _epoch_us(stamp), dtype="int64"), _TIMESTAMP),
         "_phlo_run_id": pa.array(np.full(count, run_id, dtype=object), pa.string()),
     }
-    schema = GLUCOSE_ENTRIES.arrow_schema
-    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
+    if spec.table.partition_column is not None:
+        months = np.datetime_as_string(time_ms.astype("datetime64[ms]"), unit="M")
+        derived[spec.table.partition_column] = pa.array(months, pa.string())
+    schema = spec.table.arrow_schema
+    arrays = [derived[f.name] if f.name in derived else _ARRAYS[f.type](valid[f.name]) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _text_array(values: pd.Series) -> pa.Array:
@@ -325,13 +330,27 @@ def _int32_array(values: pd.Series) -> pa.Array:
     return pa.array(np.where(fits, numbers, 0).astype("int32"), pa.int32(), mask=~fits)
 
 
+def _int64_array(values: pd.Series) -> pa.Array:
+    numbers = as_integer(values)
+    missing = np.isnan(numbers)
+    return pa.array(np.where(missing, 0, numbers).astype("int64"), pa.int64(), mask=missing)
+
+
 def _float_array(values: pd.Series) -> pa.Array:
     numbers = as_number(values)
     return pa.array(numbers, pa.float64(), mask=np.isnan(numbers))
 
 
+_ARRAYS = {
+    pa.string(): _text_array,
+    pa.int32(): _int32_array,
+    pa.int64(): _int64_array,
+    pa.float64(): _float_array,
+}
+
+
 def _quarantine_table(
-    spec: _RawSpec,
+    spec: RawSpec,
     errors: dict[int, list[_Failure]],
     entries: Sequence[object],
     frame: pd.DataFrame,
@@ -370,7 +389,7 @@ def _quarantine_table(
     return pa.Table.from_pydict(rows, schema=spec.quarantine.arrow_schema)
 
 
-def _explain(spec: _RawSpec, rules: dict[str, str], check: str, column: str | None, entry: object) -> str:
+def _explain(spec: RawSpec, rules: dict[str, str], check: str, column: str | None, entry: object) -> str:
     """`<check>: <column>=<value as sent> fails "<rule>"`."""
     if column is None:
         shown = f"entry={_short_json(entry)}"
@@ -406,7 +425,7 @@ def _duplicate_notes(
 
 
 def _check_results(
-    spec: _RawSpec, failures: list[_Failure], entries: Sequence[object]
+    spec: RawSpec, failures: list[_Failure], entries: Sequence[object]
 ) -> tuple[CheckResult, ...]:
     positions_by_check: dict[tuple[str, str | None, Severity], list[int]] = {}
     for failure in failures:
@@ -466,67 +485,3 @@ def _short_json(value: object, limit: int = 80) -> str:
 def _sample(entry: object) -> dict[str, Any]:
     safe = _safe_or_placeholder(entry)
     return safe if isinstance(entry, dict) and isinstance(safe, dict) else {"entry": safe}
-
-
-def _treatments_table(valid: pd.DataFrame, run_id: str, stamp: datetime) -> pa.Table:
-    count = len(valid)
-    created_ms = as_instant_ms(valid["created_at"]).astype("int64")
-    arrays = {
-        "_id": _text_array(valid["_id"]),
-        "event_type": _text_array(valid["event_type"]),
-        "created_at": _text_array(valid["created_at"]),
-        "insulin": _float_array(valid["insulin"]),
-        "carbs": _float_array(valid["carbs"]),
-        "duration": _float_array(valid["duration"].where(_within(valid["duration"], 0, DURATION_MAX_MIN))),
-        "rate": _float_array(valid["rate"]),
-        "absolute": _float_array(valid["absolute"]),
-        "entered_by": _text_array(valid["entered_by"]),
-        "notes": _text_array(valid["notes"]),
-        "utc_offset": _int32_array(valid["utc_offset"]),
-        "treatment_ts": pa.array(created_ms * 1000, _TIMESTAMP),
-        "treatment_month": pa.array(
-            np.datetime_as_string(created_ms.astype("datetime64[ms]"), unit="M"), pa.string()
-        ),
-        "_phlo_ingested_at": pa.array(np.full(count, _epoch_us(stamp), dtype="int64"), _TIMESTAMP),
-        "_phlo_run_id": pa.array(np.full(count, run_id, dtype=object), pa.string()),
-    }
-    schema = TREATMENTS.arrow_schema
-    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
-
-
-def _within(values: pd.Series, low: float, high: float) -> np.ndarray:
-    numbers = as_number(values)
-    return (numbers >= low) & (numbers <= high)
-
-
-def _schema_severity(schema: Any, named: dict[str, str]) -> Callable[[str, str | None], str]:
-    """Severity of a reported check: `named` for checks named there, else its column's."""
-
-    def severity(check: str, column: str | None) -> str:
-        if check in named:
-            return named[check]
-        if column is None:
-            raise KeyError(f"check {check!r} has no severity")
-        return str(schema.columns[column].metadata["severity"])
-
-    return severity
-
-
-_GLUCOSE = _RawSpec(
-    schema=RAW_GLUCOSE_ENTRIES_SCHEMA,
-    source_keys=SOURCE_KEYS,
-    table=GLUCOSE_ENTRIES,
-    quarantine=GLUCOSE_QUARANTINE,
-    severity=check_severity,
-    check_column=check_column,
-    to_arrow=_glucose_table,
-)
-_TREATMENTS = _RawSpec(
-    schema=RAW_TREATMENTS_SCHEMA,
-    source_keys=TREATMENT_SOURCE_KEYS,
-    table=TREATMENTS,
-    quarantine=TREATMENTS_QUARANTINE,
-    severity=_schema_severity(RAW_TREATMENTS_SCHEMA, TREATMENT_NAMED_SEVERITY),
-    check_column=lambda check: None,
-    to_arrow=_treatments_table,
-)

@@ -299,7 +299,7 @@ TREATMENT_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
 INSULIN_MAX_UNITS = 100
 CARBS_MAX_G = 500
 DURATION_MAX_MIN = 7 * 24 * 60
-TREATMENT_NAMED_SEVERITY = {"entry_is_object": ERROR}
+_TREATMENT_NAMED_SEVERITY = {"entry_is_object": ERROR}
 
 
 def as_instant_ms(values: pd.Series) -> np.ndarray:
@@ -343,7 +343,7 @@ class RawTreatments(pa.DataFrameModel):
 
     class Config:
         strict = True
-        metadata: ClassVar[dict[str, Any]] = {"severity": TREATMENT_NAMED_SEVERITY, "column": {}}
+        metadata: ClassVar[dict[str, Any]] = {"severity": _TREATMENT_NAMED_SEVERITY, "column": {}}
 
     @pa.check("_id", name="is_string")
     def _id_is_string(cls, ids: Series[Any]) -> Series[bool]:
@@ -399,7 +399,7 @@ class RawTreatments(pa.DataFrameModel):
 
     @pa.check("duration", name="in_range")
     def _duration_in_range(cls, values: Series[Any]) -> Series[bool]:
-        """duration is from 0 minutes to a week; else stored as null."""
+        """duration is from 0 minutes to a week."""
         return _flags(values, _between(as_number(values), 0, DURATION_MAX_MIN))
 
     @pa.check("entered_by", "notes", name="is_string")

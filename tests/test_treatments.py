@@ -21,8 +21,8 @@ from engine.layers import LayerBuilder
 from engine.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, NightscoutConfig, fetch_records
 from engine.runstore import RunStatus, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sources import TREATMENTS_SOURCE
 from engine.tables import RAW_TABLES, TREATMENTS
-from engine.validation import validate_treatments
 
 HOUR = 3600.0
 DAY_MS = 86_400_000
@@ -342,7 +342,7 @@ def load_raw(engine: Engine, readings: list[dict[str, Any]], treatments: list[di
         assert glucose.quarantine.num_rows == 0
         engine.lake.merge(GLUCOSE_ENTRIES, glucose.valid)
     if treatments:
-        batch = validate_treatments(treatments, run_id="hand", source="test", now=now)
+        batch = TREATMENTS_SOURCE.validate_batch(treatments, run_id="hand", source="test", now=now)
         assert batch.quarantine.num_rows == 0
         engine.lake.merge(TREATMENTS, batch.valid)
 
