@@ -20,8 +20,11 @@ class BandPlot(PlotextPlot):
     COMPONENT_CLASSES = {
         *(f"band-plot--{b.css}" for b in BANDS),
         "band-plot--range",
+        "band-plot--range-fill",
         "band-plot--line",
         "band-plot--muted",
+        "band-plot--insulin",
+        "band-plot--carbs",
     }
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
