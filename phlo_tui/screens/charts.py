@@ -20,11 +20,11 @@ from phlo_tui.widgets.trend_chart import TrendChart
 
 WINDOWS = (14, 30, 90)
 CHARTS = (
-    ("tir-chart", "time in range"),
+    ("tir-chart", "TIR"),
     ("agp-chart", "AGP"),
-    ("trend-chart", "mean & GMI"),
+    ("trend-chart", "mean·GMI"),
     ("hourly-chart", "hourly"),
-    ("treatment-chart", "insulin & carbs"),
+    ("treatment-chart", "insulin·carbs"),
     ("bolus-table", "boluses"),
 )
 Chart = TirChart | AgpChart | TrendChart | HourlyChart | TreatmentChart | BolusTable
