@@ -246,7 +246,6 @@ class PhloApp(CommandApp):
         self.units = "mmol/L" if self.units == "mg/dL" else "mg/dL"
         if isinstance(self.screen, PhloScreen):
             self.screen.units_changed()
-        self.notify(f"glucose in {self.units}", timeout=2)
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]

@@ -49,17 +49,17 @@ class PipelineStatus:
 
 
 def load_status(engine: Engine, now: datetime, next_run: datetime | None) -> PipelineStatus:
-    status = engine.status()
+    # From the run store alone: a poll runs every half second during a run and must stay cheap.
     daemon = engine.daemon()
     warning = timedelta(minutes=engine.settings.freshness_warning_minutes)
     # The engine's freshness reads the wall clock; the app's clock is injectable (snapshot tests).
-    fresh = freshness(status["watermark_ms"], now, warning)
+    fresh = freshness(engine.watermark_ms(), now, warning)
     # Steps of a run besides ingest (three per fetch window): one per model, the gates, the promotion.
     planned = len(engine.models()) + 1 + (1 if engine.settings.auto_promote else 0)
     return PipelineStatus(
         now=now,
         runs=tuple(engine.list_runs(20)),
-        gate_errors=tuple(status["gate_errors"]),
+        gate_errors=tuple(engine.gate_errors()),
         daemon=daemon,
         freshness=fresh,
         last_promotion=engine.last_promotion(),

@@ -36,13 +36,7 @@ class TracePlot(BandPlot):
         highest = max(mg for _, mg in self.snapshot.trace)
         top = max(300, highest + 10)
         # The target range shaded first, so that the readings draw over it.
-        self.fill_between(
-            [-24.0, 0.0],
-            [self.y(70)] * 2,
-            [self.y(180)] * 2,
-            self.rgb("range-fill"),
-            (self.y(40), self.y(top)),
-        )
+        self.shade(self.y(70), self.y(180), (-24.0, 0.0), self.rgb("range-fill"), (self.y(40), self.y(top)))
         self.range_lines()
         for band in BANDS:
             xs, ys = by_band[band.key]
