@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 from textual import work
@@ -20,8 +20,8 @@ from engine.config import Settings, check_ready, load_settings
 from engine.errors import PhloError, PromotionError
 from engine.facade import Engine
 from engine.logs import setup_logging
-from engine.runstore import RunStatus, RunTrigger
-from phlo_tui.commands import CommandApp
+from engine.runstore import RunStatus
+from phlo_tui.commands import CommandApp, next_scheduled, wall_clock
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
 from phlo_tui.messages import PromotionFinished, RunFinished, StatusPolled
 from phlo_tui.screens.base import PhloScreen
@@ -57,18 +57,6 @@ ERROR_TITLES = {
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 ACTIVE_POLL_S = 0.5
 """How often to poll while a run is in progress, so its progress bar moves."""
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def next_scheduled(now: datetime, minute: int, interval_s: int) -> datetime:
-    """When the daemon's schedule would fire next: every `interval_s`, or hourly at `:minute`."""
-    if interval_s:
-        return now + timedelta(seconds=interval_s)
-    slot = now.replace(minute=minute, second=0, microsecond=0)
-    return slot if slot > now else slot + timedelta(hours=1)
 
 
 class PhloApp(CommandApp):
@@ -215,24 +203,6 @@ class PhloApp(CommandApp):
     def _show_status(self) -> None:
         if isinstance(self.screen, PhloScreen):
             self.screen.show_status()
-
-    # the in-process schedule, like the daemon's; skipped while a daemon owns the home
-
-    def _schedule_next_run(self) -> None:
-        settings = self.engine.settings
-        now = self.clock()
-        self.next_run = next_scheduled(now, settings.schedule_minute, settings.schedule_interval_seconds)
-        self.engine.set_next_run(self.next_run)
-        self._schedule_timer = self.set_timer(
-            (self.next_run - now).total_seconds(), self._scheduled_run, name="schedule"
-        )
-
-    def _scheduled_run(self) -> None:
-        self._schedule_next_run()
-        attached = self.pipeline is not None and self.pipeline.daemon is not None
-        running = self.pipeline is not None and self.pipeline.active is not None
-        if not attached and not running and self.busy is None:
-            self.start_run(RunTrigger.SCHEDULE)
 
     # keys, help and the command palette
 

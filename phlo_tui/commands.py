@@ -1,13 +1,14 @@
-"""The commands the dashboard starts: a run, a promotion, the demo's first backfill; through the daemon
-when one owns the home, else in this process, always in a worker of the `command` group."""
+"""The commands the dashboard starts: a run (by key or on the in-process schedule), a promotion, the demo's
+first backfill; through the daemon when one owns the home, else in this process, in `command` workers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from textual import work
 from textual.app import App
+from textual.timer import Timer
 
 from engine.errors import PhloError, PromotionError
 from engine.facade import Engine
@@ -18,6 +19,18 @@ from phlo_tui.snapshot import PipelineStatus
 DEMO_DAYS = 14
 
 
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def next_scheduled(now: datetime, minute: int, interval_s: int) -> datetime:
+    """When the daemon's schedule would fire next: every `interval_s`, or hourly at `:minute`."""
+    if interval_s:
+        return now + timedelta(seconds=interval_s)
+    slot = now.replace(minute=minute, second=0, microsecond=0)
+    return slot if slot > now else slot + timedelta(hours=1)
+
+
 class CommandApp(App[None]):
     """The command half of PhloApp: it starts commands; PhloApp polls and renders what they did."""
 
@@ -26,6 +39,9 @@ class CommandApp(App[None]):
     busy: str | None
     _reported: set[str]
     clock: Callable[[], datetime]
+    schedule: bool
+    next_run: datetime | None
+    _schedule_timer: Timer | None
 
     def poll_now(self) -> None:
         raise NotImplementedError
@@ -81,6 +97,24 @@ class CommandApp(App[None]):
         today = self.clock().astimezone(engine.settings.zone).date()
         since = today - timedelta(days=DEMO_DAYS - 1)
         self.post_message(RunFinished(engine.backfill(since.isoformat(), today.isoformat()), queued=False))
+
+    # the in-process schedule, like the daemon's; skipped while a daemon owns the home
+
+    def _schedule_next_run(self) -> None:
+        settings = self.engine.settings
+        now = self.clock()
+        self.next_run = next_scheduled(now, settings.schedule_minute, settings.schedule_interval_seconds)
+        self.engine.set_next_run(self.next_run)
+        self._schedule_timer = self.set_timer(
+            (self.next_run - now).total_seconds(), self._scheduled_run, name="schedule"
+        )
+
+    def _scheduled_run(self) -> None:
+        self._schedule_next_run()
+        attached = self.pipeline is not None and self.pipeline.daemon is not None
+        running = self.pipeline is not None and self.pipeline.active is not None
+        if not attached and not running and self.busy is None:
+            self.start_run(RunTrigger.SCHEDULE)
 
     def on_run_finished(self, message: RunFinished) -> None:
         if message.run is not None:
