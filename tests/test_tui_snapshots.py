@@ -115,3 +115,7 @@ def test_branches_with_dev_ahead(snap_compare: Callable[..., bool], dev_app: Phl
 
 def test_overview_before_a_first_promotion(snap_compare: Callable[..., bool], dev_app: PhloApp) -> None:
     assert snap_compare(dev_app, terminal_size=(80, 24), run_before=keys())
+
+
+def test_overview_light_theme(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
+    assert snap_compare(overview_app, terminal_size=(80, 24), run_before=keys("t"))
