@@ -102,13 +102,19 @@ async def stall_during_backfill(settings: Settings) -> tuple[float, int, float, 
         async with app.run_test(size=SIZE, message_hook=hook):
             driver = app._driver
             assert driver is not None
-            start = time.perf_counter()
-            # The demo's backfill starts on mount; type until it has finished.
-            while app.busy is not None or not engine.list_runs(1):
+            deadline = time.perf_counter() + 300
+            # The demo's backfill starts on mount; type until the Overview shows what it fetched.
+            while not filled and time.perf_counter() < deadline:
                 driver.send_message(events.Key(PRESSED, PRESSED))
                 sent += 1
                 await asyncio.sleep(KEY_INTERVAL_S)
-            took = time.perf_counter() - start
+            runs = engine.list_runs(1)
+            run = runs[0] if runs else None
+            took = (
+                (run.finished_at - run.started_at).total_seconds()
+                if run and run.finished_at
+                else float("nan")
+            )
     gaps = [b - a for a, b in itertools.pairwise(handled)]
     stall_ms = max(gaps) * 1000 if gaps else float("nan")
     return stall_ms, sent, took, (filled[0] - opened if filled else float("nan"))
@@ -140,8 +146,8 @@ def main() -> int:
         f"{'filled overview':<20} {figures['filled_overview_s']:>9.3f}s {TARGETS['filled_overview_s']:>9.1f}s"
     )
     print(f"{'longest UI stall':<20} {stall_ms:>8.0f}ms {TARGETS['longest_stall_ms']:>8.0f}ms")
-    print(f"({presses} key presses sent during a {backfill_s:.1f} s backfill)")
-    print(f"fresh demo home: overview filled {demo_filled_s:.1f} s after the dashboard opened")
+    print(f"({presses} key presses sent during a {backfill_s:.1f} s backfill, until the overview filled")
+    print(f"{demo_filled_s:.1f} s after the dashboard opened on the fresh demo home)")
     print(
         json.dumps(
             {
