@@ -575,6 +575,9 @@ async def test_a_fresh_demo_home_fills_itself_with_fourteen_days(
         bands = app.screen.query_one(BandPanel).render().plain
         assert ("14 d" in bands and "(<14 d)" not in bands.split("GMI")[1].split("CV")[0]) or True
         assert any("backfill run succeeded" in n for n in recorder.notifications())
+        # The dashboard polled while the backfill ran: the pipeline bar had its progress to draw.
+        polled = [m.status for m in recorder.of(StatusPolled)]  # type: ignore[attr-defined]
+        assert any(s.active is not None and s.active.trigger.value == "backfill" for s in polled)
     # A second start on the same home does not backfill again.
     async with dashboard(home) as (_, _, _, engine):
         assert len(engine.list_runs(10)) == 1
