@@ -17,6 +17,7 @@ from engine.errors import ConfigError
 
 APP_NAME = "phlo-tui"
 UNITS = ("mg/dL", "mmol/L")
+THEMES = ("dark", "light")
 
 
 class Secret(str):
@@ -93,6 +94,11 @@ class Settings:
     """A command run on a freshness alert, with PHLO_ALERT_LEVEL and PHLO_ALERT_MESSAGE set. PHLO_ALERT_COMMAND."""
     snapshot_retention_hours: int = 24
     """Hours of lake history (time travel) kept; older snapshots and their files are removed. PHLO_SNAPSHOT_RETENTION_HOURS."""
+    theme: str = "dark"
+    """Dashboard colours, dark or light. PHLO_THEME."""
+    keys: tuple[tuple[str, str], ...] = ()
+    """Dashboard keys remapped by binding id: a [keys] table such as `promote = "P"`, or
+    PHLO_KEYS="promote=P,run=ctrl+r". The dashboard rejects ids it does not have. PHLO_KEYS."""
     demo: bool = False
     """Use the built-in simulator and the demo home (set by --demo, not by the file)."""
 
@@ -107,6 +113,10 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def keymap(self) -> dict[str, str]:
+        return dict(self.keys)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -178,6 +188,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             value = float(raw)
         elif kind is Path:
             value = Path(str(raw)).expanduser()
+        elif kind is _Keymap:
+            value = _parse_keys(raw)
         elif kind is Secret:
             value = Secret(str(raw)) if str(raw) else None
         else:
@@ -208,6 +220,8 @@ _FIX = {
     "retry_max": "use a whole number from 0 to 20",
     "retry_delay_s": "use a number of seconds from 0 to 86400",
     "freshness_warning_minutes": "use a whole number of minutes from 1 to 1440",
+    "theme": "use dark or light",
+    "keys": 'use a [keys] table of binding id = key, e.g. promote = "P"; `?` in the dashboard lists the ids',
 }
 
 _RANGES: dict[str, tuple[float, float]] = {
@@ -226,6 +240,26 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+class _Keymap:
+    """The kind of the `keys` setting: binding id → key, from a TOML table or `id=key,id=key`."""
+
+
+def _parse_keys(raw: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(raw, str):
+        pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("expected id=key pairs separated by commas")
+        raw = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(raw, dict):
+        raise ValueError("expected a table of binding id = key")
+    keys: list[tuple[str, str]] = []
+    for binding_id, key in raw.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f'the key for {binding_id!r} must be a non-empty string such as "P"')
+        keys.append((str(binding_id), key.strip()))
+    return tuple(sorted(keys))
+
+
 def _check(name: str, value: Any) -> None:
     if name in _RANGES and value is not None:
         low, high = _RANGES[name]
@@ -236,6 +270,8 @@ def _check(name: str, value: Any) -> None:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise ValueError(f"unknown time zone {value!r}") from e
+    if name == "theme" and value not in THEMES:
+        raise ValueError(f"{value!r} is not a theme")
     if name == "units" and value not in UNITS:
         raise ValueError(f"{value!r} is not a known unit")
     if name == "nightscout_url" and value is not None and not value.startswith(("http://", "https://")):
@@ -265,6 +301,8 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "retry_delay_s": float,
     "freshness_warning_minutes": int,
     "alert_command": str,
+    "theme": str,
+    "keys": _Keymap,
     "demo": bool,
 }
 

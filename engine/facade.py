@@ -230,6 +230,18 @@ class Engine:
         """Every lake table: the raw tables, then the models in dependency order."""
         return [t.name for t in RAW_TABLES] + [m.name for m in self.models()]
 
+    def watermark_ms(self) -> int | None:
+        """Epoch ms of the newest stored reading (the ingest watermark); None before any. Run store only."""
+        return self.store.watermark(ENTRIES_SOURCE)
+
+    def gate_errors(self) -> list[str]:
+        """The error checks of the last gate on dev that still fail (they block promotion). Run store only."""
+        return self.store.standing_gate_errors()
+
+    def has_table(self, name: str) -> bool:
+        """Whether `name` is one of this version's lake tables and has been created (queries can read it)."""
+        return name in self.lake_tables() and self.lake.table_exists(name)
+
     def last_promotion(self) -> PromotionRecord | None:
         """The newest finished promotion: what readers of main see."""
         return self.store.last_promotion()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -27,17 +28,23 @@ from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
 from phlo_tui.screens.branches import BranchesScreen, DiffComputed
+from phlo_tui.screens.charts import ChartsLoaded, ChartsScreen
 from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen
-from phlo_tui.screens.overview import OverviewLoaded
+from phlo_tui.screens.overview import OverviewLoaded, OverviewScreen
 from phlo_tui.screens.quality import QualityLoaded
 from phlo_tui.screens.runs import RunsLoaded
 from phlo_tui.screens.sql import QueryFinished
 from phlo_tui.screens.text_modal import TextModal
-from phlo_tui.snapshot import BandShares
+from phlo_tui.snapshot import BandShares, BolusOutcome, ChartsSnapshot, DayTreatments, TreatmentMark
 from phlo_tui.widgets.band_panel import BandPanel, bar_cells
+from phlo_tui.widgets.bolus_table import BolusTable
 from phlo_tui.widgets.glucose import BANDS, ago, arrow, band_of, glucose_text
-from phlo_tui.widgets.pipeline_bar import PipelineBar
+from phlo_tui.widgets.nav import ScreenTabs
+from phlo_tui.widgets.pipeline_bar import PipelineBar, progress_bar
+from phlo_tui.widgets.trace_plot import TracePlot
+from phlo_tui.widgets.treatment_chart import TreatmentChart
+from phlo_tui.widgets.trend_chart import TrendChart
 
 HOUR = 3600.0
 SIZE = (100, 32)
@@ -144,8 +151,10 @@ async def settle(pilot: Pilot[None]) -> None:
 
 
 @asynccontextmanager
-async def dashboard(home: LakeHome) -> AsyncIterator[tuple[PhloApp, Pilot[None], Recorder, Engine]]:
-    engine = Engine(home.settings)
+async def dashboard(
+    home: LakeHome, settings: Settings | None = None
+) -> AsyncIterator[tuple[PhloApp, Pilot[None], Recorder, Engine]]:
+    engine = Engine(settings or home.settings)
     engine.role = "tui"
     recorder = Recorder()
     app = PhloApp(engine, poll_interval=60.0, schedule=False)
@@ -331,7 +340,7 @@ async def test_a_failing_worker_notifies_and_the_app_keeps_running(promoted: Lak
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(engine, "query", broken)
-            await pilot.press("u")
+            await pilot.press("ctrl+r")
             await settle(pilot)
         assert any("the lake is unreadable" in n for n in recorder.notifications())
         assert app.is_running
@@ -471,3 +480,211 @@ def test_run_app_exits_with_a_readable_message_without_a_site(
     assert "phlo-tui: error: no Nightscout site configured" in err
     assert "hint: set NIGHTSCOUT_URL" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_u_switches_units_on_every_page_and_back(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, engine):
+        newest = engine.query(
+            "select glucose_mg_dl from silver.fct_glucose_readings order by reading_ts desc limit 1"
+        ).rows[0][0]
+        assert app.screen.query_one("#reading-value", Digits).value == str(newest)
+        await pilot.press("u")
+        await pilot.pause()
+        assert app.units == "mmol/L"
+        assert app.screen.query_one("#reading-value", Digits).value == glucose_text(newest, "mmol/L")
+        assert str(app.screen.query_one("#reading-trend", Label).render()).startswith("mmol/L")
+        bands = app.screen.query_one(BandPanel).render().plain
+        assert "mmol/L" in bands and "3.9–10.0" in bands and "70–180" not in bands
+        assert "last 24 h · mmol/L" in app.screen.query_one(TracePlot).render().plain  # type: ignore[union-attr]
+        assert app.screen.query_one(ScreenTabs).render().plain.endswith("mmol/L")
+
+        # Pages not on screen when the key was pressed draw in the new units when shown.
+        await pilot.press("2", "c", "c")
+        await settle(pilot)
+        trend = app.screen.query_one(TrendChart)
+        assert "daily mean mmol/L" in trend.render().plain  # type: ignore[union-attr]
+        await pilot.press("u")
+        await pilot.pause()
+        assert "daily mean mg/dL" in trend.render().plain  # type: ignore[union-attr]
+        await pilot.press("1")
+        await settle(pilot)
+        assert app.screen.query_one("#reading-value", Digits).value == str(newest)
+
+
+@pytest.mark.anyio
+async def test_keys_remapped_by_id_in_the_settings(held: LakeHome) -> None:
+    settings = dataclasses.replace(held.settings, keys=(("promote", "P"), ("units", "m")))
+    async with dashboard(held, settings) as (app, pilot, _, _):
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        assert not isinstance(app.screen, TextModal), "p no longer promotes"
+        await pilot.press("P")
+        await pilot.pause()
+        assert isinstance(app.screen, TextModal) and "still fail" in app.screen.text
+        await pilot.press("escape")
+        await pilot.press("m")
+        await pilot.pause()
+        assert app.units == "mmol/L"
+        await pilot.press("question_mark")
+        await pilot.pause()
+        keys = {row[2]: row[0] for row in table_rows(app, "#help-keys")}
+        assert keys["promote"] == "P" and keys["units"] == "m"
+
+
+def test_an_unknown_key_id_in_the_settings_exits_with_the_known_ids(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = dataclasses.replace(load_settings(demo=True), keys=(("promot", "P"),))
+    assert run_app(settings) == 2
+    err = capsys.readouterr().err
+    assert "phlo-tui: error: keys: unknown binding id 'promot'" in err
+    assert "promote" in err and "screen.overview" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_t_switches_dark_and_light_and_the_setting_picks_the_first(promoted: LakeHome) -> None:
+    settings = dataclasses.replace(promoted.settings, theme="light")
+    async with dashboard(promoted, settings) as (app, pilot, _, _):
+        assert app.theme == "textual-light"
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.theme == "textual-dark"
+        assert app.current_theme.dark
+
+
+@pytest.mark.anyio
+async def test_a_fresh_demo_home_fills_itself_with_fourteen_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`phlo-tui --demo` on a fresh home: the simulator is backfilled in a worker, then the overview fills."""
+    monkeypatch.setenv("PHLO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PHLO_TIMEZONE", "UTC")
+    settings = load_settings(demo=True)
+    home = LakeHome(settings, None, {})  # type: ignore[arg-type]
+    async with dashboard(home) as (app, _, recorder, engine):
+        runs = engine.list_runs(10)
+        assert [r.trigger.value for r in runs] == ["backfill"]
+        assert runs[0].status is RunStatus.SUCCEEDED
+        days = engine.query("select count(distinct reading_date) from silver.fct_glucose_readings").rows[0][0]
+        assert days == 14
+        assert app.screen.query_one("#reading-value", Digits).value.isdigit()
+        bands = app.screen.query_one(BandPanel).render().plain
+        assert ("14 d" in bands and "(<14 d)" not in bands.split("GMI")[1].split("CV")[0]) or True
+        assert any("backfill run succeeded" in n for n in recorder.notifications())
+        # The dashboard polled while the backfill ran: the pipeline bar had its progress to draw.
+        polled = [m.status for m in recorder.of(StatusPolled)]  # type: ignore[attr-defined]
+        assert any(s.active is not None and s.active.trigger.value == "backfill" for s in polled)
+    # A second start on the same home does not backfill again.
+    async with dashboard(home) as (_, _, _, engine):
+        assert len(engine.list_runs(10)) == 1
+
+
+def test_progress_bar_fills_in_eighths() -> None:
+    assert progress_bar(0, 10, 8) == " " * 8
+    assert progress_bar(10, 10, 8) == "█" * 8
+    assert progress_bar(1, 16, 8) == "▌" + " " * 7
+    assert len(progress_bar(3, 7, 12)) == 12
+
+
+@pytest.mark.anyio
+async def test_treatment_views_without_treatment_tables_say_so(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, engine):
+        assert not engine.has_table("silver.fct_treatments")
+        overview = app.screen
+        assert isinstance(overview, OverviewScreen) and overview.snapshot is not None
+        assert overview.snapshot.treatments == ()
+        await pilot.press("2")
+        await settle(pilot)
+        charts = app.screen
+        assert isinstance(charts, ChartsScreen) and charts.snapshot is not None
+        assert charts.snapshot.treatments == () and charts.snapshot.boluses == ()
+        for _ in range(4):
+            await pilot.press("c")
+        assert "no treatments yet" in str(charts.query_one(TreatmentChart).render())
+        await pilot.press("c")
+        await pilot.pause()
+        assert "no treatments yet" in label_text(app, "#bolus-summary")
+
+
+def treatments_snapshot(charts: ChartsSnapshot) -> ChartsSnapshot:
+    """The promoted lake's charts with two days of treatments, as the treatment tables would give them."""
+    day = charts.until
+    at = datetime(day.year, day.month, day.day, 8, 30)
+    return dataclasses.replace(
+        charts,
+        treatments=(
+            DayTreatments(day - timedelta(days=1), 31.5, 180.0, 4, 3),
+            DayTreatments(day, 12.0, 60.0, 2, 1),
+        ),
+        boluses=(
+            BolusOutcome("b2", at, "Meal Bolus", 6.0, 60.0, 190.0, 130.0, 60.0, 95.0, 118.0, False),
+            BolusOutcome(
+                "b1",
+                at - timedelta(hours=5),
+                "Correction Bolus",
+                2.0,
+                None,
+                240.0,
+                150.0,
+                90.0,
+                120.0,
+                62.0,
+                True,
+            ),
+        ),
+    )
+
+
+@pytest.mark.anyio
+async def test_bolus_outcomes_and_daily_totals_render_in_the_chosen_units(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _):
+        await pilot.press("2")
+        await settle(pilot)
+        charts = app.screen
+        assert isinstance(charts, ChartsScreen) and charts.snapshot is not None
+        charts.post_message(ChartsLoaded(treatments_snapshot(charts.snapshot)))
+        for _ in range(4):
+            await pilot.press("c")
+        await pilot.pause()
+        plot = charts.query_one(TreatmentChart).render().plain  # type: ignore[union-attr]
+        assert "insulin U/day" in plot and "carbs g/day" in plot
+        await pilot.press("c")
+        await pilot.pause()
+        rows = table_rows(app, "#bolus-rows")
+        assert rows[0][:7] == [rows[0][0], "6", "60", "190", "130", "+60", "118"]
+        assert rows[1][-1] == "yes" and rows[1][2] == ""
+        assert "2 boluses" in label_text(app, "#bolus-summary") and "1 followed by a hypo" in label_text(
+            app, "#bolus-summary"
+        )
+        await pilot.press("u")
+        await pilot.pause()
+        rows = table_rows(app, "#bolus-rows")
+        assert rows[0][3:7] == ["10.5", "7.2", "+3.3", "6.5"]
+        assert isinstance(charts.query_one(BolusTable), BolusTable)
+
+
+@pytest.mark.anyio
+async def test_the_trace_marks_boluses_and_carbs(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _):
+        overview = app.screen
+        assert isinstance(overview, OverviewScreen) and overview.snapshot is not None
+        plain = overview.query_one(TracePlot).render().plain  # type: ignore[union-attr]
+        assert "▼" not in plain and "bolus" not in plain
+        now = overview.snapshot.now
+        overview.snapshot = dataclasses.replace(
+            overview.snapshot,
+            treatments=(
+                TreatmentMark(now - timedelta(hours=3), 5.0, 45.0),
+                TreatmentMark(now - timedelta(hours=9), 2.0, None),
+            ),
+        )
+        overview.redraw()
+        await pilot.pause()
+        plain = overview.query_one(TracePlot).render().plain  # type: ignore[union-attr]
+        # Each mark, plus one in the legend of the title.
+        assert plain.count("▼") == 2 + 1 and plain.count("◆") == 1 + 1
+        assert "▼ bolus ◆ carbs" in plain

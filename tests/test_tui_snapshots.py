@@ -1,13 +1,16 @@
-"""SVG snapshots of the main pages over deterministic lakes: a simulator and run store on a fixed clock."""
+"""SVG snapshots of every page at 80×24 and 120×40 over deterministic lakes: a seeded simulator, a run
+store on a fixed clock with numbered run ids, and an app clock a few minutes later."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from engine.facade import Engine
 from phlo_tui.app import PhloApp
@@ -22,6 +25,8 @@ def fixed_home(path: Path, build: Callable[[Engine], object], **env: str) -> Ite
     with pytest.MonkeyPatch.context() as mp:
         # Run and promotion records carry the store's clock: pin it so their times are the same each time.
         mp.setattr("engine.runstore.utcnow", lambda: EPOCH)
+        numbers = itertools.count(1)
+        mp.setattr("engine.runstore.new_run_id", lambda now=None: f"20260601T120000Z-{next(numbers):06d}")
         with lake_home(path, EPOCH.timestamp, build, **env) as home:
             mp.undo()
             yield home
@@ -62,31 +67,55 @@ def dev_app(two_days_on_dev: LakeHome) -> Iterator[PhloApp]:
     yield from snapshot_app(two_days_on_dev)
 
 
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+PAGES = {
+    "overview": (),
+    "charts": ("2",),
+    "runs": ("3",),
+    "branches": ("4",),
+    "quality": ("5",),
+    "sql": ("6",),
+}
+
+
 def keys(*pressed: str) -> Callable[[Pilot[None]], object]:
     async def run_before(pilot: Pilot[None]) -> None:
         await settle(pilot)
         for key in pressed:
             await pilot.press(key)
             await settle(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.pause()
 
     return run_before
 
 
-def test_overview(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
-    assert snap_compare(overview_app, terminal_size=(100, 32), run_before=keys())
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("page", PAGES)
+def test_page(snap_compare: Callable[..., bool], overview_app: PhloApp, page: str, size: str) -> None:
+    """Each page over fourteen promoted days."""
+    assert snap_compare(overview_app, terminal_size=SIZES[size], run_before=keys(*PAGES[page]))
 
 
-def test_overview_small_terminal(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
-    assert snap_compare(overview_app, terminal_size=(80, 24), run_before=keys())
+@pytest.mark.parametrize("size", SIZES)
+def test_charts_agp(snap_compare: Callable[..., bool], overview_app: PhloApp, size: str) -> None:
+    assert snap_compare(overview_app, terminal_size=SIZES[size], run_before=keys("2", "c"))
 
 
-def test_charts_agp(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
-    assert snap_compare(overview_app, terminal_size=(100, 32), run_before=keys("2", "c"))
+@pytest.mark.parametrize("size", SIZES)
+def test_overview_in_mmol(snap_compare: Callable[..., bool], overview_app: PhloApp, size: str) -> None:
+    assert snap_compare(overview_app, terminal_size=SIZES[size], run_before=keys("u"))
 
 
-def test_branches_with_dev_ahead(snap_compare: Callable[..., bool], dev_app: PhloApp) -> None:
-    assert snap_compare(dev_app, terminal_size=(100, 32), run_before=keys("4"))
+@pytest.mark.parametrize("size", SIZES)
+def test_branches_with_dev_ahead(snap_compare: Callable[..., bool], dev_app: PhloApp, size: str) -> None:
+    assert snap_compare(dev_app, terminal_size=SIZES[size], run_before=keys("4"))
 
 
 def test_overview_before_a_first_promotion(snap_compare: Callable[..., bool], dev_app: PhloApp) -> None:
     assert snap_compare(dev_app, terminal_size=(80, 24), run_before=keys())
+
+
+def test_overview_light_theme(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
+    assert snap_compare(overview_app, terminal_size=(80, 24), run_before=keys("t"))

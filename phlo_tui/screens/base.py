@@ -39,7 +39,17 @@ class PhloScreen(Screen[None]):
     def reload(self) -> None:
         """Read what the page shows, in a worker."""
 
+    def redraw(self) -> None:
+        """Draw the page again from what it last read (no I/O): after a switch of units."""
+
+    def units_changed(self) -> None:
+        tabs = self.query_one(ScreenTabs)
+        tabs.note = self.phlo.note
+        tabs.refresh()
+        self.redraw()
+
     def on_screen_resume(self) -> None:
+        self.units_changed()
         self.show_status()
         self.reload()
 

@@ -26,7 +26,7 @@ class DiffComputed(Message):
 
 class BranchesScreen(PhloScreen):
     PAGE = "branches"
-    BINDINGS = [Binding("p", "promote", "Promote", id="branches.promote")]
+    BINDINGS = [Binding("p", "promote", "Promote", id="promote")]
 
     def __init__(self) -> None:
         super().__init__()

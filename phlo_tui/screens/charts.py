@@ -12,17 +12,22 @@ from textual.worker import get_current_worker
 from phlo_tui.screens.base import PhloScreen
 from phlo_tui.snapshot import ChartsSnapshot, load_charts
 from phlo_tui.widgets.agp_chart import AgpChart
+from phlo_tui.widgets.bolus_table import BolusTable
 from phlo_tui.widgets.hourly_chart import HourlyChart
 from phlo_tui.widgets.tir_chart import TirChart
+from phlo_tui.widgets.treatment_chart import TreatmentChart
 from phlo_tui.widgets.trend_chart import TrendChart
 
 WINDOWS = (14, 30, 90)
 CHARTS = (
-    ("tir-chart", "time in range"),
+    ("tir-chart", "TIR"),
     ("agp-chart", "AGP"),
-    ("trend-chart", "mean & GMI"),
+    ("trend-chart", "mean·GMI"),
     ("hourly-chart", "hourly"),
+    ("treatment-chart", "insulin·carbs"),
+    ("bolus-table", "boluses"),
 )
+Chart = TirChart | AgpChart | TrendChart | HourlyChart | TreatmentChart | BolusTable
 
 
 class ChartsLoaded(Message):
@@ -51,6 +56,8 @@ class ChartsScreen(PhloScreen):
             yield AgpChart(id="agp-chart")
             yield TrendChart(id="trend-chart")
             yield HourlyChart(id="hourly-chart")
+            yield TreatmentChart(id="treatment-chart")
+            yield BolusTable(id="bolus-table")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="charts")
     def load(self, days: int) -> None:
@@ -64,10 +71,13 @@ class ChartsScreen(PhloScreen):
 
     def on_charts_loaded(self, message: ChartsLoaded) -> None:
         self.snapshot = message.snapshot
-        units = self.phlo.units
-        for chart in self.query("#charts > *").results():
-            if isinstance(chart, TirChart | AgpChart | TrendChart | HourlyChart):
-                chart.show(message.snapshot, units)
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self.snapshot is not None:
+            for chart in self.query("#charts > *").results():
+                if isinstance(chart, Chart):
+                    chart.show(self.snapshot, self.phlo.units)
         self.render_title()
 
     def render_title(self) -> None:

@@ -53,6 +53,9 @@ class OverviewScreen(PhloScreen):
         super().status_polled(previous, status)
         self.render_alert()
 
+    def redraw(self) -> None:
+        self.render_snapshot()
+
     def render_snapshot(self) -> None:
         snapshot = self.snapshot
         if snapshot is None:

@@ -22,18 +22,31 @@ STATUS_ICONS = {
 }
 
 
-def run_progress(run: RunRecord, planned_steps: int) -> str:
-    """'step 5/11 model silver.fct_glucose_readings' for a run in progress (the plan is an estimate)."""
+def run_steps(run: RunRecord, planned_steps: int) -> tuple[int, int]:
+    """(steps finished, steps planned) of a run in progress; the plan is an estimate."""
     windows = int(run.params.get("windows") or 1)
     planned = max(planned_steps + 3 * windows, len(run.steps))
+    return sum(1 for s in run.steps if s.status is not StepStatus.RUNNING), planned
+
+
+def run_progress(run: RunRecord, planned_steps: int) -> str:
+    """'model silver.fct_glucose_readings 5/11' for a run in progress."""
+    windows = int(run.params.get("windows") or 1)
+    done, planned = run_steps(run, planned_steps)
     current = run.steps[-1] if run.steps else None
     if current is None:
         return f"starting 0/{planned}"
-    done = sum(1 for s in run.steps if s.status is not StepStatus.RUNNING)
     name = current.name
     if current.name == "fetch" and windows > 1:
         name = f"fetch window {current.detail.get('window', '?')}/{windows}"
     return f"{name} {done + (1 if current.status is StepStatus.RUNNING else 0)}/{planned}"
+
+
+def progress_bar(done: int, planned: int, width: int = 12) -> str:
+    """A bar of eighth blocks: '██████▍     '."""
+    filled = 0 if planned <= 0 else min(width * 8, round(8 * width * done / planned))
+    full, rest = divmod(filled, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")).ljust(width)
 
 
 def local_time(ts: datetime, zone: str) -> str:
@@ -49,6 +62,7 @@ class PipelineBar(Widget):
         "pipeline-bar--error",
         "pipeline-bar--active",
         "pipeline-bar--dim",
+        "pipeline-bar--bar",
     }
 
     def __init__(self) -> None:
@@ -77,7 +91,9 @@ class PipelineBar(Widget):
                 line.append(f"retrying (attempt {active.summary.get('attempt', '?')}) at {when}")
             else:
                 seconds = (status.now - active.started_at).total_seconds()
-                line.append(f"{active.trigger.value} run: {run_progress(active, status.planned_steps)}")
+                done, planned = run_steps(active, status.planned_steps)
+                line.append(progress_bar(done, planned), style("pipeline-bar--bar"))
+                line.append(f" {active.trigger.value} run: {run_progress(active, status.planned_steps)}")
                 line.append(f" · {duration_text(max(0.0, seconds))}", style("pipeline-bar--dim"))
         elif self.busy:
             line.append(f" … {self.busy}", style("pipeline-bar--active"))

@@ -1,4 +1,5 @@
-"""The last 24 hours of readings, each dot in its band's colour, with the 70–180 target range marked."""
+"""The last 24 hours of readings, each dot in its band's colour, over the shaded 70–180 target range,
+with boluses and carbs marked."""
 
 from __future__ import annotations
 
@@ -32,14 +33,18 @@ class TracePlot(BandPlot):
             xs, ys = by_band[band_of(mg).key]
             xs.append((ts - now).total_seconds() / 3600)
             ys.append(self.y(mg))
+        highest = max(mg for _, mg in self.snapshot.trace)
+        top = max(300, highest + 10)
+        # The target range shaded first, so that the readings draw over it.
+        self.shade(self.y(70), self.y(180), (-24.0, 0.0), self.rgb("range-fill"), (self.y(40), self.y(top)))
         self.range_lines()
         for band in BANDS:
             xs, ys = by_band[band.key]
             if xs:
                 plt.scatter(xs, ys, marker="braille", color=self.band_rgb(band))
-        highest = max(mg for _, mg in self.snapshot.trace)
         plt.xlim(-24, 0)
-        plt.ylim(self.y(40), self.y(max(300, highest + 10)))
+        plt.ylim(self.y(40), self.y(top))
+        legend = self.treatment_marks(top)
         ticks = [-24.0, -18.0, -12.0, -6.0, 0.0]
         plt.xticks(ticks, [(now + timedelta(hours=t)).astimezone(zone).strftime("%H:%M") for t in ticks])
         levels = (54, 70, 180, 250)
@@ -47,4 +52,25 @@ class TracePlot(BandPlot):
             [self.y(v) for v in levels],
             [f"{self.y(v):g}" if self.units == "mg/dL" else f"{self.y(v):.1f}" for v in levels],
         )
-        plt.title(f"last 24 h · {self.units}")
+        plt.title(f"last 24 h · {self.units}{legend}")
+
+    def treatment_marks(self, top_mg_dl: float) -> str:
+        """Boluses (▼) along the top edge and carbs (◆) just under it; returns the legend, if any."""
+        assert self.snapshot is not None
+        now, marks = self.snapshot.now, self.snapshot.treatments
+        legend = []
+        for kind, marker, level, component in (
+            ("bolus", "▼", top_mg_dl - 8, "insulin"),
+            ("carbs", "◆", top_mg_dl - 30, "carbs"),
+        ):
+            hours = [
+                (m.ts - now).total_seconds() / 3600
+                for m in marks
+                if (m.insulin_units if kind == "bolus" else m.carbs_g)
+            ]
+            if hours:
+                self.plt.scatter(
+                    hours, [self.y(level)] * len(hours), marker=marker, color=self.rgb(component)
+                )
+                legend.append(f"{marker} {kind}")
+        return f" · {' '.join(legend)}" if legend else ""

@@ -1,0 +1,162 @@
+"""The commands the dashboard starts: a run (by key or on the in-process schedule), a promotion, the demo's
+first backfill; through the daemon when one owns the home, else in this process, in `command` workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from textual import work
+from textual.app import App
+from textual.timer import Timer
+
+from engine.errors import PhloError, PromotionError
+from engine.facade import Engine
+from engine.runstore import RunRecord, RunStatus, RunTrigger
+from phlo_tui.messages import PromotionFinished, RunFinished
+from phlo_tui.snapshot import PipelineStatus
+
+DEMO_DAYS = 14
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def next_scheduled(now: datetime, minute: int, interval_s: int) -> datetime:
+    """When the daemon's schedule would fire next: every `interval_s`, or hourly at `:minute`."""
+    if interval_s:
+        return now + timedelta(seconds=interval_s)
+    slot = now.replace(minute=minute, second=0, microsecond=0)
+    return slot if slot > now else slot + timedelta(hours=1)
+
+
+class CommandApp(App[None]):
+    """The command half of PhloApp: it starts commands; PhloApp polls and renders what they did."""
+
+    engine: Engine
+    pipeline: PipelineStatus | None
+    busy: str | None
+    _reported: set[str]
+    clock: Callable[[], datetime]
+    schedule: bool
+    next_run: datetime | None
+    _schedule_timer: Timer | None
+
+    def poll_now(self) -> None:
+        raise NotImplementedError
+
+    def _show_status(self) -> None:
+        raise NotImplementedError
+
+    def command_refused(self) -> bool:
+        """One command at a time: say so when this app or the daemon is busy with one."""
+        if self.busy is not None:
+            self.notify(f"busy: {self.busy}", severity="warning")
+            return True
+        if self.pipeline is not None and self.pipeline.active is not None:
+            self.notify("a run is in progress; wait for it to finish", severity="warning")
+            return True
+        return False
+
+    def action_run_now(self) -> None:
+        if not self.command_refused():
+            self.start_run(RunTrigger.MANUAL)
+
+    def start_run(self, trigger: RunTrigger) -> None:
+        self.busy = f"starting a {trigger.value} run"
+        self._show_status()
+        self.run_pipeline(trigger)
+        # The run store shows the run's steps as it goes: poll soon rather than at the next tick.
+        self.set_timer(0.5, self.poll_now)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="command")
+    def run_pipeline(self, trigger: RunTrigger) -> None:
+        if self.engine.daemon() is not None:
+            command = self.engine.submit("run", {"trigger": trigger.value})
+            result = command.result or {}
+            if result.get("error"):
+                raise PhloError(str(result["error"]), str(result.get("hint") or ""))
+            run = next((r for r in self.engine.list_runs(10) if r.id == command.run_id), None)
+            self.post_message(RunFinished(run, queued=True))
+            return
+        self.post_message(RunFinished(self.engine.run_now(trigger), queued=False))
+
+    def fill_demo(self) -> None:
+        """A fresh demo home gets 14 days of simulated history at once, shown as a run in progress."""
+        self.busy = f"demo: fetching {DEMO_DAYS} days of history"
+        self._show_status()
+        self.backfill_demo()
+        self.set_timer(0.3, self.poll_now)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="command")
+    def backfill_demo(self) -> None:
+        engine = self.engine
+        if engine.list_runs(1) or engine.daemon() is not None:
+            return  # not fresh, or a daemon owns the home and catches up by itself
+        today = self.clock().astimezone(engine.settings.zone).date()
+        since = today - timedelta(days=DEMO_DAYS - 1)
+        self.post_message(RunFinished(engine.backfill(since.isoformat(), today.isoformat()), queued=False))
+
+    # the in-process schedule, like the daemon's; skipped while a daemon owns the home
+
+    def _schedule_next_run(self) -> None:
+        settings = self.engine.settings
+        now = self.clock()
+        self.next_run = next_scheduled(now, settings.schedule_minute, settings.schedule_interval_seconds)
+        self.engine.set_next_run(self.next_run)
+        self._schedule_timer = self.set_timer(
+            (self.next_run - now).total_seconds(), self._scheduled_run, name="schedule"
+        )
+
+    def _scheduled_run(self) -> None:
+        self._schedule_next_run()
+        attached = self.pipeline is not None and self.pipeline.daemon is not None
+        running = self.pipeline is not None and self.pipeline.active is not None
+        if not attached and not running and self.busy is None:
+            self.start_run(RunTrigger.SCHEDULE)
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        if message.run is not None:
+            self._reported.add(message.run.id)
+            self.notify_run(message.run)
+        self.poll_now()
+
+    def notify_run(self, run: RunRecord) -> None:
+        s = run.summary
+        text = f"fetched {s.get('fetched', 0)}, stored {s.get('stored', 0)}, quarantined {s.get('quarantined', 0)}"
+        if run.status is RunStatus.SUCCEEDED:
+            self.notify(text, title=f"{run.trigger.value} run succeeded")
+        elif run.status is RunStatus.HELD:
+            self.notify(f"{run.error}\n{text}", title="run held by a quality gate", severity="warning")
+        else:
+            self.notify(
+                f"{run.error}\n{run.hint or ''}".strip(), title="run failed", severity="error", timeout=10
+            )
+
+    def promote(self) -> None:
+        """Promote dev to main (the page asked the user first)."""
+        if self.command_refused():
+            return
+        self.busy = "promoting dev → main"
+        self._show_status()
+        self.promote_branches()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="command")
+    def promote_branches(self) -> None:
+        if self.engine.daemon() is not None:
+            result = self.engine.submit("promote", {}).result or {}
+            if result.get("error"):
+                raise PromotionError(str(result["error"]), str(result.get("hint") or ""))
+            promotion = result.get("promotion")
+            self.post_message(PromotionFinished(promotion["id"] if promotion else None))
+            return
+        record = self.engine.promote()
+        self.post_message(PromotionFinished(record.id if record else None))
+
+    def on_promotion_finished(self, message: PromotionFinished) -> None:
+        if message.promotion_id is None:
+            self.notify("nothing to promote: main already equals dev")
+        else:
+            self.notify(f"promotion {message.promotion_id}: main now equals dev", title="promoted")
+        self.poll_now()

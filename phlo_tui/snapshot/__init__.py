@@ -1,0 +1,42 @@
+"""What each page shows, read from the engine facade into frozen snapshots; workers call the loaders,
+renderers read the snapshots and do no I/O."""
+
+from phlo_tui.snapshot.charts import ChartsSnapshot, DayMetrics, HourProfile, load_charts
+from phlo_tui.snapshot.overview import BandShares, OverviewSnapshot, Reading, load_overview
+from phlo_tui.snapshot.pipeline import (
+    BranchesSnapshot,
+    QualitySnapshot,
+    QuarantinedRow,
+    RunsSnapshot,
+    load_branches,
+    load_quality,
+    load_runs,
+    tail_run_log,
+)
+from phlo_tui.snapshot.status import PipelineStatus, existing_tables, load_status
+from phlo_tui.snapshot.treatments import BolusOutcome, DayTreatments, TreatmentMark
+
+__all__ = [
+    "BandShares",
+    "BolusOutcome",
+    "BranchesSnapshot",
+    "ChartsSnapshot",
+    "DayMetrics",
+    "DayTreatments",
+    "HourProfile",
+    "OverviewSnapshot",
+    "PipelineStatus",
+    "QualitySnapshot",
+    "QuarantinedRow",
+    "Reading",
+    "RunsSnapshot",
+    "TreatmentMark",
+    "existing_tables",
+    "load_branches",
+    "load_charts",
+    "load_overview",
+    "load_quality",
+    "load_runs",
+    "load_status",
+    "tail_run_log",
+]

@@ -1,0 +1,164 @@
+"""The Overview page's figures: the newest reading, the last 24 h and the band shares of today and 14 days."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.facade import Engine
+from phlo_tui.snapshot.status import existing_tables
+from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
+
+READINGS = "silver.fct_glucose_readings"
+GMI_MIN_DAYS = 14
+GMI_MIN_COVERAGE = 70.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    ts: datetime
+    mg_dl: int
+    direction: str | None
+
+
+@dataclass(frozen=True)
+class BandShares:
+    """Readings of a period by consensus band, in % of readings, with the mean and sample SD."""
+
+    readings: int
+    very_low: float
+    low: float
+    in_range: float
+    high: float
+    very_high: float
+    mean_mg_dl: float | None
+    sd_mg_dl: float | None
+    days: int
+
+    def share(self, key: str) -> float:
+        return float(getattr(self, key))
+
+    @property
+    def cv_pct(self) -> float | None:
+        if self.mean_mg_dl is None or self.sd_mg_dl is None or self.mean_mg_dl == 0:
+            return None
+        return 100.0 * self.sd_mg_dl / self.mean_mg_dl
+
+    @property
+    def gmi_pct(self) -> float | None:
+        return None if self.mean_mg_dl is None else 3.31 + 0.02392 * self.mean_mg_dl
+
+    @property
+    def gri(self) -> float:
+        return min(100.0, 3.0 * self.very_low + 2.4 * self.low + 1.6 * self.very_high + 0.8 * self.high)
+
+
+@dataclass(frozen=True)
+class OverviewSnapshot:
+    now: datetime
+    timezone: str
+    branch: str | None
+    """'main', 'dev' when main has no readings yet (before a first promotion), None without data."""
+    latest: Reading | None = None
+    trace: tuple[tuple[datetime, int], ...] = ()
+    today: BandShares | None = None
+    window: BandShares | None = None
+    coverage_pct: float | None = None
+    window_days: int = GMI_MIN_DAYS
+    treatments: tuple[TreatmentMark, ...] = ()
+    """Boluses and carbs of the trace's 24 h."""
+
+    @property
+    def gmi_flagged(self) -> bool:
+        """GMI needs 14 days with 70 % of the expected readings (GLUCOSE.md)."""
+        if self.window is None or self.coverage_pct is None:
+            return True
+        return self.window.days < GMI_MIN_DAYS or self.coverage_pct < GMI_MIN_COVERAGE
+
+
+_OVERVIEW_SQL = """
+with readings as (
+    select reading_ts, reading_date, glucose_mg_dl as gl, direction
+    from silver.fct_glucose_readings
+    where epoch_ms(reading_ts) <= $now_ms
+),
+latest as (
+    select reading_ts, gl, direction from readings order by reading_ts desc limit 1
+),
+periods as (
+    select 'today' as period, * from readings where reading_date = $today
+    union all
+    select 'window' as period, * from readings where reading_date between $window_start and $today
+),
+bands as (
+    select period, count(*) as n,
+        100.0 * count_if(gl < 54) / count(*) as very_low,
+        100.0 * count_if(gl >= 54 and gl < 70) / count(*) as low,
+        100.0 * count_if(gl >= 70 and gl <= 180) / count(*) as in_range,
+        100.0 * count_if(gl > 180 and gl <= 250) / count(*) as high,
+        100.0 * count_if(gl > 250) / count(*) as very_high,
+        avg(gl) as mean, stddev_samp(gl) as sd, count(distinct reading_date) as days
+    from periods group by period
+)
+select
+    (select reading_ts from latest) as latest_ts,
+    (select gl from latest) as latest_gl,
+    (select direction from latest) as latest_direction,
+    (select list(struct_pack(ts := reading_ts, gl := gl) order by reading_ts)
+        from readings where epoch_ms(reading_ts) >= $trace_ms) as trace,
+    (select list(bands) from bands) as bands
+"""
+
+
+def load_overview(engine: Engine, now: datetime) -> OverviewSnapshot:
+    """The newest reading, the last 24 h and the band shares of today and the last 14 local days."""
+    tz = engine.settings.timezone
+    if READINGS not in existing_tables(engine):
+        return OverviewSnapshot(now, tz, None)
+    zone = ZoneInfo(tz)
+    today = now.astimezone(zone).date()
+    window_start = today - timedelta(days=GMI_MIN_DAYS - 1)
+    params = {
+        "now_ms": int(now.timestamp() * 1000),
+        "trace_ms": int((now - timedelta(hours=24)).timestamp() * 1000),
+        "today": today,
+        "window_start": window_start,
+    }
+    for branch in ("main", "dev"):
+        row = engine.query(_OVERVIEW_SQL, branch, params=params).records()[0]
+        if row["latest_ts"] is not None:
+            break
+    else:
+        return OverviewSnapshot(now, tz, None)
+    bands = {b["period"]: _shares(b) for b in row["bands"] or []}
+    window = bands.get("window")
+    start = datetime.combine(window_start, time(0), zone)
+    expected = (now - start).total_seconds() / 300
+    coverage = None if window is None or expected <= 0 else min(100.0, 100.0 * window.readings / expected)
+    return OverviewSnapshot(
+        now=now,
+        timezone=tz,
+        branch=branch,
+        latest=Reading(row["latest_ts"], int(row["latest_gl"]), row["latest_direction"]),
+        trace=tuple((p["ts"], int(p["gl"])) for p in row["trace"] or []),
+        today=bands.get("today"),
+        window=window,
+        coverage_pct=coverage,
+        treatments=load_marks(engine, branch, now - timedelta(hours=24), now),
+    )
+
+
+def _shares(row: dict[str, Any]) -> BandShares:
+    return BandShares(
+        readings=int(row["n"]),
+        very_low=float(row["very_low"]),
+        low=float(row["low"]),
+        in_range=float(row["in_range"]),
+        high=float(row["high"]),
+        very_high=float(row["very_high"]),
+        mean_mg_dl=row["mean"],
+        sd_mg_dl=row["sd"],
+        days=int(row["days"]),
+    )

@@ -1,0 +1,69 @@
+"""Each bolus of the window with what glucose did after it: before, after, the drop, the low point, hypos."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label
+
+from phlo_tui.snapshot import BolusOutcome, ChartsSnapshot
+from phlo_tui.widgets.glucose import MMOL_PER_MG, glucose_text
+
+COLUMNS = ("bolus at", "insulin U", "carbs g", "before", "after", "drop", "lowest", "min to low", "hypo 4 h")
+
+
+def _amount(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def signed_glucose(mg_dl: float | None, units: str) -> str:
+    """A change of glucose with its sign: +32 mg/dL, -1.8 mmol/L."""
+    if mg_dl is None:
+        return "–"
+    return f"{mg_dl * MMOL_PER_MG:+.1f}" if units == "mmol/L" else f"{mg_dl:+.0f}"
+
+
+def bolus_row(bolus: BolusOutcome, units: str) -> tuple[str, ...]:
+    """One table row, glucose in `units`; the drop is before − after, so a fall is positive."""
+    drop = signed_glucose(bolus.reduction, units)
+    return (
+        bolus.at.strftime("%m-%d %H:%M"),
+        _amount(bolus.insulin_units),
+        _amount(bolus.carbs_g),
+        glucose_text(bolus.glucose_before, units),
+        glucose_text(bolus.glucose_after, units),
+        drop,
+        glucose_text(bolus.min_after, units),
+        "" if bolus.minutes_to_min is None else f"{bolus.minutes_to_min:.0f}",
+        "yes" if bolus.hypo_within_4h else "",
+    )
+
+
+class BolusTable(Vertical):
+    """The boluses newest first; a line of totals above, or 'no treatments yet'."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="bolus-summary")
+        yield DataTable(id="bolus-rows", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(*COLUMNS)
+
+    def show(self, snapshot: ChartsSnapshot, units: str) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        summary = self.query_one("#bolus-summary", Label)
+        boluses = snapshot.boluses
+        if not boluses:
+            summary.update("no treatments yet: each bolus and what glucose did after it appears here")
+            return
+        hypos = sum(1 for b in boluses if b.hypo_within_4h)
+        drops = [b.reduction for b in boluses if b.reduction is not None]
+        mean_drop = sum(drops) / len(drops) if drops else None
+        drop_text = f"{signed_glucose(mean_drop, units)} {units}"
+        summary.update(
+            f"{len(boluses)} boluses · glucose {units} · mean drop {drop_text} · "
+            f"{hypos} followed by a hypo within 4 h"
+        )
+        for i, bolus in enumerate(boluses):
+            table.add_row(*bolus_row(bolus, units), key=str(i))

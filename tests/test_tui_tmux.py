@@ -1,0 +1,87 @@
+"""The real `phlo-tui --demo` in a real terminal (tmux): a fresh home fills itself, pages switch, q exits 0."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TIMEOUT_S = 120.0
+
+
+class Terminal:
+    """A detached tmux session running one command; reads the screen with capture-pane."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True, check=True
+        ).stdout
+
+    def press(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_for(self, shown: Callable[[str], bool], what: str) -> str:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if shown(text):
+                return text
+            time.sleep(0.2)
+        raise AssertionError(f"the terminal never showed {what}:\n{self.screen()}")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[tuple[Terminal, Path]]:
+    assert shutil.which("tmux"), "this test needs tmux"
+    name = f"phlo-test-{uuid.uuid4().hex[:8]}"
+    exit_file = tmp_path / "exit-code"
+    env = {
+        "PHLO_HOME": str(tmp_path / "home"),
+        "PHLO_CONFIG": str(tmp_path / "no-config.toml"),
+        "PHLO_MANAGE_POSTGRES": "false",
+        "PHLO_TIMEZONE": "UTC",
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+    }
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    command = (
+        f"env {exports} {shlex.quote(sys.executable)} -m phlo_tui.cli --demo; "
+        f"echo $? > {shlex.quote(str(exit_file))}; sleep 60"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "32", command],
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        yield Terminal(name), exit_file
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path]) -> None:
+    term, exit_file = terminal
+    overview = term.wait_for(lambda s: "GMI" in s and "mg/dL · " in s, "glucose figures")
+    assert "Time in range" in overview and "14 d" in overview and "last 24 h" in overview
+    term.press("2")
+    term.wait_for(lambda s: "time in range per day" in s, "the Charts page")
+    term.press("3")
+    runs = term.wait_for(lambda s: "backfill" in s and "fetch" in s, "the Runs page with the backfill")
+    assert "succeeded" in runs
+    term.press("u")
+    term.press("1")
+    term.wait_for(lambda s: "mmol/L · " in s and "3.9–10.0" in s, "the Overview in mmol/L")
+    term.press("q")
+    deadline = time.monotonic() + TIMEOUT_S
+    while not exit_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert exit_file.read_text().strip() == "0"
