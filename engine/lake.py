@@ -60,6 +60,8 @@ from pyiceberg.types import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import LakeError
+from engine.lake_catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
+from engine.lake_scratch import scratch
 from engine.tables import TableDef
 
 BOOKKEEPING_COLUMNS = ("_phlo_ingested_at", "_phlo_run_id")
@@ -342,7 +344,7 @@ class Lake:
             with warnings.catch_warnings():
                 # dynamic_partition_overwrite warns whenever a partition is new, which is expected.
                 warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING, category=UserWarning)
-                with table.transaction() as tx:
+                with transaction(table) as tx:
                     if emptied:
                         tx.delete(_is_in(partition_column, emptied), properties, branch=branch)
                     tx.dynamic_partition_overwrite(rewritten, properties, branch=branch)
@@ -374,7 +376,8 @@ class Lake:
         with self._boundary(f"appending to {tdef.name} on branch {branch}"):
             table = self._load(tdef.name)
             _head(table, tdef.name, branch)
-            table.append(rows, snapshot_properties=dict(snapshot_properties or {}), branch=branch)
+            with transaction(table) as tx:
+                tx.append(rows, snapshot_properties=dict(snapshot_properties or {}), branch=branch)
             return _head(table, tdef.name, branch)
 
     def write_model(
@@ -401,7 +404,7 @@ class Lake:
         with self._boundary(f"writing model {name} on branch {branch}"):
             table = self._model_table(name, rows.schema, partition_by)
             if set(rows.column_names) - set(table.schema().column_names):
-                with table.update_schema() as update:
+                with StagedTransaction(table, autocommit=True).update_schema() as update:
                     update.union_by_name(_optional(rows.schema))
             conformed = _conform(rows, _arrow_schema(table.schema()), name)
             row_filter: BooleanExpression = AlwaysTrue()
@@ -425,7 +428,7 @@ class Lake:
                 return None
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING, category=UserWarning)
-                with table.transaction() as tx:
+                with transaction(table) as tx:
                     tx.overwrite(
                         conformed,
                         overwrite_filter=row_filter,
@@ -452,7 +455,7 @@ class Lake:
                     "it may have been expired; run again to get a fresh dev snapshot",
                 )
             # create_branch sets the ref whether or not it exists, asserting its current head.
-            table.manage_snapshots().create_branch(snapshot_id, branch).commit()
+            manage_snapshots(table).create_branch(snapshot_id, branch).commit()
 
     def expire_snapshots(self, name: str, *, older_than: dt.datetime) -> ExpiryResult:
         """Forget snapshots committed before `older_than`, and delete the data and manifest files
@@ -672,7 +675,7 @@ class Lake:
             follower = table.metadata.refs.get(fast_forward) if fast_forward is not None else None
             moves = follower is not None and follower.snapshot_id == head
             properties = {"phlo.maintenance": "compaction", **(snapshot_properties or {})}
-            with table.transaction() as tx:
+            with transaction(table) as tx:
                 if spec.is_unpartitioned():
                     tx.overwrite(
                         rows, overwrite_filter=AlwaysTrue(), snapshot_properties=properties, branch=branch
@@ -768,7 +771,8 @@ def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
     if table.metadata.snapshot_by_name("main") is None:
         try:
             # pyiceberg commits a snapshot even for an empty append: that is main's root.
-            table.append(_arrow_schema(table.schema()).empty_table(), branch="main")
+            with transaction(table) as tx:
+                tx.append(_arrow_schema(table.schema()).empty_table(), branch="main")
         except CommitFailedException:
             table = catalog.load_table(name)
     main = table.metadata.snapshot_by_name("main")
@@ -779,21 +783,21 @@ def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
         )
     if "dev" not in table.metadata.refs:
         try:
-            table.manage_snapshots().create_branch(main.snapshot_id, "dev").commit()
+            manage_snapshots(table).create_branch(main.snapshot_id, "dev").commit()
         except CommitFailedException:
             if "dev" not in catalog.load_table(name).metadata.refs:
                 raise
 
 
-def _open_catalog(database: Path, warehouse: str) -> SqlCatalog:
+def _open_catalog(database: Path, warehouse: str) -> CachingSqlCatalog:
     uri = f"sqlite:///{database}"
     try:
-        return SqlCatalog("phlo", uri=uri, warehouse=warehouse)
+        return CachingSqlCatalog("phlo", uri=uri, warehouse=warehouse)
     except OperationalError:
         # Another process created the catalog's tables at the same moment ("table iceberg_tables
         # already exists"); once it has, opening again finds them.
         time.sleep(0.2)
-        return SqlCatalog("phlo", uri=uri, warehouse=warehouse)
+        return CachingSqlCatalog("phlo", uri=uri, warehouse=warehouse)
 
 
 @dataclass(frozen=True)
@@ -836,7 +840,7 @@ def _plan_merge(
     columns = ", ".join(_ident(field.name) for field in tdef.arrow_schema)
     content = [field.name for field in tdef.arrow_schema if field.name not in BOOKKEEPING_COLUMNS]
     same = " AND ".join(f"i.{_ident(c)} IS NOT DISTINCT FROM s.{_ident(c)}" for c in content)
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.register("batch", incoming.append_column("__order", pa.array(np.arange(incoming.num_rows))))
         con.execute(
@@ -887,7 +891,7 @@ def _plan_merge(
 
 def _same_rows(schema: Schema, files: list[str], rows: pa.Table) -> bool:
     """Whether `files` hold exactly `rows` (as a multiset, bookkeeping included)."""
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.register("incoming", rows)
         con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, schema, files)}")
         (stored_rows,) = con.sql("SELECT count(*) FROM stored").fetchall()[0]
@@ -1194,7 +1198,7 @@ def _planned_tasks(table: Table, metadata: TableMetadata, snapshot_id: int) -> l
 def _fingerprint(schema: Schema, files: list[str]) -> tuple[int, int]:
     """Row count and the sum of a hash of every column of every row: equal for the same multiset of rows."""
     columns = ", ".join(_ident(field.name) for field in schema.fields)
-    with duckdb.connect() as con:
+    with scratch() as con:
         select = _select_sql(con, schema, files)
         count, checksum = con.sql(
             f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0) FROM ({select})"
