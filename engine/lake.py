@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sqlite3
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -32,7 +34,8 @@ from pyiceberg.expressions import (
     Reference,
 )
 from pyiceberg.expressions.literals import literal
-from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import DataScan, FileScanTask, Table
 from pyiceberg.table.metadata import TableMetadata
@@ -250,11 +253,7 @@ class Lake:
         with self._boundary(f"registering {name} on branch {branch} in DuckDB"):
             table = self._load(name)
             snapshot = snapshot_id if snapshot_id is not None else _head(table, name, branch)
-            column = _partition_column(table)
-            row_filter = (
-                _is_in(column, sorted(partitions)) if partitions is not None and column is not None else None
-            )
-            files = _files(table, snapshot, row_filter)
+            files = [f.path for f in _partition_files(table, snapshot, partitions)]
             _create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
 
     def table_exists(self, name: str) -> bool:
@@ -270,7 +269,7 @@ class Lake:
         with self._boundary(f"listing the files of snapshot {snapshot_id} of {name}"):
             table = self._load(name)
             _snapshot_schema(table, snapshot_id)
-            return _files(table, snapshot_id, None)
+            return [f.path for f in _partition_files(table, snapshot_id, None)]
 
     def snapshot_schema(self, name: str, snapshot_id: int) -> dict[str, str]:
         """Column name -> Iceberg type name ('long', 'timestamptz', ...) of the schema `snapshot_id`
@@ -407,7 +406,7 @@ class Lake:
                 with StagedTransaction(table, autocommit=True).update_schema() as update:
                     update.union_by_name(_optional(rows.schema))
             conformed = _conform(rows, _arrow_schema(table.schema()), name)
-            row_filter: BooleanExpression = AlwaysTrue()
+            replaced: set[str] | None = None
             if partitions is not None:
                 if partition_by is None:
                     raise LakeError(
@@ -422,20 +421,42 @@ class Lake:
                         f"{', '.join(sorted(map(str, outside)))}",
                         "filter the model's output to the partitions being rebuilt",
                     )
-                row_filter = _is_in(partition_by, sorted(values))
-            stored = _files(table, _head(table, name, branch), row_filter)
-            if _same_rows(table.schema(), stored, conformed):
+                replaced = values
+            head = _head(table, name, branch)
+            if replaced is not None and _partition_column(table) != partition_by:
+                stored = [
+                    _StoredFile(path, None, file.record_count, file)
+                    for path, file in _planned_files(table, head, _is_in(str(partition_by), sorted(replaced)))
+                ]
+            else:
+                stored = _partition_files(table, head, replaced)
+            # Row counts come with the manifests: only equal counts need the rows compared.
+            if sum(f.rows for f in stored) == conformed.num_rows and _same_rows(
+                table.schema(), [f.path for f in stored], conformed
+            ):
                 return None
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING, category=UserWarning)
-                with transaction(table) as tx:
-                    tx.overwrite(
-                        conformed,
-                        overwrite_filter=row_filter,
-                        snapshot_properties=dict(snapshot_properties or {}),
-                        branch=branch,
+            # One overwrite snapshot that drops exactly the stored files of the replaced partitions
+            # and adds the new ones: pyiceberg's overwrite(filter) would plan and evaluate the
+            # filter again, and commit a delete and an append snapshot.
+            added: list[DataFile] = []
+            tx = transaction(table)
+            with tx, tx.update_snapshot(dict(snapshot_properties or {}), branch=branch).overwrite() as update:
+                for old in stored:
+                    update.delete_data_file(old.file)
+                if conformed.num_rows:
+                    added = list(
+                        _dataframe_to_data_files(
+                            table_metadata=tx.table_metadata,
+                            write_uuid=update.commit_uuid,
+                            df=conformed,
+                            io=table.io,
+                        )
                     )
-            return _head(table, name, branch)
+                    for new in added:
+                        update.append_data_file(new)
+            written = _head(table, name, branch)
+            _remember_files(table, head, written, [f.file for f in stored], added)
+            return written
 
     def set_branch(self, name: str, branch: str, snapshot_id: int) -> None:
         """Point `branch` at `snapshot_id`, an existing snapshot of the table (creating the branch if missing).
@@ -982,6 +1003,120 @@ def _head(table: Table, name: str, branch: str) -> int:
             "run `phlo-tui run` once so the lake tables get their main and dev branches",
         )
     return snapshot.snapshot_id
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    """A data file of a snapshot: its path, its value of the table's identity partition column (None
+    for an unpartitioned table) and its row count."""
+
+    path: str
+    partition: str | None
+    rows: int
+    file: DataFile = dataclasses.field(compare=False, repr=False)
+
+
+_UNKNOWN_PARTITION = object()
+_PLANNED_MAX = 512
+_planned: OrderedDict[tuple[str, str, int], tuple[tuple[_StoredFile, object], ...]] = OrderedDict()
+_planned_lock = threading.Lock()
+
+
+def _partition_files(table: Table, snapshot_id: int, partitions: Iterable[str] | None) -> list[_StoredFile]:
+    """The data files of one snapshot, or of some values of its identity partition column.
+
+    A snapshot's files never change, so each snapshot is planned from its manifests once per
+    process (pyiceberg reads and filters every manifest on each plan, several times per model).
+    Files of another partition spec than the current one are told apart by pyiceberg instead.
+    """
+    key = _plan_key(table, snapshot_id)
+    with _planned_lock:
+        entries = _planned.get(key)
+        if entries is not None:
+            _planned.move_to_end(key)
+    if entries is None:
+        column = _partition_column(table)
+        spec = table.spec()
+        position = next(
+            (i for i, f in enumerate(spec.fields) if isinstance(f.transform, IdentityTransform)), None
+        )
+        planned = []
+        for path, file in _planned_files(table, snapshot_id, None):
+            value: object = None
+            if column is not None:
+                value = _UNKNOWN_PARTITION
+                if file.spec_id == spec.spec_id and position is not None:
+                    found = file.partition[position]
+                    value = found if isinstance(found, str) or found is None else _UNKNOWN_PARTITION
+            stored = _StoredFile(path, value if isinstance(value, str) else None, file.record_count, file)
+            planned.append((stored, value))
+        entries = tuple(planned)
+        with _planned_lock:
+            _planned[key] = entries
+            while len(_planned) > _PLANNED_MAX:
+                _planned.popitem(last=False)
+    if partitions is None:
+        return [stored for stored, _ in entries]
+    wanted = set(partitions)
+    column = _partition_column(table)
+    if column is None:
+        return [stored for stored, _ in entries]
+    if any(value is _UNKNOWN_PARTITION for _, value in entries):
+        return [
+            _StoredFile(path, None, file.record_count, file)
+            for path, file in _planned_files(table, snapshot_id, _is_in(column, sorted(wanted)))
+        ]
+    return [stored for stored, value in entries if value in wanted]
+
+
+def _plan_key(table: Table, snapshot_id: int) -> tuple[str, str, int]:
+    # The location too: a lake copied elsewhere has the same table uuids and snapshot ids.
+    return (table.location(), str(table.metadata.table_uuid), snapshot_id)
+
+
+def _remember_files(
+    table: Table, parent: int, snapshot_id: int, deleted: list[DataFile], added: list[DataFile]
+) -> None:
+    """Record the files of a snapshot this process just committed on top of `parent` (when the
+    parent's are known): the parent's minus `deleted`, plus `added`, so that it need not be planned."""
+    with _planned_lock:
+        entries = _planned.get(_plan_key(table, parent))
+    if entries is None or any(value is _UNKNOWN_PARTITION for _, value in entries):
+        return
+    gone = set(deleted)
+    kept = [(stored, value) for stored, value in entries if stored.file not in gone]
+    position = next(
+        (i for i, f in enumerate(table.spec().fields) if isinstance(f.transform, IdentityTransform)), None
+    )
+    for file in added:
+        # pyiceberg sets a file's spec id when it reads it from a manifest; this one was written
+        # with the current spec, and deleting it later needs the id.
+        file.spec_id = table.spec().spec_id
+        value = file.partition[position] if position is not None else None
+        if position is not None and not isinstance(value, str):
+            return
+        kept.append((_StoredFile(_local_path(file.file_path), value, file.record_count, file), value))
+    with _planned_lock:
+        _planned[_plan_key(table, snapshot_id)] = tuple(kept)
+        while len(_planned) > _PLANNED_MAX:
+            _planned.popitem(last=False)
+
+
+def _planned_files(
+    table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None
+) -> list[tuple[str, DataFile]]:
+    scan = table.scan(
+        snapshot_id=snapshot_id, row_filter=row_filter if row_filter is not None else AlwaysTrue()
+    )
+    files = []
+    for task in scan.plan_files():
+        if task.delete_files:
+            raise LakeError(
+                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
+                "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
+            )
+        files.append((_local_path(task.file.file_path), task.file))
+    return files
 
 
 def _files(table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None) -> list[str]:

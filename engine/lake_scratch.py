@@ -23,7 +23,9 @@ def _shared() -> duckdb.DuckDBPyConnection:
     global _database
     with _lock:
         if _database is None:
+            # Lake files are written once and never changed: their footers can be kept.
             _database = duckdb.connect()
+            _database.execute("SET GLOBAL parquet_metadata_cache = true")
         return _database
 
 
