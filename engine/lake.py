@@ -138,6 +138,22 @@ class Lake:
         self.root = Path(root).absolute()
         self._catalog_instance: SqlCatalog | None = None
         self._catalog_lock = threading.Lock()
+        self._pinned: dict[str, Table] | None = None
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within the block, load each table from the catalog once and reuse it (its commits keep
+        it current). Only for the process that holds the writer lease, for a run's own steps: a
+        commit by anyone else meanwhile would go unseen until it makes one of ours fail (and a
+        failed commit unpins). Nested blocks share the outer one."""
+        if self._pinned is not None:
+            yield
+            return
+        self._pinned = {}
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     # -- tables and branches -------------------------------------------------------------------
 
@@ -175,7 +191,7 @@ class Lake:
         """
         with self._boundary(f"reading the head of branch {branch} of {name}"):
             try:
-                table = self._catalog().load_table(name)
+                table = self._load_table(name)
             except NoSuchTableError:
                 return None
             snapshot = table.metadata.snapshot_by_name(branch)
@@ -549,7 +565,7 @@ class Lake:
         """The model's table, created with its branches on first write."""
         catalog = self._catalog()
         try:
-            table = catalog.load_table(name)
+            table = self._load_table(name)
         except NoSuchTableError:
             if not schema.names:
                 raise LakeError(
@@ -562,13 +578,23 @@ class Lake:
             ) as create:
                 if partition_by is not None:
                     create.update_spec().add_identity(partition_by).commit()
-            table = catalog.load_table(name)
+            table = self._load_table(name)
         _ensure_branches(catalog, table)
+        return table
+
+    def _load_table(self, name: str) -> Table:
+        """The table from the catalog, or the one pinned for the run. Raises NoSuchTableError."""
+        pinned = self._pinned
+        if pinned is not None and name in pinned:
+            return pinned[name]
+        table = self._catalog().load_table(name)
+        if pinned is not None:
+            pinned[name] = table
         return table
 
     def _load(self, name: str) -> Table:
         try:
-            return self._catalog().load_table(name)
+            return self._load_table(name)
         except NoSuchTableError as e:
             raise LakeError(
                 f"lake table {name} does not exist in {self.root}",
@@ -583,6 +609,8 @@ class Lake:
         except LakeError:
             raise
         except CommitFailedException as e:
+            if self._pinned is not None:
+                self._pinned.clear()
             raise LakeError(
                 f"{what} failed: another process changed the table ({e})",
                 "make sure only one phlo-tui process writes this home, then run again",
@@ -648,6 +676,9 @@ class Lake:
             )
             updates = (RemoveSnapshotsUpdate(snapshot_ids=expired),)  # type: ignore[call-arg]
             table.catalog.commit_table(table, requirements, updates)
+            if self._pinned is not None:
+                # That commit bypassed the Table object, which is now stale.
+                self._pinned.pop(name, None)
             return len(expired)
 
     def compact(

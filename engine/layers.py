@@ -107,7 +107,8 @@ class LayerBuilder:
         results = []
         # The process's shared DuckDB database (opening one costs more than a small model's query);
         # the views registered for the build are dropped when it ends.
-        with views_cursor() as cursor:
+        # The run holds the writer lease: each table is loaded from the catalog once for the build.
+        with self.lake.pinned(), views_cursor() as cursor:
             con = _in_zone(cursor, self.timezone)
             for model in self.models:
                 checkpoint()

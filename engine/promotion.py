@@ -61,6 +61,13 @@ def promote(lake: Lake, store: RunStore, run_id: str | None, tables: Sequence[st
     The record is written before any ref moves, so an interruption is finished by `recover`.
     Raises PromotionError for diverged branches (nothing is moved then).
     """
+    with lake.pinned():
+        return _promote(lake, store, run_id, tables)
+
+
+def _promote(
+    lake: Lake, store: RunStore, run_id: str | None, tables: Sequence[str]
+) -> PromotionRecord | None:
     moves = [m for m in plan_moves(lake, tables) if m.changes]
     if not moves:
         return None
