@@ -496,56 +496,17 @@ class Lake:
             manage_snapshots(table).create_branch(snapshot_id, branch).commit()
 
     def expire_snapshots(self, name: str, *, older_than: dt.datetime) -> ExpiryResult:
-        """Forget snapshots committed before `older_than`, and delete the data and manifest files
-        (local warehouse only) that no remaining snapshot references and that were written before
-        `older_than`. Branch and tag heads are kept, and so is every snapshot between a branch head
-        and the head of another branch it descends from (dev's unpromoted work down to main), so
-        that promotion can still find main among dev's ancestors.
-
-        Needed because pyiceberg 0.12 deep-copies the whole table metadata dozens of times per
-        commit (a merge slows by ~1 ms per snapshot kept), and every merge leaves the previous
-        version of its partitions' files behind. Call it from the writer, between runs (files of
-        a write in progress would look unreferenced), with a cutoff hours or days in the past so
-        that readers still on a recent snapshot keep their files. Time travel to an expired
-        snapshot is gone.
-        Raises LakeError when the table cannot be read or written, or a file cannot be deleted.
+        """expire_unprotected_snapshots (nothing extra protected), then, when any snapshot went,
+        delete_orphan_files with the same cutoff: the files only those snapshots used, and files a
+        write killed before its commit left behind. Call it from the writer, between runs.
+        Raises LakeError as those two do.
         """
-        with self._boundary(f"expiring snapshots of {name}"):
-            table = self._load(name)
-            heads = {ref.snapshot_id for ref in table.metadata.refs.values()}
-            unpromoted = _unpromoted(table, heads)
-            # pyiceberg expires by age in one pass (by id it deep-copies the metadata per id), so
-            # the cutoff moves before the oldest unpromoted snapshot to keep them all.
-            cutoff_ms = min(
-                [int(older_than.timestamp() * 1000)]
-                + [s.timestamp_ms for s in table.metadata.snapshots if s.snapshot_id in unpromoted]
-            )
-            expired = sum(
-                1
-                for snapshot in table.metadata.snapshots
-                if snapshot.timestamp_ms < cutoff_ms and snapshot.snapshot_id not in heads
-            )
-            if not expired:
-                # Files only become unreferenced when snapshots go, so there is nothing to sweep.
-                return ExpiryResult(0, 0, 0)
-            table.maintenance.expire_snapshots().older_than(
-                dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.UTC)
-            ).commit()
-            location = urlparse(table.location())
-            if location.scheme != "file":
-                return ExpiryResult(expired, 0, 0)
-            referenced = _referenced_files(table)
-            cutoff = older_than.timestamp()
-            deleted, freed = 0, 0
-            for folder in ("data", "metadata"):
-                for path in (Path(location.path) / folder).rglob("*"):
-                    if path.suffix not in (".parquet", ".avro") or not path.is_file():
-                        continue
-                    stat = path.stat()
-                    if stat.st_mtime < cutoff and os.path.realpath(path) not in referenced:
-                        path.unlink()
-                        deleted, freed = deleted + 1, freed + stat.st_size
-            return ExpiryResult(expired, deleted, freed)
+        expired = self.expire_unprotected_snapshots(name, older_than=older_than, protect=set())
+        if not expired:
+            # Files only become unreferenced when snapshots go, so there is nothing to sweep.
+            return ExpiryResult(0, 0, 0)
+        swept = self.delete_orphan_files(name, older_than=older_than)
+        return ExpiryResult(expired, swept.files_deleted, swept.bytes_freed)
 
     # -- internals -----------------------------------------------------------------------------
 
