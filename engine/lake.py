@@ -273,6 +273,24 @@ class Lake:
             files = [f.path for f in _partition_files(table, snapshot, partitions)]
             _create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
 
+    def column_max(self, name: str, branch: str, column: str) -> Any:
+        """The largest non-null value of `column` at the head of `branch` (None when there is none),
+        read by DuckDB from that one column of the head's files.
+        Raises LakeError for a missing table, branch or column.
+        """
+        with self._boundary(f"reading the largest {column} of {name} on branch {branch}"):
+            table = self._load(name)
+            head = _head(table, name, branch)
+            schema = _snapshot_schema(table, head)
+            if column not in schema.column_names:
+                raise LakeError(f"lake table {name} has no column {column!r}", "check the column name")
+            files = [f.path for f in _partition_files(table, head, None)]
+            with scratch() as con:
+                con.execute("SET TimeZone = 'UTC'")
+                return con.sql(
+                    f"SELECT max({_ident(column)}) FROM ({_select_sql(con, schema, files)})"
+                ).fetchall()[0][0]
+
     def table_exists(self, name: str) -> bool:
         """Whether lake table `name` exists. Raises LakeError when the catalog cannot be read."""
         with self._boundary(f"looking up lake table {name}"):

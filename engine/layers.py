@@ -9,7 +9,6 @@ from datetime import datetime
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.lake import Lake
 from engine.lake_scratch import scratch, views_cursor
@@ -168,10 +167,7 @@ class LayerBuilder:
 
     def _newest_reading(self) -> datetime | None:
         try:
-            newest = self.lake.read_arrow(SILVER_READINGS, "dev", columns=["reading_ts"])
+            value = self.lake.column_max(SILVER_READINGS, "dev", "reading_ts")
         except Exception:  # no silver table yet: nothing is fresh
             return None
-        if newest.num_rows == 0:
-            return None
-        value = pc.max(newest["reading_ts"]).as_py()
         return value if isinstance(value, datetime) else None

@@ -494,6 +494,17 @@ def test_pinned_tables_are_loaded_once_and_a_foreign_commit_unpins(lake: Lake, t
     assert model_counts(other) == [("2024-01", 5)]
 
 
+def test_column_max_reads_the_branch_head(lake: Lake) -> None:
+    lake.merge(GLUCOSE_ENTRIES, glucose_rows(JAN, 5))
+    dev = lake.read_arrow(ENTRIES, "dev")
+    newest = lake.column_max(ENTRIES, "dev", "reading_ts")
+    assert newest == pc.max(dev["reading_ts"]).as_py() and newest.utcoffset() == dt.timedelta(0)
+    assert lake.column_max(ENTRIES, "dev", "sgv") == pc.max(dev["sgv"]).as_py()
+    assert lake.column_max(ENTRIES, "main", "reading_ts") is None
+    with pytest.raises(LakeError, match="no column"):
+        lake.column_max(ENTRIES, "dev", "nope")
+
+
 def test_snapshot_files_schema_and_register_files(lake: Lake) -> None:
     lake.write_model(MODEL, model_rows({"2024-01": 2}), partition_by="reading_month")
     before = lake.snapshot_id(MODEL, "dev")
