@@ -854,7 +854,14 @@ def _plan_merge(
     """Read the partitions the batch touches and compute their new contents in DuckDB."""
     key, part = _ident(key_column), _ident(partition_column)
     touched = sorted(pc.unique(incoming[partition_column]).to_pylist())
-    stored_files = _files(table, head, _is_in(partition_column, touched))
+    identity = _partition_column(table) == partition_column
+
+    def partition_files(values: list[str]) -> list[str]:
+        if identity:
+            return [f.path for f in _partition_files(table, head, values)]
+        return _files(table, head, _is_in(partition_column, values))
+
+    stored_files = partition_files(touched)
     # Keys are ObjectIds, which start with their time: the key range prunes nearly every other
     # partition by file statistics, so finding keys that moved partition costs little.
     keys = pc.min_max(incoming[key_column])
@@ -889,7 +896,7 @@ def _plan_merge(
                 ).fetchall()
             ]
             if moved_from:
-                stored_files += _files(table, head, _is_in(partition_column, moved_from))
+                stored_files += partition_files(moved_from)
         con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, table.schema(), stored_files)}")
         con.execute(
             f"CREATE TEMP TABLE matched AS SELECT i.{key} AS key, s.{part} AS old_part, "
