@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine.errors import PromotionError
@@ -12,8 +11,6 @@ from engine.lake import Lake
 from engine.runstore import PromotionRecord, PromotionState, RunStore
 
 log = logging.getLogger(__name__)
-
-MAX_PARALLEL_MOVES = 4
 
 
 @dataclass(frozen=True)
@@ -88,26 +85,14 @@ def _promote(
 
 
 def _apply(lake: Lake, promotion_id: int, tables: dict[str, dict[str, int | None]]) -> None:
-    """Move `main` of each table to its target, the tables at the same time: each move is a
-    commit of its own (a metadata file written, a catalog row updated) that mostly waits on the
-    disk. Every move is attempted; the first failure is raised after all have ended."""
-    moves = [
-        (table, target)
-        for table, entry in tables.items()
-        if (target := entry["to"]) is not None and lake.snapshot_id(table, "main") != target
-    ]
-    if not moves:
-        return
-    with ThreadPoolExecutor(max_workers=min(len(moves), MAX_PARALLEL_MOVES)) as pool:
-        futures = [
-            (table, target, pool.submit(lake.set_branch, table, "main", target)) for table, target in moves
-        ]
-    errors = [error for _, _, future in futures if (error := future.exception()) is not None]
-    for table, target, future in futures:
-        if future.exception() is None:
-            log.info("promotion %s: %s main -> %s", promotion_id, table, target)
-    if errors:
-        raise errors[0]
+    # One table after the other: moving refs from threads was slower (the catalog's SQLite
+    # serialises the commits and its busy handler sleeps).
+    for table, entry in tables.items():
+        target = entry["to"]
+        if target is None or lake.snapshot_id(table, "main") == target:
+            continue
+        lake.set_branch(table, "main", target)
+        log.info("promotion %s: %s main -> %s", promotion_id, table, target)
 
 
 def recover(lake: Lake, store: RunStore) -> PromotionRecord | None:
