@@ -1193,10 +1193,17 @@ def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]
             f"CAST(NULL AS {_duckdb_type(f.field_type)}) AS {_ident(f.name)}" for f in schema.fields
         )
         return f"SELECT {nulls} WHERE false"
+    # Lake files never change, so the same files and columns always give the same text; building
+    # it binds the files (reads every footer), which the view or query using it does again anyway.
+    key = (tuple(files), tuple((f.name, str(f.field_type)) for f in schema.fields))
+    with _selects_lock:
+        cached = _selects.get(key)
+    if cached is not None:
+        return cached
     # The driver renders the file list as escaped literals.
     relation = con.read_parquet(files, union_by_name=True)
     present = set(relation.columns)
-    return relation.project(
+    text = relation.project(
         ", ".join(
             _ident(f.name)
             if f.name in present
@@ -1204,6 +1211,16 @@ def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]
             for f in schema.fields
         )
     ).sql_query()
+    with _selects_lock:
+        _selects[key] = text
+        while len(_selects) > _SELECTS_MAX:
+            _selects.popitem(last=False)
+    return text
+
+
+_SELECTS_MAX = 256
+_selects: OrderedDict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = OrderedDict()
+_selects_lock = threading.Lock()
 
 
 def _duckdb_type(field_type: Any) -> str:
