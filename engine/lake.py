@@ -431,7 +431,9 @@ class Lake:
         values are refused. A missing table is created from the rows' schema (every column
         optional, identity-partitioned by `partition_by`) with `main` and `dev`; columns new in
         the rows are added to the table, columns the rows lack are written as nulls. Makes no
-        commit when the stored rows are the same; returns the new head, else None.
+        commit when the stored rows are the same; otherwise commits one `overwrite` snapshot that
+        removes the stored files of the replaced values and adds the new ones. Returns the new
+        head, else None.
         Raises LakeError for rows outside `partitions`, an incompatible type change, or any lake
         failure.
         """

@@ -104,9 +104,9 @@ class LayerBuilder:
         `dev`, and the months stay pending in the run store for the next run.
         """
         results = []
-        # The process's shared DuckDB database (opening one costs more than a small model's query);
-        # the views registered for the build are dropped when it ends.
-        # The run holds the writer lease: each table is loaded from the catalog once for the build.
+        # The process's shared DuckDB database (opening one costs more than a small model's query),
+        # whose views registered for the build are dropped when it ends; and, as the run holds the
+        # writer lease, each table is loaded from the catalog once for the build.
         with self.lake.pinned(), views_cursor() as cursor:
             con = _in_zone(cursor, self.timezone)
             for model in self.models:
