@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sqlite3
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import (
@@ -32,7 +35,8 @@ from pyiceberg.expressions import (
     Reference,
 )
 from pyiceberg.expressions.literals import literal
-from pyiceberg.io.pyarrow import ArrowScan
+from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import DataScan, FileScanTask, Table
 from pyiceberg.table.metadata import TableMetadata
@@ -60,6 +64,8 @@ from pyiceberg.types import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import LakeError
+from engine.lake_catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
+from engine.lake_scratch import scratch
 from engine.tables import TableDef
 
 BOOKKEEPING_COLUMNS = ("_phlo_ingested_at", "_phlo_run_id")
@@ -132,6 +138,22 @@ class Lake:
         self.root = Path(root).absolute()
         self._catalog_instance: SqlCatalog | None = None
         self._catalog_lock = threading.Lock()
+        self._pinned: dict[str, Table] | None = None
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within the block, load each table from the catalog once and reuse it (its commits keep
+        it current). Only for the process that holds the writer lease, for a run's own steps: a
+        commit by anyone else meanwhile would go unseen until it makes one of ours fail (and a
+        failed commit unpins). Nested blocks share the outer one."""
+        if self._pinned is not None:
+            yield
+            return
+        self._pinned = {}
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     # -- tables and branches -------------------------------------------------------------------
 
@@ -169,7 +191,7 @@ class Lake:
         """
         with self._boundary(f"reading the head of branch {branch} of {name}"):
             try:
-                table = self._catalog().load_table(name)
+                table = self._load_table(name)
             except NoSuchTableError:
                 return None
             snapshot = table.metadata.snapshot_by_name(branch)
@@ -248,12 +270,26 @@ class Lake:
         with self._boundary(f"registering {name} on branch {branch} in DuckDB"):
             table = self._load(name)
             snapshot = snapshot_id if snapshot_id is not None else _head(table, name, branch)
-            column = _partition_column(table)
-            row_filter = (
-                _is_in(column, sorted(partitions)) if partitions is not None and column is not None else None
-            )
-            files = _files(table, snapshot, row_filter)
+            files = [f.path for f in _partition_files(table, snapshot, partitions)]
             _create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
+
+    def column_max(self, name: str, branch: str, column: str) -> Any:
+        """The largest non-null value of `column` at the head of `branch` (None when there is none),
+        read by DuckDB from that one column of the head's files.
+        Raises LakeError for a missing table, branch or column.
+        """
+        with self._boundary(f"reading the largest {column} of {name} on branch {branch}"):
+            table = self._load(name)
+            head = _head(table, name, branch)
+            schema = _snapshot_schema(table, head)
+            if column not in schema.column_names:
+                raise LakeError(f"lake table {name} has no column {column!r}", "check the column name")
+            files = [f.path for f in _partition_files(table, head, None)]
+            with scratch() as con:
+                con.execute("SET TimeZone = 'UTC'")
+                return con.sql(
+                    f"SELECT max({_ident(column)}) FROM ({_select_sql(con, schema, files)})"
+                ).fetchall()[0][0]
 
     def table_exists(self, name: str) -> bool:
         """Whether lake table `name` exists. Raises LakeError when the catalog cannot be read."""
@@ -268,7 +304,7 @@ class Lake:
         with self._boundary(f"listing the files of snapshot {snapshot_id} of {name}"):
             table = self._load(name)
             _snapshot_schema(table, snapshot_id)
-            return _files(table, snapshot_id, None)
+            return [f.path for f in _partition_files(table, snapshot_id, None)]
 
     def snapshot_schema(self, name: str, snapshot_id: int) -> dict[str, str]:
         """Column name -> Iceberg type name ('long', 'timestamptz', ...) of the schema `snapshot_id`
@@ -342,7 +378,7 @@ class Lake:
             with warnings.catch_warnings():
                 # dynamic_partition_overwrite warns whenever a partition is new, which is expected.
                 warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING, category=UserWarning)
-                with table.transaction() as tx:
+                with transaction(table) as tx:
                     if emptied:
                         tx.delete(_is_in(partition_column, emptied), properties, branch=branch)
                     tx.dynamic_partition_overwrite(rewritten, properties, branch=branch)
@@ -374,7 +410,8 @@ class Lake:
         with self._boundary(f"appending to {tdef.name} on branch {branch}"):
             table = self._load(tdef.name)
             _head(table, tdef.name, branch)
-            table.append(rows, snapshot_properties=dict(snapshot_properties or {}), branch=branch)
+            with transaction(table) as tx:
+                tx.append(rows, snapshot_properties=dict(snapshot_properties or {}), branch=branch)
             return _head(table, tdef.name, branch)
 
     def write_model(
@@ -394,17 +431,19 @@ class Lake:
         values are refused. A missing table is created from the rows' schema (every column
         optional, identity-partitioned by `partition_by`) with `main` and `dev`; columns new in
         the rows are added to the table, columns the rows lack are written as nulls. Makes no
-        commit when the stored rows are the same; returns the new head, else None.
+        commit when the stored rows are the same; otherwise commits one `overwrite` snapshot that
+        removes the stored files of the replaced values and adds the new ones. Returns the new
+        head, else None.
         Raises LakeError for rows outside `partitions`, an incompatible type change, or any lake
         failure.
         """
         with self._boundary(f"writing model {name} on branch {branch}"):
             table = self._model_table(name, rows.schema, partition_by)
             if set(rows.column_names) - set(table.schema().column_names):
-                with table.update_schema() as update:
+                with StagedTransaction(table, autocommit=True).update_schema() as update:
                     update.union_by_name(_optional(rows.schema))
             conformed = _conform(rows, _arrow_schema(table.schema()), name)
-            row_filter: BooleanExpression = AlwaysTrue()
+            replaced: set[str] | None = None
             if partitions is not None:
                 if partition_by is None:
                     raise LakeError(
@@ -419,20 +458,42 @@ class Lake:
                         f"{', '.join(sorted(map(str, outside)))}",
                         "filter the model's output to the partitions being rebuilt",
                     )
-                row_filter = _is_in(partition_by, sorted(values))
-            stored = _files(table, _head(table, name, branch), row_filter)
-            if _same_rows(table.schema(), stored, conformed):
+                replaced = values
+            head = _head(table, name, branch)
+            if replaced is not None and _partition_column(table) != partition_by:
+                stored = [
+                    _StoredFile(path, None, file.record_count, file)
+                    for path, file in _planned_files(table, head, _is_in(str(partition_by), sorted(replaced)))
+                ]
+            else:
+                stored = _partition_files(table, head, replaced)
+            # Row counts come with the manifests: only equal counts need the rows compared.
+            if sum(f.rows for f in stored) == conformed.num_rows and _same_rows(
+                table.schema(), [f.path for f in stored], conformed
+            ):
                 return None
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING, category=UserWarning)
-                with table.transaction() as tx:
-                    tx.overwrite(
-                        conformed,
-                        overwrite_filter=row_filter,
-                        snapshot_properties=dict(snapshot_properties or {}),
-                        branch=branch,
+            # One overwrite snapshot that drops exactly the stored files of the replaced partitions
+            # and adds the new ones: pyiceberg's overwrite(filter) would plan and evaluate the
+            # filter again, and commit a delete and an append snapshot.
+            added: list[DataFile] = []
+            tx = transaction(table)
+            with tx, tx.update_snapshot(dict(snapshot_properties or {}), branch=branch).overwrite() as update:
+                for old in stored:
+                    update.delete_data_file(old.file)
+                if conformed.num_rows:
+                    added = list(
+                        _dataframe_to_data_files(
+                            table_metadata=tx.table_metadata,
+                            write_uuid=update.commit_uuid,
+                            df=conformed,
+                            io=table.io,
+                        )
                     )
-            return _head(table, name, branch)
+                    for new in added:
+                        update.append_data_file(new)
+            written = _head(table, name, branch)
+            _remember_files(table, head, written, [f.file for f in stored], added)
+            return written
 
     def set_branch(self, name: str, branch: str, snapshot_id: int) -> None:
         """Point `branch` at `snapshot_id`, an existing snapshot of the table (creating the branch if missing).
@@ -452,59 +513,20 @@ class Lake:
                     "it may have been expired; run again to get a fresh dev snapshot",
                 )
             # create_branch sets the ref whether or not it exists, asserting its current head.
-            table.manage_snapshots().create_branch(snapshot_id, branch).commit()
+            manage_snapshots(table).create_branch(snapshot_id, branch).commit()
 
     def expire_snapshots(self, name: str, *, older_than: dt.datetime) -> ExpiryResult:
-        """Forget snapshots committed before `older_than`, and delete the data and manifest files
-        (local warehouse only) that no remaining snapshot references and that were written before
-        `older_than`. Branch and tag heads are kept, and so is every snapshot between a branch head
-        and the head of another branch it descends from (dev's unpromoted work down to main), so
-        that promotion can still find main among dev's ancestors.
-
-        Needed because pyiceberg 0.12 deep-copies the whole table metadata dozens of times per
-        commit (a merge slows by ~1 ms per snapshot kept), and every merge leaves the previous
-        version of its partitions' files behind. Call it from the writer, between runs (files of
-        a write in progress would look unreferenced), with a cutoff hours or days in the past so
-        that readers still on a recent snapshot keep their files. Time travel to an expired
-        snapshot is gone.
-        Raises LakeError when the table cannot be read or written, or a file cannot be deleted.
+        """expire_unprotected_snapshots (nothing extra protected), then, when any snapshot went,
+        delete_orphan_files with the same cutoff: the files only those snapshots used, and files a
+        write killed before its commit left behind. Call it from the writer, between runs.
+        Raises LakeError as those two do.
         """
-        with self._boundary(f"expiring snapshots of {name}"):
-            table = self._load(name)
-            heads = {ref.snapshot_id for ref in table.metadata.refs.values()}
-            unpromoted = _unpromoted(table, heads)
-            # pyiceberg expires by age in one pass (by id it deep-copies the metadata per id), so
-            # the cutoff moves before the oldest unpromoted snapshot to keep them all.
-            cutoff_ms = min(
-                [int(older_than.timestamp() * 1000)]
-                + [s.timestamp_ms for s in table.metadata.snapshots if s.snapshot_id in unpromoted]
-            )
-            expired = sum(
-                1
-                for snapshot in table.metadata.snapshots
-                if snapshot.timestamp_ms < cutoff_ms and snapshot.snapshot_id not in heads
-            )
-            if not expired:
-                # Files only become unreferenced when snapshots go, so there is nothing to sweep.
-                return ExpiryResult(0, 0, 0)
-            table.maintenance.expire_snapshots().older_than(
-                dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.UTC)
-            ).commit()
-            location = urlparse(table.location())
-            if location.scheme != "file":
-                return ExpiryResult(expired, 0, 0)
-            referenced = _referenced_files(table)
-            cutoff = older_than.timestamp()
-            deleted, freed = 0, 0
-            for folder in ("data", "metadata"):
-                for path in (Path(location.path) / folder).rglob("*"):
-                    if path.suffix not in (".parquet", ".avro") or not path.is_file():
-                        continue
-                    stat = path.stat()
-                    if stat.st_mtime < cutoff and os.path.realpath(path) not in referenced:
-                        path.unlink()
-                        deleted, freed = deleted + 1, freed + stat.st_size
-            return ExpiryResult(expired, deleted, freed)
+        expired = self.expire_unprotected_snapshots(name, older_than=older_than, protect=set())
+        if not expired:
+            # Files only become unreferenced when snapshots go, so there is nothing to sweep.
+            return ExpiryResult(0, 0, 0)
+        swept = self.delete_orphan_files(name, older_than=older_than)
+        return ExpiryResult(expired, swept.files_deleted, swept.bytes_freed)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -524,7 +546,7 @@ class Lake:
         """The model's table, created with its branches on first write."""
         catalog = self._catalog()
         try:
-            table = catalog.load_table(name)
+            table = self._load_table(name)
         except NoSuchTableError:
             if not schema.names:
                 raise LakeError(
@@ -537,13 +559,23 @@ class Lake:
             ) as create:
                 if partition_by is not None:
                     create.update_spec().add_identity(partition_by).commit()
-            table = catalog.load_table(name)
+            table = self._load_table(name)
         _ensure_branches(catalog, table)
+        return table
+
+    def _load_table(self, name: str) -> Table:
+        """The table from the catalog, or the one pinned for the run. Raises NoSuchTableError."""
+        pinned = self._pinned
+        if pinned is not None and name in pinned:
+            return pinned[name]
+        table = self._catalog().load_table(name)
+        if pinned is not None:
+            pinned[name] = table
         return table
 
     def _load(self, name: str) -> Table:
         try:
-            return self._catalog().load_table(name)
+            return self._load_table(name)
         except NoSuchTableError as e:
             raise LakeError(
                 f"lake table {name} does not exist in {self.root}",
@@ -558,6 +590,8 @@ class Lake:
         except LakeError:
             raise
         except CommitFailedException as e:
+            if self._pinned is not None:
+                self._pinned.clear()
             raise LakeError(
                 f"{what} failed: another process changed the table ({e})",
                 "make sure only one phlo-tui process writes this home, then run again",
@@ -623,6 +657,9 @@ class Lake:
             )
             updates = (RemoveSnapshotsUpdate(snapshot_ids=expired),)  # type: ignore[call-arg]
             table.catalog.commit_table(table, requirements, updates)
+            if self._pinned is not None:
+                # That commit bypassed the Table object, which is now stale.
+                self._pinned.pop(name, None)
             return len(expired)
 
     def compact(
@@ -672,7 +709,7 @@ class Lake:
             follower = table.metadata.refs.get(fast_forward) if fast_forward is not None else None
             moves = follower is not None and follower.snapshot_id == head
             properties = {"phlo.maintenance": "compaction", **(snapshot_properties or {})}
-            with table.transaction() as tx:
+            with transaction(table) as tx:
                 if spec.is_unpartitioned():
                     tx.overwrite(
                         rows, overwrite_filter=AlwaysTrue(), snapshot_properties=properties, branch=branch
@@ -768,7 +805,8 @@ def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
     if table.metadata.snapshot_by_name("main") is None:
         try:
             # pyiceberg commits a snapshot even for an empty append: that is main's root.
-            table.append(_arrow_schema(table.schema()).empty_table(), branch="main")
+            with transaction(table) as tx:
+                tx.append(_arrow_schema(table.schema()).empty_table(), branch="main")
         except CommitFailedException:
             table = catalog.load_table(name)
     main = table.metadata.snapshot_by_name("main")
@@ -779,21 +817,21 @@ def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
         )
     if "dev" not in table.metadata.refs:
         try:
-            table.manage_snapshots().create_branch(main.snapshot_id, "dev").commit()
+            manage_snapshots(table).create_branch(main.snapshot_id, "dev").commit()
         except CommitFailedException:
             if "dev" not in catalog.load_table(name).metadata.refs:
                 raise
 
 
-def _open_catalog(database: Path, warehouse: str) -> SqlCatalog:
+def _open_catalog(database: Path, warehouse: str) -> CachingSqlCatalog:
     uri = f"sqlite:///{database}"
     try:
-        return SqlCatalog("phlo", uri=uri, warehouse=warehouse)
+        return CachingSqlCatalog("phlo", uri=uri, warehouse=warehouse)
     except OperationalError:
         # Another process created the catalog's tables at the same moment ("table iceberg_tables
         # already exists"); once it has, opening again finds them.
         time.sleep(0.2)
-        return SqlCatalog("phlo", uri=uri, warehouse=warehouse)
+        return CachingSqlCatalog("phlo", uri=uri, warehouse=warehouse)
 
 
 @dataclass(frozen=True)
@@ -818,7 +856,14 @@ def _plan_merge(
     """Read the partitions the batch touches and compute their new contents in DuckDB."""
     key, part = _ident(key_column), _ident(partition_column)
     touched = sorted(pc.unique(incoming[partition_column]).to_pylist())
-    stored_files = _files(table, head, _is_in(partition_column, touched))
+    identity = _partition_column(table) == partition_column
+
+    def partition_files(values: list[str]) -> list[str]:
+        if identity:
+            return [f.path for f in _partition_files(table, head, values)]
+        return _files(table, head, _is_in(partition_column, values))
+
+    stored_files = partition_files(touched)
     # Keys are ObjectIds, which start with their time: the key range prunes nearly every other
     # partition by file statistics, so finding keys that moved partition costs little.
     keys = pc.min_max(incoming[key_column])
@@ -836,7 +881,7 @@ def _plan_merge(
     columns = ", ".join(_ident(field.name) for field in tdef.arrow_schema)
     content = [field.name for field in tdef.arrow_schema if field.name not in BOOKKEEPING_COLUMNS]
     same = " AND ".join(f"i.{_ident(c)} IS NOT DISTINCT FROM s.{_ident(c)}" for c in content)
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.register("batch", incoming.append_column("__order", pa.array(np.arange(incoming.num_rows))))
         con.execute(
@@ -853,7 +898,7 @@ def _plan_merge(
                 ).fetchall()
             ]
             if moved_from:
-                stored_files += _files(table, head, _is_in(partition_column, moved_from))
+                stored_files += partition_files(moved_from)
         con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, table.schema(), stored_files)}")
         con.execute(
             f"CREATE TEMP TABLE matched AS SELECT i.{key} AS key, s.{part} AS old_part, "
@@ -885,9 +930,18 @@ def _plan_merge(
     )
 
 
+_ARROW_COMPARE_MAX_ROWS = 50_000
+
+
 def _same_rows(schema: Schema, files: list[str], rows: pa.Table) -> bool:
     """Whether `files` hold exactly `rows` (as a multiset, bookkeeping included)."""
-    with duckdb.connect() as con:
+    if not files:
+        return rows.num_rows == 0
+    if rows.num_rows <= _ARROW_COMPARE_MAX_ROWS:
+        same = _same_sorted(files, rows)
+        if same is not None:
+            return same
+    with scratch() as con:
         con.register("incoming", rows)
         con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, schema, files)}")
         (stored_rows,) = con.sql("SELECT count(*) FROM stored").fetchall()[0]
@@ -898,6 +952,21 @@ def _same_rows(schema: Schema, files: list[str], rows: pa.Table) -> bool:
             f"SELECT count(*) FROM (SELECT {columns} FROM incoming EXCEPT ALL SELECT {columns} FROM stored)"
         ).fetchall()[0]
         return bool(missing == 0)
+
+
+def _same_sorted(files: list[str], rows: pa.Table) -> bool | None:
+    """`_same_rows` in Arrow, both sides sorted by every column: for the small tables of the
+    hourly run, cheaper than a DuckDB query. None when Arrow cannot decide (a file without some
+    column, a type it cannot cast or sort); a NaN compares unequal, which only costs a write."""
+    try:
+        stored = pa.concat_tables([pq.read_table(path) for path in files], promote_options="permissive")
+        if set(stored.column_names) != set(rows.column_names):
+            return None
+        stored = stored.select(rows.column_names).cast(rows.schema)
+        order = [(name, "ascending") for name in rows.column_names]
+        return bool(stored.sort_by(order).equals(rows.sort_by(order)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
 
 
 def _optional(schema: pa.Schema) -> pa.Schema:
@@ -980,6 +1049,120 @@ def _head(table: Table, name: str, branch: str) -> int:
     return snapshot.snapshot_id
 
 
+@dataclass(frozen=True)
+class _StoredFile:
+    """A data file of a snapshot: its path, its value of the table's identity partition column (None
+    for an unpartitioned table) and its row count."""
+
+    path: str
+    partition: str | None
+    rows: int
+    file: DataFile = dataclasses.field(compare=False, repr=False)
+
+
+_UNKNOWN_PARTITION = object()
+_PLANNED_MAX = 512
+_planned: OrderedDict[tuple[str, str, int], tuple[tuple[_StoredFile, object], ...]] = OrderedDict()
+_planned_lock = threading.Lock()
+
+
+def _partition_files(table: Table, snapshot_id: int, partitions: Iterable[str] | None) -> list[_StoredFile]:
+    """The data files of one snapshot, or of some values of its identity partition column.
+
+    A snapshot's files never change, so each snapshot is planned from its manifests once per
+    process (pyiceberg reads and filters every manifest on each plan, several times per model).
+    Files of another partition spec than the current one are told apart by pyiceberg instead.
+    """
+    key = _plan_key(table, snapshot_id)
+    with _planned_lock:
+        entries = _planned.get(key)
+        if entries is not None:
+            _planned.move_to_end(key)
+    if entries is None:
+        column = _partition_column(table)
+        spec = table.spec()
+        position = next(
+            (i for i, f in enumerate(spec.fields) if isinstance(f.transform, IdentityTransform)), None
+        )
+        planned = []
+        for path, file in _planned_files(table, snapshot_id, None):
+            value: object = None
+            if column is not None:
+                value = _UNKNOWN_PARTITION
+                if file.spec_id == spec.spec_id and position is not None:
+                    found = file.partition[position]
+                    value = found if isinstance(found, str) or found is None else _UNKNOWN_PARTITION
+            stored = _StoredFile(path, value if isinstance(value, str) else None, file.record_count, file)
+            planned.append((stored, value))
+        entries = tuple(planned)
+        with _planned_lock:
+            _planned[key] = entries
+            while len(_planned) > _PLANNED_MAX:
+                _planned.popitem(last=False)
+    if partitions is None:
+        return [stored for stored, _ in entries]
+    wanted = set(partitions)
+    column = _partition_column(table)
+    if column is None:
+        return [stored for stored, _ in entries]
+    if any(value is _UNKNOWN_PARTITION for _, value in entries):
+        return [
+            _StoredFile(path, None, file.record_count, file)
+            for path, file in _planned_files(table, snapshot_id, _is_in(column, sorted(wanted)))
+        ]
+    return [stored for stored, value in entries if value in wanted]
+
+
+def _plan_key(table: Table, snapshot_id: int) -> tuple[str, str, int]:
+    # The location too: a lake copied elsewhere has the same table uuids and snapshot ids.
+    return (table.location(), str(table.metadata.table_uuid), snapshot_id)
+
+
+def _remember_files(
+    table: Table, parent: int, snapshot_id: int, deleted: list[DataFile], added: list[DataFile]
+) -> None:
+    """Record the files of a snapshot this process just committed on top of `parent` (when the
+    parent's are known): the parent's minus `deleted`, plus `added`, so that it need not be planned."""
+    with _planned_lock:
+        entries = _planned.get(_plan_key(table, parent))
+    if entries is None or any(value is _UNKNOWN_PARTITION for _, value in entries):
+        return
+    gone = set(deleted)
+    kept = [(stored, value) for stored, value in entries if stored.file not in gone]
+    position = next(
+        (i for i, f in enumerate(table.spec().fields) if isinstance(f.transform, IdentityTransform)), None
+    )
+    for file in added:
+        # pyiceberg sets a file's spec id when it reads it from a manifest; this one was written
+        # with the current spec, and deleting it later needs the id.
+        file.spec_id = table.spec().spec_id
+        value = file.partition[position] if position is not None else None
+        if position is not None and not isinstance(value, str):
+            return
+        kept.append((_StoredFile(_local_path(file.file_path), value, file.record_count, file), value))
+    with _planned_lock:
+        _planned[_plan_key(table, snapshot_id)] = tuple(kept)
+        while len(_planned) > _PLANNED_MAX:
+            _planned.popitem(last=False)
+
+
+def _planned_files(
+    table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None
+) -> list[tuple[str, DataFile]]:
+    scan = table.scan(
+        snapshot_id=snapshot_id, row_filter=row_filter if row_filter is not None else AlwaysTrue()
+    )
+    files = []
+    for task in scan.plan_files():
+        if task.delete_files:
+            raise LakeError(
+                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
+                "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
+            )
+        files.append((_local_path(task.file.file_path), task.file))
+    return files
+
+
 def _files(table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None) -> list[str]:
     """The data files of one snapshot (planned from its manifests, never by listing directories)."""
     scan = table.scan(
@@ -1012,10 +1195,17 @@ def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]
             f"CAST(NULL AS {_duckdb_type(f.field_type)}) AS {_ident(f.name)}" for f in schema.fields
         )
         return f"SELECT {nulls} WHERE false"
+    # Lake files never change, so the same files and columns always give the same text; building
+    # it binds the files (reads every footer), which the view or query using it does again anyway.
+    key = (tuple(files), tuple((f.name, str(f.field_type)) for f in schema.fields))
+    with _selects_lock:
+        cached = _selects.get(key)
+    if cached is not None:
+        return cached
     # The driver renders the file list as escaped literals.
     relation = con.read_parquet(files, union_by_name=True)
     present = set(relation.columns)
-    return relation.project(
+    text = relation.project(
         ", ".join(
             _ident(f.name)
             if f.name in present
@@ -1023,6 +1213,16 @@ def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]
             for f in schema.fields
         )
     ).sql_query()
+    with _selects_lock:
+        _selects[key] = text
+        while len(_selects) > _SELECTS_MAX:
+            _selects.popitem(last=False)
+    return text
+
+
+_SELECTS_MAX = 256
+_selects: OrderedDict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = OrderedDict()
+_selects_lock = threading.Lock()
 
 
 def _duckdb_type(field_type: Any) -> str:
@@ -1194,7 +1394,7 @@ def _planned_tasks(table: Table, metadata: TableMetadata, snapshot_id: int) -> l
 def _fingerprint(schema: Schema, files: list[str]) -> tuple[int, int]:
     """Row count and the sum of a hash of every column of every row: equal for the same multiset of rows."""
     columns = ", ".join(_ident(field.name) for field in schema.fields)
-    with duckdb.connect() as con:
+    with scratch() as con:
         select = _select_sql(con, schema, files)
         count, checksum = con.sql(
             f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0) FROM ({select})"

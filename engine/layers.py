@@ -9,9 +9,9 @@ from datetime import datetime
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.lake import Lake
+from engine.lake_scratch import scratch, views_cursor
 from engine.models import (
     Materialized,
     Model,
@@ -53,7 +53,10 @@ class LayerBuild:
 
 def connect(timezone: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose session zone and `phlo_timezone` variable are the user's zone."""
-    con = duckdb.connect()
+    return _in_zone(duckdb.connect(), timezone)
+
+
+def _in_zone(con: duckdb.DuckDBPyConnection, timezone: str) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET TimeZone = '{_zone(timezone)}'")
     con.execute(f"SET VARIABLE phlo_timezone = '{_zone(timezone)}'")
     return con
@@ -70,14 +73,11 @@ def local_months(rows: pa.Table, timezone: str) -> set[str]:
     """The local 'YYYY-MM' months of the readings in a raw batch."""
     if rows.num_rows == 0:
         return set()
-    con = connect(timezone)
-    try:
-        con.register("batch", rows.select(["reading_ts"]))
+    with scratch() as con:
+        _in_zone(con, timezone).register("batch", rows.select(["reading_ts"]))
         found = con.sql(
             "select distinct strftime(timezone(getvariable('phlo_timezone'), reading_ts), '%Y-%m') from batch"
         ).fetchall()
-    finally:
-        con.close()
     return {m for (m,) in found if m is not None}
 
 
@@ -104,8 +104,11 @@ class LayerBuilder:
         `dev`, and the months stay pending in the run store for the next run.
         """
         results = []
-        con = connect(self.timezone)
-        try:
+        # The process's shared DuckDB database (opening one costs more than a small model's query),
+        # whose views registered for the build are dropped when it ends; and, as the run holds the
+        # writer lease, each table is loaded from the catalog once for the build.
+        with self.lake.pinned(), views_cursor() as cursor:
+            con = _in_zone(cursor, self.timezone)
             for model in self.models:
                 checkpoint()
                 with self.store.step(run_id, f"model {model.name}") as step:
@@ -127,8 +130,6 @@ class LayerBuilder:
                         file=str(model.path.relative_to(model.path.parents[2])),
                     )
                 results.append(result)
-        finally:
-            con.close()
         return LayerBuild(tuple(results), frozenset(months) if months is not None else None)
 
     def _registrar(self, branch: str) -> Callable[[duckdb.DuckDBPyConnection, str, set[str] | None], None]:
@@ -166,10 +167,7 @@ class LayerBuilder:
 
     def _newest_reading(self) -> datetime | None:
         try:
-            newest = self.lake.read_arrow(SILVER_READINGS, "dev", columns=["reading_ts"])
+            value = self.lake.column_max(SILVER_READINGS, "dev", "reading_ts")
         except Exception:  # no silver table yet: nothing is fresh
             return None
-        if newest.num_rows == 0:
-            return None
-        value = pc.max(newest["reading_ts"]).as_py()
         return value if isinstance(value, datetime) else None

@@ -58,6 +58,13 @@ def promote(lake: Lake, store: RunStore, run_id: str | None, tables: Sequence[st
     The record is written before any ref moves, so an interruption is finished by `recover`.
     Raises PromotionError for diverged branches (nothing is moved then).
     """
+    with lake.pinned():
+        return _promote(lake, store, run_id, tables)
+
+
+def _promote(
+    lake: Lake, store: RunStore, run_id: str | None, tables: Sequence[str]
+) -> PromotionRecord | None:
     moves = [m for m in plan_moves(lake, tables) if m.changes]
     if not moves:
         return None
@@ -78,6 +85,8 @@ def promote(lake: Lake, store: RunStore, run_id: str | None, tables: Sequence[st
 
 
 def _apply(lake: Lake, promotion_id: int, tables: dict[str, dict[str, int | None]]) -> None:
+    # One table after the other: moving refs from threads was slower (the catalog's SQLite
+    # serialises the commits and its busy handler sleeps).
     for table, entry in tables.items():
         target = entry["to"]
         if target is None or lake.snapshot_id(table, "main") == target:

@@ -435,6 +435,76 @@ def test_write_model_adds_new_columns_and_nulls_missing_ones(lake: Lake) -> None
     assert con.sql(f"SELECT * FROM {MODEL}").columns == ["reading_month", "reading_date", "value"]
 
 
+def test_write_model_commits_one_snapshot_that_swaps_exactly_the_replaced_files(lake: Lake) -> None:
+    lake.write_model(MODEL, model_rows({"2024-01": 3, "2024-02": 2}), partition_by="reading_month")
+    before = lake.snapshot_id(MODEL, "dev")
+    january = lake.data_files(MODEL, "dev", "reading_month = '2024-01'")
+    february = lake.data_files(MODEL, "dev", "reading_month = '2024-02'")
+
+    # Same row count, other values: the rows are compared, not only counted.
+    head = lake.write_model(
+        MODEL,
+        model_rows({"2024-02": 2}, value=5.0),
+        partition_by="reading_month",
+        partitions={"2024-02"},
+    )
+
+    newest, parent = lake.history(MODEL, "dev")[:2]
+    assert (newest.snapshot_id, newest.operation, parent.snapshot_id) == (head, "overwrite", before)
+    assert lake.data_files(MODEL, "dev", "reading_month = '2024-01'") == january
+    assert lake.data_files(MODEL, "dev", "reading_month = '2024-02'") not in ([], february)
+    assert model_counts(lake) == [("2024-01", 3), ("2024-02", 2)]
+    # The same rows in another order are the same content: nothing is committed.
+    shuffled = model_rows({"2024-02": 2}, value=5.0).take([1, 0])
+    assert lake.write_model(MODEL, shuffled, partition_by="reading_month", partitions={"2024-02"}) is None
+    # An emptied partition loses its files; the other stays.
+    emptied = lake.write_model(
+        MODEL, model_rows({"2024-02": 1}).slice(0, 0), partition_by="reading_month", partitions={"2024-02"}
+    )
+    assert emptied is not None and model_counts(lake) == [("2024-01", 3)]
+
+
+def test_a_lake_sees_what_another_lake_object_committed(lake: Lake, tmp_path: Path) -> None:
+    lake.write_model(MODEL, model_rows({"2024-01": 3, "2024-02": 2}), partition_by="reading_month")
+    assert model_counts(lake) == [("2024-01", 3), ("2024-02", 2)]
+    # Another process's Lake on the same home (as the TUI is to the daemon).
+    other = Lake(tmp_path / "lake")
+    changed = model_rows({"2024-02": 4}, value=7.0)
+    head = other.write_model(MODEL, changed, partition_by="reading_month", partitions={"2024-02"})
+
+    assert lake.snapshot_id(MODEL, "dev") == head
+    assert model_counts(lake) == [("2024-01", 3), ("2024-02", 4)]
+    assert lake.write_model(MODEL, changed, partition_by="reading_month", partitions={"2024-02"}) is None
+
+
+def test_pinned_tables_are_loaded_once_and_a_foreign_commit_unpins(lake: Lake, tmp_path: Path) -> None:
+    lake.write_model(MODEL, model_rows({"2024-01": 1}), partition_by="reading_month")
+    other = Lake(tmp_path / "lake")
+    with lake.pinned():
+        pinned_head = lake.snapshot_id(MODEL, "dev")
+        foreign = other.write_model(MODEL, model_rows({"2024-01": 2}), partition_by="reading_month")
+        # Pinned: the run's own view of the table (the lease keeps other writers away).
+        assert lake.snapshot_id(MODEL, "dev") == pinned_head != foreign
+        with pytest.raises(LakeError, match="another process"):
+            lake.write_model(MODEL, model_rows({"2024-01": 5}), partition_by="reading_month")
+        # The failed commit unpinned the table: the next load sees the foreign commit.
+        assert lake.snapshot_id(MODEL, "dev") == foreign
+        mine = lake.write_model(MODEL, model_rows({"2024-01": 5}), partition_by="reading_month")
+    assert mine is not None and other.snapshot_id(MODEL, "dev") == mine
+    assert model_counts(other) == [("2024-01", 5)]
+
+
+def test_column_max_reads_the_branch_head(lake: Lake) -> None:
+    lake.merge(GLUCOSE_ENTRIES, glucose_rows(JAN, 5))
+    dev = lake.read_arrow(ENTRIES, "dev")
+    newest = lake.column_max(ENTRIES, "dev", "reading_ts")
+    assert newest == pc.max(dev["reading_ts"]).as_py() and newest.utcoffset() == dt.timedelta(0)
+    assert lake.column_max(ENTRIES, "dev", "sgv") == pc.max(dev["sgv"]).as_py()
+    assert lake.column_max(ENTRIES, "main", "reading_ts") is None
+    with pytest.raises(LakeError, match="no column"):
+        lake.column_max(ENTRIES, "dev", "nope")
+
+
 def test_snapshot_files_schema_and_register_files(lake: Lake) -> None:
     lake.write_model(MODEL, model_rows({"2024-01": 2}), partition_by="reading_month")
     before = lake.snapshot_id(MODEL, "dev")
