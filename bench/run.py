@@ -325,7 +325,8 @@ def cli_run(env: dict[str, str]) -> tuple[float, float]:
 def tui_first_paint(env: dict[str, str], timeout_s: float = 90.0) -> float:
     """Seconds from starting `phlo-tui` in a fresh tmux (its own server socket) until the screen
     shows glucose figures (the overview's mean or GMI); nan when they never appear."""
-    socket = f"phlo-bench-{os.getpid()}"
+    # A server socket of its own per call: a killed server's socket may linger a moment.
+    socket = f"phlo-bench-{os.getpid()}-{time.monotonic_ns()}"
     tmux = ["tmux", "-L", socket]
     command = shlex.join(
         [
