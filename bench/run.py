@@ -33,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import psutil
 import pyarrow as pa
 
 from engine.config import load_settings
@@ -325,48 +326,53 @@ def cli_run(env: dict[str, str]) -> tuple[float, float]:
 def tui_first_paint(env: dict[str, str], timeout_s: float = 90.0) -> float:
     """Seconds from starting `phlo-tui` in a fresh tmux (its own server socket) until the screen
     shows glucose figures (the overview's mean or GMI); nan when they never appear."""
-    # A server socket of its own per call: a killed server's socket may linger a moment.
+    # A server of its own per call: nothing shared with the user's tmux or with the previous call.
     socket = f"phlo-bench-{os.getpid()}-{time.monotonic_ns()}"
-    tmux = ["tmux", "-L", socket]
-    command = shlex.join(
+    tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
+    app = shlex.join(
         [
             "env",
             *(f"{k}={v}" for k, v in env.items() if k.startswith(("PHLO_", "NIGHTSCOUT_"))),
             str(Path(sys.executable).with_name("phlo-tui")),
         ]
     )
+    # Should the app end early, its last words and status stay on the screen for the report.
+    command = f'{app}; echo "phlo-tui exited with status $?"; sleep 60'
     width, height = TUI_SIZE
     started = time.perf_counter()
     subprocess.run(
-        [
-            *tmux,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            str(width),
-            "-y",
-            str(height),
-            command,
-        ],
+        [*tmux, "new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height), command],
         check=True,
         env={k: v for k, v in env.items() if k != "TMUX"},
     )
+    shell = subprocess.run(
+        [*tmux, "display-message", "-p", "-t", "tui", "#{pane_pid}"], capture_output=True, text=True
+    ).stdout.strip()
     screen = ""
     try:
-        while time.perf_counter() - started < timeout_s:
+        while time.perf_counter() - started < timeout_s and "phlo-tui exited" not in screen:
             done = subprocess.run([*tmux, "capture-pane", "-p", "-t", "tui"], capture_output=True, text=True)
             screen = done.stdout
             if TUI_FIGURES.search(screen):
                 return time.perf_counter() - started
             time.sleep(0.05)
-        print(f"the dashboard showed no glucose figures within {timeout_s:.0f} s; its screen:\n{screen}")
+        print(
+            f"the dashboard showed no glucose figures ({time.perf_counter() - started:.0f} s); its screen:\n{screen}"
+        )
         return math.nan
     finally:
+        pane = _process_tree(int(shell)) if shell.isdigit() else []
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        # The next start should find the app gone and its writer lease free.
+        psutil.wait_procs(pane, timeout=30)
+
+
+def _process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 # -- the run --------------------------------------------------------------------------------------
