@@ -37,10 +37,16 @@ import psutil
 import pyarrow as pa
 
 from engine.config import load_settings
+from engine.facade import Engine
 from engine.lake import Lake
-from engine.nightscout import DAY_MS, FetchWindow, plan_windows
+from engine.layers import connect
+from engine.models import build_model, discover_models
+from engine.nightscout import DAY_MS, FetchWindow, NightscoutConfig, configure_dlt, fetch_window, plan_windows
+from engine.publish import Publisher
+from engine.runstore import RunStore, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.tables import GLUCOSE_ENTRIES
+from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES
+from engine.validation import validate_glucose_entries
 
 if __package__ in (None, ""):
     # Run as `python bench/run.py` (also in the spawned engine child): the repository root holds `bench`.
@@ -57,6 +63,16 @@ from bench.common import (
     peak_rss_mb,
     print_table,
     step_seconds,
+)
+from bench.ingest import plain_table
+from bench.layers import (
+    Dbt,
+    DbtDatabases,
+    agreement,
+    compare,
+    load_dbt_raw,
+    upsert_dbt_raw,
+    write_dbt_project,
 )
 
 LAYER_STEPS = ("models", "gates", "promote")
@@ -107,8 +123,6 @@ def run_figures(engine: Any, run: Any, wall: float) -> dict[str, Any]:
 
 def engine_worker(conn: Connection, home: str, url: str, dsn: str) -> None:
     """One Engine, as the daemon keeps it: ("backfill", since), ("hour",) ... then ("close",)."""
-    from engine.facade import Engine
-    from engine.runstore import RunTrigger
 
     env = engine_env(Path(home), url, dsn)
     engine = Engine(load_settings(env=env, config_path=Path(env["PHLO_CONFIG"])))
@@ -169,8 +183,6 @@ class EngineChild:
 
 def fetch_ours(url: str, windows: list[FetchWindow]) -> tuple[float, float, int]:
     """The engine's fetch (dlt rest_api) and its validation into the lake-ready Arrow batch."""
-    from engine.nightscout import NightscoutConfig, fetch_window
-    from engine.validation import validate_glucose_entries
 
     config = NightscoutConfig(url=url, page_size=10_000)
     fetch_s = build_s = 0.0
@@ -188,8 +200,6 @@ def fetch_ours(url: str, windows: list[FetchWindow]) -> tuple[float, float, int]
 
 def fetch_baseline(url: str, windows: list[FetchWindow]) -> tuple[float, float, int]:
     """httpx + json for the same pages, then a pyarrow table of the lake's columns (bench/ingest.py)."""
-    from bench.ingest import plain_table
-
     fetch_s = build_s = 0.0
     rows = 0
     with httpx.Client(timeout=60.0) as client:
@@ -228,10 +238,6 @@ IGLU_METRICS: dict[str, Callable[[Any], Any]] = {
 def metrics_ours(lake: Lake) -> tuple[float, pa.Table]:
     """A full refresh of gold.fct_daily_glucose_metrics in DuckDB: its input (silver readings, the
     Parquet files of dev's head) registered, the model's SQL run, the output as Arrow. No lake write."""
-    from engine.layers import connect
-    from engine.models import build_model, discover_models
-    from engine.tables import RAW_TABLES
-
     model = next(m for m in discover_models(sources=[t.name for t in RAW_TABLES]) if m.name == GOLD_DAILY)
     con = connect(TIMEZONE)
     try:
@@ -387,6 +393,7 @@ class Figures:
     dbt: dict[str, list[float]] = field(default_factory=lambda: {"warm": [], "cli": []})
     dbt_agree: bool = False
     cli: list[tuple[float, float]] = field(default_factory=list)
+    cli_steps: list[dict[str, float]] = field(default_factory=list)
     publish: list[float] = field(default_factory=list)
     publish_rows: int = 0
     fetch: dict[str, list[tuple[float, float, int]]] = field(default_factory=lambda: {"ours": [], "base": []})
@@ -449,18 +456,6 @@ def main(argv: list[str] | None = None) -> None:
 def measure(
     out: Figures, tmp: Path, url: str, pg: Any, since: date, clock: SimulatorClock, repeats: int, hours: int
 ) -> None:
-    from bench.layers import (
-        Dbt,
-        DbtDatabases,
-        agreement,
-        compare,
-        load_dbt_raw,
-        upsert_dbt_raw,
-        write_dbt_project,
-    )
-    from engine.nightscout import configure_dlt
-    from engine.runstore import RunStore
-
     since_ms = int(datetime.combine(since, datetime.min.time(), ZoneInfo(TIMEZONE)).timestamp() * 1000)
     until_ms = int(clock() * 1000)
     windows = plan_windows(since_ms - DAY_MS, until_ms, WINDOW_DAYS)
@@ -477,23 +472,36 @@ def measure(
         f"backfill: {out.backfill['wall_s']:.2f} s, publish {publish_text(out.backfill['publish'])}",
         flush=True,
     )
-
     lake = Lake(home / "lake")
+    warm_hours(out, tmp, lake, engine, clock, hours)
+    out.peak_rss_mb = engine.close()
+
+    env = clean_env(engine_env(home, url, dsn))
+    cold_runs(out, env, clock, repeats)
+    publishes(out, tmp, home, url, lake, pg, repeats)
+    year = [w for w in windows if w.end_ms > until_ms - 366 * DAY_MS]
+    fetches(out, tmp, url, year, repeats)
+    daily_metrics(out, lake, repeats)
+    for _ in range(min(repeats, 3)):
+        out.tui.append(tui_first_paint(env))
+        print(f"dashboard first paint: {out.tui[-1]:.2f} s", flush=True)
+
+
+def warm_hours(
+    out: Figures, tmp: Path, lake: Lake, engine: EngineChild, clock: SimulatorClock, hours: int
+) -> None:
+    """One simulator hour at a time: ours in the warm engine process, then dbt on the rows our run
+    stored and the months it touched, warm and as a CLI process in alternating order. Hour 0 is
+    untimed, for both."""
     raw = lake.read_arrow(GLUCOSE_ENTRIES.name, "dev")
     out.rows = raw.num_rows
-    from engine.models import discover_models
-    from engine.tables import RAW_TABLES
-
     models = discover_models(sources=[t.name for t in RAW_TABLES])
     databases = DbtDatabases(tmp / "dbt" / "phlo.duckdb", tmp / "dbt" / "phlo_cli.duckdb")
     write_dbt_project(tmp / "dbt", databases, models, TIMEZONE)
     for database in databases.both():
         load_dbt_raw(database, raw)
-    dbt = Dbt(tmp / "dbt")
     del raw
-
-    # Warm hours: ours in the engine process, then dbt on the same new rows and months, warm and CLI
-    # in alternating order. Hour 0 is untimed, for both.
+    dbt = Dbt(tmp / "dbt")
     for hour in range(hours + 1):
         clock.advance(HOUR_S)
         ours = engine.ask("hour")
@@ -518,47 +526,58 @@ def measure(
         agreement(compare(lake, models, databases.in_process))[0]
         and agreement(compare(lake, models, databases.cli))[0]
     )
-    out.peak_rss_mb = engine.close()
 
-    # Cold: a `phlo-tui run` process per simulator hour on the same home (the engine process has
-    # released the writer lease).
-    env = clean_env(engine_env(home, url, dsn))
+
+def cold_runs(out: Figures, env: dict[str, str], clock: SimulatorClock, repeats: int) -> None:
+    """A `phlo-tui run` process per simulator hour on the same home, once the engine process has
+    released the writer lease."""
     for _ in range(repeats):
         clock.advance(HOUR_S)
         out.cli.append(cli_run(env))
-        print(f"phlo-tui run: {out.cli[-1][0]:.2f} s, peak RSS {out.cli[-1][1]:.0f} MB", flush=True)
+        store = RunStore(Path(env["PHLO_HOME"]) / "runs.sqlite")
+        try:
+            steps = step_seconds(store.list_runs(1)[0].steps)
+        finally:
+            store.close()
+        out.cli_steps.append(steps)
+        print(
+            f"phlo-tui run: {out.cli[-1][0]:.2f} s, peak RSS {out.cli[-1][1]:.0f} MB; its steps "
+            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in steps.items()),
+            flush=True,
+        )
 
-    # Publishing the promoted marts into a fresh database each time (nothing to skip as unchanged).
-    from engine.publish import Publisher
 
+def publishes(out: Figures, tmp: Path, home: Path, url: str, lake: Lake, pg: Any, repeats: int) -> None:
+    """The last promotion published into a fresh database each time: nothing is skipped as unchanged."""
     store = RunStore(home / "runs.sqlite")
     try:
         record = store.last_promotion()
     finally:
         store.close()
-    assert record is not None
+    assert record is not None, "the runs promoted nothing"
     for r in range(repeats):
         target = pg.create_database(f"publish_{r}")
-        settings = load_settings(env={**engine_env(home, url, target)}, config_path=tmp / "no-config.toml")
+        settings = load_settings(env=engine_env(home, url, target), config_path=tmp / "no-config.toml")
         publisher = Publisher(settings, lake)
         try:
-            began = time.perf_counter()
+            started = time.perf_counter()
             outcome = publisher.publish(record)
-            out.publish.append(time.perf_counter() - began)
+            out.publish.append(time.perf_counter() - started)
         finally:
             publisher.close()
         out.publish_rows = outcome.published_rows
     print(f"publish: {', '.join(f'{s:.2f}' for s in out.publish)} s, {out.publish_rows:,} rows", flush=True)
 
-    # Fetch (the last year at most): ours against httpx + pyarrow, alternating.
+
+def fetches(out: Figures, tmp: Path, url: str, windows: list[FetchWindow], repeats: int) -> None:
+    """Ours against httpx + pyarrow over the same windows, alternating."""
     configure_dlt(tmp / "fetch-home")
     import dlt.sources.rest_api  # noqa: F401 - paid once per process, kept out of the timed fetches
 
-    year = [w for w in windows if w.end_ms > until_ms - 366 * DAY_MS]
-    fetch_ours(url, year[-1:])
+    fetch_ours(url, windows[-1:])
     for r in range(repeats):
         timed = alternate(
-            r, {"ours": lambda: fetch_ours(url, year), "base": lambda: fetch_baseline(url, year)}
+            r, {"ours": lambda: fetch_ours(url, windows), "base": lambda: fetch_baseline(url, windows)}
         )
         for name, result in timed.items():
             out.fetch[name].append(result)
@@ -568,7 +587,9 @@ def measure(
         flush=True,
     )
 
-    # Daily metrics over the whole history: the gold model against iglu, alternating.
+
+def daily_metrics(out: Figures, lake: Lake, repeats: int) -> None:
+    """The gold model against iglu over the whole history, alternating; then their values compared."""
     readings = lake.read_arrow(SILVER_READINGS, "dev", columns=["reading_ts", "glucose_mg_dl"])
     found: dict[str, Any] = {}
     for r in range(repeats):
@@ -583,11 +604,6 @@ def measure(
         f"agree {out.iglu_agree}",
         flush=True,
     )
-
-    # The dashboard's first paint on the same home.
-    for _ in range(min(repeats, 3)):
-        out.tui.append(tui_first_paint(env))
-        print(f"dashboard first paint: {out.tui[-1]:.2f} s", flush=True)
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -629,6 +645,7 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
         "backfill_s": round(out.backfill["wall_s"], 3),
         "incremental_run_s": round(incremental, 4),
         "cli_cold_run_s": round(cli, 3),
+        "cli_cold_run_steps_s": round(median(sum(steps.values()) for steps in out.cli_steps), 3),
         "layers_incremental_s": round(layers, 4),
         "dbt_incremental_cli_s": round(dbt_cli, 3),
         "dbt_incremental_warm_s": round(dbt_warm, 3),
@@ -676,6 +693,8 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
     for step in HOURLY_STEPS:
         line(f"  {step}", None, hourly(step))
     line("  the same as a fresh `phlo-tui run` process", "cli_cold_run_s", cli)
+    cli_recorded = median(sum(steps.values()) for steps in out.cli_steps)
+    line("    of which its recorded steps (the rest: start-up, imports, opening)", None, cli_recorded)
     line(
         "layers + gates + promote | dbt-duckdb `dbt run` process", "ratio_vs_dbt_duckdb_cli", layers, dbt_cli
     )
