@@ -41,9 +41,22 @@ class SimulatorClock:
         self.moved_s += seconds
 
 
-def peak_rss_mb() -> float:
-    """Peak RSS of this process (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak RSS of a process since its exec (VmHWM), in MB.
+
+    Not ru_maxrss: Linux carries the parent's RSS at fork (vfork) into a child's ru_maxrss when it
+    execs, so a small child of a big bench process would report the parent's size.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    if pid == "self":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return float("nan")
 
 
 def current_rss_mb() -> float:

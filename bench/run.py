@@ -315,18 +315,28 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def cli_run(env: dict[str, str]) -> tuple[float, float]:
-    """`phlo-tui run` as a fresh process: (seconds from spawn to exit, its peak RSS in MB)."""
+    """`phlo-tui run` as a fresh process: (seconds from spawn to exit, its peak RSS in MB).
+
+    The peak is its VmHWM, polled every 10 ms until it exits (growth in its last 10 ms is missed);
+    its ru_maxrss would include this bench process's RSS (see bench.common.peak_rss_mb).
+    """
     command = [str(Path(sys.executable).with_name("phlo-tui")), "run"]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    # wait4 gives this child's own rusage; stdout is small enough for the pipe buffer.
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    output = process.stdout.read().decode() if process.stdout else ""
-    if process.returncode != 0:
-        raise SystemExit(f"phlo-tui run exited {process.returncode}:\n{output}")
-    return seconds, usage.ru_maxrss / 1024
+    peak = 0.0
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            peak = max(peak, nan_to_zero(peak_rss_mb(process.pid)))
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+        if process.returncode != 0:
+            output.seek(0)
+            raise SystemExit(f"phlo-tui run exited {process.returncode}:\n{output.read().decode()}")
+    return seconds, peak
+
+
+def nan_to_zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
 
 
 def tui_first_paint(env: dict[str, str], timeout_s: float = 90.0) -> float:
