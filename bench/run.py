@@ -123,7 +123,6 @@ def run_figures(engine: Any, run: Any, wall: float) -> dict[str, Any]:
 
 def engine_worker(conn: Connection, home: str, url: str, dsn: str) -> None:
     """One Engine, as the daemon keeps it: ("backfill", since), ("hour",) ... then ("close",)."""
-
     env = engine_env(Path(home), url, dsn)
     engine = Engine(load_settings(env=env, config_path=Path(env["PHLO_CONFIG"])))
     conn.send("ready")
@@ -152,6 +151,8 @@ def publish_text(summary: Any) -> str:
 
 
 class EngineChild:
+    """The engine process, from the bench's side: one request, one answer; a failed run ends the bench."""
+
     def __init__(self, ctx: Any, home: Path, url: str, dsn: str) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=engine_worker, args=(child, str(home), url, dsn))
