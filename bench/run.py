@@ -480,7 +480,8 @@ def measure(
     engine = EngineChild(mp.get_context("spawn"), home, url, dsn)
     out.backfill = engine.ask("backfill", since.isoformat())
     print(
-        f"backfill: {out.backfill['wall_s']:.2f} s, publish {publish_text(out.backfill['publish'])}",
+        f"backfill: {out.backfill['wall_s']:.2f} s, publish {publish_text(out.backfill['publish'])}, "
+        f"engine peak RSS so far {out.backfill['peak_rss_mb']:.0f} MB",
         flush=True,
     )
     lake = Lake(home / "lake")
@@ -677,6 +678,7 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
         "publish_rows": out.publish_rows,
         "tui_first_paint_s": round(median(out.tui), 3),
         "peak_rss_mb": round(out.peak_rss_mb, 1),
+        "peak_rss_after_backfill_mb": round(out.backfill["peak_rss_mb"], 1),
         "cli_peak_rss_mb": round(max(c[1] for c in out.cli), 1),
         "bench_s": round(total_s, 1),
         "targets": {k: f"{op} {bound:g}" for k, (op, bound) in TARGETS.items()},
