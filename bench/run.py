@@ -380,6 +380,8 @@ def tui_first_paint(env: dict[str, str], timeout_s: float = 90.0) -> float:
     finally:
         pane = _process_tree(int(shell)) if shell.isdigit() else []
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        # tmux leaves the socket file of a killed server behind.
+        (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / socket).unlink(missing_ok=True)
         # The next start should find the app gone and its writer lease free.
         psutil.wait_procs(pane, timeout=30)
 
