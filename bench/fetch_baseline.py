@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -21,27 +20,14 @@ from engine.nightscout import (
 )
 from engine.simulator import SimulatorServer
 
+if __package__ in (None, ""):
+    # Run as `python bench/fetch_baseline.py`: the repository root holds `bench`.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PAGE_SIZE, WINDOW_DAYS, fetch_plain
+
 DAYS = 365
-WINDOW_DAYS = 30
-PAGE_SIZE = 10000
 ROUNDS = 3
-
-
-def fetch_baseline(client: httpx.Client, url: str, window: FetchWindow) -> list[dict[str, Any]]:
-    """The same newest-first paging as the source, with nothing but httpx and json."""
-    entries: list[dict[str, Any]] = []
-    lt = window.end_ms
-    while True:
-        params = {"count": PAGE_SIZE, "find[date][$gte]": window.start_ms, "find[date][$lt]": lt}
-        response = client.get(f"{url}/api/v1/entries/sgv.json", params=params)
-        response.raise_for_status()
-        page = json.loads(response.content)
-        if len(page) < PAGE_SIZE:
-            entries.extend(page)
-            return entries
-        oldest = min(entry["date"] for entry in page)
-        entries.extend(entry for entry in page if entry["date"] > oldest)
-        lt = oldest + 1
 
 
 def timed_dlt(config: NightscoutConfig, windows: list[FetchWindow]) -> tuple[float, int]:
@@ -53,7 +39,7 @@ def timed_dlt(config: NightscoutConfig, windows: list[FetchWindow]) -> tuple[flo
 def timed_baseline(url: str, windows: list[FetchWindow]) -> tuple[float, int]:
     started = time.perf_counter()
     with httpx.Client(timeout=30.0) as client:
-        count = sum(len(fetch_baseline(client, url, window)) for window in windows)
+        count = sum(len(fetch_plain(client, url, window)) for window in windows)
     return time.perf_counter() - started, count
 
 

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
-import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,10 +39,24 @@ from engine.nightscout import DAY_MS, FetchWindow, plan_windows
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from engine.tables import GLUCOSE_ENTRIES
 
-TIMEZONE = "Europe/Berlin"
-SEED = 42
-PAGE_SIZE = 10_000
-WINDOW_DAYS = 30
+if __package__ in (None, ""):
+    # Run as `python bench/ingest.py` (also in the spawned children): the repository root holds `bench`.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    PAGE_SIZE,
+    SEED,
+    TIMEZONE,
+    WINDOW_DAYS,
+    SimulatorClock,
+    current_rss_mb,
+    fetch_plain,
+    median,
+    peak_rss_mb,
+    print_table,
+    step_seconds,
+)
+
 HOUR_MS = 3_600_000
 LOOKBACK_MS = 60 * 60_000
 INGEST_STEPS = ("fetch", "validate", "merge")
@@ -63,17 +75,6 @@ SOURCE_KEYS = {"date_string": "dateString", "sys_time": "sysTime", "utc_offset":
 # -- measurement helpers --------------------------------------------------------------------------
 
 
-def peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
 class Stopwatch:
     """Sums seconds per phase name."""
 
@@ -87,15 +88,6 @@ class Stopwatch:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-
-
-def step_seconds(steps: list[Any]) -> dict[str, float]:
-    """Seconds per step name of one recorded run ("model ..." steps summed as "models")."""
-    out: dict[str, float] = {}
-    for step in steps:
-        name = "models" if step.name.startswith("model ") else step.name
-        out[name] = out.get(name, 0.0) + (step.seconds or 0.0)
-    return out
 
 
 def other_steps(runs: list[dict[str, Any]]) -> list[str]:
@@ -214,23 +206,6 @@ def pieces_backfill(conn: Connection, home: str, url: str, since_ms: int, until_
 # -- the baseline, in a child process -------------------------------------------------------------
 
 
-def fetch_plain(client: httpx.Client, url: str, window: FetchWindow) -> list[dict[str, Any]]:
-    """The source's newest-first paging with nothing but httpx and json (as bench/fetch_baseline.py)."""
-    entries: list[dict[str, Any]] = []
-    lt = window.end_ms
-    while True:
-        params = {"count": PAGE_SIZE, "find[date][$gte]": window.start_ms, "find[date][$lt]": lt}
-        response = client.get(f"{url}/api/v1/entries/sgv.json", params=params)
-        response.raise_for_status()
-        page = json.loads(response.content)
-        if len(page) < PAGE_SIZE:
-            entries.extend(page)
-            return entries
-        oldest = min(entry["date"] for entry in page)
-        entries.extend(entry for entry in page if entry["date"] > oldest)
-        lt = oldest + 1
-
-
 def _whole_number(value: Any) -> Any:
     # Some uploaders send sgv as a string; the one coercion a plain loader cannot skip.
     return int(value) if isinstance(value, str) else value
@@ -326,21 +301,6 @@ def baseline_hourly(conn: Connection, root: str, url: str) -> None:
 # -- the parent: simulator, alternation, report ---------------------------------------------------
 
 
-@dataclass
-class SimulatorClock:
-    """The simulator's 'now': pinned `behind_s` behind real time at start, moved on by `advance`."""
-
-    start: float
-    behind_s: float
-    moved_s: float = 0.0
-
-    def __call__(self) -> float:
-        return self.start - self.behind_s + self.moved_s
-
-    def advance(self, seconds: float) -> None:
-        self.moved_s += seconds
-
-
 def in_child(ctx: Any, target: Callable[..., None], *args: Any) -> tuple[dict[str, Any], float]:
     """Run `target(conn, *args)` in a fresh interpreter; its one message and the seconds to it from spawn."""
     parent, child = ctx.Pipe()
@@ -377,10 +337,6 @@ class Worker:
     def stop(self) -> None:
         self.conn.send("stop")
         self.process.join()
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def ingest_s(steps: dict[str, float]) -> float:
@@ -593,19 +549,12 @@ def report(
         digits=3,
     )
 
-    header = ("figure", "engine", "pieces", "baseline", "eng/base", "target")
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
     print()
     print(
         f"medians of {repeats} backfill repeat(s) and {len(h_engine)} warm hourly run(s); "
         "eng/base = engine time / baseline time"
     )
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                c.ljust(w) if n == 0 else c.rjust(w) for n, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+    print_table(("figure", "engine", "pieces", "baseline", "eng/base", "target"), rows)
     agree = all(r["fetched"] == engine[0]["fetched"] for r in engine + pieces + base)
     statuses = sorted({r["status"] for r in engine + h_engine})
     print(

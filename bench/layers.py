@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,8 +47,12 @@ from engine.runstore import RunRecord, RunStore, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from engine.tables import GLUCOSE_ENTRIES
 
-TIMEZONE = "Europe/Berlin"
-SEED = 42
+if __package__ in (None, ""):
+    # Run as `python bench/layers.py`: the repository root holds `bench`.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import SEED, TIMEZONE, SimulatorClock, median, print_table, step_seconds
+
 LAYER_STEPS = ("models", "gates", "promote")
 DOUBLE_DIGITS = 9
 
@@ -310,21 +313,6 @@ def agreement(found: dict[str, tuple[Fingerprint, Fingerprint]]) -> tuple[bool, 
 # -- ours -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class SimulatorClock:
-    """The simulator's 'now': pinned `behind_s` behind real time at start, moved on by `advance`."""
-
-    start: float
-    behind_s: float
-    moved_s: float = 0.0
-
-    def __call__(self) -> float:
-        return self.start - self.behind_s + self.moved_s
-
-    def advance(self, seconds: float) -> None:
-        self.moved_s += seconds
-
-
 def model_steps(run: RunRecord) -> dict[str, tuple[float, float]]:
     """Per model (file stem): the step's seconds and, of those, the SQL's (inputs registered, query
     run, output in Arrow); the rest is writing to the lake (compare with the stored rows, commit)."""
@@ -333,14 +321,6 @@ def model_steps(run: RunRecord) -> dict[str, tuple[float, float]]:
         for step in run.steps
         if step.name.startswith("model ")
     }
-
-
-def step_seconds(run: RunRecord) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for step in run.steps:
-        name = "models" if step.name.startswith("model ") else step.name
-        out[name] = out.get(name, 0.0) + (step.seconds or 0.0)
-    return out
 
 
 def cold_full_refresh(root: Path, raw: pa.Table, models: list[Model]) -> tuple[float, float]:
@@ -368,10 +348,6 @@ def model_heads(engine: Engine) -> dict[str, int | None]:
 
 
 # -- main -----------------------------------------------------------------------------------------
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 @dataclass
@@ -420,7 +396,7 @@ def main() -> None:
             started = time.perf_counter()
             backfill = engine.backfill(since)
             out.backfill_s = time.perf_counter() - started
-            out.first_build_s = step_seconds(engine.list_runs(1)[0])["models"]
+            out.first_build_s = step_seconds(engine.list_runs(1)[0].steps)["models"]
             raw = engine.lake.read_arrow(GLUCOSE_ENTRIES.name, "dev")
             out.raw_rows = raw.num_rows
             print(
@@ -451,7 +427,7 @@ def full_refreshes(
     for r in range(repeats):
         heads = model_heads(engine)
         contenders: list[Callable[[], None]] = [
-            lambda: full["ours"].append(step_seconds(engine.run_now(full_refresh=True))["models"]),
+            lambda: full["ours"].append(step_seconds(engine.run_now(full_refresh=True).steps)["models"]),
             lambda: full["warm"].append(dbt.warm("--full-refresh")),
             lambda: full["cli"].append(dbt.cli("--full-refresh")),
         ]
@@ -478,7 +454,7 @@ def incremental_hours(
         run = engine.run_now(RunTrigger.SCHEDULE)
         wall = time.perf_counter() - started
         recorded = engine.list_runs(1)[0]
-        seconds = step_seconds(recorded)
+        seconds = step_seconds(recorded.steps)
         new_rows = engine.lake.read_arrow(
             GLUCOSE_ENTRIES.name, "dev", row_filter=f"_phlo_run_id == '{run.id}'"
         )
@@ -551,16 +527,9 @@ def report(out: Results, repeats: int, hours: int) -> None:
         digits=3,
     )
 
-    header = ("figure", "ours", "dbt-duckdb", "dbt/ours", "target")
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
     print()
     print(f"medians of {repeats} full refresh(es) and {hours} hourly run(s); dbt/ours = dbt time / our time")
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                c.ljust(w) if n == 0 else c.rjust(w) for n, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+    print_table(("figure", "ours", "dbt-duckdb", "dbt/ours", "target"), rows)
     print(f"full refresh over unchanged tables committed {out.unchanged_wrote} table write(s) (expected 0)")
     full_ok, full_lines = agreement(out.full_agree)
     incremental_ok, incremental_lines = agreement(out.incremental_agree)

@@ -1,0 +1,757 @@
+"""Bench: the headline figures in one run, ours against the peers, on generated simulator data.
+
+    uv run --extra bench python bench/run.py [--quick] [--days N] [--repeats N] [--hours N]
+
+One year of history with --quick, five years without. Everything runs in this process tree: the
+simulator (over loopback HTTP) and a throwaway PostgreSQL in this process, the engine in a child
+process of its own (so that its peak RSS is its own), dbt-duckdb, iglu-python and the httpx +
+pyarrow baseline here, the `phlo-tui run` CLI and the dashboard as subprocesses. Peers are timed
+in the same run, alternating with ours, and every figure is a median of repeats; ratios are peer
+seconds over ours. Prints a table, then one JSON line (the last line). Asserts nothing about time:
+the targets are printed beside the figures with ✓ or ✗.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import psutil
+import pyarrow as pa
+
+from engine.config import load_settings
+from engine.facade import Engine
+from engine.lake import Lake
+from engine.layers import connect
+from engine.models import build_model, discover_models
+from engine.nightscout import DAY_MS, FetchWindow, NightscoutConfig, configure_dlt, fetch_window, plan_windows
+from engine.publish import Publisher
+from engine.runstore import RunStore, RunTrigger
+from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES
+from engine.validation import validate_glucose_entries
+
+if __package__ in (None, ""):
+    # Run as `python bench/run.py` (also in the spawned engine child): the repository root holds `bench`.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    HOUR_S,
+    SEED,
+    TIMEZONE,
+    WINDOW_DAYS,
+    SimulatorClock,
+    fetch_plain,
+    median,
+    peak_rss_mb,
+    print_table,
+    step_seconds,
+)
+from bench.ingest import plain_table
+from bench.layers import (
+    Dbt,
+    DbtDatabases,
+    agreement,
+    compare,
+    load_dbt_raw,
+    upsert_dbt_raw,
+    write_dbt_project,
+)
+
+LAYER_STEPS = ("models", "gates", "promote")
+HOURLY_STEPS = ("fetch", "validate", "merge", "models", "gates", "promote", "publish")
+GOLD_DAILY = "gold.fct_daily_glucose_metrics"
+SILVER_READINGS = "silver.fct_glucose_readings"
+# iglu and ours compute in double precision over the same values; only summation order differs.
+IGLU_TOLERANCE = 1e-9
+# The overview's band panel once it has figures: "GMI 6.9%" or "mean 142 mg/dL".
+TUI_FIGURES = re.compile(r"GMI\s*\d+(\.\d+)?\s*%|mean\s+\d+(\.\d+)?\s*(mg/dL|mmol/L)")
+TUI_SIZE = (120, 40)
+
+# key: (comparison, bound); printed beside the figure, never asserted.
+TARGETS: dict[str, tuple[str, float]] = {
+    "ratio_vs_dbt_duckdb": (">=", 3.0),
+    "ratio_vs_iglu": (">=", 5.0),
+    "incremental_run_s": ("<=", 2.0),
+    "peak_rss_mb": ("<=", 600.0),
+}
+
+
+# -- the engine, in a child process ---------------------------------------------------------------
+
+
+def engine_env(home: Path, url: str, dsn: str) -> dict[str, str]:
+    return {
+        "PHLO_HOME": str(home),
+        "NIGHTSCOUT_URL": url,
+        "PHLO_TIMEZONE": TIMEZONE,
+        "PHLO_POSTGRES_DSN": dsn,
+        "PHLO_CONFIG": str(home.parent / "no-config.toml"),
+    }
+
+
+def run_figures(engine: Any, run: Any, wall: float) -> dict[str, Any]:
+    recorded = engine.list_runs(1)[0]
+    return {
+        "id": run.id,
+        "status": str(run.status),
+        "error": run.error,
+        "wall_s": wall,
+        "steps": step_seconds(recorded.steps),
+        "months": list(run.summary.get("months", [])),
+        "publish": run.summary.get("publish"),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def engine_worker(conn: Connection, home: str, url: str, dsn: str) -> None:
+    """One Engine, as the daemon keeps it: ("backfill", since), ("hour",) ... then ("close",)."""
+    env = engine_env(Path(home), url, dsn)
+    engine = Engine(load_settings(env=env, config_path=Path(env["PHLO_CONFIG"])))
+    conn.send("ready")
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "close":
+                break
+            started = time.perf_counter()
+            if message[0] == "backfill":
+                run = engine.backfill(message[1])
+            else:
+                run = engine.run_now(RunTrigger.SCHEDULE)
+            conn.send(run_figures(engine, run, time.perf_counter() - started))
+    finally:
+        # Closing releases the writer lease: the CLI and the dashboard take it next.
+        engine.close()
+    conn.send({"peak_rss_mb": peak_rss_mb()})
+
+
+def publish_text(summary: Any) -> str:
+    """A run's publish summary in brief: the statuses of its tables, or why it was skipped."""
+    if isinstance(summary, dict):
+        return "/".join(sorted(set(summary.values())))
+    return str(summary)
+
+
+class EngineChild:
+    """The engine process, from the bench's side: one request, one answer; a failed run ends the bench."""
+
+    def __init__(self, ctx: Any, home: Path, url: str, dsn: str) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=engine_worker, args=(child, str(home), url, dsn))
+        self.process.start()
+        child.close()
+        if self.conn.recv() != "ready":
+            raise SystemExit("the engine process did not start")
+
+    def ask(self, *message: Any) -> dict[str, Any]:
+        self.conn.send(message)
+        try:
+            result: dict[str, Any] = self.conn.recv()
+        except EOFError:
+            self.process.join()
+            raise SystemExit(f"the engine process died (exit code {self.process.exitcode})") from None
+        if "status" in result and result["status"] != "succeeded":
+            raise SystemExit(f"engine run {result['status']}: {result['error']}")
+        return result
+
+    def close(self) -> float:
+        """Peak RSS of the engine process, MB."""
+        peak = self.ask("close")["peak_rss_mb"]
+        self.process.join()
+        return float(peak)
+
+
+# -- fetch: dlt + pandera to Arrow against httpx + json + pyarrow ---------------------------------
+
+
+def fetch_ours(url: str, windows: list[FetchWindow]) -> tuple[float, float, int]:
+    """The engine's fetch (dlt rest_api) and its validation into the lake-ready Arrow batch."""
+
+    config = NightscoutConfig(url=url, page_size=10_000)
+    fetch_s = build_s = 0.0
+    rows = 0
+    for window in windows:
+        started = time.perf_counter()
+        entries = fetch_window(config, window)
+        fetched = time.perf_counter()
+        batch = validate_glucose_entries(entries, run_id="bench", source=url, now=datetime.now(UTC))
+        fetch_s += fetched - started
+        build_s += time.perf_counter() - fetched
+        rows += batch.valid.num_rows
+    return fetch_s, build_s, rows
+
+
+def fetch_baseline(url: str, windows: list[FetchWindow]) -> tuple[float, float, int]:
+    """httpx + json for the same pages, then a pyarrow table of the lake's columns (bench/ingest.py)."""
+    fetch_s = build_s = 0.0
+    rows = 0
+    with httpx.Client(timeout=60.0) as client:
+        for window in windows:
+            started = time.perf_counter()
+            entries = fetch_plain(client, url, window)
+            fetched = time.perf_counter()
+            table = plain_table(entries, datetime.now(UTC))
+            fetch_s += fetched - started
+            build_s += time.perf_counter() - fetched
+            rows += table.num_rows
+    return fetch_s, build_s, rows
+
+
+# -- daily metrics: ours (gold model in DuckDB) against iglu-python --------------------------------
+
+# Our gold column -> how to get the same figure from iglu's per-day frame.
+IGLU_METRICS: dict[str, Callable[[Any], Any]] = {
+    "avg_glucose_mg_dl": lambda r: r["mean"],
+    "stddev_glucose_mg_dl": lambda r: r["SD"],
+    "cv_pct": lambda r: r["CV"],
+    "estimated_a1c_pct": lambda r: r["GMI"],
+    "time_in_range_pct": lambda r: r["in_range_70_180"],
+    "time_very_low_pct": lambda r: r["below_54"],
+    "time_below_range_pct": lambda r: r["below_70"],
+    "time_low_pct": lambda r: r["below_70"] - r["below_54"],
+    "time_above_range_pct": lambda r: r["above_180"],
+    "time_high_pct": lambda r: r["above_180"] - r["above_250"],
+    "time_very_high_pct": lambda r: r["above_250"],
+    "gri": lambda r: r["GRI"],
+    "lbgi": lambda r: r["LBGI"],
+    "hbgi": lambda r: r["HBGI"],
+}
+
+
+def metrics_ours(lake: Lake) -> tuple[float, pa.Table]:
+    """A full refresh of gold.fct_daily_glucose_metrics in DuckDB: its input (silver readings, the
+    Parquet files of dev's head) registered, the model's SQL run, the output as Arrow. No lake write."""
+    model = next(m for m in discover_models(sources=[t.name for t in RAW_TABLES]) if m.name == GOLD_DAILY)
+    con = connect(TIMEZONE)
+    try:
+        started = time.perf_counter()
+        result = build_model(con, model, None, lambda c, name, _: lake.register_duckdb(c, name, "dev"))
+        seconds = time.perf_counter() - started
+    finally:
+        con.close()
+    assert result.output is not None
+    return seconds, result.output
+
+
+def metrics_iglu(readings: pa.Table) -> tuple[float, Any]:
+    """iglu-python's daily metrics, each local day a subject: the frame built from the same silver
+    readings (Arrow, in memory) and every iglu function that matches a gold column."""
+    import iglu_python as iglu
+    import pandas as pd
+
+    started = time.perf_counter()
+    local = readings["reading_ts"].to_pandas().dt.tz_convert(TIMEZONE)
+    data = pd.DataFrame(
+        {
+            "id": local.dt.date.astype(str),
+            "time": local,
+            "gl": readings["glucose_mg_dl"].to_pandas().astype(float),
+        }
+    )
+    frames = [
+        iglu.mean_glu(data),
+        iglu.sd_glu(data),
+        iglu.cv_glu(data),
+        iglu.gmi(data),
+        iglu.in_range_percent(data, target_ranges=[[70, 180]]),
+        iglu.below_percent(data, targets_below=[54, 70]),
+        iglu.above_percent(data, targets_above=[180, 250]),
+        iglu.gri(data),
+        iglu.lbgi(data),
+        iglu.hbgi(data),
+    ]
+    merged = frames[0]
+    for frame in frames[1:]:
+        merged = merged.merge(frame, on="id")
+    return time.perf_counter() - started, merged.set_index("id")
+
+
+def iglu_agreement(ours: pa.Table, theirs: Any) -> tuple[bool, dict[str, float]]:
+    """Max abs difference per metric over the days, and whether every one is within tolerance."""
+    rows = {str(r["reading_date"]): r for r in ours.to_pylist()}
+    same_days = sorted(rows) == sorted(theirs.index)
+    diffs: dict[str, float] = {}
+    agree = same_days
+    for column, pick in IGLU_METRICS.items():
+        worst = 0.0
+        for day, ref in theirs.iterrows():
+            if day not in rows:
+                continue
+            mine, expected = rows[day][column], float(pick(ref))
+            if mine is None:
+                worst, agree = math.inf, False
+                continue
+            diff = abs(float(mine) - expected)
+            worst = max(worst, diff)
+            agree = agree and diff <= IGLU_TOLERANCE * max(1.0, abs(expected))
+        diffs[column] = worst
+    return agree, diffs
+
+
+# -- the CLI and the dashboard, as subprocesses -----------------------------------------------------
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without the user's phlo or Nightscout settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHLO_", "NIGHTSCOUT_"))}
+    return {**env, "RUNTIME__DLTHUB_TELEMETRY": "false", **extra}
+
+
+def cli_run(env: dict[str, str]) -> tuple[float, float]:
+    """`phlo-tui run` as a fresh process: (seconds from spawn to exit, its peak RSS in MB).
+
+    The peak is its VmHWM, polled every 10 ms until it exits (growth in its last 10 ms is missed);
+    its ru_maxrss would include this bench process's RSS (see bench.common.peak_rss_mb).
+    """
+    command = [str(Path(sys.executable).with_name("phlo-tui")), "run"]
+    peak = 0.0
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            peak = max(peak, nan_to_zero(peak_rss_mb(process.pid)))
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+        if process.returncode != 0:
+            output.seek(0)
+            raise SystemExit(f"phlo-tui run exited {process.returncode}:\n{output.read().decode()}")
+    return seconds, peak
+
+
+def nan_to_zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+def tui_first_paint(env: dict[str, str], timeout_s: float = 90.0) -> float:
+    """Seconds from starting `phlo-tui` in a fresh tmux (its own server socket) until the screen
+    shows glucose figures (the overview's mean or GMI); nan when they never appear."""
+    # A server of its own per call: nothing shared with the user's tmux or with the previous call.
+    socket = f"phlo-bench-{os.getpid()}-{time.monotonic_ns()}"
+    tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
+    app = shlex.join(
+        [
+            "env",
+            *(f"{k}={v}" for k, v in env.items() if k.startswith(("PHLO_", "NIGHTSCOUT_"))),
+            str(Path(sys.executable).with_name("phlo-tui")),
+        ]
+    )
+    # Should the app end early, its last words and status stay on the screen for the report.
+    command = f'{app}; echo "phlo-tui exited with status $?"; sleep 60'
+    width, height = TUI_SIZE
+    started = time.perf_counter()
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height), command],
+        check=True,
+        env={k: v for k, v in env.items() if k != "TMUX"},
+    )
+    shell = subprocess.run(
+        [*tmux, "display-message", "-p", "-t", "tui", "#{pane_pid}"], capture_output=True, text=True
+    ).stdout.strip()
+    screen = ""
+    try:
+        while time.perf_counter() - started < timeout_s and "phlo-tui exited" not in screen:
+            done = subprocess.run([*tmux, "capture-pane", "-p", "-t", "tui"], capture_output=True, text=True)
+            screen = done.stdout
+            if TUI_FIGURES.search(screen):
+                return time.perf_counter() - started
+            time.sleep(0.05)
+        print(
+            f"the dashboard showed no glucose figures ({time.perf_counter() - started:.0f} s); its screen:\n{screen}"
+        )
+        return math.nan
+    finally:
+        pane = _process_tree(int(shell)) if shell.isdigit() else []
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        # tmux leaves the socket file of a killed server behind.
+        (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / socket).unlink(missing_ok=True)
+        # The next start should find the app gone and its writer lease free.
+        psutil.wait_procs(pane, timeout=30)
+
+
+def _process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    days: int
+    rows: int = 0
+    backfill: dict[str, Any] = field(default_factory=dict)
+    hours: list[dict[str, Any]] = field(default_factory=list)
+    dbt: dict[str, list[float]] = field(default_factory=lambda: {"warm": [], "cli": []})
+    dbt_agree: bool = False
+    cli: list[tuple[float, float]] = field(default_factory=list)
+    cli_steps: list[dict[str, float]] = field(default_factory=list)
+    publish: list[float] = field(default_factory=list)
+    publish_rows: int = 0
+    fetch: dict[str, list[tuple[float, float, int]]] = field(default_factory=lambda: {"ours": [], "base": []})
+    metrics: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "iglu": []})
+    iglu_agree: bool = False
+    iglu_diffs: dict[str, float] = field(default_factory=dict)
+    iglu_days: int = 0
+    tui: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+
+def alternate(repeat: int, contenders: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Run the contenders once each, the order rotated by the repeat number; their results by name."""
+    names = list(contenders)
+    shift = repeat % len(names)
+    return {name: contenders[name]() for name in names[shift:] + names[:shift]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one year of history instead of five, 3 repeats")
+    parser.add_argument("--days", type=int, help="days of history (default 1825, 365 with --quick)")
+    parser.add_argument("--repeats", type=int, help="repeats of each timed piece (default 5, 3 with --quick)")
+    parser.add_argument("--hours", type=int, help="timed warm hourly runs (default 7, 5 with --quick)")
+    args = parser.parse_args(argv)
+    days = args.days or (365 if args.quick else 5 * 365)
+    repeats = max(1, args.repeats or (3 if args.quick else 5))
+    hours = max(1, args.hours or (5 if args.quick else 7))
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    started = time.perf_counter()
+
+    from tests.pgserver import PgServer, server_bindir
+
+    bindir = server_bindir()
+    if bindir is None:
+        raise SystemExit("bench/run.py needs PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+    # Warm hours, then the CLI's runs, each one simulator hour on, all still in the past.
+    clock = SimulatorClock(start=time.time(), behind_s=(hours + repeats + 3) * HOUR_S)
+    zone = ZoneInfo(TIMEZONE)
+    since = datetime.now(zone).date() - timedelta(days=days)
+    out = Figures(days)
+    pg = PgServer(bindir).start()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="phlo-bench-run-") as tmp_name,
+            SimulatorServer(GlucoseSimulator(seed=SEED, tz=TIMEZONE, clock=clock)) as server,
+        ):
+            tmp = Path(tmp_name)
+            print(
+                f"simulator {server.url}, {days} days from {since}, {repeats} repeat(s), {hours} warm hour(s); "
+                f"PostgreSQL {pg.port}",
+                flush=True,
+            )
+            measure(out, tmp, server.url, pg, since, clock, repeats, hours)
+    finally:
+        pg.cleanup()
+    report(out, repeats, hours, time.perf_counter() - started)
+
+
+def measure(
+    out: Figures, tmp: Path, url: str, pg: Any, since: date, clock: SimulatorClock, repeats: int, hours: int
+) -> None:
+    since_ms = int(datetime.combine(since, datetime.min.time(), ZoneInfo(TIMEZONE)).timestamp() * 1000)
+    until_ms = int(clock() * 1000)
+    windows = plan_windows(since_ms - DAY_MS, until_ms, WINDOW_DAYS)
+    # The simulator generates each day once and caches it: warm it so that nobody pays for that.
+    with httpx.Client(timeout=120.0) as client:
+        for window in windows:
+            fetch_plain(client, url, window)
+
+    home = tmp / "home"
+    dsn = pg.create_database("lakehouse")
+    engine = EngineChild(mp.get_context("spawn"), home, url, dsn)
+    out.backfill = engine.ask("backfill", since.isoformat())
+    print(
+        f"backfill: {out.backfill['wall_s']:.2f} s, publish {publish_text(out.backfill['publish'])}, "
+        f"engine peak RSS so far {out.backfill['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+    lake = Lake(home / "lake")
+    warm_hours(out, tmp, lake, engine, clock, hours)
+    out.peak_rss_mb = engine.close()
+
+    env = clean_env(engine_env(home, url, dsn))
+    cold_runs(out, env, clock, repeats)
+    publishes(out, tmp, home, url, lake, pg, repeats)
+    year = [w for w in windows if w.end_ms > until_ms - 366 * DAY_MS]
+    fetches(out, tmp, url, year, repeats)
+    daily_metrics(out, lake, repeats)
+    for _ in range(min(repeats, 3)):
+        out.tui.append(tui_first_paint(env))
+        print(f"dashboard first paint: {out.tui[-1]:.2f} s", flush=True)
+
+
+def warm_hours(
+    out: Figures, tmp: Path, lake: Lake, engine: EngineChild, clock: SimulatorClock, hours: int
+) -> None:
+    """One simulator hour at a time: ours in the warm engine process, then dbt on the rows our run
+    stored and the months it touched, warm and as a CLI process in alternating order. Hour 0 is
+    untimed, for both."""
+    raw = lake.read_arrow(GLUCOSE_ENTRIES.name, "dev")
+    out.rows = raw.num_rows
+    models = discover_models(sources=[t.name for t in RAW_TABLES])
+    databases = DbtDatabases(tmp / "dbt" / "phlo.duckdb", tmp / "dbt" / "phlo_cli.duckdb")
+    write_dbt_project(tmp / "dbt", databases, models, TIMEZONE)
+    for database in databases.both():
+        load_dbt_raw(database, raw)
+    del raw
+    dbt = Dbt(tmp / "dbt")
+    for hour in range(hours + 1):
+        clock.advance(HOUR_S)
+        ours = engine.ask("hour")
+        new_rows = lake.read_arrow(GLUCOSE_ENTRIES.name, "dev", row_filter=f"_phlo_run_id == '{ours['id']}'")
+        for database in databases.both():
+            upsert_dbt_raw(database, new_rows, ours["months"])
+        # Each CLI run is a fresh process: only the in-process dbt has anything to warm up.
+        timed = alternate(hour, {"warm": dbt.warm, "cli": dbt.cli} if hour else {"warm": dbt.warm})
+        layers = sum(ours["steps"].get(s, 0.0) for s in LAYER_STEPS)
+        print(
+            f"hour {hour}{' (untimed)' if hour == 0 else ''}: run {ours['wall_s']:.3f} s, "
+            f"{new_rows.num_rows} new rows, months {ours['months']}, layers+gates+promote {layers:.3f} s, "
+            f"publish {publish_text(ours['publish'])}; dbt "
+            + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timed.items()),
+            flush=True,
+        )
+        if hour:
+            out.hours.append(ours)
+            for name, seconds in timed.items():
+                out.dbt[name].append(seconds)
+    out.dbt_agree = (
+        agreement(compare(lake, models, databases.in_process))[0]
+        and agreement(compare(lake, models, databases.cli))[0]
+    )
+
+
+def cold_runs(out: Figures, env: dict[str, str], clock: SimulatorClock, repeats: int) -> None:
+    """A `phlo-tui run` process per simulator hour on the same home, once the engine process has
+    released the writer lease."""
+    for _ in range(repeats):
+        clock.advance(HOUR_S)
+        out.cli.append(cli_run(env))
+        store = RunStore(Path(env["PHLO_HOME"]) / "runs.sqlite")
+        try:
+            steps = step_seconds(store.list_runs(1)[0].steps)
+        finally:
+            store.close()
+        out.cli_steps.append(steps)
+        print(
+            f"phlo-tui run: {out.cli[-1][0]:.2f} s, peak RSS {out.cli[-1][1]:.0f} MB; its steps "
+            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in steps.items()),
+            flush=True,
+        )
+
+
+def publishes(out: Figures, tmp: Path, home: Path, url: str, lake: Lake, pg: Any, repeats: int) -> None:
+    """The last promotion published into a fresh database each time: nothing is skipped as unchanged."""
+    store = RunStore(home / "runs.sqlite")
+    try:
+        record = store.last_promotion()
+    finally:
+        store.close()
+    assert record is not None, "the runs promoted nothing"
+    for r in range(repeats):
+        target = pg.create_database(f"publish_{r}")
+        settings = load_settings(env=engine_env(home, url, target), config_path=tmp / "no-config.toml")
+        publisher = Publisher(settings, lake)
+        try:
+            started = time.perf_counter()
+            outcome = publisher.publish(record)
+            out.publish.append(time.perf_counter() - started)
+        finally:
+            publisher.close()
+        out.publish_rows = outcome.published_rows
+    print(f"publish: {', '.join(f'{s:.2f}' for s in out.publish)} s, {out.publish_rows:,} rows", flush=True)
+
+
+def fetches(out: Figures, tmp: Path, url: str, windows: list[FetchWindow], repeats: int) -> None:
+    """Ours against httpx + pyarrow over the same windows, alternating."""
+    configure_dlt(tmp / "fetch-home")
+    import dlt.sources.rest_api  # noqa: F401 - paid once per process, kept out of the timed fetches
+
+    fetch_ours(url, windows[-1:])
+    for r in range(repeats):
+        timed = alternate(
+            r, {"ours": lambda: fetch_ours(url, windows), "base": lambda: fetch_baseline(url, windows)}
+        )
+        for name, result in timed.items():
+            out.fetch[name].append(result)
+    print(
+        f"fetch: ours {median(sum(f[:2]) for f in out.fetch['ours']):.2f} s, "
+        f"httpx + pyarrow {median(sum(f[:2]) for f in out.fetch['base']):.2f} s",
+        flush=True,
+    )
+
+
+def daily_metrics(out: Figures, lake: Lake, repeats: int) -> None:
+    """The gold model against iglu over the whole history, alternating; then their values compared."""
+    readings = lake.read_arrow(SILVER_READINGS, "dev", columns=["reading_ts", "glucose_mg_dl"])
+    found: dict[str, Any] = {}
+    for r in range(repeats):
+        timed = alternate(r, {"ours": lambda: metrics_ours(lake), "iglu": lambda: metrics_iglu(readings)})
+        for name, (seconds, result) in timed.items():
+            out.metrics[name].append(seconds)
+            found[name] = result
+    out.iglu_agree, out.iglu_diffs = iglu_agreement(found["ours"], found["iglu"])
+    out.iglu_days = found["ours"].num_rows
+    print(
+        f"daily metrics: ours {median(out.metrics['ours']):.2f} s, iglu {median(out.metrics['iglu']):.2f} s, "
+        f"agree {out.iglu_agree}",
+        flush=True,
+    )
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def verdict(key: str, value: float) -> str:
+    if key not in TARGETS:
+        return ""
+    op, bound = TARGETS[key]
+    ok = value >= bound if op == ">=" else value <= bound
+    return f"{op} {bound:g} {'✓' if ok and not math.isnan(value) else '✗'}"
+
+
+def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
+    def hourly(*steps: str) -> float:
+        return median(sum(h["steps"].get(s, 0.0) for s in steps) for h in out.hours)
+
+    # A longer history is reported per 365 days; a shorter one is not scaled up (start-up would dominate).
+    backfill_365d = out.backfill["wall_s"] * 365 / out.days if out.days >= 365 else None
+    incremental = median(h["wall_s"] for h in out.hours)
+    layers = hourly(*LAYER_STEPS)
+    dbt_warm, dbt_cli = median(out.dbt["warm"]), median(out.dbt["cli"])
+    cli = median(c[0] for c in out.cli)
+    fetch_ours_s = median(sum(f[:2]) for f in out.fetch["ours"])
+    fetch_base_s = median(sum(f[:2]) for f in out.fetch["base"])
+    fetch_only_ours = median(f[0] for f in out.fetch["ours"])
+    fetch_only_base = median(f[0] for f in out.fetch["base"])
+    metrics_ours_s, metrics_iglu_s = median(out.metrics["ours"]), median(out.metrics["iglu"])
+
+    def ratio(theirs: float, ours: float) -> float:
+        return theirs / ours if ours else math.nan
+
+    figures: dict[str, Any] = {
+        "days": out.days,
+        "rows": out.rows,
+        "repeats": repeats,
+        "hours": hours,
+        "backfill_365d_s": None if backfill_365d is None else round(backfill_365d, 3),
+        "backfill_s": round(out.backfill["wall_s"], 3),
+        "incremental_run_s": round(incremental, 4),
+        "cli_cold_run_s": round(cli, 3),
+        "cli_cold_run_steps_s": round(median(sum(steps.values()) for steps in out.cli_steps), 3),
+        "layers_incremental_s": round(layers, 4),
+        "dbt_incremental_cli_s": round(dbt_cli, 3),
+        "dbt_incremental_warm_s": round(dbt_warm, 3),
+        "ratio_vs_dbt_duckdb": round(ratio(dbt_cli, layers), 3),
+        "ratio_vs_dbt_duckdb_cli": round(ratio(dbt_cli, layers), 3),
+        "ratio_vs_dbt_duckdb_warm": round(ratio(dbt_warm, layers), 3),
+        "dbt_outputs_agree": out.dbt_agree,
+        "metrics_ours_s": round(metrics_ours_s, 4),
+        "metrics_iglu_s": round(metrics_iglu_s, 3),
+        "ratio_vs_iglu": round(ratio(metrics_iglu_s, metrics_ours_s), 3),
+        "iglu_values_agree": out.iglu_agree,
+        "iglu_max_abs_diff": {k: float(f"{v:.3g}") for k, v in out.iglu_diffs.items()},
+        "fetch_ours_s": round(fetch_ours_s, 3),
+        "fetch_httpx_pyarrow_s": round(fetch_base_s, 3),
+        "ratio_vs_httpx_baseline": round(ratio(fetch_ours_s, fetch_base_s), 3),
+        "ratio_fetch_only_vs_httpx": round(ratio(fetch_only_ours, fetch_only_base), 3),
+        "publish_s": round(median(out.publish), 3),
+        "publish_rows": out.publish_rows,
+        "tui_first_paint_s": round(median(out.tui), 3),
+        "peak_rss_mb": round(out.peak_rss_mb, 1),
+        "peak_rss_after_backfill_mb": round(out.backfill["peak_rss_mb"], 1),
+        "cli_peak_rss_mb": round(max(c[1] for c in out.cli), 1),
+        "bench_s": round(total_s, 1),
+        "targets": {k: f"{op} {bound:g}" for k, (op, bound) in TARGETS.items()},
+    }
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def line(
+        label: str, key: str | None, ours: float | None, peer: float | None = None, unit: str = "s"
+    ) -> None:
+        value = figures[key] if key else None
+        shown_ratio = f"{figures[key]:.2f}" if key and key.startswith("ratio") else ""
+        rows.append(
+            (
+                label,
+                "" if ours is None else f"{ours:.3f} {unit}" if unit == "s" else f"{ours:.0f} {unit}",
+                "" if peer is None else f"{peer:.3f} s",
+                shown_ratio,
+                verdict(key, value) if key and isinstance(value, float) else "",
+            )
+        )
+
+    line(f"backfill of {out.days} days through the engine (whole run)", None, out.backfill["wall_s"])
+    line("  per 365 days (not shown below a year of history)", "backfill_365d_s", backfill_365d)
+    line(f"one new hour on {out.days} days, warm engine (ingest..publish)", "incremental_run_s", incremental)
+    for step in HOURLY_STEPS:
+        line(f"  {step}", None, hourly(step))
+    line("  the same as a fresh `phlo-tui run` process", "cli_cold_run_s", cli)
+    cli_recorded = median(sum(steps.values()) for steps in out.cli_steps)
+    line("    of which its recorded steps (the rest: start-up, imports, opening)", None, cli_recorded)
+    line(
+        "layers + gates + promote | dbt-duckdb `dbt run` process", "ratio_vs_dbt_duckdb_cli", layers, dbt_cli
+    )
+    line(
+        "layers + gates + promote | dbt-duckdb warm in-process", "ratio_vs_dbt_duckdb_warm", layers, dbt_warm
+    )
+    line("ratio_vs_dbt_duckdb (the CLI figure)", "ratio_vs_dbt_duckdb", None)
+    line(
+        f"daily metrics, {out.iglu_days} days: gold model | iglu-python",
+        "ratio_vs_iglu",
+        metrics_ours_s,
+        metrics_iglu_s,
+    )
+    line(
+        "fetch to Arrow: dlt + pandera | httpx + json + pyarrow",
+        "ratio_vs_httpx_baseline",
+        fetch_ours_s,
+        fetch_base_s,
+    )
+    line("  fetch alone: dlt | httpx + json", "ratio_fetch_only_vs_httpx", fetch_only_ours, fetch_only_base)
+    line(
+        f"publish the marts into an empty database ({out.publish_rows:,} rows)",
+        "publish_s",
+        figures["publish_s"],
+    )
+    line("dashboard: start to the first glucose figures", "tui_first_paint_s", figures["tui_first_paint_s"])
+    line("peak RSS of the engine process", "peak_rss_mb", out.peak_rss_mb, unit="MB")
+    line("peak RSS of a `phlo-tui run` process", None, figures["cli_peak_rss_mb"], unit="MB")
+
+    print()
+    print(
+        f"medians of {repeats} repeat(s) and {hours} warm hour(s); ratio = peer seconds / ours "
+        f"(httpx: ours / baseline); whole bench {total_s:.0f} s"
+    )
+    print_table(("figure", "ours", "peer", "ratio", "target"), rows)
+    print(f"dbt outputs equal ours (row counts and checksums, in-process and CLI databases): {out.dbt_agree}")
+    print(
+        f"iglu values agree within {IGLU_TOLERANCE:g} relative: {out.iglu_agree}; max abs difference: "
+        + ", ".join(f"{k} {v:.2g}" for k, v in out.iglu_diffs.items())
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

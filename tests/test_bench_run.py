@@ -1,0 +1,66 @@
+"""bench/run.py end to end on two days of history, one repeat: its last line is the JSON of every figure.
+
+Times are not asserted (the machine is shared and noisy); that the figures exist, that dbt's outputs
+equal ours and that iglu's daily metrics agree with ours are.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import server_bindir
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {
+    "backfill_365d_s",
+    "incremental_run_s",
+    "cli_cold_run_s",
+    "layers_incremental_s",
+    "ratio_vs_dbt_duckdb",
+    "ratio_vs_dbt_duckdb_cli",
+    "ratio_vs_dbt_duckdb_warm",
+    "ratio_vs_iglu",
+    "iglu_values_agree",
+    "iglu_max_abs_diff",
+    "ratio_vs_httpx_baseline",
+    "publish_s",
+    "tui_first_paint_s",
+    "peak_rss_mb",
+}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(server_bindir() is None, reason="PostgreSQL server binaries are not installed"),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+
+def test_run_prints_every_figure_as_json_last() -> None:
+    # dbt lives in the bench extra (`uv run --extra bench`), which `./scripts/test` does not install.
+    pytest.importorskip("dbt.cli.main", reason="dbt-core is in the bench extra: uv run --extra bench pytest")
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--days", "2", "--repeats", "1", "--hours", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=480,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    figures = json.loads(last)
+    assert set(figures) >= KEYS, KEYS - set(figures)
+    # Two days are less than a year: the backfill is not scaled up to one.
+    assert figures["days"] == 2 and figures["backfill_365d_s"] is None and figures["backfill_s"] > 0
+    assert figures["dbt_outputs_agree"] is True
+    assert figures["iglu_values_agree"] is True
+    assert set(figures["iglu_max_abs_diff"]) >= {"avg_glucose_mg_dl", "gri", "lbgi", "hbgi"}
+    for key in KEYS - {"backfill_365d_s", "iglu_values_agree", "iglu_max_abs_diff"}:
+        assert figures[key] > 0, key
+    assert "figure" in done.stdout and "target" in done.stdout
