@@ -19,6 +19,13 @@ _database: duckdb.DuckDBPyConnection | None = None
 _views_lock = threading.Lock()
 
 
+def _cursor() -> duckdb.DuckDBPyConnection:
+    cursor = _shared().cursor()
+    # A long merge would otherwise draw DuckDB's progress bar over the daemon's stdout or the TUI.
+    cursor.execute("SET enable_progress_bar = false")
+    return cursor
+
+
 def _shared() -> duckdb.DuckDBPyConnection:
     global _database
     with _lock:
@@ -32,7 +39,7 @@ def _shared() -> duckdb.DuckDBPyConnection:
 @contextmanager
 def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
     """A fresh cursor of the shared database; create only TEMP objects with it."""
-    cursor = _shared().cursor()
+    cursor = _cursor()
     try:
         yield cursor
     finally:

@@ -53,7 +53,9 @@ class LayerBuild:
 
 def connect(timezone: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose session zone and `phlo_timezone` variable are the user's zone."""
-    return _in_zone(duckdb.connect(), timezone)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return _in_zone(con, timezone)
 
 
 def _in_zone(con: duckdb.DuckDBPyConnection, timezone: str) -> duckdb.DuckDBPyConnection:
