@@ -23,9 +23,18 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import engine.facade  # noqa: F401 - imported once here, shared by every forked child
+# Imported once here and shared by every forked child: a child pays for its run, not its imports.
+import dlt  # noqa: F401
+import pandera.pandas  # noqa: F401
+import psycopg  # noqa: F401
+import pyiceberg.table  # noqa: F401
+import sqlglot  # noqa: F401
+
+import engine.facade
+import engine.layers
 import engine.pipeline  # noqa: F401
 import phlo_tui.cli
+import schemas  # noqa: F401
 from engine.runstore import RunStore, StepHandle
 
 

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-
 from engine.facade import BRANCHES, Engine
+from engine.layers import connect
 from engine.runstore import PromotionState
 
 HERE = Path(__file__).resolve().parent
@@ -24,33 +23,34 @@ def assert_lake_sound(engine: Engine) -> dict[str, dict[str, int]]:
     pinned = engine.main_snapshots()
     done = engine.store.last_promotion()
     pending = engine.store.promotions(PromotionState.PENDING)
-    for name in engine.lake_tables():
-        if not engine.lake.table_exists(name):
-            continue
-        counts[name] = {}
-        for branch in BRANCHES:
-            rows = engine.lake.read_arrow(name, branch)
-            sql = engine.query(f"select count(*) from {name}", branch).rows[0][0]
-            if branch == "dev" or not pending:
-                # With a pending promotion, readers of main stay on the snapshots it started from.
-                if branch == "dev" or engine.lake.snapshot_id(name, "main") == pinned.get(name):
-                    assert sql == rows.num_rows, (name, branch, sql, rows.num_rows)
-            counts[name][branch] = int(sql)
-        if done is not None and not pending:
+    tables = [t for t in engine.lake_tables() if engine.lake.table_exists(t)]
+    for branch in BRANCHES:
+        con = connect("UTC")
+        try:
+            for name in tables:
+                snapshot = pinned.get(name) if branch == "main" else None
+                engine.lake.register_duckdb(con, name, branch, snapshot_id=snapshot)
+                sql_rows = con.sql(f"select count(*) from {name}").fetchall()[0][0]
+                if snapshot is None or snapshot == engine.lake.snapshot_id(name, branch):
+                    # With a pending promotion, readers of main stay on the snapshots it started from.
+                    assert sql_rows == engine.lake.read_arrow(name, branch).num_rows, (name, branch)
+                counts.setdefault(name, {})[branch] = int(sql_rows)
+            if "raw.glucose_entries" in tables:
+                dup = con.sql("select count(*) - count(distinct _id) from raw.glucose_entries").fetchall()
+                assert dup == [(0,)], f"duplicate raw _ids on {branch}: {dup}"
+            if "silver.fct_glucose_readings" in tables:
+                dup = con.sql(
+                    "select count(*) - count(distinct entry_id), count(*) - count(distinct reading_ts) "
+                    "from silver.fct_glucose_readings"
+                ).fetchall()
+                assert dup == [(0, 0)], f"duplicate silver readings on {branch}: {dup}"
+        finally:
+            con.close()
+    if done is not None and not pending:
+        for name in tables:
             assert engine.lake.snapshot_id(name, "main") == done.snapshot(name), (
                 f"main of {name} is not the last promotion's snapshot"
             )
-    for branch in BRANCHES:
-        if "raw.glucose_entries" in counts:
-            ids = engine.lake.read_arrow("raw.glucose_entries", branch, columns=["_id"])["_id"]
-            assert pc.count_distinct(ids).as_py() == len(ids), f"duplicate raw _ids on {branch}"
-        if "silver.fct_glucose_readings" in counts:
-            dup = engine.query(
-                "select count(*) - count(distinct entry_id), count(*) - count(distinct reading_ts) "
-                "from silver.fct_glucose_readings",
-                branch,
-            ).rows[0]
-            assert dup == (0, 0), f"duplicate silver readings on {branch}: {dup}"
     return counts
 
 
