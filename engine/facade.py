@@ -106,8 +106,11 @@ class Engine:
         return self._pipeline().backfill(since, until)
 
     def import_file(self, path: Path) -> RunRecord:
-        """Ingest a Nightscout entries export (JSON, plain or gzip). Raises SourceError for unreadable files."""
-        return self._pipeline().import_file(path)
+        """Ingest a Nightscout entries export (JSON, plain or gzip). Raises SourceError for unreadable files.
+
+        Needs no Nightscout site: the export is the source.
+        """
+        return self._pipeline(require_site=False).import_file(path)
 
     def promote(self) -> PromotionRecord | None:
         """Fast-forward main of every table to dev in one recorded promotion; None when nothing differs.
