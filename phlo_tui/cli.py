@@ -303,8 +303,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Everything phlo writes (lake, catalog, run store, logs, dlt state, PostgreSQL files) is the
-    # user's alone: readings are health data, and the home holds the config's secrets' effects.
+    # Everything phlo writes (lake, catalog, run store, logs, dlt state) is the user's alone:
+    # readings are health data. Modules that create files also set their modes, for library use.
     os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
