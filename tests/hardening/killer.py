@@ -4,11 +4,12 @@ A zygote: it imports the engine once, then reads one JSON request per line on st
 one JSON line on stdout, so each killed run costs a fork instead of a fresh interpreter. A request:
 
     {"argv": ["backfill", "--since", "2026-01-01"], "env": {...}, "out": "/path/log",
-     "when": "enter" | "leave" | "commit" | "none", "target": "merge"}
+     "when": "enter" | "leave" | "commit" | "call" | "none", "target": "merge"}
 
 `enter` kills inside step `target` right after its start is recorded; `leave` kills after the step's
 work is done, before its end is recorded; `commit` kills an Iceberg commit of a table whose metadata
-path contains `target`, after the new metadata file is written and before the catalog points at it.
+path contains `target`, after the new metadata file is written and before the catalog points at it;
+`call` kills on entering the Nth call of a `Lake` method (`set_branch:3`: a promotion half done).
 The answer is `{"status": N}`: the exit code, or -9 when the child was killed. No product code is
 changed: the patches are installed in the child only.
 """
@@ -69,6 +70,21 @@ def _patch(when: str, target: str) -> None:
                 _die()
 
         MetastoreCatalog._write_metadata = staticmethod(write_then_die)  # type: ignore[method-assign]
+    elif when == "call":
+        from engine.lake import Lake
+
+        method, _, nth = target.partition(":")
+        original_method = getattr(Lake, method)
+        calls = 0
+
+        def die_on_nth(self: Lake, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == int(nth):
+                _die()
+            return original_method(self, *args, **kwargs)
+
+        setattr(Lake, method, die_on_nth)
 
 
 def _child(request: dict[str, Any]) -> None:

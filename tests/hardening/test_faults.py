@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import load_settings
 from engine.facade import Engine
-from engine.runstore import RunStatus, RunTrigger
+from engine.runstore import PromotionState, RunStatus, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import Zygote, assert_lake_sound
 from tests.pgserver import PgServer, server_bindir
@@ -33,10 +33,15 @@ MODELS = [
 STEPS = ["fetch", "validate", "merge", *MODELS, "gates", "promote", "publish"]
 FULL = os.environ.get("PHLO_HARDENING_FULL") == "1"
 # CI kills on entering every step, on leaving the steps that commit or move refs, and inside the raw
-# table's Iceberg commit; PHLO_HARDENING_FULL=1 also kills on leaving every step and inside a model's commit.
+# table's Iceberg commit, and halfway through moving the refs of a promotion; PHLO_HARDENING_FULL=1 also kills on leaving every step and inside a model's commit.
 LEAVE = STEPS if FULL else ["merge", "promote", "publish"]
 COMMITS = ["raw/glucose_entries/metadata", *(["silver/fct_glucose_readings/metadata"] if FULL else [])]
-CASES = [("enter", s) for s in STEPS] + [("leave", s) for s in LEAVE] + [("commit", t) for t in COMMITS]
+CASES = (
+    [("enter", s) for s in STEPS]
+    + [("leave", s) for s in LEAVE]
+    + [("commit", t) for t in COMMITS]
+    + [("call", "set_branch:3")]  # promotion record written, main of two tables moved, the rest not
+)
 
 
 @dataclass
@@ -127,6 +132,8 @@ def test_kill_then_restart(bench: Bench, tmp_path: Path, when: str, target: str)
         assert_lake_sound(engine)
         killed = engine.list_runs(1)[0]
         assert killed.trigger is RunTrigger.BACKFILL and killed.status is RunStatus.RUNNING
+        if when == "call":
+            assert engine.store.promotions(PromotionState.PENDING), "the kill missed the promotion"
 
     status = bench.zygote.run(bench.backfill, env, log)
     output = log.read_text()
