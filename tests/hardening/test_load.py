@@ -53,6 +53,7 @@ class Tally:
                 self.errors.append(error)
 
 
+@pytest.mark.timeout(7200 if FULL else 600)
 def test_readers_poll_while_a_writer_backfills(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {
