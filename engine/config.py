@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import platformdirs
 
 from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "phlo-tui"
 UNITS = ("mg/dL", "mmol/L")
@@ -319,6 +323,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: cannot read the config file: {e.strerror}", "check its permissions"
         ) from e
+    _warn_if_exposed(path, data)
     known = set(_FIELD_KINDS) - _NOT_CONFIGURABLE
     for key in data:
         if key not in known:
@@ -327,6 +332,26 @@ def _read_file(path: Path) -> dict[str, Any]:
                 f"remove it; known settings are {', '.join(sorted(known))}",
             )
     return data
+
+
+def _warn_if_exposed(path: Path, data: dict[str, Any]) -> None:
+    """Warn, as ssh does, when a config file holding a secret can be read by other users.
+
+    A warning, not a refusal: the secret has already been readable, and refusing would also stop the
+    scheduled ingest; the message says how to close it.
+    """
+    held = sorted(k for k in data if _FIELD_KINDS.get(k) is Secret)
+    if not held:
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "%s holds %s but other users can read it (mode %o); run `chmod 600 %s`",
+            path,
+            ", ".join(held),
+            mode,
+            path,
+        )
 
 
 def load_settings(

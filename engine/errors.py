@@ -36,6 +36,10 @@ class LakeError(PhloError):
     """The Iceberg catalog or warehouse could not be read or written."""
 
 
+class RunStoreError(PhloError):
+    """The run store (runs.sqlite) could not be read or written: a full disk, a read-only home."""
+
+
 class ValidationError(PhloError):
     """A batch could not be validated at all (not: some rows failed checks, that is quarantine)."""
 

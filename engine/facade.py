@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -61,8 +62,15 @@ class Engine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        settings.home.chmod(0o700)
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if stat.S_IMODE(settings.home.stat().st_mode) != 0o700:
+                settings.home.chmod(0o700)
+        except OSError as e:
+            raise PhloError(
+                f"cannot use the phlo home {settings.home}: {e.strerror}",
+                "check that it is a writable directory of yours, or set PHLO_HOME",
+            ) from e
         configure_dlt(settings.home)
         self.store = RunStore(settings.runs_db)
         self.lake = Lake(settings.lake_dir)
@@ -106,8 +114,11 @@ class Engine:
         return self._pipeline().backfill(since, until)
 
     def import_file(self, path: Path) -> RunRecord:
-        """Ingest a Nightscout entries export (JSON, plain or gzip). Raises SourceError for unreadable files."""
-        return self._pipeline().import_file(path)
+        """Ingest a Nightscout entries export (JSON, plain or gzip). Raises SourceError for unreadable files.
+
+        Needs no Nightscout site: the export is the source.
+        """
+        return self._pipeline(require_site=False).import_file(path)
 
     def promote(self) -> PromotionRecord | None:
         """Fast-forward main of every table to dev in one recorded promotion; None when nothing differs.

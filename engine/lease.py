@@ -65,7 +65,7 @@ class WriterLock:
     def acquire(self, role: str) -> LeaseRecord:
         """Take the lock and the lease, or raise LeaseHeldError naming the process that has them."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the lock
+        fh = open(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), "a+")  # noqa: SIM115 - held for the lock's life
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import threading
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.errors import LeaseHeldError, PhloError, StepFailed
+from engine.errors import LeaseHeldError, PhloError, RunStoreError, StepFailed
 
 log = logging.getLogger(__name__)
 
@@ -240,29 +241,54 @@ class RunStore:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database's mode.
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise RunStoreError(
+                f"cannot open the run store {path}: {e.strerror}",
+                f"check free disk space and that {path.parent} is writable",
+            ) from e
         self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            con.execute("pragma journal_mode=wal")
-            con.execute("pragma synchronous=normal")
-            con.execute("pragma busy_timeout=30000")
-            con.execute("pragma foreign_keys=on")
+            try:
+                con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                con.execute("pragma journal_mode=wal")
+                con.execute("pragma synchronous=normal")
+                con.execute("pragma busy_timeout=30000")
+                con.execute("pragma foreign_keys=on")
+            except sqlite3.Error as e:
+                raise self._failure("open", e) from e
             self._local.con = con
         return con
 
+    def _failure(self, action: str, error: sqlite3.Error) -> RunStoreError:
+        return RunStoreError(
+            f"cannot {action} the run store {self.path}: {error}",
+            f"check free disk space and that {self.path.parent} is writable",
+        )
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; SQLite's failures (a full disk, a read-only home) become RunStoreError."""
         con = self._connect()
-        con.execute("begin immediate")
         try:
-            yield con
-        except BaseException:
-            con.execute("rollback")
-            raise
-        con.execute("commit")
+            con.execute("begin immediate")
+            try:
+                yield con
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    con.execute("rollback")
+                raise
+            con.execute("commit")
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                with suppress(sqlite3.Error):
+                    con.execute("rollback")
+            raise self._failure("write", e) from e
 
     def _migrate(self) -> None:
         with self._tx() as con:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -189,6 +190,32 @@ def validate_records(
             f"validating {spec.table.name} needs timezone-aware clocks",
             "pass now (and ingested_at) as datetime with tzinfo, e.g. datetime.now(UTC)",
         )
+    try:
+        return _validate(entries, run_id, source, now, stamp)
+    except UnicodeEncodeError:
+        # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 (Arrow, Parquet) cannot
+        # hold: rare, so only then is every string of the batch cleaned, instead of failing it whole.
+        return _validate([_without_surrogates(e) for e in entries], run_id, source, now, stamp)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: object) -> object:
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD, as a UTF-8
+    decoder replaces bytes it cannot read."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def _validate(
+    entries: Sequence[object], run_id: str, source: str, now: datetime, stamp: datetime
+) -> ValidatedBatch:
     objects: list[int] = []
     non_objects: list[int] = []
     for position, entry in enumerate(entries):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -302,6 +303,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything phlo writes (lake, catalog, run store, logs, dlt state) is the user's alone:
+    # readings are health data. Modules that create files also set their modes, for library use.
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
