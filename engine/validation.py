@@ -191,11 +191,11 @@ def validate_records(
             "pass now (and ingested_at) as datetime with tzinfo, e.g. datetime.now(UTC)",
         )
     try:
-        return _validate(entries, run_id, source, now, stamp)
+        return _validate(spec, entries, run_id, source, now, stamp)
     except UnicodeEncodeError:
         # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 (Arrow, Parquet) cannot
         # hold: rare, so only then is every string of the batch cleaned, instead of failing it whole.
-        return _validate([_without_surrogates(e) for e in entries], run_id, source, now, stamp)
+        return _validate(spec, [_without_surrogates(e) for e in entries], run_id, source, now, stamp)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -214,7 +214,7 @@ def _without_surrogates(value: object) -> object:
 
 
 def _validate(
-    entries: Sequence[object], run_id: str, source: str, now: datetime, stamp: datetime
+    spec: RawSpec, entries: Sequence[object], run_id: str, source: str, now: datetime, stamp: datetime
 ) -> ValidatedBatch:
     objects: list[int] = []
     non_objects: list[int] = []
