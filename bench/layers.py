@@ -45,7 +45,7 @@ from engine.models import Materialized, Model, table_references
 from engine.promotion import promote
 from engine.runstore import RunRecord, RunStore, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.tables import GLUCOSE_ENTRIES
+from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES, TableDef
 
 if __package__ in (None, ""):
     # Run as `python bench/layers.py`: the repository root holds `bench`.
@@ -108,9 +108,9 @@ GENERATE_SCHEMA_NAME = """\
 # An incremental build reads its partitioned inputs restricted to the touched months and their
 # neighbours, as engine.models.build_model registers them.
 PHLO_INPUT = """\
-{% macro phlo_input(relation) -%}
+{% macro phlo_input(relation, column='reading_month') -%}
 {%- if is_incremental() -%}
-(select * from {{ relation }} where reading_month in (select month from phlo_control.context_months))
+(select * from {{ relation }} where {{ column }} in (select month from phlo_control.context_months))
 {%- else -%}
 {{ relation }}
 {%- endif -%}
@@ -146,8 +146,13 @@ def dbt_model_sql(model: Model) -> str:
         )
         if count == 0:
             raise SystemExit(f"{model.path}: sqlglot found {dep} but no text matches it")
-        relation = f"source('raw', '{table}')" if schema == "raw" else f"ref('{table}')"
-        relations[placeholder] = f"phlo_input({relation})" if incremental else relation
+        if schema == "raw":
+            # A raw table's identity partition has its own name (reading_month, treatment_month, ...).
+            column = next(t.partition_column for t in RAW_TABLES if t.name == dep)
+            relation, input_args = f"source('raw', '{table}')", f", '{column}'"
+        else:
+            relation, input_args = f"ref('{table}')", ""
+        relations[placeholder] = f"phlo_input({relation}{input_args})" if incremental else relation
     # sqlglot agrees that nothing qualified is left: every reference became a placeholder.
     left = table_references(sql, model.path)
     if left:
@@ -195,12 +200,30 @@ def write_dbt_project(root: Path, databases: DbtDatabases, models: list[Model], 
         (folder / f"{model.path.stem}.sql").write_text(dbt_model_sql(model))
 
 
-def load_dbt_raw(database: Path, raw: pa.Table) -> None:
-    """dbt's source: the lake's raw rows as a DuckDB table, and the control tables of touched months."""
+def raw_sources(models: list[Model]) -> list[TableDef]:
+    """The raw lake tables the models read (glucose entries, treatments, ...)."""
+    names = {d for m in models for d in m.depends_on if d.startswith("raw.")}
+    return [t for t in RAW_TABLES if t.name in names]
+
+
+def read_raw(lake: Lake, models: list[Model], run_id: str | None = None) -> dict[str, pa.Table]:
+    """Each raw table the models read, on dev: every row, or only the rows one run stored."""
+    row_filter = f"_phlo_run_id == '{run_id}'" if run_id else None
+    return {
+        t.name: lake.read_arrow(t.name, "dev", **({"row_filter": row_filter} if row_filter else {}))
+        for t in raw_sources(models)
+        if lake.table_exists(t.name)
+    }
+
+
+def load_dbt_raw(database: Path, raws: dict[str, pa.Table]) -> None:
+    """dbt's sources: the lake's raw rows as DuckDB tables, and the control tables of touched months."""
     with duckdb.connect(str(database)) as con:
         con.execute("CREATE SCHEMA raw")
-        con.register("raw_rows", raw)
-        con.execute("CREATE TABLE raw.glucose_entries AS SELECT * FROM raw_rows")
+        for name, rows in raws.items():
+            con.register("raw_rows", rows)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM raw_rows")
+            con.unregister("raw_rows")
         con.execute("CREATE SCHEMA phlo_control")
         con.execute("CREATE TABLE phlo_control.touched_months (month VARCHAR)")
         con.execute(
@@ -210,12 +233,15 @@ def load_dbt_raw(database: Path, raw: pa.Table) -> None:
         )
 
 
-def upsert_dbt_raw(database: Path, rows: pa.Table, months: list[str]) -> None:
-    """What ingest did to our raw table, done to dbt's: upsert the run's rows, note the touched months."""
+def upsert_dbt_raw(database: Path, new: dict[str, pa.Table], months: list[str]) -> None:
+    """What ingest did to our raw tables, done to dbt's: upsert the run's rows by key, note the touched months."""
+    keys = {t.name: t.key for t in RAW_TABLES}
     with duckdb.connect(str(database)) as con:
-        con.register("new_rows", rows)
-        con.execute("DELETE FROM raw.glucose_entries WHERE _id IN (SELECT _id FROM new_rows)")
-        con.execute("INSERT INTO raw.glucose_entries SELECT * FROM new_rows")
+        for name, rows in new.items():
+            con.register("new_rows", rows)
+            con.execute(f"DELETE FROM {name} WHERE {keys[name]} IN (SELECT {keys[name]} FROM new_rows)")
+            con.execute(f"INSERT INTO {name} SELECT * FROM new_rows")
+            con.unregister("new_rows")
         con.execute("DELETE FROM phlo_control.touched_months")
         con.executemany("INSERT INTO phlo_control.touched_months VALUES (?)", [[m] for m in months])
 
@@ -323,11 +349,13 @@ def model_steps(run: RunRecord) -> dict[str, tuple[float, float]]:
     }
 
 
-def cold_full_refresh(root: Path, raw: pa.Table, models: list[Model]) -> tuple[float, float]:
+def cold_full_refresh(root: Path, raws: dict[str, pa.Table], models: list[Model]) -> tuple[float, float]:
     """Every model built into a lake that has the raw rows and no model table yet; (layers s, gates+promote s)."""
     lake = Lake(root / "lake")
-    lake.ensure_table(GLUCOSE_ENTRIES)
-    lake.append(GLUCOSE_ENTRIES, raw)
+    defs = {t.name: t for t in RAW_TABLES}
+    for name, rows in raws.items():
+        lake.ensure_table(defs[name])
+        lake.append(defs[name], rows)
     store = RunStore(root / "runs.sqlite")
     try:
         run = store.create_run(RunTrigger.MANUAL, {"full_refresh": True})
@@ -336,7 +364,7 @@ def cold_full_refresh(root: Path, raw: pa.Table, models: list[Model]) -> tuple[f
         build = builder.build(run.id, None)
         layers = time.perf_counter() - started
         builder.gate(build, now=datetime.now(UTC), check_freshness=False, extra=[])
-        promote(lake, store, run.id, [GLUCOSE_ENTRIES.name] + [m.name for m in models])
+        promote(lake, store, run.id, [*raws, *(m.name for m in models)])
         rest = time.perf_counter() - started - layers
     finally:
         store.close()
@@ -397,20 +425,20 @@ def main() -> None:
             backfill = engine.backfill(since)
             out.backfill_s = time.perf_counter() - started
             out.first_build_s = step_seconds(engine.list_runs(1)[0].steps)["models"]
-            raw = engine.lake.read_arrow(GLUCOSE_ENTRIES.name, "dev")
-            out.raw_rows = raw.num_rows
+            models = engine.models()
+            raws = read_raw(engine.lake, models)
+            out.raw_rows = raws[GLUCOSE_ENTRIES.name].num_rows
             print(
-                f"backfill --since {since}: {raw.num_rows:,} raw rows, {backfill.status}, {out.backfill_s:.1f} s "
+                f"backfill --since {since}: {out.raw_rows:,} raw rows, {backfill.status}, {out.backfill_s:.1f} s "
                 f"(its layer build of every month: {out.first_build_s:.2f} s)",
                 flush=True,
             )
-            models = engine.models()
             databases = DbtDatabases(tmp / "dbt" / "phlo.duckdb", tmp / "dbt" / "phlo_cli.duckdb")
             write_dbt_project(tmp / "dbt", databases, models, TIMEZONE)
             for database in databases.both():
-                load_dbt_raw(database, raw)
+                load_dbt_raw(database, raws)
             dbt = Dbt(tmp / "dbt")
-            full_refreshes(out, repeats, engine, dbt, raw, models, tmp)
+            full_refreshes(out, repeats, engine, dbt, raws, models, tmp)
             cold_lake = Lake(tmp / f"cold-{repeats - 1}" / "lake")
             out.full_agree = compare(cold_lake, models, databases.in_process)
             out.cli_agree = agreement(compare(cold_lake, models, databases.cli))[0]
@@ -421,7 +449,13 @@ def main() -> None:
 
 
 def full_refreshes(
-    out: Results, repeats: int, engine: Engine, dbt: Dbt, raw: pa.Table, models: list[Model], tmp: Path
+    out: Results,
+    repeats: int,
+    engine: Engine,
+    dbt: Dbt,
+    raws: dict[str, pa.Table],
+    models: list[Model],
+    tmp: Path,
 ) -> None:
     full = out.full
     for r in range(repeats):
@@ -433,7 +467,7 @@ def full_refreshes(
         ]
         for contender in contenders[r % 3 :] + contenders[: r % 3]:
             contender()
-        layers, rest = cold_full_refresh(tmp / f"cold-{r}", raw, models)
+        layers, rest = cold_full_refresh(tmp / f"cold-{r}", raws, models)
         full["cold"].append(layers)
         full["cold_rest"].append(rest)
         out.unchanged_wrote += sum(1 for k, v in model_heads(engine).items() if heads[k] != v)
@@ -455,11 +489,10 @@ def incremental_hours(
         wall = time.perf_counter() - started
         recorded = engine.list_runs(1)[0]
         seconds = step_seconds(recorded.steps)
-        new_rows = engine.lake.read_arrow(
-            GLUCOSE_ENTRIES.name, "dev", row_filter=f"_phlo_run_id == '{run.id}'"
-        )
+        new = read_raw(engine.lake, engine.models(), run.id)
+        new_rows = new[GLUCOSE_ENTRIES.name]
         for database in databases.both():
-            upsert_dbt_raw(database, new_rows, list(run.summary.get("months", [])))
+            upsert_dbt_raw(database, new, list(run.summary.get("months", [])))
         variants: list[tuple[str, Callable[[], float]]] = [
             ("warm", dbt.warm),
             ("proc", dbt.in_process),

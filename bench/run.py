@@ -71,6 +71,7 @@ from bench.layers import (
     agreement,
     compare,
     load_dbt_raw,
+    read_raw,
     upsert_dbt_raw,
     write_dbt_project,
 )
@@ -507,21 +508,22 @@ def warm_hours(
     """One simulator hour at a time: ours in the warm engine process, then dbt on the rows our run
     stored and the months it touched, warm and as a CLI process in alternating order. Hour 0 is
     untimed, for both."""
-    raw = lake.read_arrow(GLUCOSE_ENTRIES.name, "dev")
-    out.rows = raw.num_rows
     models = discover_models(sources=[t.name for t in RAW_TABLES])
+    raws = read_raw(lake, models)
+    out.rows = raws[GLUCOSE_ENTRIES.name].num_rows
     databases = DbtDatabases(tmp / "dbt" / "phlo.duckdb", tmp / "dbt" / "phlo_cli.duckdb")
     write_dbt_project(tmp / "dbt", databases, models, TIMEZONE)
     for database in databases.both():
-        load_dbt_raw(database, raw)
-    del raw
+        load_dbt_raw(database, raws)
+    del raws
     dbt = Dbt(tmp / "dbt")
     for hour in range(hours + 1):
         clock.advance(HOUR_S)
         ours = engine.ask("hour")
-        new_rows = lake.read_arrow(GLUCOSE_ENTRIES.name, "dev", row_filter=f"_phlo_run_id == '{ours['id']}'")
+        new = read_raw(lake, models, ours["id"])
+        new_rows = new[GLUCOSE_ENTRIES.name]
         for database in databases.both():
-            upsert_dbt_raw(database, new_rows, ours["months"])
+            upsert_dbt_raw(database, new, ours["months"])
         # Each CLI run is a fresh process: only the in-process dbt has anything to warm up.
         timed = alternate(hour, {"warm": dbt.warm, "cli": dbt.cli} if hour else {"warm": dbt.warm})
         layers = sum(ours["steps"].get(s, 0.0) for s in LAYER_STEPS)
