@@ -46,6 +46,7 @@ MODAL_GROUPS = frozenset({"command", "sql"})
 FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 ERROR_TITLES = {
     "poll": "cannot read the run store",
+    "schedule": "cannot record the next scheduled run",
     "command": "the command failed",
     "sql": "the query failed",
     "overview": "cannot read the overview",
