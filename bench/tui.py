@@ -31,7 +31,7 @@ from textual.message import Message
 
 from engine.config import Settings, load_settings
 from engine.facade import Engine
-from phlo_tui.app import PhloApp
+from phlo_tui.app import PhloApp, freeze_heap
 from phlo_tui.screens.overview import OverviewLoaded
 
 TARGETS = {"first_paint_s": 1.0, "filled_overview_s": 2.0, "longest_stall_ms": 150.0}
@@ -73,6 +73,7 @@ async def open_dashboard(settings: Settings) -> tuple[float, float]:
 
     start = time.perf_counter()
     with Engine(settings) as engine:
+        freeze_heap()  # as run_app does
         app = PhloApp(engine, schedule=False)
         async with app.run_test(size=SIZE, message_hook=hook) as pilot:
             first_paint = time.perf_counter() - start
@@ -103,6 +104,7 @@ async def stall_during_backfill(settings: Settings) -> tuple[float, int, float, 
     opened = time.perf_counter()
     cpu_start = time.thread_time()
     with Engine(settings) as engine:
+        freeze_heap()
         app = PhloApp(engine, schedule=False)
         async with app.run_test(size=SIZE, message_hook=hook):
             driver = app._driver
