@@ -104,10 +104,15 @@ class CommandApp(App[None]):
         settings = self.engine.settings
         now = self.clock()
         self.next_run = next_scheduled(now, settings.schedule_minute, settings.schedule_interval_seconds)
-        self.engine.set_next_run(self.next_run)
+        self.record_next_run(self.next_run)
         self._schedule_timer = self.set_timer(
             (self.next_run - now).total_seconds(), self._scheduled_run, name="schedule"
         )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="schedule")
+    def record_next_run(self, when: datetime) -> None:
+        """Tell the run store (a SQLite write, which may wait on a busy database) off the UI thread."""
+        self.engine.set_next_run(when)
 
     def _scheduled_run(self) -> None:
         self._schedule_next_run()

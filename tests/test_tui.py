@@ -65,12 +65,17 @@ class LakeHome:
 
 @contextmanager
 def lake_home(
-    path: Path, clock: Callable[[], float], build: Callable[[Engine], object], **env: str
+    path: Path,
+    clock: Callable[[], float],
+    build: Callable[[Engine], object],
+    *,
+    serve_treatments: bool = True,
+    **env: str,
 ) -> Iterator[LakeHome]:
     """A phlo home filled by the real engine from a simulator on `clock`, which keeps serving."""
     with (
         pytest.MonkeyPatch.context() as mp,
-        SimulatorServer(GlucoseSimulator(seed=11, clock=clock)) as server,
+        SimulatorServer(GlucoseSimulator(seed=11, clock=clock), serve_treatments=serve_treatments) as server,
     ):
         for var in list(os.environ):
             if var.startswith(("PHLO_", "NIGHTSCOUT_")):
@@ -104,6 +109,14 @@ def behind(hours: float) -> Callable[[], float]:
 def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
     """Three days, gates passed, promoted to main."""
     with lake_home(tmp_path_factory.mktemp("promoted") / "home", behind(2), Engine.run_now) as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def no_treatments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHome]:
+    """Three days promoted from a site without a treatments collection (404): no treatment tables."""
+    path = tmp_path_factory.mktemp("no-treatments") / "home"
+    with lake_home(path, behind(2), Engine.run_now, serve_treatments=False) as home:
         yield home
 
 
@@ -591,9 +604,10 @@ def test_progress_bar_fills_in_eighths() -> None:
 
 
 @pytest.mark.anyio
-async def test_treatment_views_without_treatment_tables_say_so(promoted: LakeHome) -> None:
-    async with dashboard(promoted) as (app, pilot, _, engine):
-        assert not engine.has_table("silver.fct_treatments")
+async def test_treatment_views_without_treatments_say_so(no_treatments: LakeHome) -> None:
+    """A site without treatments: the models build empty tables, and the views say so."""
+    async with dashboard(no_treatments) as (app, pilot, _, engine):
+        assert engine.query("select count(*) from silver.fct_treatments", "main").rows == [(0,)]
         overview = app.screen
         assert isinstance(overview, OverviewScreen) and overview.snapshot is not None
         assert overview.snapshot.treatments == ()
@@ -668,8 +682,8 @@ async def test_bolus_outcomes_and_daily_totals_render_in_the_chosen_units(promot
 
 
 @pytest.mark.anyio
-async def test_the_trace_marks_boluses_and_carbs(promoted: LakeHome) -> None:
-    async with dashboard(promoted) as (app, pilot, _, _):
+async def test_the_trace_marks_boluses_and_carbs(no_treatments: LakeHome) -> None:
+    async with dashboard(no_treatments) as (app, pilot, _, _):
         overview = app.screen
         assert isinstance(overview, OverviewScreen) and overview.snapshot is not None
         plain = overview.query_one(TracePlot).render().plain  # type: ignore[union-attr]
@@ -688,3 +702,123 @@ async def test_the_trace_marks_boluses_and_carbs(promoted: LakeHome) -> None:
         # Each mark, plus one in the legend of the title.
         assert plain.count("▼") == 2 + 1 and plain.count("◆") == 1 + 1
         assert "▼ bolus ◆ carbs" in plain
+
+
+async def bolus_table_page(pilot: Pilot[None]) -> ChartsScreen:
+    """Charts, on the bolus table, with what it read."""
+    await pilot.press("2")
+    await settle(pilot)
+    for _ in range(5):
+        await pilot.press("c")
+    await pilot.pause()
+    charts = pilot.app.screen
+    assert isinstance(charts, ChartsScreen) and charts.snapshot is not None and charts.chart == "bolus-table"
+    return charts
+
+
+def cell_number(cell: str) -> float | None:
+    return None if cell in ("", "–") else float(cell)
+
+
+@pytest.mark.anyio
+async def test_bolus_table_shows_the_medication_effectiveness_mart(promoted: LakeHome) -> None:
+    """Each row of the bolus table is a row of marts.mrt_medication_effectiveness on main, newest first."""
+    async with dashboard(promoted) as (app, pilot, _, engine):
+        charts = await bolus_table_page(pilot)
+        assert charts.snapshot is not None
+        window = {"since": charts.snapshot.since, "until": charts.snapshot.until}
+        mart = engine.query(
+            "select * from marts.mrt_medication_effectiveness where reading_date between $since and $until "
+            "order by bolus_local_ts desc",
+            "main",
+            params=window,
+        ).records()
+        rows = table_rows(app, "#bolus-rows")
+        assert len(mart) >= 3 and len(rows) == len(mart)
+        for row, bolus in zip(rows, mart, strict=True):
+            at, units, carbs, before, after, drop, lowest, to_low, hypo = row
+            assert at == bolus["bolus_local_ts"].strftime("%m-%d %H:%M")
+            assert cell_number(units) == bolus["insulin_units"]
+            assert cell_number(carbs) == bolus["carbs_g"]
+            for cell, column in (
+                (before, "glucose_before"),
+                (after, "glucose_after"),
+                (drop, "glucose_reduction"),
+                (lowest, "min_glucose_after"),
+                (to_low, "minutes_to_min_after"),
+            ):
+                expected = bolus[column]
+                shown = cell_number(cell)
+                assert (shown is None) == (expected is None), column
+                assert expected is None or abs(shown - float(expected)) <= 0.5, column  # type: ignore[operator]
+            assert (hypo == "yes") == bool(bolus["hypo_within_4h"])
+        summary = label_text(app, "#bolus-summary")
+        hypos = sum(1 for b in mart if b["hypo_within_4h"])
+        assert f"{len(mart)} boluses" in summary and f"{hypos} followed by a hypo" in summary
+
+        await pilot.press("u")
+        await pilot.pause()
+        mmol = table_rows(app, "#bolus-rows")
+        assert "mmol/L" in label_text(app, "#bolus-summary")
+        for row, bolus in zip(mmol, mart, strict=True):
+            assert row[:3] == rows[mart.index(bolus)][:3] and row[7:] == rows[mart.index(bolus)][7:]
+            for cell, column in ((row[3], "glucose_before"), (row[6], "min_glucose_after")):
+                shown = cell_number(cell)
+                if bolus[column] is None:
+                    assert shown is None
+                else:
+                    assert shown is not None and abs(shown - float(bolus[column]) / 18.016) <= 0.051, column
+
+
+@pytest.mark.anyio
+async def test_daily_treatment_totals_are_the_gold_table(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (_, pilot, _, engine):
+        charts = await bolus_table_page(pilot)
+        assert charts.snapshot is not None
+        gold = engine.query(
+            "select reading_date, total_insulin_units, total_carbs_g, bolus_count, carb_entry_count "
+            "from gold.fct_daily_treatment_totals where reading_date between $since and $until "
+            "order by reading_date",
+            "main",
+            params={"since": charts.snapshot.since, "until": charts.snapshot.until},
+        ).rows
+        assert len(gold) >= 3
+        shown = [
+            (d.day, d.insulin_units, d.carbs_g, d.boluses, d.carb_entries) for d in charts.snapshot.treatments
+        ]
+        assert shown == [(day, float(u), float(c), b, e) for day, u, c, b, e in gold]
+        await pilot.press("c")  # around to TIR, then on to the treatment chart
+        for _ in range(4):
+            await pilot.press("c")
+        await pilot.pause()
+        assert charts.chart == "treatment-chart"
+        plot = charts.query_one(TreatmentChart).render().plain  # type: ignore[union-attr]
+        assert "insulin U/day" in plot and "█" in plot
+
+
+@pytest.mark.anyio
+async def test_the_trace_marks_each_bolus_at_its_time(promoted: LakeHome) -> None:
+    """A ▼ over the column of each bolus of the last 24 h (silver.fct_treatments on main)."""
+    async with dashboard(promoted) as (app, _, _, engine):
+        overview = app.screen
+        assert isinstance(overview, OverviewScreen) and overview.snapshot is not None
+        now = overview.snapshot.now
+        boluses = [
+            ts
+            for (ts,) in engine.query(
+                "select treatment_ts from silver.fct_treatments where is_bolus and treatment_ts >= $since "
+                "and treatment_ts <= $now order by treatment_ts",
+                "main",
+                params={"since": now - timedelta(hours=24), "now": now},
+            ).rows
+        ]
+        assert boluses
+        lines = overview.query_one(TracePlot).render().plain.splitlines()  # type: ignore[union-attr]
+        frame = next(line for line in lines if "┌" in line)
+        left, right = frame.index("┌") + 1, frame.index("┐") - 1
+        marked = {i for line in lines if "│" in line for i, ch in enumerate(line) if ch == "▼"}
+        width = right - left
+        expected = {left + round(width * ((ts - now).total_seconds() / 3600 + 24) / 24) for ts in boluses}
+        # Each bolus has its marker in its column (±1 for the plot's rounding), and no marker is elsewhere.
+        assert all(any(abs(col - m) <= 1 for m in marked) for col in expected), (expected, marked)
+        assert all(any(abs(col - m) <= 1 for m in expected) for col in marked), (expected, marked)

@@ -119,3 +119,18 @@ def test_overview_before_a_first_promotion(snap_compare: Callable[..., bool], de
 
 def test_overview_light_theme(snap_compare: Callable[..., bool], overview_app: PhloApp) -> None:
     assert snap_compare(overview_app, terminal_size=(80, 24), run_before=keys("t"))
+
+
+TREATMENT_CHARTS = {"treatments": 4, "boluses": 5}
+"""How many `c` presses on Charts show it."""
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("chart", TREATMENT_CHARTS)
+def test_charts_treatments(
+    snap_compare: Callable[..., bool], overview_app: PhloApp, chart: str, size: str
+) -> None:
+    """Issue 7 on real simulator data: daily insulin and carbs, and each bolus with what followed it.
+    (The overview snapshots show the bolus and carb markers on the trace.)"""
+    presses = ("c",) * TREATMENT_CHARTS[chart]
+    assert snap_compare(overview_app, terminal_size=SIZES[size], run_before=keys("2", *presses))

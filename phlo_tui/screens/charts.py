@@ -74,11 +74,15 @@ class ChartsScreen(PhloScreen):
         self.redraw()
 
     def redraw(self) -> None:
-        if self.snapshot is not None:
-            for chart in self.query("#charts > *").results():
-                if isinstance(chart, Chart):
-                    chart.show(self.snapshot, self.phlo.units)
+        """The chart on screen only: the others are drawn when `c` shows them (the bolus table alone
+        may be hundreds of rows)."""
+        self.show_chart()
         self.render_title()
+
+    def show_chart(self) -> None:
+        chart = self.query_one(f"#{self.chart}")
+        if self.snapshot is not None and isinstance(chart, Chart):
+            chart.show(self.snapshot, self.phlo.units)
 
     def render_title(self) -> None:
         names = "".join(
@@ -91,6 +95,7 @@ class ChartsScreen(PhloScreen):
         keys = [key for key, _ in CHARTS]
         self.chart = keys[(keys.index(self.chart) + 1) % len(keys)]
         self.query_one(ContentSwitcher).current = self.chart
+        self.show_chart()
         self.render_title()
 
     def action_cycle_days(self) -> None:

@@ -28,6 +28,8 @@ class OverviewScreen(PhloScreen):
     def __init__(self) -> None:
         super().__init__()
         self.snapshot: OverviewSnapshot | None = None
+        self._drawn: tuple[OverviewSnapshot, str | None] | None = None
+        """What the widgets show: a poll or a key that changes none of it redraws nothing."""
 
     def compose_page(self) -> ComposeResult:
         yield Label("", id="freshness-alert")
@@ -61,6 +63,12 @@ class OverviewScreen(PhloScreen):
         if snapshot is None:
             return
         units = self.phlo.units
+        # Without readings nothing on the page is in units: a `u` then only changes the tabs' note.
+        drawn = (snapshot, units if snapshot.latest is not None or snapshot.trace else None)
+        if drawn == self._drawn:
+            self.render_alert()
+            return
+        self._drawn = drawn
         self.query_one(LatestReading).show(snapshot, units)
         self.query_one(BandPanel).show(snapshot, units)
         self.query_one(TracePlot).show(snapshot, units)

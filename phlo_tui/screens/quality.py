@@ -73,7 +73,7 @@ class QualityScreen(PhloScreen):
         self.query_one("#checks-table", DataTable).add_columns(
             "severity", "failing", "table", "check", "column", "run"
         )
-        self.query_one("#quarantine-table", DataTable).add_columns("entry", "check", "reason", "at")
+        self.query_one("#quarantine-table", DataTable).add_columns("source", "entry", "check", "reason", "at")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="quality")
     def load(self) -> None:
@@ -93,7 +93,7 @@ class QualityScreen(PhloScreen):
         zone = ZoneInfo(self.phlo.zone)
         for i, row in enumerate(message.snapshot.quarantine):
             at = row.quarantined_at.astimezone(zone).strftime("%m-%d %H:%M") if row.quarantined_at else ""
-            table.add_row(row.entry_id, row.check, row.reason, at, key=str(i))
+            table.add_row(row.source, row.entry_id, row.check, row.reason, at, key=str(i))
         restore_cursor(table, key)
 
     def shown_checks(self) -> list[tuple[int, CheckRecord]]:

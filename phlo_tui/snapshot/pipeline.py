@@ -12,9 +12,11 @@ from engine.diff import TableDiff
 from engine.errors import PromotionError
 from engine.facade import Engine
 from engine.runstore import CheckRecord, PromotionRecord, RunRecord
+from engine.sources import SOURCES
 from phlo_tui.snapshot.status import existing_tables
 
-QUARANTINE = "raw.glucose_quarantine"
+QUARANTINES = tuple(source.quarantine.name for source in SOURCES)
+"""Each source's quarantine (glucose entries, treatments): the Quality page lists them together."""
 LOG_TAIL_BYTES = 256_000
 
 
@@ -61,11 +63,21 @@ class BranchesSnapshot:
         return tuple(d for d in self.diffs if d.changed)
 
 
+LAYERS = ("raw", "bronze", "silver", "gold", "marts")
+
+
+def layer_order(diff: TableDiff) -> tuple[int, str]:
+    """Raw first, marts last, by name within a layer: the engine lists models in build order, which
+    interleaves the sources' tables once there are two of them."""
+    layer = diff.table.split(".", 1)[0]
+    return (LAYERS.index(layer) if layer in LAYERS else len(LAYERS), diff.table)
+
+
 def load_branches(engine: Engine) -> BranchesSnapshot:
     """dev against main per table, and whether the last gate on dev lets a promotion through."""
     gate_errors = tuple(engine.status()["gate_errors"])
     try:
-        diffs, error = tuple(engine.diff()), None
+        diffs, error = tuple(sorted(engine.diff(), key=layer_order)), None
     except PromotionError as e:
         # Diverged branches are a state to show on the screen, not a failure of the screen.
         diffs, error = (), str(e)
@@ -74,6 +86,8 @@ def load_branches(engine: Engine) -> BranchesSnapshot:
 
 @dataclass(frozen=True)
 class QuarantinedRow:
+    source: str
+    """The quarantine it is in: glucose (entries) or treatments."""
     entry_id: str
     check: str
     reason: str
@@ -93,15 +107,25 @@ def load_quality(engine: Engine) -> QualitySnapshot:
     checks = tuple(engine.quality())
     started = {r.id: r.started_at for r in engine.list_runs(50)}
     rows: Sequence[dict[str, Any]] = ()
-    if QUARANTINE in existing_tables(engine):
+    tables = existing_tables(engine)
+    selects = [
+        f"select '{name.removeprefix('raw.').removesuffix('_quarantine')}' as source, "
+        f'entry_id, "check", reason, payload, quarantined_at from {name}'
+        for name in QUARANTINES
+        if name in tables
+    ]
+    if selects:
         rows = engine.query(
-            'select entry_id, "check", reason, payload, quarantined_at from raw.glucose_quarantine '
-            "order by quarantined_at desc limit 200",
-            "dev",
+            f"{' union all '.join(selects)} order by quarantined_at desc, source, entry_id limit 200", "dev"
         ).records()
     quarantine = tuple(
         QuarantinedRow(
-            str(r["entry_id"]), str(r["check"]), str(r["reason"]), str(r["payload"]), r["quarantined_at"]
+            str(r["source"]),
+            str(r["entry_id"]),
+            str(r["check"]),
+            str(r["reason"]),
+            str(r["payload"]),
+            r["quarantined_at"],
         )
         for r in rows
     )

@@ -9,7 +9,8 @@ from textual.widgets import DataTable, Label
 from phlo_tui.snapshot import BolusOutcome, ChartsSnapshot
 from phlo_tui.widgets.glucose import MMOL_PER_MG, glucose_text
 
-COLUMNS = ("bolus at", "insulin U", "carbs g", "before", "after", "drop", "lowest", "min to low", "hypo 4 h")
+COLUMNS = ("bolus at", "U", "carbs", "before", "after", "drop", "lowest", "low min", "hypo")
+"""Short headers, so that all nine fit at 80 columns; the summary line above says what they hold."""
 
 
 def _amount(value: float | None) -> str:
@@ -62,8 +63,8 @@ class BolusTable(Vertical):
         mean_drop = sum(drops) / len(drops) if drops else None
         drop_text = f"{signed_glucose(mean_drop, units)} {units}"
         summary.update(
-            f"{len(boluses)} boluses · glucose {units} · mean drop {drop_text} · "
-            f"{hypos} followed by a hypo within 4 h"
+            f"{len(boluses)} boluses · mean drop {drop_text} · {hypos} followed by a hypo within 4 h\n"
+            f"insulin U · carbs g · {units} · drop = before − after · low min = mins to low"
         )
         for i, bolus in enumerate(boluses):
             table.add_row(*bolus_row(bolus, units), key=str(i))

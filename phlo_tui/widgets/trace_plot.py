@@ -10,6 +10,9 @@ from phlo_tui.snapshot import OverviewSnapshot
 from phlo_tui.widgets.band_plot import BandPlot
 from phlo_tui.widgets.glucose import BANDS, band_of
 
+MARKER_STRIP = 0.25
+"""The share of the glucose range added above it for the bolus and carb markers."""
+
 
 class TracePlot(BandPlot):
     def __init__(self, *, id: str | None = None) -> None:
@@ -34,7 +37,10 @@ class TracePlot(BandPlot):
             xs.append((ts - now).total_seconds() / 3600)
             ys.append(self.y(mg))
         highest = max(mg for _, mg in self.snapshot.trace)
-        top = max(300, highest + 10)
+        top: float = max(300, highest + 10)
+        if self.snapshot.treatments:
+            # A strip above the readings for the markers, so that they never hide a reading.
+            top += MARKER_STRIP * (top - 40)
         # The target range shaded first, so that the readings draw over it.
         self.shade(self.y(70), self.y(180), (-24.0, 0.0), self.rgb("range-fill"), (self.y(40), self.y(top)))
         self.range_lines()
@@ -44,7 +50,7 @@ class TracePlot(BandPlot):
                 plt.scatter(xs, ys, marker="braille", color=self.band_rgb(band))
         plt.xlim(-24, 0)
         plt.ylim(self.y(40), self.y(top))
-        legend = self.treatment_marks(top)
+        legend = self.treatment_marks(top, highest)
         ticks = [-24.0, -18.0, -12.0, -6.0, 0.0]
         plt.xticks(ticks, [(now + timedelta(hours=t)).astimezone(zone).strftime("%H:%M") for t in ticks])
         levels = (54, 70, 180, 250)
@@ -54,14 +60,16 @@ class TracePlot(BandPlot):
         )
         plt.title(f"last 24 h · {self.units}{legend}")
 
-    def treatment_marks(self, top_mg_dl: float) -> str:
-        """Boluses (▼) along the top edge and carbs (◆) just under it; returns the legend, if any."""
+    def treatment_marks(self, top_mg_dl: float, highest_mg_dl: float) -> str:
+        """Boluses (▼) along the top edge and carbs (◆) under them, both above the highest reading;
+        returns the legend, if any."""
         assert self.snapshot is not None
         now, marks = self.snapshot.now, self.snapshot.treatments
+        step = (top_mg_dl - max(300, highest_mg_dl + 10)) / 3
         legend = []
         for kind, marker, level, component in (
-            ("bolus", "▼", top_mg_dl - 8, "insulin"),
-            ("carbs", "◆", top_mg_dl - 30, "carbs"),
+            ("bolus", "▼", top_mg_dl - step / 2, "insulin"),
+            ("carbs", "◆", top_mg_dl - 2 * step, "carbs"),
         ):
             hours = [
                 (m.ts - now).total_seconds() / 3600
