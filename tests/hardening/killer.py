@@ -6,7 +6,8 @@ one JSON line on stdout, so each killed run costs a fork instead of a fresh inte
     {"argv": ["backfill", "--since", "2026-01-01"], "env": {...}, "out": "/path/log",
      "when": "enter" | "leave" | "commit" | "call" | "none", "target": "merge"}
 
-`enter` kills inside step `target` right after its start is recorded; `leave` kills after the step's
+`enter` kills inside step `target` (`merge`, or `merge@treatments` for one source's step) right after
+its start is recorded; `leave` kills after the step's
 work is done, before its end is recorded; `commit` kills an Iceberg commit of a table whose metadata
 path contains `target`, after the new metadata file is written and before the catalog points at it;
 `call` kills on entering the Nth call of a `Lake` method (`set_branch:3`: a promotion half done).
@@ -46,16 +47,20 @@ def _die() -> None:
 def _patch(when: str, target: str) -> None:
     if when in ("enter", "leave"):
         original = RunStore.step
+        step_name, _, source = target.partition("@")
+
+        def matches(name: str, detail: dict[str, Any] | None) -> bool:
+            return name == step_name and (not source or (detail or {}).get("source") == source)
 
         @contextlib.contextmanager
         def step(
             self: RunStore, run_id: str, name: str, detail: dict[str, Any] | None = None
         ) -> Iterator[StepHandle]:
             with original(self, run_id, name, detail) as handle:
-                if name == target and when == "enter":
+                if when == "enter" and matches(name, detail):
                     _die()
                 yield handle
-                if name == target and when == "leave":
+                if when == "leave" and matches(name, detail):
                     _die()
 
         RunStore.step = step  # type: ignore[method-assign]

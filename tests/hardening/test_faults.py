@@ -15,26 +15,25 @@ import pytest
 
 from engine.config import load_settings
 from engine.facade import Engine
+from engine.models import discover_models
 from engine.runstore import PromotionState, RunStatus, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sources import SOURCES
+from engine.tables import RAW_TABLES
 from tests.hardening.lakecheck import Zygote, assert_lake_sound
 from tests.pgserver import PgServer, server_bindir
 
 pytestmark = pytest.mark.hardening
 
-MODELS = [
-    "model bronze.stg_glucose_entries",
-    "model silver.fct_glucose_readings",
-    "model gold.fct_daily_glucose_metrics",
-    "model gold.fct_hourly_glucose_profile",
-    "model marts.mrt_glucose_hourly_patterns",
-    "model marts.mrt_glucose_overview",
-]
-STEPS = ["fetch", "validate", "merge", *MODELS, "gates", "promote", "publish"]
+# Every model the runner discovers in sql/, so a new source's models are killed too.
+MODELS = [f"model {m.name}" for m in discover_models(sources=[t.name for t in RAW_TABLES])]
+# Each source's own ingest steps: the first source's, then the second's after the first committed.
+INGEST = [f"{step}@{source.name}" for source in SOURCES for step in ("fetch", "validate", "merge")]
+STEPS = [*INGEST, *MODELS, "gates", "promote", "publish"]
 FULL = os.environ.get("PHLO_HARDENING_FULL") == "1"
 # CI kills on entering every step, on leaving the steps that commit or move refs, and inside the raw
 # table's Iceberg commit, and halfway through moving the refs of a promotion; PHLO_HARDENING_FULL=1 also kills on leaving every step and inside a model's commit.
-LEAVE = STEPS if FULL else ["merge", "promote", "publish"]
+LEAVE = STEPS if FULL else [*(f"merge@{source.name}" for source in SOURCES), "promote", "publish"]
 COMMITS = ["raw/glucose_entries/metadata", *(["silver/fct_glucose_readings/metadata"] if FULL else [])]
 CASES = (
     [("enter", s) for s in STEPS]
