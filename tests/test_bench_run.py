@@ -42,7 +42,7 @@ pytestmark = [
 
 
 def test_run_prints_every_figure_as_json_last() -> None:
-    # dbt lives in the bench extra (`uv run --extra bench`), which `./scripts/test` does not install.
+    # dbt lives in the bench extra, which `./scripts/test` installs (`uv run --extra bench` by hand).
     pytest.importorskip("dbt.cli.main", reason="dbt-core is in the bench extra: uv run --extra bench pytest")
     done = subprocess.run(
         [sys.executable, "bench/run.py", "--days", "2", "--repeats", "1", "--hours", "1"],
