@@ -583,10 +583,12 @@ async def test_a_fresh_demo_home_fills_itself_with_fourteen_days(
         assert [r.trigger.value for r in runs] == ["backfill"]
         assert runs[0].status is RunStatus.SUCCEEDED
         days = engine.query("select count(distinct reading_date) from silver.fct_glucose_readings").rows[0][0]
-        assert days == 14
+        # Fourteen local days up to now; in the first minutes after midnight today has no reading yet.
+        assert days in (13, 14)
         assert app.screen.query_one("#reading-value", Digits).value.isdigit()
         bands = app.screen.query_one(BandPanel).render().plain
-        assert ("14 d" in bands and "(<14 d)" not in bands.split("GMI")[1].split("CV")[0]) or True
+        # GMI is flagged while there are fewer than 14 days of data.
+        assert ("(<14 d)" in bands.split("GMI")[1].split("CV")[0]) == (days < 14)
         assert any("backfill run succeeded" in n for n in recorder.notifications())
         # The dashboard polled while the backfill ran: the pipeline bar had its progress to draw.
         polled = [m.status for m in recorder.of(StatusPolled)]  # type: ignore[attr-defined]

@@ -195,13 +195,14 @@ class _Site(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """A Nightscout site that answers every entries request with the same body (a short page)."""
+    """A Nightscout site that answers every entries request with the same body (a short page), and
+    has no treatments collection (404, which the run only warns about)."""
 
     server: _Site
 
     def do_GET(self) -> None:
         body = self.server.body if "/entries" in self.path else b"{}"
-        self.send_response(200)
+        self.send_response(404 if "/treatments" in self.path else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
