@@ -112,6 +112,7 @@ class PhloApp(CommandApp):
         self.start_error: BaseException | None = None
         """Why the engine could not be constructed: run_app reports it once the terminal is restored."""
         self._loaded: Engine | None = None
+        self._load_started = threading.Event()
         self._load_settled = threading.Event()
         self.poll_interval = poll_interval
         self.clock = clock
@@ -158,9 +159,12 @@ class PhloApp(CommandApp):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def load_engine(self) -> None:
+        self._load_started.set()
         try:
             from engine.facade import Engine  # pyiceberg, pandas, pyarrow: seconds
 
+            if get_current_worker().is_cancelled:
+                return  # q came first: an import cannot be stopped, the construction can be skipped
             engine = Engine(self.settings)
             engine.role = "tui"
             self._loaded = engine
@@ -178,6 +182,8 @@ class PhloApp(CommandApp):
 
     def close_engine(self) -> None:
         """Close the engine the worker constructed, waiting for it when q came first (the lease)."""
+        if not self._load_started.is_set():
+            return
         if self._load_settled.wait(timeout=120) and self._loaded is not None:
             self._loaded.close()
             self._loaded = None
