@@ -61,7 +61,6 @@ FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
 ERROR_TITLES = {
     "poll": "cannot read the run store",
     "schedule": "cannot record the next scheduled run",
-    "engine": "cannot start the engine",
     "command": "the command failed",
     "sql": "the query failed",
     "overview": "cannot read the overview",
