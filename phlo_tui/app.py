@@ -7,9 +7,11 @@ import gc
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import SystemCommand
@@ -19,12 +21,11 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.config import Settings, check_ready, load_settings
 from engine.errors import PhloError, PromotionError
-from engine.facade import Engine
 from engine.logs import setup_logging
 from engine.runstore import RunStatus
 from phlo_tui.commands import CommandApp, next_scheduled, wall_clock
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
-from phlo_tui.messages import PromotionFinished, RunFinished, StatusPolled
+from phlo_tui.messages import EngineReady, PromotionFinished, RunFinished, StatusPolled
 from phlo_tui.screens.base import PhloScreen
 from phlo_tui.screens.branches import BranchesScreen
 from phlo_tui.screens.charts import ChartsScreen
@@ -37,7 +38,11 @@ from phlo_tui.screens.sql import SqlScreen
 from phlo_tui.screens.text_modal import TextModal
 from phlo_tui.snapshot import PipelineStatus, load_status
 
+if TYPE_CHECKING:
+    from engine.facade import Engine
+
 __all__ = [
+    "EngineReady",
     "PhloApp",
     "PromotionFinished",
     "RunFinished",
@@ -85,18 +90,33 @@ class PhloApp(CommandApp):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | None = None,
         *,
+        settings: Settings | None = None,
         poll_interval: float = 3.0,
         clock: Clock = wall_clock,
         schedule: bool = True,
     ) -> None:
+        """On an `engine` (tests, benches), or on `settings`: then the app paints first and constructs the
+        engine in a worker (importing it takes seconds); `EngineReady` starts the polls and the pages."""
         super().__init__()
-        self.engine = engine
+        if engine is not None:
+            self.engine = engine
+            settings = engine.settings
+        if settings is None:
+            raise TypeError("PhloApp needs an engine or settings")
+        self.settings = settings
+        self.ready = engine is not None
+        """Whether self.engine exists: until then the pages show their frame and keys that need it wait."""
+        self.start_error: BaseException | None = None
+        """Why the engine could not be constructed: run_app reports it once the terminal is restored."""
+        self._loaded: Engine | None = None
+        self._load_started = threading.Event()
+        self._load_settled = threading.Event()
         self.poll_interval = poll_interval
         self.clock = clock
         self.schedule = schedule
-        self.units = engine.settings.units
+        self.units = settings.units
         """mg/dL or mmol/L: starts from the settings, `u` switches it on every page."""
         self.pipeline: PipelineStatus | None = None
         self.busy: str | None = None
@@ -108,24 +128,70 @@ class PhloApp(CommandApp):
         self._schedule_timer: Timer | None = None
         self._reported: set[str] = set()
         self._poll_error: str | None = None
-        check_keymap(engine.settings.keymap, known_binding_ids())
-        self.set_keymap(engine.settings.keymap)
-        self.theme = THEMES[engine.settings.theme]
+        check_keymap(settings.keymap, known_binding_ids())
+        self.set_keymap(settings.keymap)
+        self.theme = THEMES[settings.theme]
 
     @property
     def zone(self) -> str:
-        return self.engine.settings.timezone
+        return self.settings.timezone
 
     @property
     def note(self) -> str:
-        return f"{'demo · ' if self.engine.settings.demo else ''}{self.units}"
+        return f"{'demo · ' if self.settings.demo else ''}{self.units}"
 
     def on_mount(self) -> None:
+        if self.ready:
+            self.start()
+        else:
+            self.load_engine()
+
+    def start(self) -> None:
+        """The engine is there: schedule, fill a fresh demo home, poll."""
         if self.schedule:
             self._schedule_next_run()
-        if self.engine.settings.demo:
+        if self.settings.demo:
             self.fill_demo()
         self.poll_now()
+
+    # the engine: imported and constructed after the first paint
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
+    def load_engine(self) -> None:
+        self._load_started.set()
+        try:
+            from engine.facade import Engine  # pyiceberg, pandas, pyarrow: seconds
+
+            if get_current_worker().is_cancelled:
+                return  # q came first: an import cannot be stopped, the construction can be skipped
+            engine = Engine(self.settings)
+            engine.role = "tui"
+            self._loaded = engine
+        finally:
+            self._load_settled.set()
+        self.post_message(EngineReady(engine))
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.engine = message.engine
+        self.ready = True
+        freeze_heap()  # now: the engine's modules and objects live as long as the app
+        self.start()
+        if isinstance(self.screen, PhloScreen):
+            self.screen.reload()
+
+    def close_engine(self) -> None:
+        """Close the engine the worker constructed, waiting for it when q came first (the lease)."""
+        if not self._load_started.is_set():
+            return
+        if self._load_settled.wait(timeout=120) and self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    def engine_started(self) -> bool:
+        """Whether the engine is there; if not, says so (for keys that need it)."""
+        if not self.ready:
+            self.notify("starting…", severity="warning", timeout=2)
+        return self.ready
 
     # polling: a worker reads, the main thread renders, then one timer schedules the next read
 
@@ -134,6 +200,8 @@ class PhloApp(CommandApp):
         if self._poll_timer is not None:
             self._poll_timer.stop()
             self._poll_timer = None
+        if not self.ready:
+            return  # EngineReady starts the polls
         if self._polling:
             self._poll_again = True
             return
@@ -187,6 +255,11 @@ class PhloApp(CommandApp):
             self.busy = None
             self._show_status()
         if event.state is WorkerState.ERROR:
+            if worker.group == "engine" and worker.node is self:
+                self.start_error = worker.error
+                code = worker.error.exit_code if isinstance(worker.error, PhloError) else 1
+                self.exit(return_code=code)
+                return
             self.report_error(worker)
 
     def report_error(self, worker: Worker[object]) -> None:
@@ -217,6 +290,8 @@ class PhloApp(CommandApp):
     # keys, help and the command palette
 
     def action_refresh(self) -> None:
+        if not self.engine_started():
+            return
         self.poll_now()
         if isinstance(self.screen, PhloScreen):
             self.screen.reload()
@@ -269,24 +344,39 @@ def freeze_heap() -> None:
 
 
 def run_app(settings: Settings) -> int:
-    """The dashboard on `settings`' home; returns the exit code. Bad configuration exits with its message."""
+    """The dashboard on `settings`' home; returns the exit code. Bad configuration exits with its message.
+
+    The app paints before the engine is imported (seconds of pyiceberg, pandas, pyarrow); an error while
+    constructing it (the home, the lease) ends the app and is printed here, on the restored terminal."""
     try:
         check_ready(settings)
         check_keymap(settings.keymap, known_binding_ids())
-        engine = Engine(settings)
     except PhloError as e:
-        print(f"phlo-tui: error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
-        return e.exit_code
+        return print_error(e)
     # The engine logs to logs/phlo-tui.log (the Runs page tails it), never onto the dashboard.
     quiet = open(os.devnull, "w")  # noqa: SIM115 - the log's stream for the life of the process
-    setup_logging(settings.logs_dir, stream=quiet)
-    with engine:
-        engine.role = "tui"
-        freeze_heap()
-        PhloApp(engine).run()
-    return 0
+    try:
+        setup_logging(settings.logs_dir, stream=quiet)
+    except OSError:
+        # An unusable home: the engine's construction says so with a hint and the app exits with it.
+        setup_logging(None, stream=quiet)
+    app = PhloApp(settings=settings)
+    try:
+        app.run()
+    finally:
+        app.close_engine()
+    if isinstance(app.start_error, PhloError):
+        return print_error(app.start_error)
+    if app.start_error is not None:
+        raise app.start_error
+    return app.return_code or 0
+
+
+def print_error(e: PhloError) -> int:
+    print(f"phlo-tui: error: {e.message}", file=sys.stderr)
+    if e.hint:
+        print(f"  hint: {e.hint}", file=sys.stderr)
+    return e.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

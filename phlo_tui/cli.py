@@ -204,8 +204,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         serve_forever(port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone)
         return 0
 
-    from engine.facade import Engine, exit_code
-
     settings = load_settings(demo=demo)
     if args.daemon:
         if args.command is not None:
@@ -218,6 +216,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from phlo_tui.app import run_app
 
         return run_app(settings)
+    # Imported here, not above: the dashboard paints before it loads the lake (see run_app).
+    from engine.facade import Engine, exit_code
+
     with Engine(settings) as engine:
         if args.command in ("run", "backfill", "import"):
             command_args = _command_args(args)

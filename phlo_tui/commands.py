@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
 from textual.timer import Timer
 
 from engine.errors import PhloError, PromotionError
-from engine.facade import Engine
 from engine.runstore import RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
 from phlo_tui.snapshot import PipelineStatus
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.facade import Engine
 
 DEMO_DAYS = 14
 
@@ -35,6 +39,7 @@ class CommandApp(App[None]):
     """The command half of PhloApp: it starts commands; PhloApp polls and renders what they did."""
 
     engine: Engine
+    settings: Settings
     pipeline: PipelineStatus | None
     busy: str | None
     _reported: set[str]
@@ -49,6 +54,9 @@ class CommandApp(App[None]):
     def _show_status(self) -> None:
         raise NotImplementedError
 
+    def engine_started(self) -> bool:
+        raise NotImplementedError
+
     def command_refused(self) -> bool:
         """One command at a time: say so when this app or the daemon is busy with one."""
         if self.busy is not None:
@@ -60,7 +68,7 @@ class CommandApp(App[None]):
         return False
 
     def action_run_now(self) -> None:
-        if not self.command_refused():
+        if self.engine_started() and not self.command_refused():
             self.start_run(RunTrigger.MANUAL)
 
     def start_run(self, trigger: RunTrigger) -> None:
@@ -101,7 +109,7 @@ class CommandApp(App[None]):
     # the in-process schedule, like the daemon's; skipped while a daemon owns the home
 
     def _schedule_next_run(self) -> None:
-        settings = self.engine.settings
+        settings = self.settings
         now = self.clock()
         self.next_run = next_scheduled(now, settings.schedule_minute, settings.schedule_interval_seconds)
         self.record_next_run(self.next_run)
@@ -141,7 +149,7 @@ class CommandApp(App[None]):
 
     def promote(self) -> None:
         """Promote dev to main (the page asked the user first)."""
-        if self.command_refused():
+        if not self.engine_started() or self.command_refused():
             return
         self.busy = "promoting dev → main"
         self._show_status()

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from engine.runstore import RunRecord
 from phlo_tui.snapshot import PipelineStatus
+
+if TYPE_CHECKING:
+    from engine.facade import Engine
+
+
+class EngineReady(Message):
+    """The engine, constructed in a worker after the first paint: the polls and the pages start now."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
 
 
 class StatusPolled(Message):

@@ -14,3 +14,16 @@ def test_engine_imports_without_textual() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_imports_without_the_lake() -> None:
+    """The dashboard paints before the engine loads: its modules leave the heavy libraries to the worker
+    that constructs the engine (they take seconds to import)."""
+    code = (
+        "import sys, phlo_tui.app, phlo_tui.cli;"
+        "heavy = ('pyiceberg', 'pandas', 'pyarrow', 'dlt', 'duckdb', 'pandera', 'sqlalchemy');"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & set(heavy));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

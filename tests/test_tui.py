@@ -26,7 +26,7 @@ from engine.errors import PhloError
 from engine.facade import Engine
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
-from phlo_tui.app import PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
+from phlo_tui.app import EngineReady, PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
 from phlo_tui.screens.branches import BranchesScreen, DiffComputed
 from phlo_tui.screens.charts import ChartsLoaded, ChartsScreen
 from phlo_tui.screens.confirm_promote import ConfirmPromote
@@ -545,6 +545,47 @@ async def test_keys_remapped_by_id_in_the_settings(held: LakeHome) -> None:
         await pilot.pause()
         keys = {row[2]: row[0] for row in table_rows(app, "#help-keys")}
         assert keys["promote"] == "P" and keys["units"] == "m"
+
+
+@pytest.mark.anyio
+async def test_on_settings_the_app_paints_then_constructs_the_engine(promoted: LakeHome) -> None:
+    """How run_app starts it: the frame first, the engine from a worker, then the polls and the pages."""
+    recorder = Recorder()
+    app = PhloApp(settings=promoted.settings, poll_interval=60.0, schedule=False)
+    try:
+        async with app.run_test(size=SIZE, message_hook=recorder) as pilot:
+            await settle(pilot)
+            assert app.ready and len(recorder.of(EngineReady)) == 1
+            assert app.engine.role == "tui"
+            ready_at = recorder.messages.index(recorder.of(EngineReady)[0])
+            assert not any(
+                isinstance(m, (StatusPolled, OverviewLoaded)) for m in recorder.messages[:ready_at]
+            )
+            overview = recorder.of(OverviewLoaded)
+            assert overview and overview[-1].snapshot.latest is not None  # type: ignore[attr-defined]
+            assert app.screen.query_one("#reading-value", Digits).value
+            await pilot.press("ctrl+r")  # a key that needs the engine works once it is there
+            await settle(pilot)
+            assert not any("starting" in n for n in recorder.notifications())
+            assert len(recorder.of(StatusPolled)) >= 2
+    finally:
+        app.close_engine()
+
+
+@pytest.mark.anyio
+async def test_an_engine_that_cannot_start_ends_the_app_with_its_error(tmp_path: Path) -> None:
+    """A home that cannot be used fails the engine's construction in the worker: the app exits with the
+    error's code and keeps the error for run_app to print on the restored terminal."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    settings = dataclasses.replace(load_settings(demo=True), home=blocked / "home")
+    app = PhloApp(settings=settings, schedule=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+    app.close_engine()
+    assert isinstance(app.start_error, PhloError)
+    assert "cannot use the phlo home" in app.start_error.message
+    assert app.return_code == app.start_error.exit_code == 1
 
 
 def test_an_unknown_key_id_in_the_settings_exits_with_the_known_ids(

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,18 @@ class Terminal:
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[tuple[Terminal, Path]]:
+    with demo_session(tmp_path, tmp_path / "home") as session:
+        yield session
+
+
+@contextmanager
+def demo_session(tmp_path: Path, home: Path) -> Iterator[tuple[Terminal, Path]]:
+    """`phlo-tui --demo` on `home` in a new tmux session; the file gets its exit code."""
     assert shutil.which("tmux"), "this test needs tmux"
     name = f"phlo-test-{uuid.uuid4().hex[:8]}"
     exit_file = tmp_path / "exit-code"
     env = {
-        "PHLO_HOME": str(tmp_path / "home"),
+        "PHLO_HOME": str(home),
         "PHLO_CONFIG": str(tmp_path / "no-config.toml"),
         "PHLO_MANAGE_POSTGRES": "false",
         "PHLO_TIMEZONE": "UTC",
@@ -85,3 +93,21 @@ def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path]) -> None:
     while not exit_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert exit_file.read_text().strip() == "0"
+
+
+def wait_for_exit(exit_file: Path) -> str:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not exit_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return exit_file.read_text().strip()
+
+
+def test_an_engine_that_cannot_start_exits_with_its_message(tmp_path: Path) -> None:
+    """The frame paints before the engine is constructed; its error still ends the app with the message
+    on the restored terminal and the error's exit code."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with demo_session(tmp_path, blocked / "home") as (term, exit_file):
+        screen = term.wait_for(lambda s: "phlo-tui: error:" in s, "the error")
+        assert "cannot use the phlo home" in screen and "hint:" in screen and "Traceback" not in screen
+        assert wait_for_exit(exit_file) == "1"

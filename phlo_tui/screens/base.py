@@ -51,7 +51,8 @@ class PhloScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.units_changed()
         self.show_status()
-        self.reload()
+        if self.phlo.ready:  # else EngineReady reloads the page on screen
+            self.reload()
 
     def show_status(self) -> None:
         self.query_one(PipelineBar).show(self.phlo.pipeline, self.phlo.zone, self.phlo.busy)

@@ -81,6 +81,8 @@ class BranchesScreen(PhloScreen):
             table.add_row(*diff_row(d), key=d.table)
 
     def action_promote(self) -> None:
+        if not self.phlo.engine_started():
+            return
         snapshot = self.snapshot
         status = self.phlo.pipeline
         gate_errors = status.gate_errors if status else snapshot.gate_errors if snapshot else ()

@@ -99,5 +99,7 @@ class ChartsScreen(PhloScreen):
         self.render_title()
 
     def action_cycle_days(self) -> None:
+        if not self.phlo.engine_started():
+            return
         self.days = WINDOWS[(WINDOWS.index(self.days) + 1) % len(WINDOWS)]
         self.reload()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label
 
-from engine.diff import TableDiff
+if TYPE_CHECKING:
+    from engine.diff import TableDiff
 
 
 def days_text(days: tuple[str, ...]) -> str:

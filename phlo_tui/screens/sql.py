@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,8 +13,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Select
 from textual.worker import get_current_worker
 
-from engine.facade import QueryResult
 from phlo_tui.screens.base import PhloScreen
+
+if TYPE_CHECKING:
+    from engine.facade import QueryResult
 
 MAX_ROWS = 1000
 EXAMPLE = "select reading_date, round(time_in_range_pct, 1) as tir from gold.fct_daily_glucose_metrics order by 1 desc"
@@ -48,6 +51,8 @@ class SqlScreen(PhloScreen):
 
     @on(Input.Submitted, "#sql-query")
     def submitted(self, event: Input.Submitted) -> None:
+        if not self.phlo.engine_started():
+            return
         sql = event.value.strip() or EXAMPLE
         branch = str(self.query_one(Select).value)
         self.query_one("#sql-status", Label).update(f"running on {branch}…")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from engine.facade import Engine
 from phlo_tui.snapshot.status import existing_tables
 from phlo_tui.snapshot.treatments import (
     BolusOutcome,
@@ -13,6 +13,9 @@ from phlo_tui.snapshot.treatments import (
     load_bolus_outcomes,
     load_daily_treatments,
 )
+
+if TYPE_CHECKING:
+    from engine.facade import Engine
 
 DAILY = "gold.fct_daily_glucose_metrics"
 PROFILE = "gold.fct_hourly_glucose_profile"

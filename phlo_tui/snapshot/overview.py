@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from engine.facade import Engine
 from phlo_tui.snapshot.status import existing_tables
 from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
+
+if TYPE_CHECKING:
+    from engine.facade import Engine
 
 READINGS = "silver.fct_glucose_readings"
 GMI_MIN_DAYS = 14

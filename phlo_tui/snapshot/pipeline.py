@@ -6,17 +6,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.diff import TableDiff
 from engine.errors import PromotionError
-from engine.facade import Engine
 from engine.runstore import CheckRecord, PromotionRecord, RunRecord
-from engine.sources import SOURCES
 from phlo_tui.snapshot.status import existing_tables
 
-QUARANTINES = tuple(source.quarantine.name for source in SOURCES)
-"""Each source's quarantine (glucose entries, treatments): the Quality page lists them together."""
+if TYPE_CHECKING:
+    from engine.diff import TableDiff
+    from engine.facade import Engine
+
+
+def quarantines() -> tuple[str, ...]:
+    """Each source's quarantine (glucose entries, treatments): the Quality page lists them together.
+
+    Read when the page loads (in its worker): the sources' schemas import pandera and the lake."""
+    from engine.sources import SOURCES
+
+    return tuple(source.quarantine.name for source in SOURCES)
+
+
 LOG_TAIL_BYTES = 256_000
 
 
@@ -111,7 +120,7 @@ def load_quality(engine: Engine) -> QualitySnapshot:
     selects = [
         f"select '{name.removeprefix('raw.').removesuffix('_quarantine')}' as source, "
         f'entry_id, "check", reason, payload, quarantined_at from {name}'
-        for name in QUARANTINES
+        for name in quarantines()
         if name in tables
     ]
     if selects:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from engine.daemon import Freshness, freshness
-from engine.facade import Engine
 from engine.runstore import LeaseRecord, PromotionRecord, RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from engine.daemon import Freshness
+    from engine.facade import Engine
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class PipelineStatus:
 
 
 def load_status(engine: Engine, now: datetime, next_run: datetime | None) -> PipelineStatus:
+    from engine.daemon import freshness  # imports the lake: loaded in the worker, not at start-up
+
     # From the run store alone: a poll runs every half second during a run and must stay cheap.
     daemon = engine.daemon()
     warning = timedelta(minutes=engine.settings.freshness_warning_minutes)

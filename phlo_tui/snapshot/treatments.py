@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-from engine.facade import Engine
+if TYPE_CHECKING:
+    from engine.facade import Engine
+
 
 TREATMENTS = "silver.fct_treatments"
 DAILY_TREATMENTS = "gold.fct_daily_treatment_totals"

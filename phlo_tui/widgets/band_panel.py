@@ -56,7 +56,10 @@ class BandPanel(Widget):
         out.append("Time in range", style("band-panel--title"))
         out.append(" · % of readings", dim)
         snapshot = self.snapshot
-        if snapshot is None or snapshot.branch is None:
+        if snapshot is None:
+            out.append("\nloading…", dim)
+            return out
+        if snapshot.branch is None:
             out.append("\nno readings yet", dim)
             return out
         if snapshot.branch == "dev":

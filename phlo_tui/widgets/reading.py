@@ -17,7 +17,7 @@ class LatestReading(Vertical):
         with Horizontal(id="reading-row"):
             yield Digits("–", id="reading-value")
             yield Label("", id="reading-arrow")
-        yield Label("", id="reading-trend")
+        yield Label("loading…", id="reading-trend")
         yield Label("", id="reading-age")
 
     def show(self, snapshot: OverviewSnapshot, units: str) -> None:

@@ -18,10 +18,12 @@ class TracePlot(BandPlot):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.snapshot: OverviewSnapshot | None = None
-        self.empty_text = "no readings in the last 24 h"
+        self.empty_text = "loading…"
+        """Until the first snapshot (the engine starts after the first paint); then what an empty day says."""
 
     def show(self, snapshot: OverviewSnapshot, units: str) -> None:
         self.snapshot, self.units = snapshot, units
+        self.empty_text = "no readings in the last 24 h"
         self.refresh()
 
     def has_data(self) -> bool:
