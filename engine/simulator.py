@@ -237,6 +237,12 @@ class GlucoseSimulator:
         entries after the clock's "now" do not exist yet. `count <= 0` means no limit, as a
         MongoDB limit of 0 does.
         """
+        low, high = self._bounds(gte, gt, lt, lte)
+        return self._select(kind, low, high, count)
+
+    def _bounds(self, gte: int | None, gt: int | None, lt: int | None, lte: int | None) -> tuple[int, int]:
+        """The inclusive [low, high] instants (ms) a find[...] filter selects, up to the clock's now;
+        with no bound at all, only the last 4 days (Nightscout's implicit filter)."""
         now_ms = int(self.clock() * 1000)
         low, high = HISTORY_START_MS, now_ms
         if gte is None and gt is None and lt is None and lte is None:
@@ -249,7 +255,7 @@ class GlucoseSimulator:
             high = min(high, lt - 1)
         if lte is not None:
             high = min(high, lte)
-        return self._select(kind, low, high, count)
+        return low, high
 
     def treatments(
         self,
@@ -265,18 +271,7 @@ class GlucoseSimulator:
         The same bounds, implicit 4-day window, "now" and `count` rules as `entries`. A record that
         lost its created_at (one of the deliberate bad records) is still found by its instant.
         """
-        now_ms = int(self.clock() * 1000)
-        low, high = HISTORY_START_MS, now_ms
-        if gte is None and gt is None and lt is None and lte is None:
-            low = max(low, now_ms - IMPLICIT_WINDOW_MS)
-        if gte is not None:
-            low = max(low, gte)
-        if gt is not None:
-            low = max(low, gt + 1)
-        if lt is not None:
-            high = min(high, lt - 1)
-        if lte is not None:
-            high = min(high, lte)
+        low, high = self._bounds(gte, gt, lt, lte)
         if high < low:
             return []
         # A local day's treatments fall within it give or take a few hours; zones span -12..+14 h.
