@@ -201,6 +201,8 @@ class Daemon:
             if self._attempt <= self.policy.max_retries:
                 wait = self.policy.delay_for(self._attempt, random.random())
                 self._retry_at = datetime.now(UTC) + timedelta(seconds=wait)
+                # The next attempt is recorded before the run shows `retrying`, so readers see both.
+                self.engine.set_next_run(self._retry_at)
                 self._retry_of = self.engine.store.mark_retrying(run.id, self._retry_at, self._attempt)
                 log.warning(
                     "run %s failed for a transient reason; retry %s in %.0f s", run.id, self._attempt, wait

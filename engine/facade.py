@@ -155,7 +155,10 @@ class Engine:
         return self._lock.lost.is_set()
 
     def set_next_run(self, when: datetime | None) -> None:
+        """Record when the next run is due; written at once (not at the next heartbeat), so a reader
+        never sees a retrying run without its next attempt."""
         self._lock.next_run_at = when
+        self._lock.beat_now()
 
     def daemon(self) -> LeaseRecord | None:
         """The running daemon that owns this home, if any: then writes go through `submit`."""
