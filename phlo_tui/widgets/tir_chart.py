@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from phlo_tui.snapshot import ChartsSnapshot
-from phlo_tui.widgets.band_plot import BandPlot
+from phlo_tui.widgets.charts_plot import ChartsPlot
 from phlo_tui.widgets.glucose import BANDS
 
 
-class TirChart(BandPlot):
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.snapshot: ChartsSnapshot | None = None
-        self.empty_text = "no daily metrics in this window"
-
-    def show(self, snapshot: ChartsSnapshot, units: str) -> None:
-        self.snapshot, self.units = snapshot, units
-        self.refresh()
+class TirChart(ChartsPlot):
+    EMPTY_TEXT = "no daily metrics in this window"
 
     def has_data(self) -> bool:
         return self.snapshot is not None and bool(self.snapshot.daily)

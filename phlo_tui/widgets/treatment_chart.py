@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from phlo_tui.snapshot import ChartsSnapshot
-from phlo_tui.widgets.band_plot import BandPlot
+from phlo_tui.widgets.charts_plot import ChartsPlot
 
 
-class TreatmentChart(BandPlot):
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.snapshot: ChartsSnapshot | None = None
-        self.empty_text = "no treatments yet: boluses and carbs appear here once Nightscout has them"
-
-    def show(self, snapshot: ChartsSnapshot, units: str) -> None:
-        self.snapshot, self.units = snapshot, units
-        self.refresh()
+class TreatmentChart(ChartsPlot):
+    EMPTY_TEXT = "no treatments yet: boluses and carbs appear here once Nightscout has them"
 
     def has_data(self) -> bool:
         return self.snapshot is not None and bool(self.snapshot.treatments)

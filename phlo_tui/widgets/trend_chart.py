@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from phlo_tui.snapshot import ChartsSnapshot
-from phlo_tui.widgets.band_plot import BandPlot
+from phlo_tui.widgets.charts_plot import ChartsPlot
 from phlo_tui.widgets.glucose import glucose_text
 
 GMI_TICKS = (5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0)
@@ -13,15 +12,8 @@ def mean_for_gmi(gmi_pct: float) -> float:
     return (gmi_pct - 3.31) / 0.02392
 
 
-class TrendChart(BandPlot):
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.snapshot: ChartsSnapshot | None = None
-        self.empty_text = "no daily metrics in this window"
-
-    def show(self, snapshot: ChartsSnapshot, units: str) -> None:
-        self.snapshot, self.units = snapshot, units
-        self.refresh()
+class TrendChart(ChartsPlot):
+    EMPTY_TEXT = "no daily metrics in this window"
 
     def has_data(self) -> bool:
         return self.snapshot is not None and bool(self.snapshot.daily)
