@@ -32,7 +32,7 @@ from engine.nightscout import (
 )
 from engine.promotion import promote
 from engine.publish import Publisher
-from engine.quality import quarantine_ratio_check
+from engine.quality import GateReport, quarantine_ratio_check
 from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
 from engine.sources import GLUCOSE, SOURCES, Source
 from engine.tables import RAW_TABLES
@@ -53,6 +53,8 @@ EXPIRY_SOURCE = "maintenance:expire-history"
 EXPIRY_EVERY_MS = 6 * HOUR_MS
 MAINTENANCE_SOURCE = "maintenance:weekly"
 MAINTENANCE_EVERY_MS = 7 * 24 * HOUR_MS
+# Local months built and gated together: a five-year backfill in one build peaked at 833 MB.
+BUILD_BATCH_MONTHS = 12
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,16 @@ def _parse_day(text: str, zone_name: str) -> datetime:
     except ValueError as e:
         raise PhloError(f"bad date {text!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
     return day.replace(tzinfo=ZoneInfo(zone_name))
+
+
+def month_batches(months: set[str], size: int) -> list[set[str]]:
+    """`months` in ascending batches of `size`, each after the first also holding the previous batch's
+    last month: a model may read the months on either side (a bolus's 4 h after it), so a batch's last
+    month is built again once the month after it exists."""
+    ordered = sorted(months)
+    if len(ordered) <= size:
+        return [set(ordered)]
+    return [set(ordered[max(start - 1, 0) : start + size]) for start in range(0, len(ordered), size)]
 
 
 class Pipeline:
@@ -256,26 +268,42 @@ class Pipeline:
                 return self._maybe_promote(run, summary)
             build = None
         else:
-            build = builder.build(run.id, None if full_refresh else months, checkpoint=self.checkpoint)
+            batches = [None] if full_refresh else month_batches(months, BUILD_BATCH_MONTHS)
+            for batch in batches[:-1]:
+                # A long backfill is built and gated a year at a time: memory stays that of a year.
+                build = builder.build(run.id, batch, checkpoint=self.checkpoint)
+                with self.store.step(run.id, "gates") as step:
+                    gate = builder.gate(build, now=self._clock(), check_freshness=False, extra=[])
+                    self._record_checks(run.id, gate.results)
+                    step.rows = len(gate.results)
+                    step.detail.update(errors=len(gate.errors), warnings=len(gate.results) - len(gate.errors))
+                if gate.errors:
+                    summary.update(gate="failed", months=sorted(months))
+                    return self._held(run, summary, gate)
+                self.store.clear_pending_months(set(batch or ()))
+            build = builder.build(run.id, batches[-1], checkpoint=self.checkpoint)
         with self.store.step(run.id, "gates") as step:
             gate = builder.gate(build, now=self._clock(), check_freshness=check_freshness, extra=extra)
             self._record_checks(run.id, gate.results)
             step.rows = len(gate.results)
             step.detail.update(errors=len(gate.errors), warnings=len(gate.results) - len(gate.errors))
-        rebuilt = sorted(build.months or []) if build is not None else []
+        rebuilt = sorted(months) if build is not None and build.months is not None else []
         summary.update(gate="failed" if gate.errors else "passed", months=rebuilt)
         if gate.errors:
-            # The months stay pending: the next run rebuilds and gates them again.
-            summary["blocking"] = [f"{r.table}: {r.check} ({r.failing_count})" for r in gate.errors]
-            return self.store.finish_run(
-                run.id,
-                RunStatus.HELD,
-                error=f"held by {len(gate.errors)} failing error check(s); main is unchanged",
-                hint="see `phlo-tui quality`; fix the source and run again",
-                summary=summary,
-            )
+            return self._held(run, summary, gate)
         self.store.clear_pending_months(months)
         return self._maybe_promote(run, summary, gated=True)
+
+    def _held(self, run: RunRecord, summary: dict[str, Any], gate: GateReport) -> RunRecord:
+        # The months stay pending: the next run rebuilds and gates them again.
+        summary["blocking"] = [f"{r.table}: {r.check} ({r.failing_count})" for r in gate.errors]
+        return self.store.finish_run(
+            run.id,
+            RunStatus.HELD,
+            error=f"held by {len(gate.errors)} failing error check(s); main is unchanged",
+            hint="see `phlo-tui quality`; fix the source and run again",
+            summary=summary,
+        )
 
     def _maybe_promote(self, run: RunRecord, summary: dict[str, Any], *, gated: bool = False) -> RunRecord:
         """Promote when configured; a run that evaluated no gate inherits the last gate's verdict."""
