@@ -15,19 +15,10 @@ from engine.config import load_settings
 from engine.facade import Engine, exit_code
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
+from tests.simclock import Clock
 
 HOUR = 3600.0
 DAY_MS = 86_400_000
-
-
-class Clock:
-    """The simulator's 'now', pinned two hours behind the real clock so it can be moved forward."""
-
-    def __init__(self) -> None:
-        self.now = time.time() - 2 * HOUR
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,21 +22,12 @@ from engine.runstore import RunStatus, RunTrigger
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from engine.sources import TREATMENTS_SOURCE
 from engine.tables import RAW_TABLES, TREATMENTS
+from tests.simclock import Clock
 
 HOUR = 3600.0
 DAY_MS = 86_400_000
 BOLUS_TYPES = {"Meal Bolus", "Bolus Wizard", "Snack Bolus"}
 MART = "marts.mrt_medication_effectiveness"
-
-
-class Clock:
-    """The simulator's 'now', pinned two hours behind the real clock so it can be moved forward."""
-
-    def __init__(self) -> None:
-        self.now = time.time() - 2 * HOUR
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
