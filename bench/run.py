@@ -297,8 +297,11 @@ def iglu_agreement(ours: pa.Table, theirs: Any) -> tuple[bool, dict[str, float]]
             if day not in rows:
                 continue
             mine, expected = rows[day][column], float(pick(ref))
-            if mine is None:
-                worst, agree = math.inf, False
+            if mine is None or math.isnan(expected):
+                # Undefined on both sides agrees (a day of one reading has no sample SD or CV);
+                # undefined on one side only does not.
+                if (mine is None) != math.isnan(expected):
+                    worst, agree = math.inf, False
                 continue
             diff = abs(float(mine) - expected)
             worst = max(worst, diff)
