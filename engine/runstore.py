@@ -68,6 +68,18 @@ class StepRecord:
     def seconds(self) -> float | None:
         return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
 
+    @property
+    def label(self) -> str:
+        """The name with what it worked on: `fetch glucose 3/12`, `validate treatments`."""
+        parts = [self.name]
+        source = self.detail.get("source")
+        if isinstance(source, str):
+            parts.append(source)
+        window, windows = self.detail.get("window"), self.detail.get("windows")
+        if isinstance(window, int) and isinstance(windows, int) and windows > 1:
+            parts.append(f"{window}/{windows}")
+        return " ".join(parts)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,

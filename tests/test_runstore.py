@@ -127,3 +127,18 @@ def test_command_queue_round_trip(tmp_path: Path) -> None:
     assert store.claim_command() is None
     assert store.abandon_commands() == 1
     assert store.command(second).status is CommandStatus.FAILED
+
+
+def test_step_labels_name_the_source_and_the_window(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run(RunTrigger.BACKFILL)
+    with store.step(run.id, "fetch", {"source": "treatments", "window": 2, "windows": 5}):
+        pass
+    with store.step(run.id, "fetch", {"source": "glucose", "window": 1, "windows": 1}):
+        pass
+    with store.step(run.id, "validate", {"source": "glucose"}):
+        pass
+    with store.step(run.id, "gates"):
+        pass
+    labels = [s.label for s in store.get_run(run.id).steps]
+    assert labels == ["fetch treatments 2/5", "fetch glucose", "validate glucose", "gates"]

@@ -244,8 +244,10 @@ async def test_runs_page_lists_runs_and_shows_the_steps_of_the_selected_one(prom
         await pilot.press("enter")
         await settle(pilot)
         steps = [r[1] for r in table_rows(app, "#steps-table")]
-        assert steps == [s.name for s in runs[0].steps]
-        assert "fetch" in steps and "gates" in steps
+        assert steps == [s.label for s in runs[0].steps]
+        # Each source's fetch, validate and merge steps are named with their source.
+        named = {"fetch entries", "validate entries", "merge entries", "validate treatments", "gates"}
+        assert named <= set(steps)
         assert runs[0].id in label_text(app, "#run-detail")
 
 

@@ -141,7 +141,7 @@ class RunsScreen(PhloScreen):
             seconds = step.seconds if step.finished_at else (now - step.started_at).total_seconds()
             steps.add_row(
                 str(step.seq),
-                step.name,
+                step.label,
                 step.status.value,
                 duration_text(seconds),
                 "" if step.rows is None else str(step.rows),
