@@ -111,6 +111,8 @@ class PhloApp(CommandApp):
         self.start_error: BaseException | None = None
         """Why the engine could not be constructed: run_app reports it once the terminal is restored."""
         self._loaded: Engine | None = None
+        self.early_missed = False
+        """Whether the Overview's first read found no recorded files: the engine records them once there."""
         self._load_started = threading.Event()
         self._load_settled = threading.Event()
         self.poll_interval = poll_interval
@@ -178,6 +180,13 @@ class PhloApp(CommandApp):
         self.start()
         if isinstance(self.screen, PhloScreen):
             self.screen.reload()
+        if self.early_missed:
+            self.record_early_files()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="record")
+    def record_early_files(self) -> None:
+        """So that the next start reads the Overview early (a home written by an older version)."""
+        self.engine.record_early_files()
 
     def close_engine(self) -> None:
         """Close the engine the worker constructed, waiting for it when q came first (the lease)."""

@@ -39,6 +39,9 @@ class PhloScreen(Screen[None]):
     def reload(self) -> None:
         """Read what the page shows, in a worker."""
 
+    def read_early(self) -> None:
+        """Before the engine is there: read what the page can without it, in a worker (most pages wait)."""
+
     def redraw(self) -> None:
         """Draw the page again from what it last read (no I/O): after a switch of units."""
 
@@ -53,6 +56,8 @@ class PhloScreen(Screen[None]):
         self.show_status()
         if self.phlo.ready:  # else EngineReady reloads the page on screen
             self.reload()
+        else:
+            self.read_early()
 
     def show_status(self) -> None:
         self.query_one(PipelineBar).show(self.phlo.pipeline, self.phlo.zone, self.phlo.busy)
