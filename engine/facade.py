@@ -38,7 +38,7 @@ from engine.runstore import (
 from engine.tables import RAW_TABLES
 
 if TYPE_CHECKING:
-    from engine.daemon import Freshness
+    from engine.freshness import Freshness
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class Engine:
 
     def freshness(self) -> Freshness:
         """How old the newest stored reading is: ok, warning (after freshness_warning_minutes), error (24 h)."""
-        from engine.daemon import freshness
+        from engine.freshness import freshness
 
         warning = timedelta(minutes=self.settings.freshness_warning_minutes)
         return freshness(self.store.watermark(ENTRIES_SOURCE), datetime.now(UTC), warning)
@@ -236,6 +236,10 @@ class Engine:
         if self._models is None:
             self._models = discover_models(sources=[t.name for t in RAW_TABLES])
         return self._models
+
+    def model_count(self) -> int:
+        """How many SQL models a run builds (each one step)."""
+        return len(self.models())
 
     def lake_tables(self) -> list[str]:
         """Every lake table: the raw tables, then the models in dependency order."""

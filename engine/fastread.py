@@ -1,4 +1,5 @@
-"""The dashboard's first read, before the engine is imported: a few lake tables without pyiceberg.
+"""The dashboard's first read, before the engine is imported: the run store and a few lake tables,
+without pyiceberg.
 
 Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt); the Overview
 needs two tables. A snapshot's data files are listed in Avro manifests, which need pyiceberg, so the
@@ -29,7 +30,9 @@ import duckdb
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake_views import QueryResult, connect, create_view, select_sql
-from engine.runstore import RunStore
+from engine.lease import live_daemon
+from engine.model_files import model_files
+from engine.runstore import ENTRIES_WATERMARK, LeaseRecord, PromotionRecord, RunRecord, RunStore
 
 if TYPE_CHECKING:
     from engine.lake import Lake
@@ -49,6 +52,7 @@ class FastReader:
     """EARLY_TABLES of one home as Engine.query reads them, from recorded files. Close it when done."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.timezone = settings.timezone
         self._catalog_path = settings.lake_dir / "catalog.sqlite"
         self._store: RunStore | None = None
@@ -64,6 +68,34 @@ class FastReader:
             self._store.close()
         if self._catalog is not None:
             self._catalog.close()
+
+    # the run store, as the Engine's methods of the same names read it
+
+    def daemon(self) -> LeaseRecord | None:
+        """The running daemon that owns this home, if any (this reader never holds the lease)."""
+        with self._boundary("reading the lease"):
+            return live_daemon(self._store_())
+
+    def watermark_ms(self) -> int | None:
+        with self._boundary("reading the watermark"):
+            return self._store_().watermark(ENTRIES_WATERMARK)
+
+    def model_count(self) -> int:
+        return len(model_files())
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        with self._boundary("reading the runs"):
+            return self._store_().list_runs(limit)
+
+    def gate_errors(self) -> list[str]:
+        with self._boundary("reading the gate"):
+            return self._store_().standing_gate_errors()
+
+    def last_promotion(self) -> PromotionRecord | None:
+        with self._boundary("reading the promotions"):
+            return self._store_().last_promotion()
+
+    # the lake
 
     def has_table(self, name: str) -> bool:
         """Whether lake table `name` exists (it has a row in the catalog)."""

@@ -21,6 +21,9 @@ from engine.errors import LeaseHeldError, PhloError, RunStoreError, StepFailed
 
 log = logging.getLogger(__name__)
 
+ENTRIES_WATERMARK = "nightscout:entries"
+"""Run-store key of the glucose entries' watermark (engine/sources.py): the newest reading stored."""
+
 
 class RunStatus(StrEnum):
     QUEUED = "queued"

@@ -3,7 +3,8 @@
 On a real lake built by the engine from the simulator over HTTP: the early Overview equals the engine's
 for the same instant, on main and after a dev commit that was not promoted; a snapshot without a record
 or a recorded file that is gone gives None (the dashboard then waits for the engine), never other
-figures; the Pilot test shows the page filled while the engine is held back.
+figures; the pipeline bar's early status is the engine's; the Pilot test shows the page and the bar
+filled while the engine is held back.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from engine.facade import Engine
 from engine.fastread import EARLY_TABLES, FastReader, NotRecorded
 from engine.promotion import promote
 from engine.simulator import GlucoseSimulator, SimulatorServer
-from phlo_tui.app import EngineReady, PhloApp
+from phlo_tui.app import EngineReady, PhloApp, StatusPolled
 from phlo_tui.screens.overview import OverviewLoaded
 from phlo_tui.snapshot.overview import READINGS, load_early_overview, load_overview
+from phlo_tui.snapshot.status import load_early_status, load_status
+from phlo_tui.widgets.pipeline_bar import PipelineBar
 from tests.simclock import HOUR, Clock
 from tests.test_tui import settle
 
@@ -151,6 +154,14 @@ def test_a_recorded_file_that_is_gone_reads_nothing(lake: Home) -> None:
     assert load_early_overview(lake.settings, datetime.now(UTC)) is not None
 
 
+def test_the_early_status_is_the_engines(lake: Home) -> None:
+    now = datetime.now(UTC)
+    early = load_early_status(lake.settings, now)
+    with Engine(lake.settings) as engine:
+        assert early == load_status(engine, now, None)
+    assert early is not None and early.latest is not None and early.last_promotion is not None
+
+
 def test_the_reader_refuses_what_it_cannot_answer(lake: Home, tmp_path: Path) -> None:
     reader = FastReader(lake.settings)
     try:
@@ -162,6 +173,7 @@ def test_the_reader_refuses_what_it_cannot_answer(lake: Home, tmp_path: Path) ->
     # A home never run: no run store to read (and none is created).
     empty = dataclasses.replace(lake.settings, home=tmp_path / "never")
     assert load_early_overview(empty, datetime.now(UTC)) is None
+    assert load_early_status(empty, datetime.now(UTC)) is None
     assert not (tmp_path / "never").exists()
 
 
@@ -199,13 +211,15 @@ def test_the_early_read_imports_no_heavy_library(lake: Home) -> None:
 async def test_the_overview_is_filled_before_the_engine_is_there(lake: Home) -> None:
     """The engine is held back by a writer holding the run store (its construction waits for the
     store's lock, as it would behind a busy daemon); the early read, read-only, is not."""
-    loaded, ready = asyncio.Event(), asyncio.Event()
+    loaded, polled, ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
     messages: list[Message] = []
 
     def hook(message: Message) -> None:
         messages.append(message)
         if isinstance(message, OverviewLoaded):
             loaded.set()
+        if isinstance(message, StatusPolled):
+            polled.set()
         if isinstance(message, EngineReady):
             ready.set()
 
@@ -214,17 +228,25 @@ async def test_the_overview_is_filled_before_the_engine_is_there(lake: Home) -> 
     app = PhloApp(settings=lake.settings, poll_interval=60.0, schedule=False)
     try:
         async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-            await asyncio.wait_for(loaded.wait(), 60)
+            await asyncio.wait_for(asyncio.gather(loaded.wait(), polled.wait()), 60)
             await pilot.pause()
             assert not app.ready and not any(isinstance(m, EngineReady) for m in messages)
             early = next(m for m in messages if isinstance(m, OverviewLoaded)).snapshot
             assert early.latest is not None
             assert app.screen.query_one("#reading-value", Digits).value == str(early.latest.mg_dl)
+            status = next(m for m in messages if isinstance(m, StatusPolled))
+            assert status.early and app.pipeline is status.status
+            bar = app.screen.query_one(PipelineBar).render().plain
+            assert "succeeded" in bar and "gate ok" in bar
+            await pilot.press("r")  # a key that needs the engine says it is starting
+            await pilot.pause()
             blocker.execute("rollback")
             await asyncio.wait_for(ready.wait(), 60)
             await settle(pilot)
             assert app.ready
-            assert not [m for m in messages if isinstance(m, Notify)]
+            notes = [m.notification.message for m in messages if isinstance(m, Notify)]
+            assert notes == ["starting…"], notes
+            assert [m for m in messages if isinstance(m, StatusPolled)][-1].early is False
             latest = [m for m in messages if isinstance(m, OverviewLoaded)][-1].snapshot
             assert latest.latest == early.latest
     finally:

@@ -57,15 +57,16 @@ class PhloScreen(Screen[None]):
         if self.phlo.ready:  # else EngineReady reloads the page on screen
             self.reload()
         else:
-            self.read_early()
+            self.call_after_refresh(self.read_early)  # after the first frame: it is what comes first
 
     def show_status(self) -> None:
         self.query_one(PipelineBar).show(self.phlo.pipeline, self.phlo.zone, self.phlo.busy)
 
     def status_polled(self, previous: PipelineStatus | None, status: PipelineStatus) -> None:
-        """The app polled the run store; re-read the page when the lake may have changed."""
+        """The app polled the run store; re-read the page when the lake may have changed (once the engine
+        is there: EngineReady reloads the page anyway)."""
         self.show_status()
-        if previous is None or previous.data_version != status.data_version:
+        if self.phlo.ready and (previous is None or previous.data_version != status.data_version):
             self.reload()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

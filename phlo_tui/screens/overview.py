@@ -48,7 +48,10 @@ class OverviewScreen(PhloScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="overview")
     def load_early(self) -> None:
         """The engine's own read (same group) cancels this one when EngineReady comes first."""
-        snapshot = load_early_overview(self.phlo.settings, self.phlo.clock())
+        try:
+            snapshot = load_early_overview(self.phlo.settings, self.phlo.clock())
+        finally:
+            self.phlo.early_read.set()
         if snapshot is None:
             self.phlo.early_missed = True
         elif not get_current_worker().is_cancelled:
