@@ -181,9 +181,9 @@ def _branch_heads(location: str | None) -> dict[str, int]:
     if location is None:
         raise NotRecorded("no such table")
     parsed = urlparse(location)
-    path = Path(parsed.path) if parsed.scheme == "file" else None
-    if path is None:
+    if parsed.scheme not in ("file", ""):
         raise NotRecorded(f"metadata at {location} is not a local file")
+    path = Path(parsed.path)
     raw = path.read_bytes()
     if path.name.endswith(".gz.metadata.json"):
         raw = gzip.decompress(raw)

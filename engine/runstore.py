@@ -673,12 +673,14 @@ class RunStore:
 
     def forget_snapshot_files(self, table: str, keep: set[int]) -> None:
         """Drop the records of `table`'s snapshots other than `keep`: no reader is sent to them any more."""
+        stale = self.recorded_snapshots(table) - keep
+        if not stale:
+            return
         with self._tx() as con:
-            for snapshot_id in self.recorded_snapshots(table) - keep:
-                con.execute(
-                    "delete from snapshot_files where table_name = ? and snapshot_id = ?",
-                    (table, snapshot_id),
-                )
+            con.executemany(
+                "delete from snapshot_files where table_name = ? and snapshot_id = ?",
+                [(table, snapshot_id) for snapshot_id in sorted(stale)],
+            )
 
     def standing_gate_errors(self) -> list[str]:
         """The error checks of the newest run that evaluated the gates, when that evaluation failed."""

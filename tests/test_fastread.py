@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,8 +57,14 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     """Three days from the simulator (with treatments), gated and promoted to main by a run."""
+    with built_home(tmp_path_factory.mktemp("fastread")) as home:
+        yield home
+
+
+@contextmanager
+def built_home(path: Path, **extra: str) -> Iterator[Home]:
+    """A home filled by one run of the real engine from a simulator that keeps serving."""
     clock = Clock()
-    path = tmp_path_factory.mktemp("fastread")
     with (
         pytest.MonkeyPatch.context() as mp,
         SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server,
@@ -75,6 +81,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
             "PHLO_LOOKBACK_MINUTES": "0",
             "PHLO_MANAGE_POSTGRES": "false",
             "RUNTIME__DLTHUB_TELEMETRY": "false",
+            **extra,
         }
         for key, value in env.items():
             mp.setenv(key, value)
@@ -120,6 +127,13 @@ def test_a_dev_commit_without_promotion_leaves_mains_early_figures_right(lake: H
                 assert reader.query(sql, branch).rows == engine.query(sql, branch).rows
     finally:
         reader.close()
+
+
+def test_before_a_first_promotion_the_early_overview_is_devs_as_the_engines(tmp_path: Path) -> None:
+    with built_home(tmp_path, PHLO_AUTO_PROMOTE="false") as home:
+        early, full = both(home.settings, datetime.now(UTC))
+    assert early == full
+    assert early is not None and early.branch == "dev" and early.latest is not None
 
 
 def test_a_snapshot_without_a_record_reads_nothing_until_the_engine_records_it(lake: Home) -> None:
@@ -252,3 +266,23 @@ async def test_the_overview_is_filled_before_the_engine_is_there(lake: Home) -> 
     finally:
         blocker.close()
         app.close_engine()
+
+
+@pytest.mark.anyio
+async def test_a_home_without_records_gets_them_from_the_dashboards_engine(lake: Home) -> None:
+    """A home written by an older version: the first start waits for the engine, which then records
+    the files, so that the next start reads early."""
+    with closing(sqlite3.connect(lake.settings.runs_db)) as con:
+        con.execute("delete from snapshot_files")
+        con.commit()
+    assert load_early_overview(lake.settings, datetime.now(UTC)) is None
+    app = PhloApp(settings=lake.settings, poll_interval=60.0, schedule=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert app.ready and app.early_missed
+            assert app.screen.query_one("#reading-value", Digits).value
+    finally:
+        app.close_engine()
+    early, full = both(lake.settings, datetime.now(UTC))
+    assert early is not None and early == full
