@@ -39,7 +39,7 @@ import pyarrow as pa
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.lake import Lake
-from engine.layers import connect
+from engine.lake_views import connect
 from engine.models import build_model, discover_models
 from engine.nightscout import DAY_MS, FetchWindow, NightscoutConfig, configure_dlt, fetch_window, plan_windows
 from engine.publish import Publisher

@@ -52,7 +52,7 @@ def branch_diff(lake: Lake, tables: Sequence[str], timezone: str) -> list[TableD
     partitions, so that is where every change is), ignoring the bookkeeping columns. Raises
     PromotionError when a table's branches have diverged.
     """
-    from engine.layers import connect
+    from engine.lake_views import connect
 
     diffs = []
     con = connect(timezone)

@@ -7,7 +7,6 @@ import re
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from engine.config import Settings, check_ready
 from engine.diff import TableDiff, branch_diff
 from engine.errors import PhloError, PromotionError
+from engine.fastread import record_files
 from engine.lake import Lake
+from engine.lake_views import QueryResult
 from engine.lease import WriterLock, live_daemon
 from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
@@ -29,7 +30,6 @@ from engine.runstore import (
     CommandStatus,
     LeaseRecord,
     PromotionRecord,
-    PromotionState,
     RunRecord,
     RunStatus,
     RunStore,
@@ -38,7 +38,7 @@ from engine.runstore import (
 from engine.tables import RAW_TABLES
 
 if TYPE_CHECKING:
-    from engine.daemon import Freshness
+    from engine.freshness import Freshness
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,6 @@ BRANCHES = ("dev", "main")
 DEMO_SEED = 42
 
 EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-
-    def records(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
 class Engine:
@@ -136,6 +127,7 @@ class Engine:
         pipeline.ensure_tables()
         record = promote(self.lake, self.store, None, self.lake_tables())
         if record is not None:
+            record_files(self.lake, self.store)
             try:
                 self._publisher.publish(record)
             except PublishError as e:
@@ -150,6 +142,11 @@ class Engine:
             self.store.fail_abandoned_runs()
             self.store.abandon_commands()
             recover(self.lake, self.store)
+
+    def record_early_files(self) -> None:
+        """Record the files the dashboard's first read needs (engine.fastread); a no-op when they are.
+        Never raises: without them the next start waits for the engine."""
+        record_files(self.lake, self.store)
 
     def lease_lost(self) -> bool:
         return self._lock.lost.is_set()
@@ -186,7 +183,7 @@ class Engine:
 
     def freshness(self) -> Freshness:
         """How old the newest stored reading is: ok, warning (after freshness_warning_minutes), error (24 h)."""
-        from engine.daemon import freshness
+        from engine.freshness import freshness
 
         warning = timedelta(minutes=self.settings.freshness_warning_minutes)
         return freshness(self.store.watermark(ENTRIES_SOURCE), datetime.now(UTC), warning)
@@ -240,6 +237,10 @@ class Engine:
             self._models = discover_models(sources=[t.name for t in RAW_TABLES])
         return self._models
 
+    def model_count(self) -> int:
+        """How many SQL models a run builds (each one step)."""
+        return len(self.models())
+
     def lake_tables(self) -> list[str]:
         """Every lake table: the raw tables, then the models in dependency order."""
         return [t.name for t in RAW_TABLES] + [m.name for m in self.models()]
@@ -261,16 +262,8 @@ class Engine:
         return self.store.last_promotion()
 
     def main_snapshots(self) -> dict[str, int | None]:
-        """The snapshot of each table that readers of main see: the last finished promotion's; while a
-        promotion is unfinished (a crash mid-way), the snapshots it started from."""
-        done = self.store.last_promotion()
-        pending = self.store.promotions(PromotionState.PENDING, limit=1)
-        chosen: dict[str, int | None] = {}
-        if done is not None:
-            chosen.update({t: e.get("to") for t, e in done.tables.items()})
-        if pending and (done is None or pending[0].id > done.id):
-            chosen.update({t: e.get("from") for t, e in pending[0].tables.items()})
-        return chosen
+        """The snapshot of each table that readers of main see (RunStore.main_snapshots)."""
+        return self.store.main_snapshots()
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """Runs newest first, each with its steps."""
@@ -368,7 +361,7 @@ class Engine:
         """
         import duckdb
 
-        from engine.layers import connect
+        from engine.lake_views import connect
 
         if branch not in BRANCHES:
             raise PhloError(f"unknown branch {branch!r}", f"use one of {', '.join(BRANCHES)}")

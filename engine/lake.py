@@ -66,6 +66,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from engine.errors import LakeError
 from engine.lake_catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
 from engine.lake_scratch import scratch
+from engine.lake_views import Column, create_view, select_sql
 from engine.tables import TableDef
 
 BOOKKEEPING_COLUMNS = ("_phlo_ingested_at", "_phlo_run_id")
@@ -271,7 +272,7 @@ class Lake:
             table = self._load(name)
             snapshot = snapshot_id if snapshot_id is not None else _head(table, name, branch)
             files = [f.path for f in _partition_files(table, snapshot, partitions)]
-            _create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
+            create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
 
     def column_max(self, name: str, branch: str, column: str) -> Any:
         """The largest non-null value of `column` at the head of `branch` (None when there is none),
@@ -313,6 +314,12 @@ class Lake:
             schema = _snapshot_schema(self._load(name), snapshot_id)
             return {field.name: str(field.field_type) for field in schema.fields}
 
+    def snapshot_columns(self, name: str, snapshot_id: int) -> list[Column]:
+        """(name, DuckDB type) of the columns of the schema `snapshot_id` was written with, in order: what
+        a view over its files selects. Raises LakeError for a missing table or snapshot."""
+        with self._boundary(f"reading the schema of snapshot {snapshot_id} of {name}"):
+            return _columns(_snapshot_schema(self._load(name), snapshot_id))
+
     def register_files(
         self,
         con: duckdb.DuckDBPyConnection,
@@ -330,7 +337,7 @@ class Lake:
         with self._boundary(f"registering files of {name} in DuckDB as {view}"):
             table = self._load(name)
             schema = _snapshot_schema(table, snapshot_id) if snapshot_id is not None else table.schema()
-            _create_view(con, view, _select_sql(con, schema, list(files)))
+            create_view(con, view, _select_sql(con, schema, list(files)))
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -987,15 +994,6 @@ def _snapshot_schema(table: Table, snapshot_id: int) -> Schema:
     return table.schemas().get(snapshot.schema_id, table.schema())
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, view: str, select_sql: str) -> None:
-    """CREATE OR REPLACE VIEW `view` ('schema.name' creates the schema) AS `select_sql`."""
-    schema, _, name = view.rpartition(".")
-    if schema:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
-    target = f"{_ident(schema)}.{_ident(name)}" if schema else _ident(name)
-    con.execute(f"CREATE OR REPLACE VIEW {target} AS {select_sql}")
-
-
 def _partition_column(table: Table) -> str | None:
     """The source column of the table's identity partition, if it has one."""
     for field in table.spec().fields:
@@ -1186,43 +1184,12 @@ def _local_path(uri: str) -> str:
 
 
 def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]) -> str:
-    """SELECT of the table's columns over `files`, or an empty typed relation when there are none.
-
-    A column added to the table after a file was written reads as NULL from that file.
-    """
-    if not files:
-        nulls = ", ".join(
-            f"CAST(NULL AS {_duckdb_type(f.field_type)}) AS {_ident(f.name)}" for f in schema.fields
-        )
-        return f"SELECT {nulls} WHERE false"
-    # Lake files never change, so the same files and columns always give the same text; building
-    # it binds the files (reads every footer), which the view or query using it does again anyway.
-    key = (tuple(files), tuple((f.name, str(f.field_type)) for f in schema.fields))
-    with _selects_lock:
-        cached = _selects.get(key)
-    if cached is not None:
-        return cached
-    # The driver renders the file list as escaped literals.
-    relation = con.read_parquet(files, union_by_name=True)
-    present = set(relation.columns)
-    text = relation.project(
-        ", ".join(
-            _ident(f.name)
-            if f.name in present
-            else f"CAST(NULL AS {_duckdb_type(f.field_type)}) AS {_ident(f.name)}"
-            for f in schema.fields
-        )
-    ).sql_query()
-    with _selects_lock:
-        _selects[key] = text
-        while len(_selects) > _SELECTS_MAX:
-            _selects.popitem(last=False)
-    return text
+    """SELECT of the table's columns over `files` (lake_views.select_sql)."""
+    return select_sql(con, _columns(schema), files)
 
 
-_SELECTS_MAX = 256
-_selects: OrderedDict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], str] = OrderedDict()
-_selects_lock = threading.Lock()
+def _columns(schema: Schema) -> list[Column]:
+    return [(f.name, _duckdb_type(f.field_type)) for f in schema.fields]
 
 
 def _duckdb_type(field_type: Any) -> str:

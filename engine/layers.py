@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from engine.lake import Lake
 from engine.lake_scratch import scratch, views_cursor
+from engine.lake_views import in_zone
 from engine.models import (
     Materialized,
     Model,
@@ -51,32 +52,12 @@ class LayerBuild:
         return None
 
 
-def connect(timezone: str) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection whose session zone and `phlo_timezone` variable are the user's zone."""
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    return _in_zone(con, timezone)
-
-
-def _in_zone(con: duckdb.DuckDBPyConnection, timezone: str) -> duckdb.DuckDBPyConnection:
-    con.execute(f"SET TimeZone = '{_zone(timezone)}'")
-    con.execute(f"SET VARIABLE phlo_timezone = '{_zone(timezone)}'")
-    return con
-
-
-def _zone(name: str) -> str:
-    # The zone was validated as an IANA name by the settings; refuse anything that could break a literal.
-    if not name.replace("/", "").replace("_", "").replace("-", "").replace("+", "").isalnum():
-        raise ValueError(f"bad time zone {name!r}")
-    return name
-
-
 def local_months(rows: pa.Table, timezone: str) -> set[str]:
     """The local 'YYYY-MM' months of the readings in a raw batch."""
     if rows.num_rows == 0:
         return set()
     with scratch() as con:
-        _in_zone(con, timezone).register("batch", rows.select(["reading_ts"]))
+        in_zone(con, timezone).register("batch", rows.select(["reading_ts"]))
         found = con.sql(
             "select distinct strftime(timezone(getvariable('phlo_timezone'), reading_ts), '%Y-%m') from batch"
         ).fetchall()
@@ -110,7 +91,7 @@ class LayerBuilder:
         # whose views registered for the build are dropped when it ends; and, as the run holds the
         # writer lease, each table is loaded from the catalog once for the build.
         with self.lake.pinned(), views_cursor() as cursor:
-            con = _in_zone(cursor, self.timezone)
+            con = in_zone(cursor, self.timezone)
             for model in self.models:
                 checkpoint()
                 with self.store.step(run_id, f"model {model.name}") as step:

@@ -17,9 +17,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from engine.errors import PhloError
+from engine.model_files import SQL_DIR, model_files
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-LAYERS = ("bronze", "silver", "gold", "marts")
 PARTITION_COLUMN = "reading_month"
 
 _HEADER = re.compile(r"^\s*--\s*([a-z_]+)\s*:\s*(.+?)\s*$")
@@ -122,7 +121,7 @@ def discover_models(root: Path = SQL_DIR, sources: Iterable[str] = ()) -> list[M
     `sources` are the tables that exist without a model (the raw tables). Raises ModelError for a
     reference to a table that is neither, or for a cycle.
     """
-    models = {m.name: m for layer in LAYERS for m in map(load_model, sorted((root / layer).glob("*.sql")))}
+    models = {m.name: m for m in map(load_model, model_files(root))}
     known = set(models) | set(sources)
     graph: dict[str, set[str]] = {}
     for model in models.values():

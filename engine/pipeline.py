@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from engine.config import Settings
 from engine.errors import Interrupted, PhloError, SourceError
+from engine.fastread import record_files
 from engine.lake import Lake
 from engine.layers import LayerBuilder, local_months
 from engine.logs import CURRENT_RUN
@@ -245,7 +246,7 @@ class Pipeline:
             self.ensure_tables()
             self._expire_history(run.id)
             ingest(totals)
-            return self._layers_gates_promotion(run, totals, full_refresh)
+            finished = self._layers_gates_promotion(run, totals, full_refresh)
         except PhloError as e:
             return self._fail(run, e, totals)
         except Exception as e:
@@ -253,6 +254,9 @@ class Pipeline:
             raise
         finally:
             CURRENT_RUN.reset(token)
+        # For the dashboard's next start: the files of the heads this run moved (never raises).
+        record_files(self.lake, self.store)
+        return finished
 
     def _layers_gates_promotion(self, run: RunRecord, totals: _Totals, full_refresh: bool) -> RunRecord:
         months = self.store.pending_months()

@@ -23,8 +23,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake import Lake
-from engine.layers import connect
-from engine.models import LAYERS, SQL_DIR
+from engine.lake_views import connect
+from engine.model_files import LAYERS, SQL_DIR
 from engine.pgcluster import ClusterError, PrivateCluster, find_server_binaries
 from engine.quality import schema_checks
 from engine.retry import RetryPolicy, call_with_retry

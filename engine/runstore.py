@@ -21,6 +21,9 @@ from engine.errors import LeaseHeldError, PhloError, RunStoreError, StepFailed
 
 log = logging.getLogger(__name__)
 
+ENTRIES_WATERMARK = "nightscout:entries"
+"""Run-store key of the glucose entries' watermark (engine/sources.py): the newest reading stored."""
+
 
 class RunStatus(StrEnum):
     QUEUED = "queued"
@@ -243,15 +246,37 @@ _SCHEMA = [
     );
     create index commands_status on commands(status);
     """,
+    """
+    create table snapshot_files (
+        table_name text not null,
+        snapshot_id integer not null,
+        columns text not null,
+        files text not null,
+        recorded_at text not null,
+        primary key (table_name, snapshot_id)
+    );
+    """,
 ]
 
 
 class RunStore:
     """Run records in `runs.sqlite`. Safe for several processes (WAL) and threads (a connection each)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating and migrating) the store; with `read_only`, open an existing one as it is, for
+        a reader that must not wait for a writer (RunStoreError when it is missing or older)."""
         self.path = path
+        self.read_only = read_only
         self._local = threading.local()
+        if read_only:
+            version = self._connect().execute("pragma user_version").fetchone()[0]
+            if version != len(_SCHEMA):
+                self.close()
+                raise RunStoreError(
+                    f"the run store {path} is at version {version}, not {len(_SCHEMA)}",
+                    "start the engine once: it migrates the store",
+                )
+            return
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database's mode.
         try:
@@ -267,6 +292,17 @@ class RunStore:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
             try:
+                if self.read_only:
+                    # mode=ro: never creates the file, never writes; WAL lets it read while a writer commits.
+                    con = sqlite3.connect(
+                        f"{self.path.absolute().as_uri()}?mode=ro",
+                        uri=True,
+                        timeout=30,
+                        isolation_level=None,
+                        check_same_thread=False,
+                    )
+                    self._local.con = con
+                    return con
                 con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
                 con.execute("pragma journal_mode=wal")
                 con.execute("pragma synchronous=normal")
@@ -601,6 +637,62 @@ class RunStore:
     def last_promotion(self) -> PromotionRecord | None:
         done = self.promotions(PromotionState.DONE, limit=1)
         return done[0] if done else None
+
+    def main_snapshots(self) -> dict[str, int | None]:
+        """The snapshot of each table that readers of main see: the last finished promotion's; while a
+        promotion is unfinished (a crash mid-way), the snapshots it started from."""
+        done = self.last_promotion()
+        pending = self.promotions(PromotionState.PENDING, limit=1)
+        chosen: dict[str, int | None] = {}
+        if done is not None:
+            chosen.update({t: e.get("to") for t, e in done.tables.items()})
+        if pending and (done is None or pending[0].id > done.id):
+            chosen.update({t: e.get("from") for t, e in pending[0].tables.items()})
+        return chosen
+
+    # the data files of a few snapshots, so that the dashboard can read them before pyiceberg is imported
+
+    def record_snapshot_files(
+        self, table: str, snapshot_id: int, columns: list[tuple[str, str]], files: list[str]
+    ) -> None:
+        """Record the `files` and `columns` (name, DuckDB type) of one snapshot of lake table `table`."""
+        with self._tx() as con:
+            con.execute(
+                "insert or replace into snapshot_files (table_name, snapshot_id, columns, files, recorded_at) "
+                "values (?, ?, ?, ?, ?)",
+                (table, snapshot_id, json.dumps(columns), json.dumps(files), _iso(utcnow())),
+            )
+
+    def snapshot_files(self, table: str, snapshot_id: int) -> tuple[list[tuple[str, str]], list[str]] | None:
+        """The recorded (columns, files) of one snapshot, or None when it was not recorded."""
+        row = (
+            self._connect()
+            .execute(
+                "select columns, files from snapshot_files where table_name = ? and snapshot_id = ?",
+                (table, snapshot_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return [(str(n), str(k)) for n, k in json.loads(row[0])], [str(f) for f in json.loads(row[1])]
+
+    def recorded_snapshots(self, table: str) -> set[int]:
+        rows = self._connect().execute(
+            "select snapshot_id from snapshot_files where table_name = ?", (table,)
+        )
+        return {int(r[0]) for r in rows}
+
+    def forget_snapshot_files(self, table: str, keep: set[int]) -> None:
+        """Drop the records of `table`'s snapshots other than `keep`: no reader is sent to them any more."""
+        stale = self.recorded_snapshots(table) - keep
+        if not stale:
+            return
+        with self._tx() as con:
+            con.executemany(
+                "delete from snapshot_files where table_name = ? and snapshot_id = ?",
+                [(table, snapshot_id) for snapshot_id in sorted(stale)],
+            )
 
     def standing_gate_errors(self) -> list[str]:
         """The error checks of the newest run that evaluated the gates, when that evaluation failed."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.nightscout import CREATED_AT, ENTRIES_PATH, TREATMENTS_PATH, TimeField
+from engine.runstore import ENTRIES_WATERMARK
 from engine.tables import TREATMENTS, TREATMENTS_QUARANTINE, TableDef
 from engine.validation import GLUCOSE_ENTRIES_SPEC, RawSpec, ValidatedBatch, validate_records
 from schemas.raw import RAW_TREATMENTS_SCHEMA, TREATMENT_SOURCE_KEYS, RawTreatments
@@ -62,7 +63,7 @@ GLUCOSE = Source(
     name="entries",
     path=ENTRIES_PATH,
     raw=GLUCOSE_ENTRIES_SPEC,
-    watermark_key="nightscout:entries",
+    watermark_key=ENTRIES_WATERMARK,
 )
 
 TREATMENTS_SOURCE = Source(

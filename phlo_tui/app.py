@@ -37,6 +37,7 @@ from phlo_tui.screens.runs import RunsScreen
 from phlo_tui.screens.sql import SqlScreen
 from phlo_tui.screens.text_modal import TextModal
 from phlo_tui.snapshot import PipelineStatus, load_status
+from phlo_tui.snapshot.status import load_early_status
 
 if TYPE_CHECKING:
     from engine.facade import Engine
@@ -70,6 +71,8 @@ ERROR_TITLES = {
     "quality": "cannot read the quality results",
 }
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
+EARLY_READ_WAIT_S = 2.0
+"""The longest the engine's import waits for the Overview's early read (engine.fastread)."""
 ACTIVE_POLL_S = 0.5
 """How often to poll while a run is in progress, so its progress bar moves."""
 
@@ -111,6 +114,10 @@ class PhloApp(CommandApp):
         self.start_error: BaseException | None = None
         """Why the engine could not be constructed: run_app reports it once the terminal is restored."""
         self._loaded: Engine | None = None
+        self.early_read = threading.Event()
+        """Set when the Overview's early read is done: the engine's import waits for it (both need the GIL)."""
+        self.early_missed = False
+        """Whether the Overview's first read found no recorded files: the engine records them once there."""
         self._load_started = threading.Event()
         self._load_settled = threading.Event()
         self.poll_interval = poll_interval
@@ -145,6 +152,14 @@ class PhloApp(CommandApp):
             self.start()
         else:
             self.load_engine()
+            self.call_after_refresh(self.read_early_status)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="early")
+    def read_early_status(self) -> None:
+        """The pipeline bar from the run store while the engine imports; its polls take over."""
+        status = load_early_status(self.settings, self.clock())
+        if status is not None and not self.ready:
+            self.post_message(StatusPolled(status, early=True))
 
     def start(self) -> None:
         """The engine is there: schedule, fill a fresh demo home, poll."""
@@ -160,6 +175,8 @@ class PhloApp(CommandApp):
     def load_engine(self) -> None:
         self._load_started.set()
         try:
+            # The early read takes a few hundred ms alone, several times that beside this import.
+            self.early_read.wait(timeout=EARLY_READ_WAIT_S)
             from engine.facade import Engine  # pyiceberg, pandas, pyarrow: seconds
 
             if get_current_worker().is_cancelled:
@@ -178,6 +195,13 @@ class PhloApp(CommandApp):
         self.start()
         if isinstance(self.screen, PhloScreen):
             self.screen.reload()
+        if self.early_missed:
+            self.record_early_files()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="record")
+    def record_early_files(self) -> None:
+        """So that the next start reads the Overview early (a home written by an older version)."""
+        self.engine.record_early_files()
 
     def close_engine(self) -> None:
         """Close the engine the worker constructed, waiting for it when q came first (the lease)."""
@@ -215,6 +239,8 @@ class PhloApp(CommandApp):
             self.post_message(StatusPolled(status))
 
     def on_status_polled(self, message: StatusPolled) -> None:
+        if message.early and self.pipeline is not None:
+            return  # the engine's poll came first
         previous, self.pipeline = self.pipeline, message.status
         self._poll_error = None
         if previous is not None:

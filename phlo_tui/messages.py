@@ -22,9 +22,11 @@ class EngineReady(Message):
 
 
 class StatusPolled(Message):
-    def __init__(self, status: PipelineStatus) -> None:
+    def __init__(self, status: PipelineStatus, *, early: bool = False) -> None:
         super().__init__()
         self.status = status
+        self.early = early
+        """Read before the engine was there (engine.fastread): the engine's polls replace it."""
 
 
 class RunFinished(Message):

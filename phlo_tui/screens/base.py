@@ -39,6 +39,9 @@ class PhloScreen(Screen[None]):
     def reload(self) -> None:
         """Read what the page shows, in a worker."""
 
+    def read_early(self) -> None:
+        """Before the engine is there: read what the page can without it, in a worker (most pages wait)."""
+
     def redraw(self) -> None:
         """Draw the page again from what it last read (no I/O): after a switch of units."""
 
@@ -53,14 +56,17 @@ class PhloScreen(Screen[None]):
         self.show_status()
         if self.phlo.ready:  # else EngineReady reloads the page on screen
             self.reload()
+        else:
+            self.call_after_refresh(self.read_early)  # after the first frame: it is what comes first
 
     def show_status(self) -> None:
         self.query_one(PipelineBar).show(self.phlo.pipeline, self.phlo.zone, self.phlo.busy)
 
     def status_polled(self, previous: PipelineStatus | None, status: PipelineStatus) -> None:
-        """The app polled the run store; re-read the page when the lake may have changed."""
+        """The app polled the run store; re-read the page when the lake may have changed (once the engine
+        is there: EngineReady reloads the page anyway)."""
         self.show_status()
-        if previous is None or previous.data_version != status.data_version:
+        if self.phlo.ready and (previous is None or previous.data_version != status.data_version):
             self.reload()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -11,6 +11,7 @@ from textual.worker import get_current_worker
 
 from phlo_tui.screens.base import PhloScreen
 from phlo_tui.snapshot import OverviewSnapshot, PipelineStatus, load_overview
+from phlo_tui.snapshot.overview import load_early_overview
 from phlo_tui.widgets.band_panel import BandPanel
 from phlo_tui.widgets.reading import LatestReading
 from phlo_tui.widgets.trace_plot import TracePlot
@@ -40,12 +41,27 @@ class OverviewScreen(PhloScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="overview")
     def load(self) -> None:
-        snapshot = load_overview(self.phlo.engine, self.phlo.clock())
+        snapshot = load_overview(self.phlo.engine, self.phlo.zone, self.phlo.clock())
         if not get_current_worker().is_cancelled:
+            self.post_message(OverviewLoaded(snapshot))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="overview")
+    def load_early(self) -> None:
+        """The engine's own read (same group) cancels this one when EngineReady comes first."""
+        try:
+            snapshot = load_early_overview(self.phlo.settings, self.phlo.clock())
+        finally:
+            self.phlo.early_read.set()
+        if snapshot is None:
+            self.phlo.early_missed = True
+        elif not get_current_worker().is_cancelled:
             self.post_message(OverviewLoaded(snapshot))
 
     def reload(self) -> None:
         self.load()
+
+    def read_early(self) -> None:
+        self.load_early()
 
     def on_overview_loaded(self, message: OverviewLoaded) -> None:
         self.snapshot = message.snapshot

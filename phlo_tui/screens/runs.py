@@ -78,7 +78,7 @@ class RunsScreen(PhloScreen):
 
     def status_polled(self, previous: PipelineStatus | None, status: PipelineStatus) -> None:
         self.show_status()
-        if previous is None or previous.runs_version != status.runs_version:
+        if self.phlo.ready and (previous is None or previous.runs_version != status.runs_version):
             self.reload()
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:

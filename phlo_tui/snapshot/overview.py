@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from phlo_tui.snapshot.status import existing_tables
 from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
 
 if TYPE_CHECKING:
-    from engine.facade import Engine
+    from engine.config import Settings
+    from engine.lake_views import LakeReader
+
+log = logging.getLogger(__name__)
 
 READINGS = "silver.fct_glucose_readings"
 GMI_MIN_DAYS = 14
@@ -114,10 +117,10 @@ select
 """
 
 
-def load_overview(engine: Engine, now: datetime) -> OverviewSnapshot:
-    """The newest reading, the last 24 h and the band shares of today and the last 14 local days."""
-    tz = engine.settings.timezone
-    if READINGS not in existing_tables(engine):
+def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
+    """The newest reading, the last 24 h and the band shares of today and the last 14 local days, read
+    through the engine or, at start-up, the FastReader (the same SQL on the same snapshot's files)."""
+    if not lake.has_table(READINGS):
         return OverviewSnapshot(now, tz, None)
     zone = ZoneInfo(tz)
     today = now.astimezone(zone).date()
@@ -129,7 +132,7 @@ def load_overview(engine: Engine, now: datetime) -> OverviewSnapshot:
         "window_start": window_start,
     }
     for branch in ("main", "dev"):
-        row = engine.query(_OVERVIEW_SQL, branch, params=params).records()[0]
+        row = lake.query(_OVERVIEW_SQL, branch, params=params).records()[0]
         if row["latest_ts"] is not None:
             break
     else:
@@ -148,8 +151,27 @@ def load_overview(engine: Engine, now: datetime) -> OverviewSnapshot:
         today=bands.get("today"),
         window=window,
         coverage_pct=coverage,
-        treatments=load_marks(engine, branch, now - timedelta(hours=24), now),
+        treatments=load_marks(lake, branch, now - timedelta(hours=24), now),
     )
+
+
+def load_early_overview(settings: Settings, now: datetime) -> OverviewSnapshot | None:
+    """The Overview before the engine is imported (engine.fastread), or None when the recorded files
+    cannot tell what the engine would show: then the engine's read follows."""
+    from engine.fastread import FastReader, NotRecorded
+
+    try:
+        reader = FastReader(settings)
+    except NotRecorded as e:
+        log.info("no early overview: %s", e)
+        return None
+    try:
+        return load_overview(reader, settings.timezone, now)
+    except NotRecorded as e:
+        log.info("no early overview: %s", e)
+        return None
+    finally:
+        reader.close()
 
 
 def _shares(row: dict[str, Any]) -> BandShares:

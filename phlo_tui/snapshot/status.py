@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from engine.freshness import Freshness, freshness
 from engine.runstore import LeaseRecord, PromotionRecord, RunRecord, RunStatus
 
 if TYPE_CHECKING:
-    from engine.daemon import Freshness
+    from engine.config import Settings
     from engine.facade import Engine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,26 +55,60 @@ class PipelineStatus:
         )
 
 
-def load_status(engine: Engine, now: datetime, next_run: datetime | None) -> PipelineStatus:
-    from engine.daemon import freshness  # imports the lake: loaded in the worker, not at start-up
+class StatusSource(Protocol):
+    """What the pipeline bar reads: the Engine, or at start-up the FastReader (run store only)."""
 
+    settings: Settings
+
+    def daemon(self) -> LeaseRecord | None: ...
+
+    def watermark_ms(self) -> int | None: ...
+
+    def model_count(self) -> int: ...
+
+    def list_runs(self, limit: int = ...) -> list[RunRecord]: ...
+
+    def gate_errors(self) -> list[str]: ...
+
+    def last_promotion(self) -> PromotionRecord | None: ...
+
+
+def load_status(source: StatusSource, now: datetime, next_run: datetime | None) -> PipelineStatus:
     # From the run store alone: a poll runs every half second during a run and must stay cheap.
-    daemon = engine.daemon()
-    warning = timedelta(minutes=engine.settings.freshness_warning_minutes)
+    daemon = source.daemon()
+    warning = timedelta(minutes=source.settings.freshness_warning_minutes)
     # The engine's freshness reads the wall clock; the app's clock is injectable (snapshot tests).
-    fresh = freshness(engine.watermark_ms(), now, warning)
+    fresh = freshness(source.watermark_ms(), now, warning)
     # Steps of a run besides ingest (three per fetch window): one per model, the gates, the promotion.
-    planned = len(engine.models()) + 1 + (1 if engine.settings.auto_promote else 0)
+    planned = source.model_count() + 1 + (1 if source.settings.auto_promote else 0)
     return PipelineStatus(
         now=now,
-        runs=tuple(engine.list_runs(20)),
-        gate_errors=tuple(engine.gate_errors()),
+        runs=tuple(source.list_runs(20)),
+        gate_errors=tuple(source.gate_errors()),
         daemon=daemon,
         freshness=fresh,
-        last_promotion=engine.last_promotion(),
+        last_promotion=source.last_promotion(),
         next_run=daemon.next_run_at if daemon is not None else next_run,
         planned_steps=planned,
     )
+
+
+def load_early_status(settings: Settings, now: datetime) -> PipelineStatus | None:
+    """The pipeline bar before the engine is imported (engine.fastread), or None without a run store."""
+    from engine.fastread import FastReader, NotRecorded
+
+    try:
+        reader = FastReader(settings)
+    except NotRecorded as e:
+        log.info("no early status: %s", e)
+        return None
+    try:
+        return load_status(reader, now, None)
+    except NotRecorded as e:
+        log.info("no early status: %s", e)
+        return None
+    finally:
+        reader.close()
 
 
 def existing_tables(engine: Engine) -> dict[str, dict[str, int | None]]:

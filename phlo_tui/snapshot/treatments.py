@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.facade import Engine
+    from engine.lake_views import LakeReader
 
 
 TREATMENTS = "silver.fct_treatments"
@@ -55,11 +56,11 @@ class BolusOutcome:
     hypo_within_4h: bool
 
 
-def load_marks(engine: Engine, branch: str, since: datetime, until: datetime) -> tuple[TreatmentMark, ...]:
+def load_marks(lake: LakeReader, branch: str, since: datetime, until: datetime) -> tuple[TreatmentMark, ...]:
     """Treatments between two instants, oldest first; none when the table does not exist."""
-    if not engine.has_table(TREATMENTS):
+    if not lake.has_table(TREATMENTS):
         return ()
-    rows = engine.query(
+    rows = lake.query(
         "select treatment_ts, insulin_units, carbs_g from silver.fct_treatments "
         "where (is_bolus or is_carbs) and treatment_ts >= $since and treatment_ts <= $until "
         "order by treatment_ts",

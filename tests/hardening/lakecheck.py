@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.facade import BRANCHES, Engine
-from engine.layers import connect
+from engine.lake_views import connect
 from engine.runstore import PromotionState
 
 HERE = Path(__file__).resolve().parent

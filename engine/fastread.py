@@ -1,0 +1,220 @@
+"""The dashboard's first read, before the engine is imported: the run store and a few lake tables,
+without pyiceberg.
+
+Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt); the Overview
+needs two tables. A snapshot's data files are listed in Avro manifests, which need pyiceberg, so the
+engine records the files of the snapshots readers may be sent to (`record_files`: the heads of dev and
+main, and main's promoted snapshot) in the run store. `FastReader` finds a branch's snapshot as the
+engine does (main: the last promotion's, from the run store; otherwise the branch's head in the
+table's current metadata.json, found through the catalog's SQLite database), and reads it only when
+that very snapshot was recorded; anything else (not recorded, a file gone, an older store) raises
+NotRecorded and the caller waits for the engine. It never writes: SQLite is opened read-only.
+
+Imports nothing heavy: sqlite3, json and DuckDB; a test checks it in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import duckdb
+
+from engine.config import Settings
+from engine.errors import PhloError
+from engine.lake_views import QueryResult, connect, create_view, select_sql
+from engine.lease import live_daemon
+from engine.model_files import model_files
+from engine.runstore import ENTRIES_WATERMARK, LeaseRecord, PromotionRecord, RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from engine.lake import Lake
+
+log = logging.getLogger(__name__)
+
+EARLY_TABLES = ("silver.fct_glucose_readings", "silver.fct_treatments")
+"""The tables the Overview reads: their snapshots' files are recorded for the first read."""
+BRANCHES = ("dev", "main")
+
+
+class NotRecorded(Exception):
+    """The first read cannot be answered from what is recorded: wait for the engine."""
+
+
+class FastReader:
+    """EARLY_TABLES of one home as Engine.query reads them, from recorded files. Close it when done."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.timezone = settings.timezone
+        self._catalog_path = settings.lake_dir / "catalog.sqlite"
+        self._store: RunStore | None = None
+        self._catalog: sqlite3.Connection | None = None
+        self._pinned: dict[str, int | None] | None = None
+        self._locations: dict[str, str | None] = {}
+        self._heads: dict[str, dict[str, int]] = {}
+        with self._boundary("opening the run store"):
+            self._store = RunStore(settings.runs_db, read_only=True)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        if self._catalog is not None:
+            self._catalog.close()
+
+    # the run store, as the Engine's methods of the same names read it
+
+    def daemon(self) -> LeaseRecord | None:
+        """The running daemon that owns this home, if any (this reader never holds the lease)."""
+        with self._boundary("reading the lease"):
+            return live_daemon(self._store_())
+
+    def watermark_ms(self) -> int | None:
+        with self._boundary("reading the watermark"):
+            return self._store_().watermark(ENTRIES_WATERMARK)
+
+    def model_count(self) -> int:
+        return len(model_files())
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        with self._boundary("reading the runs"):
+            return self._store_().list_runs(limit)
+
+    def gate_errors(self) -> list[str]:
+        with self._boundary("reading the gate"):
+            return self._store_().standing_gate_errors()
+
+    def last_promotion(self) -> PromotionRecord | None:
+        with self._boundary("reading the promotions"):
+            return self._store_().last_promotion()
+
+    # the lake
+
+    def has_table(self, name: str) -> bool:
+        """Whether lake table `name` exists (it has a row in the catalog)."""
+        return name in EARLY_TABLES and self._location(name) is not None
+
+    def query(self, sql: str, branch: str = "main", params: dict[str, Any] | None = None) -> QueryResult:
+        """Run DuckDB SQL over the EARLY_TABLES it names, as of `branch` (main: as of the last promotion).
+
+        Raises NotRecorded when a table's snapshot was not recorded or cannot be read as recorded.
+        """
+        if branch not in BRANCHES:
+            raise NotRecorded(f"unknown branch {branch!r}")
+        with self._boundary(f"reading {branch}"):
+            con = connect(self.timezone)
+            try:
+                for table in EARLY_TABLES:
+                    if table in sql and self.has_table(table):
+                        self._register(con, table, branch)
+                relation = con.sql(sql, params=params)
+                if relation is None:
+                    return QueryResult((), [])
+                return QueryResult(tuple(relation.columns), relation.fetchall())
+            finally:
+                con.close()
+
+    def _register(self, con: duckdb.DuckDBPyConnection, table: str, branch: str) -> None:
+        snapshot_id = self._snapshot(table, branch)
+        recorded = self._store_().snapshot_files(table, snapshot_id)
+        if recorded is None:
+            raise NotRecorded(f"snapshot {snapshot_id} of {table} ({branch}) was not recorded")
+        columns, files = recorded
+        create_view(con, table, select_sql(con, columns, files))
+
+    def _snapshot(self, table: str, branch: str) -> int:
+        """The snapshot Engine.query reads: main's promoted one when there is one, else the branch head."""
+        if branch == "main":
+            if self._pinned is None:
+                self._pinned = self._store_().main_snapshots()
+            pinned = self._pinned.get(table)
+            if pinned is not None:
+                return pinned
+        heads = self._heads.get(table)
+        if heads is None:
+            heads = self._heads[table] = _branch_heads(self._location(table))
+        if branch not in heads:
+            raise NotRecorded(f"branch {branch} of {table} does not exist")
+        return heads[branch]
+
+    def _location(self, table: str) -> str | None:
+        """The table's current metadata.json, from the catalog's row; None when the table does not exist."""
+        if table not in self._locations:
+            namespace, _, name = table.rpartition(".")
+            with self._boundary("reading the catalog"):
+                if self._catalog is None:
+                    self._catalog = sqlite3.connect(
+                        f"{self._catalog_path.absolute().as_uri()}?mode=ro", uri=True
+                    )
+                row = self._catalog.execute(
+                    "select metadata_location from iceberg_tables "
+                    "where table_namespace = ? and table_name = ? and metadata_location is not null",
+                    (namespace, name),
+                ).fetchone()
+            self._locations[table] = None if row is None else str(row[0])
+        return self._locations[table]
+
+    def _store_(self) -> RunStore:
+        assert self._store is not None
+        return self._store
+
+    @contextmanager
+    def _boundary(self, what: str) -> Iterator[None]:
+        """Whatever fails is a miss, never an error on screen: the engine's read follows."""
+        try:
+            yield
+        except NotRecorded:
+            raise
+        except (PhloError, sqlite3.Error, duckdb.Error, OSError, ValueError, KeyError, TypeError) as e:
+            raise NotRecorded(f"{what}: {type(e).__name__}: {e}") from e
+
+
+def _branch_heads(location: str | None) -> dict[str, int]:
+    """Branch name -> head snapshot id, from a metadata.json's refs."""
+    if location is None:
+        raise NotRecorded("no such table")
+    parsed = urlparse(location)
+    if parsed.scheme not in ("file", ""):
+        raise NotRecorded(f"metadata at {location} is not a local file")
+    path = Path(parsed.path)
+    raw = path.read_bytes()
+    if path.name.endswith(".gz.metadata.json"):
+        raw = gzip.decompress(raw)
+    refs = json.loads(raw).get("refs") or {}
+    return {name: int(ref["snapshot-id"]) for name, ref in refs.items() if ref.get("type") == "branch"}
+
+
+def record_files(lake: Lake, store: RunStore) -> None:
+    """Record the files of every snapshot of EARLY_TABLES a first read may be sent to (dev's and main's
+    heads, main's promoted snapshot) and forget the others. Called by the writer after a run or a
+    promotion, and by the dashboard once its engine is there (a home recorded by an older version).
+
+    A failure is logged, never raised: the dashboard's first read then waits for the engine.
+    """
+    try:
+        pinned = store.main_snapshots()
+        for table in EARLY_TABLES:
+            if not lake.table_exists(table):
+                continue
+            wanted = {lake.snapshot_id(table, branch) for branch in BRANCHES} | {pinned.get(table)}
+            keep = {s for s in wanted if s is not None}
+            for snapshot_id in sorted(keep - store.recorded_snapshots(table)):
+                store.record_snapshot_files(
+                    table,
+                    snapshot_id,
+                    lake.snapshot_columns(table, snapshot_id),
+                    lake.snapshot_files(table, snapshot_id),
+                )
+            store.forget_snapshot_files(table, keep)
+    except PhloError as e:
+        log.warning("cannot record the files of the overview's tables: %s", e)
+    except Exception:
+        # Only a speed-up of the next start: it must never fail the run or promotion that called it.
+        log.exception("recording the files of the overview's tables failed")
