@@ -147,9 +147,8 @@ def test_a_backfill_over_windows_loses_no_treatment_and_stores_each_once(
         fetches = [s for s in run.steps if s.name == "fetch" and s.detail.get("source") == "treatments"]
         assert len(fetches) == 3
 
-        margin = CREATED_AT.margin_ms
-        served = sim.treatments(gte=start_ms - margin, lt=end_ms + margin, count=0)
-        dated = [t for t in served if len(t["created_at"]) > 19]
+        around = sim.treatments(gte=start_ms - 3 * DAY_MS, lt=end_ms + 3 * DAY_MS, count=0)
+        dated = [t for t in around if len(t["created_at"]) > 19]
         in_range = {t["_id"] for t in dated if start_ms <= instant_ms(t["created_at"]) < end_ms}
         windows = [
             (str(CREATED_AT.bound(w.start_ms)), str(CREATED_AT.bound(w.end_ms)))
@@ -167,7 +166,11 @@ def test_a_backfill_over_windows_loses_no_treatment_and_stores_each_once(
         quarantined = engine.query("select distinct entry_id from raw.treatments_quarantine", "dev").rows
         ids = [r[0] for r in stored]
         assert len(ids) == len(set(ids))  # each once, though the overlapping windows fetched some twice
+        assert edge["_id"] in ids
         assert in_range <= set(ids) | {q[0] for q in quarantined}
+        # And what the margin reaches beyond the range is kept too, whatever its instant.
+        margin = CREATED_AT.margin_ms
+        served = sim.treatments(gte=start_ms - margin, lt=end_ms + margin, count=0)
         assert len(set(ids)) + len(quarantined) == len({t["_id"] for t in served})
         assert {r[0] for r in quarantined} == {t["_id"] for t in served if not is_valid(t)}
 
