@@ -104,6 +104,7 @@ _TYPED_KINDS: dict[str, EntryKind] = {"sgv": "sgv", "mbg": "mbg", "cal": "cal"}
 ) = range(1, 15)
 TAG_TREATMENTS = 15  # a default_rng stream per local day, like TAG_PLAN
 TAG_LATE_UPLOADS = 16  # its own stream, so the day's other draws stay as they were
+TAG_TREATMENT_COPIES = 17
 
 # Treatments: an insulin-to-carb ratio, the share of values logged as strings, and how often a
 # day holds a record a real site would hold by mistake (negative insulin, absurd carbs, no date).
@@ -115,6 +116,10 @@ ENTERED_BY = ("xdrip", "careportal", "AndroidAPS")
 # offset, and half the time (an old uploader) with a space where ISO 8601 puts the `T`.
 LATE_UPLOAD_RATE = 0.05
 LATE_UPLOAD_HOURS = (1.0, 8.0)
+# A pump uploader beside the phone app sends some boluses and carbs a second time: its own _id,
+# created_at a few seconds later in UTC, the same doses.
+TREATMENT_COPY_RATE = 0.08
+COPY_UPLOADER = "openaps://medtronic/722"
 
 FAULT_KINDS = ("http_500", "http_502", "http_503", "http_429", "slow", "truncated", "html")
 _FAULT_OPTIONS = {"http_429": {"retry_after"}, "slow": {"seconds"}}
@@ -455,11 +460,12 @@ class GlucoseSimulator:
         plan = self._plan(ordinal)
         rng = np.random.default_rng([self._seed64, TAG_TREATMENTS, ordinal])
         late = np.random.default_rng([self._seed64, TAG_LATE_UPLOADS, ordinal])
+        copies = np.random.default_rng([self._seed64, TAG_TREATMENT_COPIES, ordinal])
         day = date.fromordinal(ordinal)
         midnight = datetime(day.year, day.month, day.day, tzinfo=self.tz)
         records: list[tuple[int, dict[str, Any]]] = []
 
-        def add(at_s: float, fields: dict[str, Any]) -> None:
+        def add(at_s: float, fields: dict[str, Any], *, faulty: bool = False) -> None:
             seconds = int(at_s)
             # Uploaders disagree on the form: millis or not, Z or the phone's offset.
             form = int(rng.integers(0, 4))
@@ -486,6 +492,16 @@ class GlucoseSimulator:
             if rng.random() < 0.5:
                 doc["utcOffset"] = int(moment.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
             records.append((uploaded * 1000, doc))
+            repeated = copies.random() < TREATMENT_COPY_RATE
+            if repeated and not faulty and ("insulin" in fields or "carbs" in fields):
+                again = seconds + int(copies.integers(1, 30))
+                copy = {key: v for key, v in doc.items() if key != "utcOffset"}
+                copy.update(
+                    _id=f"{again:08x}{int(copies.integers(0, 2**63)):016x}",
+                    created_at=_iso_ms(again * 1000),
+                    enteredBy=COPY_UPLOADER,
+                )
+                records.append((again * 1000, copy))
 
         def value(number: float) -> float | str:
             return str(number) if rng.random() < STRING_VALUE_RATE else number
@@ -541,13 +557,13 @@ class GlucoseSimulator:
             at_s = (midnight + timedelta(hours=float(rng.uniform(9, 21)))).timestamp()
             bad = ordinal // BAD_TREATMENT_EVERY_DAYS % 3
             if bad == 0:
-                add(at_s, {"eventType": "Correction Bolus", "insulin": -1.5})
+                add(at_s, {"eventType": "Correction Bolus", "insulin": -1.5}, faulty=True)
             elif bad == 1:
-                add(at_s, {"eventType": "Meal Bolus", "insulin": 2.0, "carbs": 2500})
+                add(at_s, {"eventType": "Meal Bolus", "insulin": 2.0, "carbs": 2500}, faulty=True)
             else:
                 # No zone: which instant it names is anyone's guess. (A record without created_at
                 # at all a site never serves: every query filters on it.)
-                add(at_s, {"eventType": "Note", "notes": "logged without a zone"})
+                add(at_s, {"eventType": "Note", "notes": "logged without a zone"}, faulty=True)
                 stamp = records[-1][1]["created_at"]
                 records[-1][1]["created_at"] = (
                     datetime.fromisoformat(stamp).astimezone(self.tz).strftime("%Y-%m-%dT%H:%M:%S")

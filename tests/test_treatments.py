@@ -20,7 +20,7 @@ from engine.facade import Engine
 from engine.layers import LayerBuilder
 from engine.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, NightscoutConfig, fetch_records
 from engine.runstore import RunStatus, RunTrigger
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.simulator import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
 from engine.sources import TREATMENTS_SOURCE
 from engine.tables import RAW_TABLES, TREATMENTS
 from tests.simclock import Clock
@@ -81,6 +81,22 @@ def test_simulator_serves_messy_treatments_newest_first(server: SimulatorServer,
     # The deliberate bad records.
     assert any(isinstance(t.get("insulin"), float) and t["insulin"] < 0 for t in every)
     assert any(t.get("carbs") == 2500 for t in every)
+
+    # A pump uploader sends some boluses and carbs again, seconds later under its own _id.
+    def dose(t: dict[str, Any]) -> tuple[object, ...]:
+        return t["eventType"], t.get("insulin"), t.get("carbs")
+
+    copies = [t for t in every if t["enteredBy"] == COPY_UPLOADER]
+    assert copies
+    for copy in copies:
+        at = instant_ms(copy["created_at"])
+        assert any(
+            0 < at - instant_ms(t["created_at"]) < 30_000
+            and dose(t) == dose(copy)
+            and t["_id"] != copy["_id"]
+            for t in every
+            if len(t["created_at"]) > 19
+        )
     assert any(re.fullmatch(r"[\d-]{10}T[\d:]{8}", s) for s in stamps)  # no zone
 
     with httpx.Client(base_url=server.url) as http:
@@ -212,10 +228,14 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
             assert insulin == (float(sent["insulin"]) if sent.get("insulin") is not None else None)
             assert carbs == (float(sent["carbs"]) if sent.get("carbs") is not None else None)
             assert int(ts.timestamp() * 1000) == instant_ms(sent["created_at"])
+        # A pump uploader's second copy of a bolus is stored, and collapses into the first.
+        copies = {t["_id"] for t in served if t["enteredBy"] == COPY_UPLOADER}
         boluses = sum(
             1
             for t in served
-            if t["_id"] in stored and float(t.get("insulin") or 0) > 0 and t["eventType"] != "Temp Basal"
+            if t["_id"] in stored - copies
+            and float(t.get("insulin") or 0) > 0
+            and t["eventType"] != "Temp Basal"
         )
         assert engine.query(f"select count(*) from {MART}", "dev").rows[0][0] == boluses
         assert engine.query(f"select count(*) from {MART}", "main").rows[0][0] == boluses
