@@ -83,10 +83,21 @@ class EndpointNotFound(SourceError):
 @dataclass(frozen=True)
 class TimeField:
     """How an endpoint's records are dated, and so filtered and paged: `date` holds epoch
-    milliseconds (entries), `created_at` an ISO 8601 string (treatments)."""
+    milliseconds (entries), `created_at` an ISO 8601 string (treatments).
+
+    The site compares an ISO field as text: it turns the bound into UTC ISO text with milliseconds
+    and MongoDB compares that with each stored string, which may carry any offset or form
+    (`04:30:00-05:00` is 09:30Z yet sorts before `09:00:00.000Z`). So a query reaches `margin_ms`
+    beyond the window on both sides, every record returned is kept whatever its instant (the merge
+    by `_id` makes the overlap free), and pages move by text, not by instant.
+    """
 
     name: str
     iso: bool = False
+    margin_ms: int = 0
+    """How far beyond a window the query bounds reach, so that every text form of an instant in
+    the window sorts inside them; it also takes an incremental run back that far before its
+    watermark, where a late upload whose text sorts early is found."""
 
     def bound(self, ms: int) -> int | str:
         """The query value for instant `ms`: the number itself, or UTC ISO text with milliseconds."""
@@ -94,6 +105,11 @@ class TimeField:
             return ms
         moment = _EPOCH + timedelta(milliseconds=ms)  # exact: no float seconds
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    def text(self, record: object) -> str | None:
+        """A record's field as the site stores and compares it: the string, or None."""
+        value = record.get(self.name) if isinstance(record, dict) else None
+        return value if isinstance(value, str) else None
 
     def of(self, record: object) -> int | None:
         """A record's time as whole epoch milliseconds, or None when it has no usable one."""
@@ -113,7 +129,9 @@ class TimeField:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DATE = TimeField("date")
-CREATED_AT = TimeField("created_at", iso=True)
+# Offsets run from -12:00 to +14:00, and a date and time joined by a space instead of `T` sorts
+# before every `T` form of its date (up to a day early): two days either side covers both.
+CREATED_AT = TimeField("created_at", iso=True, margin_ms=2 * DAY_MS)
 
 
 @dataclass(frozen=True)
@@ -163,18 +181,21 @@ def fetch_window(config: NightscoutConfig, window: FetchWindow) -> list[dict[str
 def fetch_records(
     config: NightscoutConfig, path: str, time_field: TimeField, window: FetchWindow
 ) -> list[dict[str, Any]]:
-    """Every record of endpoint `path` (under /api/v1/) dated in the window, as the site sent it.
+    """Every record of endpoint `path` (under /api/v1/) dated in the window, as the site sent it;
+    for a field the site compares as text, also those within `time_field.margin_ms` of it.
 
     Filters and pages on `time_field` (`find[<field>][$gte|$lt]`, newest first, always with an
     explicit `count`: Nightscout's default is 10). Raises EndpointNotFound when the site answers
     404, SourceError for every other failure to read it (no secret in either).
     """
-    records = _read(config, path, lambda session: list(_resource(config, path, time_field, window, session)))
+    margin = time_field.margin_ms
+    queried = FetchWindow(window.start_ms - margin, window.end_ms + margin)
+    records = _read(config, path, lambda session: list(_resource(config, path, time_field, queried, session)))
     log.info(
         "fetched %d records for [%d, %d) from %s",
         len(records),
-        window.start_ms,
-        window.end_ms,
+        queried.start_ms,
+        queried.end_ms,
         _endpoint(config, path),
     )
     return records
@@ -396,6 +417,18 @@ def _date_ms(entry: object, name: str = "date") -> int | None:
     return None
 
 
+def _first_bound_above(time_field: TimeField, text: str, low_ms: int, high_ms: int) -> int:
+    """The smallest instant in (low_ms, high_ms] whose bound text sorts above `text`, assuming
+    `high_ms`'s does; UTC ISO texts sort as their instants, so a bisection finds it."""
+    while high_ms - low_ms > 1:
+        middle = (low_ms + high_ms) // 2
+        if str(time_field.bound(middle)) > text:
+            high_ms = middle
+        else:
+            low_ms = middle
+    return high_ms
+
+
 @functools.cache
 def _paginator_class() -> Callable[[FetchWindow, int, str, TimeField], BasePaginator]:
     # Defined on first use: subclassing dlt's paginator imports dlt, which must wait for configure_dlt.
@@ -408,6 +441,7 @@ def _paginator_class() -> Callable[[FetchWindow, int, str, TimeField], BasePagin
         those are held back and the next page asks for `$lt` oldest + 1, which returns all of them.
         A stuck page (every entry shares one date) cannot move `$lt`: the same range is asked for
         again with twice the count, until the page reaches an older date or comes back short.
+        A field the site compares as text (`created_at`) pages by its strings the same way.
         """
 
         def __init__(self, window: FetchWindow, page_size: int, url: str, time_field: TimeField) -> None:
@@ -424,6 +458,9 @@ def _paginator_class() -> Callable[[FetchWindow, int, str, TimeField], BasePagin
             page = data if data is not None else []
             if len(page) < self._count:
                 self._has_next_page = False
+                return
+            if self._time.iso:
+                self._next_by_text(page)
                 return
             dates = [self._time.of(entry) for entry in page]
             known = [d for d in dates if d is not None]
@@ -444,6 +481,34 @@ def _paginator_class() -> Callable[[FetchWindow, int, str, TimeField], BasePagin
                     "this does not behave like a Nightscout site: " + URL_HINT,
                 )
             self._lt = oldest + 1
+            self._count = self._page_size
+            self._has_next_page = self._lt > self._start_ms
+
+        def _next_by_text(self, page: list[Any]) -> None:
+            """The site sorts and filters the stored strings: the next `$lt` is the first bound the
+            site can be sent (UTC ISO text) above the page's smallest string. Records below that
+            bound come again on the next page, so they are held back from this one."""
+            texts = [self._time.text(record) for record in page]
+            known = [t for t in texts if t is not None]
+            if not known:
+                raise SourceError(
+                    f"a full page from {self._url} has no record with a text `{self._time.name}`",
+                    "the site's records look corrupt: check them in Nightscout",
+                )
+            oldest = min(known)
+            if oldest >= str(self._time.bound(self._lt)):
+                raise SourceError(
+                    f"{self._url} ignored find[{self._time.name}][$lt] and sent {oldest!r}",
+                    "this does not behave like a Nightscout site: " + URL_HINT,
+                )
+            below = _first_bound_above(self._time, oldest, self._start_ms, self._lt)
+            if below == self._lt:  # the whole page sorts between two bounds: ask for more at once
+                page.clear()
+                self._count *= 2
+                return
+            cut = str(self._time.bound(below))
+            page[:] = [r for r, t in zip(page, texts, strict=True) if t is None or t >= cut]
+            self._lt = below
             self._count = self._page_size
             self._has_next_page = self._lt > self._start_ms
 

@@ -103,6 +103,8 @@ _TYPED_KINDS: dict[str, EntryKind] = {"sgv": "sgv", "mbg": "mbg", "cal": "cal"}
     TAG_DRIFT,
 ) = range(1, 15)
 TAG_TREATMENTS = 15  # a default_rng stream per local day, like TAG_PLAN
+TAG_LATE_UPLOADS = 16  # its own stream, so the day's other draws stay as they were
+TAG_TREATMENT_COPIES = 17
 
 # Treatments: an insulin-to-carb ratio, the share of values logged as strings, and how often a
 # day holds a record a real site would hold by mistake (negative insulin, absurd carbs, no date).
@@ -110,6 +112,14 @@ CARBS_PER_UNIT = 10.0
 STRING_VALUE_RATE = 0.1
 BAD_TREATMENT_EVERY_DAYS = 5  # so any 6 whole days hold one
 ENTERED_BY = ("xdrip", "careportal", "AndroidAPS")
+# A phone that was offline uploads its treatments hours later, in its own local time: with its
+# offset, and half the time (an old uploader) with a space where ISO 8601 puts the `T`.
+LATE_UPLOAD_RATE = 0.05
+LATE_UPLOAD_HOURS = (1.0, 8.0)
+# A pump uploader beside the phone app sends some boluses and carbs a second time: its own _id,
+# created_at a few seconds later in UTC, the same doses.
+TREATMENT_COPY_RATE = 0.08
+COPY_UPLOADER = "openaps://medtronic/722"
 
 FAULT_KINDS = ("http_500", "http_502", "http_503", "http_429", "slow", "truncated", "html")
 _FAULT_OPTIONS = {"http_429": {"retry_after"}, "slow": {"seconds"}}
@@ -260,32 +270,60 @@ class GlucoseSimulator:
     def treatments(
         self,
         *,
-        gte: int | None = None,
-        gt: int | None = None,
-        lt: int | None = None,
-        lte: int | None = None,
+        gte: int | str | None = None,
+        gt: int | str | None = None,
+        lt: int | str | None = None,
+        lte: int | str | None = None,
         count: int = DEFAULT_COUNT,
     ) -> list[dict[str, Any]]:
-        """Treatments as Nightscout returns them, newest first, bounded by their instant (ms).
+        """Treatments as Nightscout returns them: bounds on `created_at` compared as text with the
+        stored strings, as MongoDB does, and the greatest string first (`sort: {created_at: -1}`).
 
-        The same bounds, implicit 4-day window, "now" and `count` rules as `entries`. A record that
-        lost its created_at (one of the deliberate bad records) is still found by its instant.
+        A bound is an instant (ms) or ISO text; Nightscout rewrites either into UTC ISO text with
+        milliseconds (`lib/server/query.js`), which then meets stored strings of every offset and
+        form: `04:30:00-05:00` (09:30Z) sorts before `09:00:00.000Z`. Without any bound the site
+        adds `$gte` 4 days before now. A treatment exists once uploaded (its `_id` holds the upload
+        second, as a real ObjectId does); `count <= 0` means no limit. A bound that is no date
+        matches nothing.
         """
-        low, high = self._bounds(gte, gt, lt, lte)
+        now_ms = int(self.clock() * 1000)
+        bounds = {"gte": gte, "gt": gt, "lt": lt, "lte": lte}
+        if all(value is None for value in bounds.values()):
+            bounds["gte"] = now_ms - IMPLICIT_WINDOW_MS
+        given = {op: _bound_text(value) for op, value in bounds.items() if value is not None}
+        texts = {op: text for op, text in given.items() if text is not None}
+        if len(texts) < len(given):
+            return []
+        # A stored string sorts within two days of its instant (offsets, a space for the `T`).
+        instants = {op: _instant_ms(text) for op, text in texts.items()}
+        low = max(
+            [HISTORY_START_MS]
+            + [ms - 2 * DAY_MS for op, ms in instants.items() if op in ("gte", "gt") and ms is not None]
+        )
+        high = min(
+            [now_ms]
+            + [ms + 2 * DAY_MS for op, ms in instants.items() if op in ("lt", "lte") and ms is not None]
+        )
         if high < low:
             return []
-        # A local day's treatments fall within it give or take a few hours; zones span -12..+14 h.
         first = _EPOCH_ORDINAL + low // DAY_MS - 1
         last = _EPOCH_ORDINAL + high // DAY_MS + 1
+
+        def selected(text: object) -> bool:
+            # MongoDB compares a string bound with strings only: a missing created_at never matches.
+            return isinstance(text, str) and all(
+                _TEXT_COMPARISONS[op](text, bound) for op, bound in texts.items()
+            )
+
         found = [
-            (ms, doc)
+            doc
             for ordinal in range(last, first - 1, -1)
-            for ms, doc in self._treatments(ordinal)
-            if low <= ms <= high
+            for uploaded_ms, doc in self._treatments(ordinal)
+            if uploaded_ms <= now_ms and selected(doc.get("created_at"))
         ]
-        found.sort(key=lambda item: (item[0], item[1]["_id"]), reverse=True)
+        found.sort(key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
         limit = count if count > 0 else len(found)
-        return [dict(doc) for _, doc in found[:limit]]
+        return [dict(doc) for doc in found[:limit]]
 
     def export(self, since_ms: int, until_ms: int, kind: EntryKind = "all") -> list[dict[str, Any]]:
         """Every entry with since_ms <= date < until_ms (and not after now), newest first."""
@@ -418,14 +456,16 @@ class GlucoseSimulator:
         )
 
     def _generate_treatments(self, ordinal: int) -> tuple[tuple[int, dict[str, Any]], ...]:
-        """The treatments logged on one local day as (instant ms, document), from the day's plan."""
+        """The treatments logged on one local day as (upload ms, document), from the day's plan."""
         plan = self._plan(ordinal)
         rng = np.random.default_rng([self._seed64, TAG_TREATMENTS, ordinal])
+        late = np.random.default_rng([self._seed64, TAG_LATE_UPLOADS, ordinal])
+        copies = np.random.default_rng([self._seed64, TAG_TREATMENT_COPIES, ordinal])
         day = date.fromordinal(ordinal)
         midnight = datetime(day.year, day.month, day.day, tzinfo=self.tz)
         records: list[tuple[int, dict[str, Any]]] = []
 
-        def add(at_s: float, fields: dict[str, Any]) -> None:
+        def add(at_s: float, fields: dict[str, Any], *, faulty: bool = False) -> None:
             seconds = int(at_s)
             # Uploaders disagree on the form: millis or not, Z or the phone's offset.
             form = int(rng.integers(0, 4))
@@ -438,15 +478,30 @@ class GlucoseSimulator:
                 created = moment.isoformat()
             else:
                 created = moment.astimezone(ZoneInfo("UTC")).isoformat()
+            uploaded = seconds
+            if late.random() < LATE_UPLOAD_RATE:
+                uploaded += int(late.uniform(*LATE_UPLOAD_HOURS) * 3600)
+                created = moment.isoformat(sep=" " if late.random() < 0.5 else "T")
             doc: dict[str, Any] = {
-                "_id": f"{seconds:08x}{int(rng.integers(0, 2**63)):016x}",
+                # An ObjectId starts with the second it was made: the upload's.
+                "_id": f"{uploaded:08x}{int(rng.integers(0, 2**63)):016x}",
                 "created_at": created,
                 "enteredBy": ENTERED_BY[int(rng.integers(0, len(ENTERED_BY)))],
                 **fields,
             }
             if rng.random() < 0.5:
                 doc["utcOffset"] = int(moment.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-            records.append((seconds * 1000, doc))
+            records.append((uploaded * 1000, doc))
+            repeated = copies.random() < TREATMENT_COPY_RATE
+            if repeated and not faulty and ("insulin" in fields or "carbs" in fields):
+                again = seconds + int(copies.integers(1, 30))
+                copy = {key: v for key, v in doc.items() if key != "utcOffset"}
+                copy.update(
+                    _id=f"{again:08x}{int(copies.integers(0, 2**63)):016x}",
+                    created_at=_iso_ms(again * 1000),
+                    enteredBy=COPY_UPLOADER,
+                )
+                records.append((again * 1000, copy))
 
         def value(number: float) -> float | str:
             return str(number) if rng.random() < STRING_VALUE_RATE else number
@@ -502,12 +557,17 @@ class GlucoseSimulator:
             at_s = (midnight + timedelta(hours=float(rng.uniform(9, 21)))).timestamp()
             bad = ordinal // BAD_TREATMENT_EVERY_DAYS % 3
             if bad == 0:
-                add(at_s, {"eventType": "Correction Bolus", "insulin": -1.5})
+                add(at_s, {"eventType": "Correction Bolus", "insulin": -1.5}, faulty=True)
             elif bad == 1:
-                add(at_s, {"eventType": "Meal Bolus", "insulin": 2.0, "carbs": 2500})
+                add(at_s, {"eventType": "Meal Bolus", "insulin": 2.0, "carbs": 2500}, faulty=True)
             else:
-                add(at_s, {"eventType": "Note", "notes": "lost its date"})
-                del records[-1][1]["created_at"]
+                # No zone: which instant it names is anyone's guess. (A record without created_at
+                # at all a site never serves: every query filters on it.)
+                add(at_s, {"eventType": "Note", "notes": "logged without a zone"}, faulty=True)
+                stamp = records[-1][1]["created_at"]
+                records[-1][1]["created_at"] = (
+                    datetime.fromisoformat(stamp).astimezone(self.tz).strftime("%Y-%m-%dT%H:%M:%S")
+                )
         return tuple(records)
 
     def _glucose(self, t: FloatArray, plans: list[_DayPlan]) -> tuple[FloatArray, FloatArray]:
@@ -1102,20 +1162,13 @@ def _query_entries(
 
 
 def _query_treatments(simulator: GlucoseSimulator, query: dict[str, str]) -> list[dict[str, Any]]:
-    """Apply Nightscout's treatments query semantics: `find[created_at][...]` bounds are ISO text."""
-    bounds: dict[str, int | None] = {}
-    for operator in ("gte", "gt", "lt", "lte"):
-        raw = query.get(f"find[created_at][${operator}]")
-        value = None if raw is None else _instant_ms(raw)
-        if raw is not None and value is None:
-            return []  # a bound that is no date matches no stored created_at
-        bounds[operator] = value
+    """Apply Nightscout's treatments query semantics: `find[created_at][...]` bounds are text."""
     count = _leading_int(query.get("count", ""))
     return simulator.treatments(
-        gte=bounds["gte"],
-        gt=bounds["gt"],
-        lt=bounds["lt"],
-        lte=bounds["lte"],
+        gte=query.get("find[created_at][$gte]"),
+        gt=query.get("find[created_at][$gt]"),
+        lt=query.get("find[created_at][$lt]"),
+        lte=query.get("find[created_at][$lte]"),
         count=DEFAULT_COUNT if count is None else count,
     )
 
@@ -1129,6 +1182,31 @@ def _instant_ms(text: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo("UTC"))
     return int(moment.timestamp() * 1000)
+
+
+def _bound_text(value: int | str) -> str | None:
+    """A `created_at` bound as Nightscout hands it to MongoDB: a number's text as sent, anything
+    else as UTC ISO text with milliseconds (moment.parseZone(...).toISOString()); None when the
+    site would refuse it as no date. An instant (ms) is what a bound's text means."""
+    if isinstance(value, int):
+        return _iso_ms(value)
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        return value  # JavaScript's isNaN(value) is false: the site leaves it alone
+    # "some clients don't escape the plus": the site turns the first space back into one.
+    ms = _instant_ms(value.replace(" ", "+", 1))
+    return None if ms is None else _iso_ms(ms)
+
+
+_TEXT_COMPARISONS: dict[str, Callable[[str, str], bool]] = {
+    "gte": lambda text, bound: text >= bound,
+    "gt": lambda text, bound: text > bound,
+    "lt": lambda text, bound: text < bound,
+    "lte": lambda text, bound: text <= bound,
+}
 
 
 def serve_forever(port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1") -> None:

@@ -28,7 +28,9 @@ class Source:
     """Endpoint under /api/v1/."""
     raw: RawSpec
     """How its records are validated and stored; its `time` field is also what the site filters
-    and pages on (`date` epoch ms, `created_at` ISO text)."""
+    and pages on (`date` epoch ms, `created_at` ISO text compared as strings, whose queries reach
+    the field's `margin_ms` beyond each window, so the windows after a watermark start that much
+    earlier)."""
     watermark_key: str
     """Run-store key of this source's watermark: the newest record time stored."""
     optional: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from engine.facade import Engine
 from engine.layers import LayerBuilder
 from engine.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, NightscoutConfig, fetch_records
 from engine.runstore import RunStatus, RunTrigger
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.simulator import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
 from engine.sources import TREATMENTS_SOURCE
 from engine.tables import RAW_TABLES, TREATMENTS
 from tests.simclock import Clock
@@ -68,43 +69,74 @@ def test_simulator_serves_messy_treatments_newest_first(server: SimulatorServer,
     assert 30 * 5 < len(every) < 30 * 9  # about 6.5 a day
     kinds = {t["eventType"] for t in every}
     assert {"Meal Bolus", "Correction Bolus", "Carb Correction", "Temp Basal", "Site Change"} <= kinds
-    stamps = [t["created_at"] for t in every if "created_at" in t]
+    stamps = [t["created_at"] for t in every]
+    assert stamps == sorted(stamps, reverse=True)  # newest first by the stored string
     assert any(s.endswith(".000Z") for s in stamps)
     assert any(s.endswith("Z") and "." not in s for s in stamps)
     assert any(s.endswith(("+01:00", "+02:00")) for s in stamps)
+    assert any(" " in s for s in stamps)  # a late upload of an old uploader
     assert any(isinstance(t.get("insulin"), str) for t in every)
     assert any(isinstance(t.get("carbs"), str) for t in every)
     assert any("insulin" in t and t["insulin"] is None for t in every)
     # The deliberate bad records.
     assert any(isinstance(t.get("insulin"), float) and t["insulin"] < 0 for t in every)
     assert any(t.get("carbs") == 2500 for t in every)
-    assert any("created_at" not in t for t in every)
+
+    # A pump uploader sends some boluses and carbs again, seconds later under its own _id.
+    def dose(t: dict[str, Any]) -> tuple[object, ...]:
+        return t["eventType"], t.get("insulin"), t.get("carbs")
+
+    copies = [t for t in every if t["enteredBy"] == COPY_UPLOADER]
+    assert copies
+    for copy in copies:
+        at = instant_ms(copy["created_at"])
+        assert any(
+            0 < at - instant_ms(t["created_at"]) < 30_000
+            and dose(t) == dose(copy)
+            and t["_id"] != copy["_id"]
+            for t in every
+            if len(t["created_at"]) > 19
+        )
+    assert any(re.fullmatch(r"[\d-]{10}T[\d:]{8}", s) for s in stamps)  # no zone
 
     with httpx.Client(base_url=server.url) as http:
         default = http.get("/api/v1/treatments.json").json()
         assert len(default) == 10  # Nightscout's default count
-        dated = [instant_ms(t["created_at"]) for t in default if "created_at" in t]
-        assert dated == sorted(dated, reverse=True)
+        assert [t["created_at"] for t in default] == stamps[:10]
+        # The site rewrites a bound into UTC ISO text with milliseconds, then compares strings.
+        two_days_ago = datetime.fromtimestamp((now_ms - 2 * DAY_MS) / 1000, UTC)
         bounds = {
-            "find[created_at][$gte]": "2020-01-01",
-            "find[created_at][$lt]": datetime.fromtimestamp((now_ms - 2 * DAY_MS) / 1000, UTC).isoformat(),
+            "find[created_at][$gte]": datetime.fromtimestamp(since / 1000, UTC).isoformat(),
+            "find[created_at][$lt]": two_days_ago.isoformat(),  # +00:00, read as ...000Z
             "count": "1000",
         }
         page = http.get("/api/v1/treatments.json", params=bounds).json()
-        assert page and all(
-            instant_ms(t["created_at"]) < now_ms - 2 * DAY_MS for t in page if "created_at" in t
-        )
-        start = instant_ms(page[3]["created_at"])
+        cut = two_days_ago.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        assert page and [t["_id"] for t in page] == [t["_id"] for t in every if t["created_at"] < cut]
         gt = http.get(
             "/api/v1/treatments.json",
-            params={
-                "find[created_at][$gt]": page[3]["created_at"],
-                "find[created_at][$lte]": page[0]["created_at"],
-            },
+            params={"find[created_at][$gt]": "2020-01-01T00:00:00Z", "find[created_at][$lte]": cut},
         ).json()
-        assert [t["_id"] for t in gt] == [t["_id"] for t in page[:3]]
-        assert all(instant_ms(t["created_at"]) > start for t in gt)
+        assert [t["_id"] for t in gt] == [t["_id"] for t in page[:10]]
         assert http.get("/api/v1/treatments.json", params={"find[created_at][$gte]": "soon"}).json() == []
+
+
+def test_created_at_bounds_compare_the_stored_strings(clock: Clock) -> None:
+    """As in MongoDB: 20:00+01:00 (19:00Z) is not in [18:30Z, 19:30Z), it sorts after 19:30Z."""
+    sim = GlucoseSimulator(seed=11, tz="Europe/Paris", clock=clock)
+    every = sim.treatments(gte=int(clock.now * 1000) - 30 * DAY_MS, count=0)
+    offset = next(t for t in every if t["created_at"].endswith("+01:00") and "T" in t["created_at"])
+    at = instant_ms(offset["created_at"])
+    around = sim.treatments(gte=at - 1_800_000, lt=at + 1_800_000, count=0)
+    assert offset["_id"] not in {t["_id"] for t in around}
+    local = sim.treatments(gte=at + 3_600_000 - 1_800_000, lt=at + 3_600_000 + 1_800_000, count=0)
+    assert offset["_id"] in {t["_id"] for t in local}
+    # A treatment exists once uploaded: the late ones appear only hours after their time.
+    late = next(t for t in every if int(t["_id"][:8], 16) * 1000 > instant_ms(t["created_at"]) + HOUR * 1000)
+    clock.now = instant_ms(late["created_at"]) / 1000 + 60
+    assert late["_id"] not in {t["_id"] for t in sim.treatments(gte="2020-01-01", count=0)}
+    clock.now = int(late["_id"][:8], 16)
+    assert late["_id"] in {t["_id"] for t in sim.treatments(gte="2020-01-01", count=0)}
 
 
 def test_meal_boluses_come_before_the_meal_rises(server: SimulatorServer, clock: Clock) -> None:
@@ -142,8 +174,13 @@ def test_fetch_pages_treatments_by_created_at(server: SimulatorServer, clock: Cl
     fetched = fetch_records(
         NightscoutConfig(url=server.url, page_size=7), TREATMENTS_PATH, CREATED_AT, window
     )
-    expected = server.simulator.treatments(gte=window.start_ms, lt=window.end_ms, count=0)
+    # The site compares text: the query reaches the margin beyond the window, and keeps all it gets.
+    margin = CREATED_AT.margin_ms
+    expected = server.simulator.treatments(gte=window.start_ms - margin, lt=window.end_ms + margin, count=0)
     assert sorted(t["_id"] for t in fetched) == sorted(t["_id"] for t in expected)
+    dated = server.simulator.treatments(gte=window.start_ms - 3 * DAY_MS, count=0)
+    inside = {t["_id"] for t in dated if window.start_ms <= instant_ms(t["created_at"]) < window.end_ms}
+    assert inside <= {t["_id"] for t in fetched}
     asked = [r for r in server.requests if r.path == "/api/v1/treatments.json"]
     assert len(asked) > len(expected) // 7
     assert all(r.query["count"] == "7" for r in asked)
@@ -162,7 +199,8 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
         first = engine.run_now()
         assert first.status is RunStatus.SUCCEEDED, first.error
         since = first.params["sources_since_ms"]["treatments"]
-        served = server.simulator.treatments(gte=since, lt=int(clock.now * 1000) + 1, count=0)
+        # Everything whose text sorts after the margin before `since` (the query's end is past now).
+        served = server.simulator.treatments(gte=since - CREATED_AT.margin_ms, count=0)
         stored = {r[0] for r in engine.query("select _id from raw.treatments", "dev").rows}
         quarantine = engine.query(
             'select entry_id, "check", reason from raw.treatments_quarantine', "dev"
@@ -173,7 +211,7 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
             t["_id"]: check
             for t in served
             for check in (
-                "created_at_not_null" if "created_at" not in t else None,
+                "created_at_is_timestamp" if len(t["created_at"]) == 19 else None,  # no zone
                 "insulin_in_range" if isinstance(t.get("insulin"), float) and t["insulin"] < 0 else None,
                 "carbs_in_range" if t.get("carbs") == 2500 else None,
             )
@@ -190,10 +228,14 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
             assert insulin == (float(sent["insulin"]) if sent.get("insulin") is not None else None)
             assert carbs == (float(sent["carbs"]) if sent.get("carbs") is not None else None)
             assert int(ts.timestamp() * 1000) == instant_ms(sent["created_at"])
+        # A pump uploader's second copy of a bolus is stored, and collapses into the first.
+        copies = {t["_id"] for t in served if t["enteredBy"] == COPY_UPLOADER}
         boluses = sum(
             1
             for t in served
-            if t["_id"] in stored and float(t.get("insulin") or 0) > 0 and t["eventType"] != "Temp Basal"
+            if t["_id"] in stored - copies
+            and float(t.get("insulin") or 0) > 0
+            and t["eventType"] != "Temp Basal"
         )
         assert engine.query(f"select count(*) from {MART}", "dev").rows[0][0] == boluses
         assert engine.query(f"select count(*) from {MART}", "main").rows[0][0] == boluses
@@ -206,7 +248,7 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
         assert rerun.summary["stored"] == 0
         watermark = engine.store.watermark("nightscout:treatments")
         assert watermark == max(instant_ms(t["created_at"]) for t in served if t["_id"] in stored)
-        again = [t for t in served if int(t["_id"][:8], 16) * 1000 >= watermark + 1 - DAY_MS]
+        again = server.simulator.treatments(gte=watermark + 1 - DAY_MS - CREATED_AT.margin_ms, count=0)
         assert rerun.summary["sources"]["treatments"]["fetched"] == len(again) > 0
         assert {t: engine.lake.snapshot_id(t, "dev") for t in snapshots} == snapshots
 
@@ -217,7 +259,7 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
         assert engine.query(
             "select count(*) - count(distinct entry_id) from raw.treatments_quarantine", "dev"
         ).rows == [(0,)]
-        newer = server.simulator.treatments(gte=since, lt=int(clock.now * 1000) + 1, count=0)
+        newer = server.simulator.treatments(gte=since - CREATED_AT.margin_ms, count=0)
         total = engine.query(
             "select (select count(*) from raw.treatments) + (select count(*) from raw.treatments_quarantine)",
             "dev",
