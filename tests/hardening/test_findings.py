@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.runstore import RunStatus
+from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.tables import RAW_TABLES
+from engine.validation import validate_glucose_entries
+from schemas import TABLE_SCHEMAS
+from tests.pgserver import PgServer, server_bindir
 
 pytestmark = pytest.mark.hardening
 
@@ -49,3 +58,110 @@ def test_a_lone_surrogate_does_not_fail_the_batch(home: Path, tmp_path: Path) ->
         assert run.summary["stored"] == 60
         devices = engine.query("select device from raw.glucose_entries where device is not null", "main")
     assert devices.rows == [("xDrip\ufffd",)]
+
+
+class _NulSimulator(GlucoseSimulator):
+    """The simulator's trace with U+0000 in the text fields of every tenth sgv entry and of every
+    bolus, as a misbehaving uploader could send; remembers the ids it changed (without the NUL)."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=11)
+        self.entry_ids: set[str] = set()
+        self.bolus_ids: set[str] = set()
+
+    def entries(self, **query: Any) -> list[dict[str, Any]]:
+        found = super().entries(**query)
+        for entry in found:
+            if entry.get("type") == "sgv" and entry["date"] // 300_000 % 10 == 0:
+                self.entry_ids.add(entry["_id"])
+                entry["_id"] = entry["_id"][:12] + "\x00" + entry["_id"][12:]
+                entry["device"] = "\x00" + entry["device"].replace("-", "-\x00")
+                entry["dateString"] += "\x00"
+                if "direction" in entry:
+                    entry["direction"] += "\x00"
+        return found
+
+    def treatments(self, **query: Any) -> list[dict[str, Any]]:
+        found = super().treatments(**query)
+        for treatment in found:
+            if "Bolus" in treatment["eventType"] and "created_at" in treatment:
+                self.bolus_ids.add(treatment["_id"])
+                treatment["_id"] += "\x00"
+                treatment["eventType"] = treatment["eventType"].replace(" ", "\x00 ")
+                treatment["enteredBy"] = "\x00" + treatment["enteredBy"]
+                treatment["notes"] = "pre-bolus\x00"
+        return found
+
+
+@pytest.mark.skipif(server_bindir() is None, reason="PostgreSQL server binaries are not installed")
+def test_a_nul_character_in_text_neither_blocks_publishing_nor_loses_the_reading(tmp_path: Path) -> None:
+    # Found in review: Iceberg stores U+0000 but PostgreSQL text cannot, so a NUL in a device name
+    # blocked the publish of every table carrying it, on every run from then on.
+    bindir = server_bindir()
+    assert bindir is not None
+    pg = PgServer(bindir).start()
+    simulator = _NulSimulator()
+    try:
+        with SimulatorServer(simulator) as site:
+            env = {
+                "PHLO_HOME": str(tmp_path / "home"),
+                "NIGHTSCOUT_URL": site.url,
+                "PHLO_TIMEZONE": "UTC",
+                "PHLO_INITIAL_DAYS": "3",
+                "PHLO_MANAGE_POSTGRES": "false",
+                "PHLO_POSTGRES_DSN": pg.create_database("nul"),
+            }
+            with Engine(load_settings(env, config_path=tmp_path / "no-config.toml")) as engine:
+                run = engine.run_now()
+                assert run.status is RunStatus.SUCCEEDED, run.error
+                assert set(run.summary["publish"].values()) == {"published"}, run.summary["publish"]
+                assert run.summary["sources"]["entries"]["quarantined"] == 0
+                for table in [t.name for t in RAW_TABLES] + list(TABLE_SCHEMAS):
+                    rows = engine.lake.read_arrow(table, "main")
+                    for name in rows.column_names:
+                        if pa.types.is_string(rows[name].type):
+                            assert pc.sum(pc.match_substring(rows[name], "\x00")).as_py() in (0, None), name
+                readings = engine.query("select count(*) from silver.fct_glucose_readings", "main").rows
+                kept = {entry_id.replace("\x00", "") for entry_id in simulator.entry_ids}
+                boluses = {treatment_id.replace("\x00", "") for treatment_id in simulator.bolus_ids}
+                assert kept and boluses
+                raw_ids = set(engine.lake.read_arrow("raw.glucose_entries", "main")["_id"].to_pylist())
+                assert kept <= raw_ids  # every reading is stored, under its id without the NUL
+                silver_ids = engine.lake.read_arrow("silver.fct_glucose_readings", "main")["entry_id"]
+                in_silver = len(kept & set(silver_ids.to_pylist()))
+        with psycopg.connect(pg.dsn(dbname="nul")) as con:
+            published = con.execute("select count(*) from api.glucose_readings").fetchall()
+            devices = con.execute(
+                "select distinct device from api.glucose_readings where entry_id = any(%s)", (list(kept),)
+            ).fetchall()
+            found = con.execute(
+                "select count(*) from api.glucose_readings where entry_id = any(%s)", (list(kept),)
+            ).fetchall()
+            events = con.execute(
+                "select distinct event_type from api.medication_effectiveness where treatment_id = any(%s)",
+                (list(boluses),),
+            ).fetchall()
+        assert published == readings
+        assert devices == [("xDrip-DexcomG6",)]
+        assert found == [(in_silver,)] and in_silver > len(kept) / 2  # silver drops error codes and copies
+        assert events and {e for (e,) in events} <= {
+            "Meal Bolus",
+            "Bolus Wizard",
+            "Snack Bolus",
+            "Correction Bolus",
+        }
+    finally:
+        pg.cleanup()
+
+
+def test_ids_that_differ_only_by_a_nul_are_one_id() -> None:
+    # Validation removes NUL before its checks, so uniqueness sees the ids that are stored.
+    entries: list[object] = _entries(3)
+    with_nul = f"{1:024x}"[:12] + "\x00" + f"{1:024x}"[12:]
+    entries.append({**_entries(3)[1], "_id": with_nul, "sgv": 250})
+    batch = validate_glucose_entries(entries, run_id="r", source="test", now=datetime.now(UTC))
+    assert batch.valid["_id"].to_pylist() == [f"{i:024x}" for i in range(3)]
+    quarantined = batch.quarantine.to_pylist()
+    assert [(q["entry_id"], q["check"]) for q in quarantined] == [(f"{1:024x}", "_id_unique")]
+    assert "conflicting duplicate of the entry at position 1" in quarantined[0]["reason"]
+    assert json.loads(quarantined[0]["payload"])["_id"] == with_nul  # as sent
