@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,3 +168,61 @@ def test_ids_that_differ_only_by_a_nul_are_one_id() -> None:
     assert [(q["entry_id"], q["check"]) for q in quarantined] == [(f"{1:024x}", "_id_unique")]
     assert "conflicting duplicate of the entry at position 1" in quarantined[0]["reason"]
     assert json.loads(quarantined[0]["payload"])["_id"] == with_nul  # as sent
+
+
+def _mongo_forms(entry: dict[str, Any], form: int) -> dict[str, Any]:
+    """`entry` as mongoexport writes it: relaxed v2 (its default), canonical v2, or legacy v1 (< 4.2)."""
+    ms = int(str(entry["date"]))
+    iso = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    doc = {**entry, "_id": {"$oid": entry["_id"]}, "created_at": {"$date": iso}}
+    if form == 1:
+        doc.update(
+            date={"$numberLong": str(ms)},
+            sgv={"$numberInt": str(entry["sgv"])},
+            filtered={"$numberDouble": "123456.5"},
+            created_at={"$date": {"$numberLong": str(ms)}},
+            utcOffset={"$numberInt": "0"},
+        )
+    elif form == 2:
+        # Some uploaders store `date` as a BSON date; legacy mongoexport wrote "+0000" and plain ms.
+        doc.update(date={"$date": iso.replace("Z", "+0000")}, created_at={"$date": ms})
+    elif form == 3:
+        doc.update(date={"$date": {"$numberLong": str(ms)}}, sysTime={"$date": iso})
+    return doc
+
+
+def test_import_reads_mongoexport_extended_json(home: Path, tmp_path: Path) -> None:
+    # Found in review: mongoexport writes one entry a line and `{"_id": {"$oid": ...}}`,
+    # `{"$numberLong": ...}`, `{"$date": ...}`; `phlo-tui import` refused the file ("not a JSON
+    # file"), and as a JSON array every entry was quarantined (`_id` is not a string).
+    entries = _entries(80)
+    lines = tmp_path / "entries.json"
+    lines.write_text("\n".join(json.dumps(_mongo_forms(e, i % 4)) for i, e in enumerate(entries[:60])) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "phlo_tui.cli", "import", str(lines), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["stored"] == 60
+    array = tmp_path / "entries-array.json.gz"
+    bad = {**_mongo_forms(entries[60], 1), "_id": {"$oid": 5}}
+    canonical = [_mongo_forms(e, 1) for e in entries[61:]]
+    array.write_bytes(gzip.compress(json.dumps([bad, *canonical]).encode()))
+    with Engine(load_settings()) as engine:
+        run = engine.import_file(array)
+        assert (run.summary["stored"], run.summary["quarantined"]) == (19, 1), run.summary
+        (reason,) = engine.lake.read_arrow("raw.glucose_quarantine", "dev")["reason"].to_pylist()
+        stored = engine.query(
+            "select _id, date, sgv, filtered, sys_time, epoch_ms(reading_ts) from raw.glucose_entries "
+            "order by _id",
+            "dev",
+        ).rows
+    assert reason.startswith('_id_is_string: _id={"$oid":5}')
+    expected = [e for i, e in enumerate(entries) if i != 60]
+    assert [(r[0], r[1], r[2], r[5]) for r in stored] == [
+        (e["_id"], e["date"], e["sgv"], e["date"]) for e in expected
+    ]
+    assert {r[3] for i, r in enumerate(stored) if i < 60 and i % 4 == 1} == {123456.5}
+    assert all(r[4] and r[4].endswith("Z") for i, r in enumerate(stored) if i < 60 and i % 4 == 3)
