@@ -301,7 +301,14 @@ def _without_nul(values: pd.Series) -> pd.Series:
         return values.str.replace("\x00", "", regex=False)
     if values.dtype != object:
         return values
-    return values.map(lambda value: value.replace("\x00", "") if isinstance(value, str) else value)
+    raw = values.to_numpy()
+    found = [i for i, value in enumerate(raw) if isinstance(value, str) and "\x00" in value]
+    if not found:
+        return values
+    cleaned = raw.copy()  # still objects: Series.map would infer a dtype (all bools become bool)
+    for i in found:
+        cleaned[i] = cleaned[i].replace("\x00", "")
+    return pd.Series(cleaned, index=values.index, dtype=object)
 
 
 def _schema_failures(spec: RawSpec, frame: pd.DataFrame) -> list[_Failure]:

@@ -19,6 +19,7 @@ from engine.config import load_settings
 from engine.facade import Engine
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sources import SOURCES
 from engine.tables import RAW_TABLES
 from engine.validation import validate_glucose_entries
 from schemas import TABLE_SCHEMAS
@@ -168,6 +169,16 @@ def test_ids_that_differ_only_by_a_nul_are_one_id() -> None:
     assert [(q["entry_id"], q["check"]) for q in quarantined] == [(f"{1:024x}", "_id_unique")]
     assert "conflicting duplicate of the entry at position 1" in quarantined[0]["reason"]
     assert json.loads(quarantined[0]["payload"])["_id"] == with_nul  # as sent
+    # Columns of other values, or of strings mixed with them, keep their values as sent.
+    mixed: list[object] = [
+        {**e, "device": device} for e, device in zip(_entries(2), [5, "G\x006"], strict=True)
+    ]
+    for records in (mixed, [{**_entries(1)[0], "_id": False}]):
+        for source in SOURCES:
+            batch = source.validate_batch(records, run_id="r", source="test", now=datetime.now(UTC))
+            assert batch.valid.num_rows + batch.quarantine.num_rows == len(records)
+    batch = validate_glucose_entries(mixed, run_id="r", source="test", now=datetime.now(UTC))
+    assert batch.valid["device"].to_pylist() == [None, "G6"]
 
 
 def _mongo_forms(entry: dict[str, Any], form: int) -> dict[str, Any]:
