@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pytest
 
 from engine.config import load_settings
+from engine.extjson import plain_record
 from engine.facade import Engine
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
@@ -237,3 +238,22 @@ def test_import_reads_mongoexport_extended_json(home: Path, tmp_path: Path) -> N
     ]
     assert {r[3] for i, r in enumerate(stored) if i < 60 and i % 4 == 1} == {123456.5}
     assert all(r[4] and r[4].endswith("Z") for i, r in enumerate(stored) if i < 60 and i % 4 == 3)
+
+
+def test_extended_json_wrappers_holding_no_such_value_stay_as_sent() -> None:
+    record = {
+        "_id": {"$oid": 5},
+        "sgv": {"$numberDouble": "NaN"},
+        "mbg": {"$numberInt": "12", "extra": 1},
+        "date": {"$date": "yesterday"},
+        "sysTime": {"$date": {"$numberLong": "99999999999999999999"}},
+        "noise": {"$numberLong": "7"},
+        "filtered": {"$numberDecimal": "1.25"},
+        "created_at": {"$date": {"$numberLong": "-1"}},
+    }
+    assert plain_record(record) == {
+        **record,
+        "noise": 7,
+        "filtered": 1.25,
+        "created_at": "1969-12-31T23:59:59.999Z",
+    }
