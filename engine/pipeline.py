@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from engine.config import Settings
 from engine.errors import Interrupted, PhloError, SourceError
+from engine.extjson import plain_record
 from engine.fastread import record_files
 from engine.lake import Lake
 from engine.layers import LayerBuilder, local_months
@@ -563,7 +564,9 @@ _COUNTS = ("fetched", "stored", "unchanged", "quarantined")
 
 
 def read_export(path: Path) -> list[object]:
-    """Entries of a Nightscout export: a JSON array, optionally gzip-compressed (detected by content)."""
+    """Entries of a Nightscout export: a JSON array or JSON Lines, optionally gzip-compressed (detected
+    by content); MongoDB Extended JSON values (mongoexport's `{"$oid": ...}`, `{"$date": ...}`) are read
+    as the API sends them (`engine.extjson`)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -577,16 +580,34 @@ def read_export(path: Path) -> list[object]:
             raise SourceError(f"{path}: a damaged gzip file: {e}", "export it again") from e
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(
-            f"{path}: not a JSON file: {e}",
-            "export entries from Nightscout as JSON (/api/v1/entries.json)",
-        ) from e
+    except json.JSONDecodeError as e:
+        if e.msg != "Extra data":
+            raise SourceError(f"{path}: not a JSON file: {e}", EXPORT_HINT) from e
+        data = _json_lines(path, raw)
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not a JSON file: {e}", EXPORT_HINT) from e
     if isinstance(data, dict) and isinstance(data.get("entries"), list):
         data = data["entries"]
     if not isinstance(data, list):
-        raise SourceError(
-            f"{path}: expected a JSON array of entries, got {type(data).__name__}",
-            "export entries from Nightscout as JSON (/api/v1/entries.json)",
-        )
-    return list(data)
+        raise SourceError(f"{path}: expected a JSON array of entries, got {type(data).__name__}", EXPORT_HINT)
+    if b'"$' not in raw:  # no Extended JSON wrapper anywhere: skip looking at every entry
+        return list(data)
+    return [plain_record(entry) for entry in data]
+
+
+EXPORT_HINT = (
+    "export entries from Nightscout as JSON (/api/v1/entries.json), or with "
+    "`mongoexport --collection entries` (one entry a line, or --jsonArray)"
+)
+
+
+def _json_lines(path: Path, raw: bytes) -> list[object]:
+    """One JSON value per non-blank line, as mongoexport writes without --jsonArray."""
+    values = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if line.strip():
+            try:
+                values.append(json.loads(line))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise SourceError(f"{path}: line {number} is not JSON: {e}", EXPORT_HINT) from e
+    return values

@@ -569,7 +569,11 @@ def _columns(schema: pa.Schema, pandera_columns: dict[str, Any]) -> list[tuple[s
 
 
 def _refuse_nul(rows: pa.Table) -> None:
-    """PostgreSQL text cannot hold U+0000; say which column has one instead of failing inside COPY."""
+    """PostgreSQL text cannot hold U+0000; say which column has one instead of failing inside COPY.
+
+    Validation removes NUL from the text it stores, so only rows stored before it did (or a model
+    that makes one) can still hold it.
+    """
     for name in rows.column_names:
         column = rows[name]
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -577,7 +581,8 @@ def _refuse_nul(rows: pa.Table) -> None:
             if found:
                 raise PublishError(
                     f"column {name!r} has {found} value(s) with a NUL character, which PostgreSQL text cannot store",
-                    "fix the source entries",
+                    "records stored by an older phlo-tui may hold it: `phlo-tui backfill --since DAY` "
+                    "from their first day stores them again without it",
                 )
 
 

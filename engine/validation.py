@@ -257,13 +257,15 @@ def _raw_frame(spec: RawSpec, objects: list[Any], positions: list[int], now_ms: 
     index = pd.Index(positions, dtype="int64")
     # dtype=object keeps every value as sent (a list stays one value, "5" stays a string).
     source = pd.DataFrame(objects, columns=keys, index=index, dtype=object)
+    text_columns = {field.name for field in spec.table.arrow_schema if field.type == pa.string()}
     columns: dict[str, pd.Series] = {}
     for column, column_keys in spec.source_keys.items():
         found = [key for key in column_keys if key in present]
         values = source[found[0]] if found else pd.Series(np.nan, index=index)
         for key in found[1:]:  # the first key holding a value wins: camelCase, then snake_case
             values = values.where(values.notna(), source[key])
-        columns[column] = _narrowed(values)
+        narrowed = _narrowed(values)
+        columns[column] = _without_nul(narrowed) if column in text_columns else narrowed
     frame = pd.DataFrame(columns)
     frame.attrs[NOW_MS_ATTR] = now_ms
     return frame
@@ -284,6 +286,29 @@ def _narrowed(values: pd.Series) -> pd.Series:
         except OverflowError:  # an integer beyond float64 (10**400) stays raw for the checks
             return values
     return values
+
+
+def _without_nul(values: pd.Series) -> pd.Series:
+    """The strings of a text column with every U+0000 removed; other values as they are.
+
+    JSON and Iceberg hold NUL, but PostgreSQL text cannot, so a NUL in a device name or a note
+    would block publishing for good; dropping the character keeps the reading. Done before the
+    checks, so that `_id` uniqueness and the allowed values see the text that is stored.
+    """
+    if isinstance(values.dtype, pd.StringDtype):
+        if not values.str.contains("\x00", regex=False).any():
+            return values
+        return values.str.replace("\x00", "", regex=False)
+    if values.dtype != object:
+        return values
+    raw = values.to_numpy()
+    found = [i for i, value in enumerate(raw) if isinstance(value, str) and "\x00" in value]
+    if not found:
+        return values
+    cleaned = raw.copy()  # still objects: Series.map would infer a dtype (all bools become bool)
+    for i in found:
+        cleaned[i] = cleaned[i].replace("\x00", "")
+    return pd.Series(cleaned, index=values.index, dtype=object)
 
 
 def _schema_failures(spec: RawSpec, frame: pd.DataFrame) -> list[_Failure]:
@@ -405,7 +430,8 @@ def _quarantine_table(
                 for reason, failure in zip(reasons, failed, strict=True)
             ]
         rows["run_id"].append(run_id)
-        rows["entry_id"].append(entry_id if isinstance(entry_id, str) else None)
+        # As raw stores ids (see _without_nul), so that a quarantined copy names its stored first.
+        rows["entry_id"].append(entry_id.replace("\x00", "") if isinstance(entry_id, str) else None)
         rows["check"].append(failed[0].check)
         rows["column"].append(failed[0].column)
         rows["severity"].append(Severity.ERROR.value)
@@ -441,9 +467,7 @@ def _duplicate_notes(
     first_payloads: dict[int, str] = {}
     notes = {}
     for position in positions:
-        entry = entries[position]
-        assert isinstance(entry, dict)  # only string ids can be duplicates
-        first = first_copy[entry["_id"]]
+        first = first_copy[str(frame.at[position, "_id"])]  # the id as stored (NUL removed)
         if first not in first_payloads:
             first_payloads[first] = payloads.get(first) or _payload_json(entries[first])
         kind = "exact" if first_payloads[first] == payloads[position] else "conflicting"

@@ -10,7 +10,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from engine.errors import PhloError
 from engine.facade import Engine
 from engine.quality import schema_checks
 from engine.runstore import RunRecord, RunStatus
-from engine.validation import Severity, validate_glucose_entries
+from engine.sources import GLUCOSE, SOURCES, TREATMENTS_SOURCE, Source
+from engine.validation import Severity
 from schemas import TABLE_SCHEMAS
 
 pytestmark = pytest.mark.hardening
@@ -132,18 +133,18 @@ def fresh_engine(url: str | None = None) -> Iterator[Engine]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def assert_accounted(engine: Engine, run: RunRecord, sent: int) -> None:
-    """Every entry sent is stored or quarantined with a reason, and the lake agrees with the summary."""
+def assert_accounted(engine: Engine, run: RunRecord, sent: int, source: Source = GLUCOSE) -> None:
+    """Every record sent is stored or quarantined with a reason, and the lake agrees with the summary."""
     assert run.status is not RunStatus.FAILED or not (run.error or "").startswith("internal error"), run.error
-    s = run.summary
     if run.status is RunStatus.FAILED:
         assert run.error and run.hint, "a failed run says what failed and what to do"
         return
+    s = run.summary["sources"][source.name] if "sources" in run.summary else run.summary
     assert s["fetched"] == sent
     assert s["stored"] + s["unchanged"] + s["quarantined"] == sent, s
-    raw = engine.lake.read_arrow("raw.glucose_entries", "dev")
+    raw = engine.lake.read_arrow(source.table.name, "dev")
     assert raw.num_rows == s["stored"]
-    quarantine = engine.lake.read_arrow("raw.glucose_quarantine", "dev")
+    quarantine = engine.lake.read_arrow(source.quarantine.name, "dev")
     assert quarantine.num_rows == s["quarantined"]
     assert all(reason for reason in quarantine["reason"].to_pylist())
     assert all(check for check in quarantine["check"].to_pylist())
@@ -153,9 +154,12 @@ def assert_main_clean(engine: Engine) -> None:
     """No table on main holds a row that fails an error-severity check."""
     if engine.store.last_promotion() is None:
         return
-    raw = engine.lake.read_arrow("raw.glucose_entries", "main").to_pylist()
-    batch = validate_glucose_entries(raw, run_id="recheck", source="main", now=datetime.now(UTC))
-    assert batch.quarantine.num_rows == 0, batch.quarantine.select(["check", "reason"]).to_pylist()
+    for source in SOURCES:
+        if engine.lake.snapshot_id(source.table.name, "main") is None:
+            continue
+        raw = engine.lake.read_arrow(source.table.name, "main").to_pylist()
+        batch = source.validate_batch(raw, run_id="recheck", source="main", now=datetime.now(UTC))
+        assert batch.quarantine.num_rows == 0, batch.quarantine.select(["check", "reason"]).to_pylist()
     for table, model in TABLE_SCHEMAS.items():
         if engine.lake.table_exists(table) and engine.lake.snapshot_id(table, "main") is not None:
             rows = engine.lake.read_arrow(table, "main")
@@ -192,17 +196,30 @@ def test_an_export_that_is_not_an_array_is_refused_clearly(document: Any) -> Non
 
 class _Site(ThreadingHTTPServer):
     body = b"[]"
+    treatments: bytes | None = None
+    """The treatments body, answered to the first treatments request only (so however many windows
+    a run fetches, it receives each record once), `[]` after; None: no such collection (404)."""
+    treatments_served = False
+
+    def serve_treatments(self, body: bytes | None) -> None:
+        self.treatments, self.treatments_served = body, False
 
 
 class _Handler(BaseHTTPRequestHandler):
     """A Nightscout site that answers every entries request with the same body (a short page), and
-    has no treatments collection (404, which the run only warns about)."""
+    treatments requests as `_Site.treatments` says (404, which the run only warns about, by default)."""
 
     server: _Site
 
     def do_GET(self) -> None:
-        body = self.server.body if "/entries" in self.path else b"{}"
-        self.send_response(404 if "/treatments" in self.path else 200)
+        status, body = 200, self.server.body if "/entries" in self.path else b"{}"
+        if "/treatments" in self.path:
+            if self.server.treatments is None:
+                status = 404
+            else:
+                body = b"[]" if self.server.treatments_served else self.server.treatments
+                self.server.treatments_served = True
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -236,6 +253,7 @@ bodies = st.one_of(
 @given(body=bodies)
 def test_a_hostile_site_never_crashes_a_run(site: _Site, body: bytes) -> None:
     site.body = body
+    site.serve_treatments(None)
     with fresh_engine(f"http://127.0.0.1:{site.server_address[1]}") as engine:
         run = engine.run_now()
         try:
@@ -248,5 +266,134 @@ def test_a_hostile_site_never_crashes_a_run(site: _Site, body: bytes) -> None:
             return
         event(f"{run.status.value}, promoted {engine.store.last_promotion() is not None}")
         assert_accounted(engine, run, len(sent))
+        assert_main_clean(engine)
+        assert run.status in (RunStatus.SUCCEEDED, RunStatus.HELD), run.error
+
+
+def _iso(ms: int, form: int) -> str:
+    """Instant `ms` as created_at text in one of the forms uploaders send (or one naming no instant)."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    forms = [
+        moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        moment.astimezone(timezone(timedelta(hours=2))).isoformat(),
+        moment.isoformat(timespec="microseconds"),
+        moment.strftime("%Y-%m-%dT%H:%M:%S"),  # no zone: names no instant
+        moment.strftime("%Y-%m-%d"),
+        moment.strftime("%d/%m/%Y %H:%M"),
+        moment.isoformat().replace("+00:00", "+0000"),
+    ]
+    return forms[form % len(forms)]
+
+
+created_at = st.one_of(
+    st.builds(_iso, recent_ms, st.integers(0, 3)),
+    st.builds(_iso, recent_ms, st.integers(0, 3)),
+    st.builds(_iso, recent_ms, st.integers(4, 7)),
+    # Years 1 to 9999, less a day at each end so that every form (a +02:00 offset too) exists.
+    st.builds(_iso, st.integers(-62_135_510_400_000, 253_402_214_400_000), st.integers(0, 7)),
+    st.sampled_from(
+        ["", "Z", "2025-02-30T10:00:00Z", "2025-01-01T25:61:00Z", "now", "+275760-09-13T00:00:00Z"]
+    ),
+    recent_ms,
+    recent_ms.map(str),
+    odd_text,
+    junk,
+)
+dose = st.one_of(
+    st.floats(min_value=0, max_value=30),
+    st.integers(min_value=0, max_value=150),
+    st.floats(min_value=0, max_value=30).map(str),
+    st.sampled_from(["1,5", "2 U", "", "NaN", "Infinity", "-0", "1e3"]),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    junk,
+)
+event_types = st.one_of(
+    st.sampled_from(
+        ["Meal Bolus", "Correction Bolus", "Snack Bolus", "Carb Correction", "Temp Basal", "Note"]
+    ),
+    st.sampled_from(["meal  bolus", " Bolus Wizard ", "Combo Bolus", "Site Change", ""]),
+    odd_text,
+    junk,
+)
+treatment = st.fixed_dictionaries(
+    {"_id": ids, "eventType": event_types, "created_at": created_at},
+    optional={
+        "insulin": dose,
+        "carbs": dose,
+        "duration": dose,
+        "rate": dose,
+        "absolute": dose,
+        "enteredBy": st.one_of(odd_text, junk),
+        "notes": st.one_of(odd_text, junk),
+        "utcOffset": st.one_of(st.integers(min_value=-(2**40), max_value=2**40), junk),
+        "createdAt": created_at,
+        "event_type": event_types,
+        "mills": junk,
+        "extra": junk,
+    },
+)
+# Plausible treatments, some under the shared small id pool, so that copies of a stored one occur.
+good_treatment = st.builds(
+    lambda n, ms, form, kind, insulin, carbs: {
+        "_id": n,
+        "eventType": kind,
+        "created_at": _iso(ms, form),
+        "insulin": insulin,
+        "carbs": carbs,
+        "enteredBy": "xdrip",
+    },
+    st.one_of(st.integers(min_value=0, max_value=2**40).map(lambda n: f"{n:024x}"), ids),
+    st.integers(min_value=NOW_MS - DAY_MS, max_value=NOW_MS),
+    st.integers(0, 3),
+    st.sampled_from(["Meal Bolus", "Correction Bolus", "Carb Correction"]),
+    st.one_of(st.none(), st.floats(min_value=0.1, max_value=15).map(lambda u: round(u, 2))),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=120)),
+)
+treatment_lists = st.lists(st.one_of(good_treatment, good_treatment, treatment, junk), max_size=40)
+treatment_bodies = st.one_of(
+    treatment_lists.map(lambda records: json.dumps(records).encode()),
+    treatment_lists.map(lambda records: json.dumps(records).encode()),
+    junk.filter(lambda value: not isinstance(value, list)).map(lambda value: json.dumps(value).encode()),
+    st.sampled_from([b"", b"[", b"<html>nope</html>", b'[{"_id": "a", "insulin": 1e999}]']),
+)
+# A day of readings around the treatments, the same in every example, so that the marts have work to do.
+READINGS = json.dumps(
+    [
+        {
+            "_id": f"{i:024x}",
+            "type": "sgv",
+            "date": NOW_MS - i * 300_000,
+            "sgv": 90 + i % 120,
+            "direction": "Flat",
+        }
+        for i in range(288)
+    ]
+).encode()
+
+
+@FUZZ
+@given(body=treatment_bodies)
+def test_hostile_treatments_never_crash_a_run(site: _Site, body: bytes) -> None:
+    site.body = READINGS
+    site.serve_treatments(body)
+    with fresh_engine(f"http://127.0.0.1:{site.server_address[1]}") as engine:
+        run = engine.run_now()
+        try:
+            sent = json.loads(body)
+        except ValueError:
+            sent = None
+        if not isinstance(sent, list):
+            # The whole response is refused, with what failed and what to do.
+            event("refused")
+            assert run.status is RunStatus.FAILED, run.summary
+            assert run.error and run.hint and "internal error" not in run.error
+            assert "treatments" in run.error, run.error
+            return
+        event(f"{run.status.value}, promoted {engine.store.last_promotion() is not None}")
+        assert_accounted(engine, run, len(sent), TREATMENTS_SOURCE)
+        assert_accounted(engine, run, 288)
         assert_main_clean(engine)
         assert run.status in (RunStatus.SUCCEEDED, RunStatus.HELD), run.error
