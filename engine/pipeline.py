@@ -35,7 +35,7 @@ from engine.nightscout import (
 from engine.promotion import promote
 from engine.publish import Publisher
 from engine.quality import GateReport, quarantine_ratio_check
-from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger
+from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger, blocking_text
 from engine.sources import GLUCOSE, SOURCES, Source
 from engine.tables import RAW_TABLES
 from engine.validation import CheckResult, Severity
@@ -301,7 +301,9 @@ class Pipeline:
 
     def _held(self, run: RunRecord, summary: dict[str, Any], gate: GateReport) -> RunRecord:
         # The months stay pending: the next run rebuilds and gates them again.
-        summary["blocking"] = [f"{r.table}: {r.check} ({r.failing_count})" for r in gate.errors]
+        summary["blocking"] = [
+            blocking_text(r.table, r.check, r.column, r.failing_count) for r in gate.errors
+        ]
         return self.store.finish_run(
             run.id,
             RunStatus.HELD,

@@ -259,6 +259,11 @@ _SCHEMA = [
 ]
 
 
+def blocking_text(table: str, check: str, column: str | None, failing: int) -> str:
+    """How a check that holds promotion is named to the user: `table: check on column (n failing)`."""
+    return f"{table}: {check}" + (f" on {column}" if column else "") + f" ({failing} failing)"
+
+
 class RunStore:
     """Run records in `runs.sqlite`. Safe for several processes (WAL) and threads (a connection each)."""
 
@@ -695,21 +700,26 @@ class RunStore:
             )
 
     def standing_gate_errors(self) -> list[str]:
-        """The error checks of the newest run that evaluated the gates, when that evaluation failed."""
+        """The error checks that failed the gate of the newest run that evaluated one, when it failed.
+
+        Those the held run recorded as blocking: the run's other error checks, such as validation's,
+        quarantined their rows and held nothing. A run recorded before `blocking` existed falls
+        back to all its error checks.
+        """
         row = (
             self._connect()
             .execute(
-                "select id, json_extract(summary, '$.gate') from runs "
+                "select id, json_extract(summary, '$.gate'), json_extract(summary, '$.blocking') from runs "
                 "where json_extract(summary, '$.gate') is not null order by started_at desc, id desc limit 1"
             )
             .fetchone()
         )
         if row is None or row[1] != "failed":
             return []
+        if row[2] is not None:
+            return [str(b) for b in json.loads(row[2])]
         return [
-            f"{c.table}: {c.check}"
-            + (f" on {c.column}" if c.column else "")
-            + f" ({c.failing_count} failing)"
+            blocking_text(c.table, c.check, c.column, c.failing_count)
             for c in self.checks(row[0])
             if c.severity == "error"
         ]

@@ -78,6 +78,12 @@ def test_bad_batch_is_held_then_fixed_batch_promotes(
         with pytest.raises(PromotionError) as refused:
             engine.promote()
         assert "quarantine_ratio" in refused.value.message
+        # Only the gate's own failures are named: the checks that quarantined the junk held nothing.
+        recorded = engine.store.checks(held.id)
+        assert any(c.severity == "error" and c.check != "quarantine_ratio" for c in recorded)
+        standing = engine.store.standing_gate_errors()
+        assert standing == held.summary["blocking"]
+        assert standing and all("quarantine_ratio" in b for b in standing)
 
         fixed = engine.import_file(write_export(tmp_path / "fixed.json.gz", good))
         assert fixed.status is RunStatus.SUCCEEDED, fixed.error
