@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from phlo_tui.snapshot.status import read_early
 from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
 
 if TYPE_CHECKING:
     from engine.config import Settings
     from engine.lake_views import LakeReader
 
-log = logging.getLogger(__name__)
 
 READINGS = "silver.fct_glucose_readings"
 GMI_MIN_DAYS = 14
@@ -158,20 +157,7 @@ def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
 def load_early_overview(settings: Settings, now: datetime) -> OverviewSnapshot | None:
     """The Overview before the engine is imported (engine.fastread), or None when the recorded files
     cannot tell what the engine would show: then the engine's read follows."""
-    from engine.fastread import FastReader, NotRecorded
-
-    try:
-        reader = FastReader(settings)
-    except NotRecorded as e:
-        log.info("no early overview: %s", e)
-        return None
-    try:
-        return load_overview(reader, settings.timezone, now)
-    except NotRecorded as e:
-        log.info("no early overview: %s", e)
-        return None
-    finally:
-        reader.close()
+    return read_early(settings, "overview", lambda reader: load_overview(reader, settings.timezone, now))
 
 
 def _shares(row: dict[str, Any]) -> BandShares:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from engine.freshness import Freshness, freshness
 from engine.runstore import LeaseRecord, PromotionRecord, RunRecord, RunStatus
@@ -13,8 +14,10 @@ from engine.runstore import LeaseRecord, PromotionRecord, RunRecord, RunStatus
 if TYPE_CHECKING:
     from engine.config import Settings
     from engine.facade import Engine
+    from engine.fastread import FastReader
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -95,17 +98,22 @@ def load_status(source: StatusSource, now: datetime, next_run: datetime | None) 
 
 def load_early_status(settings: Settings, now: datetime) -> PipelineStatus | None:
     """The pipeline bar before the engine is imported (engine.fastread), or None without a run store."""
+    return read_early(settings, "status", lambda reader: load_status(reader, now, None))
+
+
+def read_early(settings: Settings, what: str, read: Callable[[FastReader], _T]) -> _T | None:
+    """`read` over a FastReader of the home, or None (logged) when what is recorded cannot answer."""
     from engine.fastread import FastReader, NotRecorded
 
     try:
         reader = FastReader(settings)
     except NotRecorded as e:
-        log.info("no early status: %s", e)
+        log.info("no early %s: %s", what, e)
         return None
     try:
-        return load_status(reader, now, None)
+        return read(reader)
     except NotRecorded as e:
-        log.info("no early status: %s", e)
+        log.info("no early %s: %s", what, e)
         return None
     finally:
         reader.close()
