@@ -24,7 +24,7 @@ from engine.config import Settings
 from engine.lake import Lake
 from engine.lake_views import connect
 from engine.model_files import LAYERS, SQL_DIR
-from engine.pgcluster import ClusterError, PrivateCluster
+from engine.pgcluster import ClusterError, PrivateCluster, find_server_binaries
 from engine.publish_target import NO_POSTGRES, PublishError, describe_target, private_cluster, redact_dsn
 from engine.quality import schema_checks
 from engine.retry import RetryPolicy, call_with_retry
@@ -278,7 +278,7 @@ class Publisher:
         if self.settings.postgres_dsn:
             return "dsn"
         if not self._resolved:
-            self._cluster = private_cluster(self.settings)
+            self._cluster = private_cluster(self.settings, find_server_binaries)
             self._resolved = True
         return "managed" if self._cluster is not None else None
 

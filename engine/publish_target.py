@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
@@ -38,11 +40,14 @@ def redact_dsn(dsn: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
-def private_cluster(settings: Settings) -> PrivateCluster | None:
-    """The private cluster under PHLO_HOME/postgres when it is the target (no DSN, binaries installed)."""
+def private_cluster(
+    settings: Settings, find: Callable[[], Path | None] = find_server_binaries
+) -> PrivateCluster | None:
+    """The private cluster under PHLO_HOME/postgres when it is the target (no DSN, server binaries
+    found by `find`)."""
     if settings.postgres_dsn:
         return None
-    bindir = find_server_binaries() if settings.manage_postgres else None
+    bindir = find() if settings.manage_postgres else None
     return None if bindir is None else PrivateCluster(settings.home / "postgres", bindir)
 
 
