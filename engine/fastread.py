@@ -1,16 +1,17 @@
-"""The dashboard's first read, before the engine is imported: the run store and a few lake tables,
-without pyiceberg.
+"""Reads before (or instead of) the engine: the run store and a few lake tables, without pyiceberg.
 
-Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt); the Overview
-needs two tables. A snapshot's data files are listed in Avro manifests, which need pyiceberg, so the
-engine records the files of the snapshots readers may be sent to (`record_files`: the heads of dev and
-main, and main's promoted snapshot) in the run store. `FastReader` finds a branch's snapshot as the
-engine does (main: the last promotion's, from the run store; otherwise the branch's head in the
-table's current metadata.json, found through the catalog's SQLite database), and reads it only when
-that very snapshot was recorded; anything else (not recorded, a file gone, an older store) raises
-NotRecorded and the caller waits for the engine. It never writes: SQLite is opened read-only.
+Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt). The
+dashboard's first read needs two tables; `phlo-tui status`, `quality` and `metrics` need the run
+store, each table's heads and the daily metrics table. A snapshot's data files are listed in Avro
+manifests, which need pyiceberg, so the engine records the files of the snapshots readers may be sent
+to (`record_files`: the heads of dev and main, and main's promoted snapshot, of RECORDED_TABLES) in
+the run store. `FastReader` finds a branch's snapshot as the engine does (main: the last promotion's,
+from the run store; otherwise the branch's head in the table's current metadata.json, found through
+the catalog's SQLite database), and reads it only when that very snapshot was recorded; anything else
+(not recorded, a file gone, an older store) raises NotRecorded and the caller asks the engine. It never
+writes: SQLite is opened read-only.
 
-Imports nothing heavy: sqlite3, json and DuckDB; a test checks it in a fresh interpreter.
+Imports nothing heavy: sqlite3, json and DuckDB; tests check it in a fresh interpreter.
 """
 
 from __future__ import annotations
