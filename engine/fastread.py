@@ -139,7 +139,7 @@ class FastReader:
         return name in RECORDED_TABLES and self._location(name) is not None
 
     def query(self, sql: str, branch: str = "main", params: dict[str, Any] | None = None) -> QueryResult:
-        """Run DuckDB SQL over the EARLY_TABLES it names, as of `branch` (main: as of the last promotion).
+        """Run DuckDB SQL over the RECORDED_TABLES it names, as of `branch` (main: as of the last promotion).
 
         Raises NotRecorded when a table's snapshot was not recorded or cannot be read as recorded.
         """
