@@ -7,7 +7,7 @@ import re
 import stat
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
 from engine.publish import Publisher, PublishError
+from engine.reads import home_freshness, home_status, lake_table_names, metrics_query
 from engine.runstore import (
     CheckRecord,
     CommandRecord,
@@ -183,10 +184,7 @@ class Engine:
 
     def freshness(self) -> Freshness:
         """How old the newest stored reading is: ok, warning (after freshness_warning_minutes), error (24 h)."""
-        from engine.freshness import freshness
-
-        warning = timedelta(minutes=self.settings.freshness_warning_minutes)
-        return freshness(self.store.watermark(ENTRIES_SOURCE), datetime.now(UTC), warning)
+        return home_freshness(self.settings, self.store)
 
     def _pipeline(self, *, require_site: bool = True) -> Pipeline:
         """The pipeline, as the writer."""
@@ -282,27 +280,15 @@ class Engine:
         return branch_diff(self.lake, tables, self.settings.timezone)
 
     def status(self) -> dict[str, Any]:
-        """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads, gate."""
+        """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads, gate.
+
+        Tables are listed in lake_table_names() order (raw, then layer by layer), which the command
+        line's light read (engine.fastread) gives without parsing the models."""
         tables: dict[str, dict[str, int | None]] = {}
-        for name in self.lake_tables():
+        for name in lake_table_names():
             if self.lake.table_exists(name):
                 tables[name] = {b: self.lake.snapshot_id(name, b) for b in BRANCHES}
-        promotion = self.store.last_promotion()
-        return {
-            "home": str(self.settings.home),
-            "demo": self.settings.demo,
-            "settings": self.settings.public(),
-            "watermark_ms": self.store.watermark(ENTRIES_SOURCE),
-            "writer": lease.to_json() if (lease := self.store.lease()) else None,
-            "daemon": daemon.to_json() if (daemon := live_daemon(self.store)) else None,
-            "tables": tables,
-            "last_promotion": promotion.to_json() if promotion else None,
-            "gate_errors": self.store.standing_gate_errors(),
-            "freshness": self.freshness().to_json(),
-            "publish_target": self._publisher.describe_target(),
-            "pending_months": sorted(self.store.pending_months()),
-            "runs": [r.to_json() for r in self.list_runs(20)],
-        }
+        return home_status(self.settings, self.store, tables, self._publisher.describe_target())
 
     def metrics(
         self,
@@ -314,23 +300,10 @@ class Engine:
     ) -> QueryResult:
         """Rows of gold.fct_daily_glucose_metrics, oldest first: `since`..`until` (YYYY-MM-DD), or
         the last `days` (default 14) local days ending today. Raises PhloError for bad dates."""
-        for value in (since, until):
-            if value is not None:
-                try:
-                    date.fromisoformat(value)
-                except ValueError as e:
-                    raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
-        if since is None:
-            today = datetime.now(self.settings.zone).date()
-            since = (today - timedelta(days=(days or 14) - 1)).isoformat()
-        sql = (
-            "select * exclude (reading_month) from gold.fct_daily_glucose_metrics "
-            "where reading_date >= $since::date and ($until::varchar is null or reading_date <= $until::date) "
-            "order by reading_date"
-        )
+        sql, params = metrics_query(self.settings, since, until, days)
         if not self.lake.table_exists("gold.fct_daily_glucose_metrics"):
             raise PhloError("no daily metrics yet", "run `phlo-tui run` first")
-        return self.query(sql, branch, params={"since": since, "until": until})
+        return self.query(sql, branch, params=params)
 
     def lineage(self, table: str, column: str) -> dict[str, Any]:
         """Where a model's output column comes from: a tree of {"name", "source", "children"} (sqlglot)."""

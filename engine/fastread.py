@@ -1,16 +1,17 @@
-"""The dashboard's first read, before the engine is imported: the run store and a few lake tables,
-without pyiceberg.
+"""Reads before (or instead of) the engine: the run store and a few lake tables, without pyiceberg.
 
-Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt); the Overview
-needs two tables. A snapshot's data files are listed in Avro manifests, which need pyiceberg, so the
-engine records the files of the snapshots readers may be sent to (`record_files`: the heads of dev and
-main, and main's promoted snapshot) in the run store. `FastReader` finds a branch's snapshot as the
-engine does (main: the last promotion's, from the run store; otherwise the branch's head in the
-table's current metadata.json, found through the catalog's SQLite database), and reads it only when
-that very snapshot was recorded; anything else (not recorded, a file gone, an older store) raises
-NotRecorded and the caller waits for the engine. It never writes: SQLite is opened read-only.
+Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt). The
+dashboard's first read needs two tables; `phlo-tui status`, `quality` and `metrics` need the run
+store, each table's heads and the daily metrics table. A snapshot's data files are listed in Avro
+manifests, which need pyiceberg, so the engine records the files of the snapshots readers may be sent
+to (`record_files`: the heads of dev and main, and main's promoted snapshot, of RECORDED_TABLES) in
+the run store. `FastReader` finds a branch's snapshot as the engine does (main: the last promotion's,
+from the run store; otherwise the branch's head in the table's current metadata.json, found through
+the catalog's SQLite database), and reads it only when that very snapshot was recorded; anything else
+(not recorded, a file gone, an older store) raises NotRecorded and the caller asks the engine. It never
+writes: SQLite is opened read-only.
 
-Imports nothing heavy: sqlite3, json and DuckDB; a test checks it in a fresh interpreter.
+Imports nothing heavy: sqlite3, json and DuckDB; tests check it in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from engine.errors import PhloError
 from engine.lake_views import QueryResult, connect, create_view, select_sql
 from engine.lease import live_daemon
 from engine.model_files import model_files
-from engine.runstore import ENTRIES_WATERMARK, LeaseRecord, PromotionRecord, RunRecord, RunStore
+from engine.publish_target import describe_target, private_cluster
+from engine.reads import BRANCHES, DAILY_METRICS, home_status, lake_table_names, metrics_query
+from engine.runstore import ENTRIES_WATERMARK, CheckRecord, LeaseRecord, PromotionRecord, RunRecord, RunStore
 
 if TYPE_CHECKING:
     from engine.lake import Lake
@@ -41,7 +44,8 @@ log = logging.getLogger(__name__)
 
 EARLY_TABLES = ("silver.fct_glucose_readings", "silver.fct_treatments")
 """The tables the Overview reads: their snapshots' files are recorded for the first read."""
-BRANCHES = ("dev", "main")
+RECORDED_TABLES = (*EARLY_TABLES, DAILY_METRICS)
+"""The tables whose snapshots' files are recorded: the Overview's, and the daily table `metrics` reads."""
 
 
 class NotRecorded(Exception):
@@ -49,7 +53,8 @@ class NotRecorded(Exception):
 
 
 class FastReader:
-    """EARLY_TABLES of one home as Engine.query reads them, from recorded files. Close it when done."""
+    """RECORDED_TABLES of one home as Engine.query reads them, from recorded files, and the answers of the
+    read-only commands that need no other table (status, quality, metrics). Close it when done."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -95,14 +100,46 @@ class FastReader:
         with self._boundary("reading the promotions"):
             return self._store_().last_promotion()
 
+    def quality(self, run_id: str | None = None) -> list[CheckRecord]:
+        """Engine.quality: failed checks of one run, or of the recent runs."""
+        with self._boundary("reading the checks"):
+            return self._store_().checks(run_id)
+
+    def status(self) -> dict[str, Any]:
+        """Engine.status, with the table heads from each table's current metadata.json."""
+        with self._boundary("reading the status"):
+            tables: dict[str, dict[str, int | None]] = {}
+            for name in lake_table_names():
+                location = self._location(name)
+                if location is not None:
+                    refs = _ref_snapshots(location)
+                    tables[name] = {b: refs.get(b) for b in BRANCHES}
+            target = describe_target(self.settings, private_cluster(self.settings))
+            return home_status(self.settings, self._store_(), tables, target)
+
+    def metrics(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        days: int | None = None,
+        branch: str = "main",
+    ) -> QueryResult:
+        """Engine.metrics, from the recorded files of the daily table's snapshot."""
+        with self._boundary("reading the metrics"):
+            sql, params = metrics_query(self.settings, since, until, days)
+        if not self.has_table(DAILY_METRICS):
+            raise NotRecorded(f"no table {DAILY_METRICS}")
+        return self.query(sql, branch, params)
+
     # the lake
 
     def has_table(self, name: str) -> bool:
-        """Whether lake table `name` exists (it has a row in the catalog)."""
-        return name in EARLY_TABLES and self._location(name) is not None
+        """Whether recorded lake table `name` exists (it has a row in the catalog)."""
+        return name in RECORDED_TABLES and self._location(name) is not None
 
     def query(self, sql: str, branch: str = "main", params: dict[str, Any] | None = None) -> QueryResult:
-        """Run DuckDB SQL over the EARLY_TABLES it names, as of `branch` (main: as of the last promotion).
+        """Run DuckDB SQL over the RECORDED_TABLES it names, as of `branch` (main: as of the last promotion).
 
         Raises NotRecorded when a table's snapshot was not recorded or cannot be read as recorded.
         """
@@ -111,7 +148,7 @@ class FastReader:
         with self._boundary(f"reading {branch}"):
             con = connect(self.timezone)
             try:
-                for table in EARLY_TABLES:
+                for table in RECORDED_TABLES:
                     if table in sql and self.has_table(table):
                         self._register(con, table, branch)
                 relation = con.sql(sql, params=params)
@@ -180,6 +217,25 @@ def _branch_heads(location: str | None) -> dict[str, int]:
     """Branch name -> head snapshot id, from a metadata.json's refs."""
     if location is None:
         raise NotRecorded("no such table")
+    refs = _metadata(location).get("refs") or {}
+    return {name: int(ref["snapshot-id"]) for name, ref in refs.items() if ref.get("type") == "branch"}
+
+
+def _ref_snapshots(location: str) -> dict[str, int]:
+    """Ref name -> snapshot id as pyiceberg's TableMetadata.snapshot_by_name finds it (what Lake.snapshot_id
+    gives): a table with a current snapshot and no ref `main` has main there; a ref to a snapshot that
+    is not in the metadata has none."""
+    metadata = _metadata(location)
+    refs = {name: int(ref["snapshot-id"]) for name, ref in (metadata.get("refs") or {}).items()}
+    current = metadata.get("current-snapshot-id")
+    if "main" not in refs and current is not None and int(current) != -1:
+        refs["main"] = int(current)
+    known = {int(s["snapshot-id"]) for s in metadata.get("snapshots") or []}
+    return {name: snapshot_id for name, snapshot_id in refs.items() if snapshot_id in known}
+
+
+def _metadata(location: str) -> dict[str, Any]:
+    """A table's metadata.json (gzipped or not), from a local path or file:// URI."""
     parsed = urlparse(location)
     if parsed.scheme not in ("file", ""):
         raise NotRecorded(f"metadata at {location} is not a local file")
@@ -187,12 +243,14 @@ def _branch_heads(location: str | None) -> dict[str, int]:
     raw = path.read_bytes()
     if path.name.endswith(".gz.metadata.json"):
         raw = gzip.decompress(raw)
-    refs = json.loads(raw).get("refs") or {}
-    return {name: int(ref["snapshot-id"]) for name, ref in refs.items() if ref.get("type") == "branch"}
+    metadata = json.loads(raw)
+    if not isinstance(metadata, dict):
+        raise NotRecorded(f"metadata at {location} is not an object")
+    return metadata
 
 
 def record_files(lake: Lake, store: RunStore) -> None:
-    """Record the files of every snapshot of EARLY_TABLES a first read may be sent to (dev's and main's
+    """Record the files of every snapshot of RECORDED_TABLES a light read may be sent to (dev's and main's
     heads, main's promoted snapshot) and forget the others. Called by the writer after a run or a
     promotion, and by the dashboard once its engine is there (a home recorded by an older version).
 
@@ -200,7 +258,7 @@ def record_files(lake: Lake, store: RunStore) -> None:
     """
     try:
         pinned = store.main_snapshots()
-        for table in EARLY_TABLES:
+        for table in RECORDED_TABLES:
             if not lake.table_exists(table):
                 continue
             wanted = {lake.snapshot_id(table, branch) for branch in BRANCHES} | {pinned.get(table)}

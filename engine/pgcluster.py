@@ -25,10 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-
 from engine.errors import PhloError
 
 log = logging.getLogger(__name__)
@@ -176,6 +172,8 @@ class PrivateCluster:
 
     def conninfo(self) -> str:
         """libpq connection string over the Unix socket (no password needed there)."""
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo(host=str(self.socket_dir), port=str(self.port), dbname=DATABASE, user=SUPERUSER)
 
     # -- state -----------------------------------------------------------------------------------
@@ -479,6 +477,11 @@ class PrivateCluster:
         return False
 
     def _ensure_database(self) -> None:
+        # psycopg here, not at the top: `status` describes the cluster without loading the driver.
+        import psycopg
+        from psycopg import sql
+        from psycopg.conninfo import make_conninfo
+
         admin = make_conninfo(self.conninfo(), dbname="postgres")
         try:
             with psycopg.connect(admin, autocommit=True, connect_timeout=10) as con:

@@ -21,11 +21,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine.config import Settings
-from engine.errors import PhloError
 from engine.lake import Lake
 from engine.lake_views import connect
 from engine.model_files import LAYERS, SQL_DIR
 from engine.pgcluster import ClusterError, PrivateCluster, find_server_binaries
+from engine.publish_target import NO_POSTGRES, PublishError, describe_target, private_cluster, redact_dsn
 from engine.quality import schema_checks
 from engine.retry import RetryPolicy, call_with_retry
 from engine.runstore import PromotionRecord, PromotionState
@@ -46,15 +46,6 @@ LOCK_TIMEOUT = "10s"
 """How long the swap waits for a reader's transaction to let go of a table before it gives up (and retries)."""
 # pg_advisory_xact_lock key that serialises publishers of one database ("phlo" in ASCII).
 PUBLISH_LOCK = 0x70686C6F
-
-NO_POSTGRES = (
-    "no PostgreSQL: set PHLO_POSTGRES_DSN to the database to publish to, or install the PostgreSQL "
-    "server binaries (e.g. `apt install postgresql`) and phlo-tui runs a private one under PHLO_HOME/postgres"
-)
-
-
-class PublishError(PhloError):
-    """Publishing to PostgreSQL failed; the lake and its promotion are kept, the next run publishes again."""
 
 
 class PublishStatus(StrEnum):
@@ -249,22 +240,6 @@ class _Published:
     rows: int
 
 
-def redact_dsn(dsn: str) -> str:
-    """The connection string with any password replaced by ***; raises PublishError if unparseable."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        # libpq's message may quote the string, password included: say only that it is bad.
-        raise PublishError(
-            "PHLO_POSTGRES_DSN is not a valid PostgreSQL connection string",
-            "use postgresql://user:password@host:5432/dbname or 'host=... dbname=... user=...'",
-        ) from None
-    for key in ("password", "sslpassword"):
-        if key in params:
-            params[key] = "***"
-    return make_conninfo(**{k: str(v) for k, v in params.items()})
-
-
 def _is_transient(error: BaseException) -> bool:
     """Server down, restarting, refusing connections, a lock or deadlock timeout: worth retrying."""
     return isinstance(error, psycopg.OperationalError)
@@ -303,9 +278,7 @@ class Publisher:
         if self.settings.postgres_dsn:
             return "dsn"
         if not self._resolved:
-            bindir = find_server_binaries() if self.settings.manage_postgres else None
-            if bindir is not None:
-                self._cluster = PrivateCluster(self.settings.home / "postgres", bindir)
+            self._cluster = private_cluster(self.settings, find_server_binaries)
             self._resolved = True
         return "managed" if self._cluster is not None else None
 
@@ -317,26 +290,7 @@ class Publisher:
 
     def describe_target(self) -> dict[str, Any]:
         """JSON-safe description of the target for `status --json`; never a password. Does not connect."""
-        kind = self._resolve()
-        if kind == "dsn":
-            assert self.settings.postgres_dsn is not None
-            try:
-                redacted = redact_dsn(self.settings.postgres_dsn.reveal())
-            except PublishError as e:
-                return {"kind": "dsn", "error": e.message}
-            params = conninfo_to_dict(redacted)
-            return {
-                "kind": "dsn",
-                "dsn": redacted,
-                "host": params.get("host") or params.get("hostaddr"),
-                "port": params.get("port"),
-                "database": params.get("dbname"),
-                "user": params.get("user"),
-            }
-        if kind == "managed":
-            assert self._cluster is not None
-            return self._cluster.describe()
-        return {"kind": "none", "skipped": NO_POSTGRES}
+        return describe_target(self.settings, self.cluster)
 
     def _where(self) -> str:
         target = self.describe_target()

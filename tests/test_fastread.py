@@ -28,7 +28,7 @@ from textual.widgets import Digits
 
 from engine.config import Settings, load_settings
 from engine.facade import Engine
-from engine.fastread import EARLY_TABLES, FastReader, NotRecorded
+from engine.fastread import RECORDED_TABLES, FastReader, NotRecorded
 from engine.promotion import promote
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import EngineReady, PhloApp, StatusPolled
@@ -181,7 +181,7 @@ def test_the_reader_refuses_what_it_cannot_answer(lake: Home, tmp_path: Path) ->
     try:
         with pytest.raises(NotRecorded):
             reader.query(f"select * from {READINGS}", "feature")
-        assert reader.has_table(READINGS) and not reader.has_table("gold.fct_daily_glucose_metrics")
+        assert reader.has_table(READINGS) and not reader.has_table("gold.fct_hourly_glucose_profile")
     finally:
         reader.close()
     # A home never run: no run store to read (and none is created).
@@ -194,7 +194,7 @@ def test_the_reader_refuses_what_it_cannot_answer(lake: Home, tmp_path: Path) ->
 def test_only_the_overviews_snapshots_stay_recorded(lake: Home) -> None:
     with Engine(lake.settings) as engine:
         pinned = engine.main_snapshots()
-        for table in EARLY_TABLES:
+        for table in RECORDED_TABLES:
             heads = {engine.lake.snapshot_id(table, b) for b in ("dev", "main")} | {pinned.get(table)}
             assert engine.store.recorded_snapshots(table) == {s for s in heads if s is not None}
 

@@ -1,0 +1,86 @@
+"""What the read-only commands answer, built the same way by the Engine and by the command line's light
+read (engine.fastread): one builder per answer, so the two cannot drift apart.
+
+Imports nothing heavy (no pyiceberg, sqlglot, pyarrow or psycopg): the light read imports it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from engine.config import Settings
+from engine.errors import PhloError
+from engine.freshness import Freshness, freshness
+from engine.lease import live_daemon
+from engine.model_files import model_files
+from engine.runstore import ENTRIES_WATERMARK, RunStore
+
+BRANCHES = ("dev", "main")
+RAW_TABLE_NAMES = (
+    "raw.glucose_entries",
+    "raw.glucose_quarantine",
+    "raw.treatments",
+    "raw.treatments_quarantine",
+)
+"""The names of engine.tables.RAW_TABLES (a test keeps them equal), without importing pyiceberg."""
+DAILY_METRICS = "gold.fct_daily_glucose_metrics"
+
+
+def lake_table_names() -> list[str]:
+    """Every lake table, as `status` lists them: the raw tables, then the models layer by layer, by name."""
+    return list(RAW_TABLE_NAMES) + [f"{path.parent.name}.{path.stem}" for path in model_files()]
+
+
+def home_freshness(settings: Settings, store: RunStore, now: datetime | None = None) -> Freshness:
+    """How old the newest stored reading is (engine.freshness), with the home's warning threshold."""
+    warning = timedelta(minutes=settings.freshness_warning_minutes)
+    return freshness(store.watermark(ENTRIES_WATERMARK), now or datetime.now(UTC), warning)
+
+
+def home_status(
+    settings: Settings,
+    store: RunStore,
+    tables: dict[str, dict[str, int | None]],
+    publish_target: dict[str, Any],
+) -> dict[str, Any]:
+    """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads (`tables`,
+    existing ones with their dev and main snapshot ids), gate, publish target."""
+    promotion = store.last_promotion()
+    return {
+        "home": str(settings.home),
+        "demo": settings.demo,
+        "settings": settings.public(),
+        "watermark_ms": store.watermark(ENTRIES_WATERMARK),
+        "writer": lease.to_json() if (lease := store.lease()) else None,
+        "daemon": daemon.to_json() if (daemon := live_daemon(store)) else None,
+        "tables": tables,
+        "last_promotion": promotion.to_json() if promotion else None,
+        "gate_errors": store.standing_gate_errors(),
+        "freshness": home_freshness(settings, store).to_json(),
+        "publish_target": publish_target,
+        "pending_months": sorted(store.pending_months()),
+        "runs": [r.to_json() for r in store.list_runs(20)],
+    }
+
+
+def metrics_query(
+    settings: Settings, since: str | None, until: str | None, days: int | None
+) -> tuple[str, dict[str, Any]]:
+    """The query of `metrics` and its parameters: `since`..`until` (YYYY-MM-DD), or the last `days`
+    (default 14) local days ending today. Raises PhloError for bad dates."""
+    for value in (since, until):
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError as e:
+                raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
+    if since is None:
+        today = datetime.now(settings.zone).date()
+        since = (today - timedelta(days=(days or 14) - 1)).isoformat()
+    sql = (
+        f"select * exclude (reading_month) from {DAILY_METRICS} "
+        "where reading_date >= $since::date and ($until::varchar is null or reading_date <= $until::date) "
+        "order by reading_date"
+    )
+    return sql, {"since": since, "until": until}

@@ -1,0 +1,211 @@
+"""`status`, `quality` and `metrics` answered without the engine (engine.fastread), as the engine would.
+
+On a real home (a run from the simulator over HTTP, a promotion, then an import held by the quality
+gate): each command's output from the light read, through the real command line, is the engine's
+output byte for byte (bar the age of the newest reading, which moves with the clock); without the
+recorded files, or without a run store, the engine answers and prints the same; the light read
+imports none of the lake's libraries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_settings
+from engine.facade import Engine
+from engine.pipeline import ENTRIES_SOURCE
+from engine.reads import RAW_TABLE_NAMES, lake_table_names
+from engine.runstore import ENTRIES_WATERMARK
+from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.tables import RAW_TABLES
+from phlo_tui import cli
+
+DAY_MS = 86_400_000
+REFUSED = "the engine answers"
+HEAVY = ("pyiceberg", "pandas", "dlt", "pandera", "sqlalchemy", "pyarrow", "sqlglot", "psycopg")
+
+
+@dataclasses.dataclass
+class Lake:
+    env: dict[str, str]
+    held_run: str
+
+
+def phlo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The command line in a fresh interpreter, logging at INFO (-v) so a refused light read shows."""
+    return subprocess.run(
+        [sys.executable, "-m", "phlo_tui.cli", "-v", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
+    """Three days from the simulator, promoted; then an export with a fifth junk, held by the gate."""
+    path = tmp_path_factory.mktemp("light")
+    pinned = time.time() - 2 * 3600
+    with SimulatorServer(GlucoseSimulator(seed=5, clock=lambda: pinned)) as server:
+        env = {
+            "PHLO_HOME": str(path / "home"),
+            "PHLO_CONFIG": str(path / "no-config.toml"),
+            "PHLO_TIMEZONE": "America/New_York",
+            "NIGHTSCOUT_URL": server.url,
+            "PHLO_INITIAL_DAYS": "3",
+            "PHLO_AUTO_PROMOTE": "false",
+            "PHLO_MANAGE_POSTGRES": "false",
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+        }
+        run = phlo("run", env=env)
+        assert run.returncode == 0, run.stderr
+        promoted = phlo("promote", "--yes", env=env)
+        assert promoted.returncode == 0, promoted.stderr
+        now_ms = int(pinned * 1000)
+        good = [
+            e for e in server.simulator.export(now_ms - 5 * DAY_MS, now_ms - 4 * DAY_MS) if e["type"] == "sgv"
+        ]
+        junk = [{"_id": f"junk{i:020d}", "type": "sgv", "sgv": "??", "date": now_ms} for i in range(60)]
+        export = path / "bad.json.gz"
+        export.write_bytes(gzip.compress(json.dumps(good + junk).encode()))
+        held = phlo("import", str(export), "--json", env=env)
+        assert held.returncode == 3, held.stderr
+        yield Lake(env, json.loads(held.stdout)["id"])
+
+
+def through_engine(argv: list[str], env: dict[str, str]) -> str:
+    """What the command line prints when the engine answers (its fallback: cli._answer over an Engine)."""
+    args = cli.build_parser().parse_args(argv)
+    with Engine(load_settings(env)) as engine, redirect_stdout(io.StringIO()) as out:
+        assert cli._answer(engine, args) == 0
+    return out.getvalue()
+
+
+def steady(argv: list[str], output: str) -> str:
+    """The output without what moves with the clock: the age of the newest reading in `status --json`."""
+    if argv[:2] != ["status", "--json"]:
+        return output
+    status = json.loads(output)
+    status["freshness"].pop("message")
+    return json.dumps(status)
+
+
+def commands(lake: Lake) -> list[list[str]]:
+    return [
+        ["status"],
+        ["status", "--json"],
+        ["quality"],
+        ["quality", "--json"],
+        ["quality", "--run", lake.held_run, "--json"],
+        ["metrics"],
+        ["metrics", "--days", "14", "--json"],
+        ["metrics", "--branch", "dev"],
+        ["metrics", "--branch", "dev", "--days", "30", "--json"],
+        ["metrics", "--since", "2020-01-01", "--until", "2100-12-31", "--json"],
+    ]
+
+
+def test_light_answers_are_the_engines(lake: Lake) -> None:
+    for argv in commands(lake):
+        light = phlo(*argv, env=lake.env)
+        assert light.returncode == 0, (argv, light.stderr)
+        assert REFUSED not in light.stderr, (argv, light.stderr)
+        assert steady(argv, light.stdout) == steady(argv, through_engine(argv, lake.env)), argv
+    status = json.loads(phlo("status", "--json", env=lake.env).stdout)
+    assert status["gate_errors"] and status["last_promotion"] is not None
+    heads = status["tables"]["raw.glucose_entries"]
+    assert heads["dev"] != heads["main"], "the held import is on dev only"
+    checks = json.loads(phlo("quality", "--run", lake.held_run, "--json", env=lake.env).stdout)["checks"]
+    assert any(c["check"] == "quarantine_ratio" for c in checks)
+    main = json.loads(phlo("metrics", "--since", "2020-01-01", "--json", env=lake.env).stdout)
+    dev = json.loads(
+        phlo("metrics", "--since", "2020-01-01", "--branch", "dev", "--json", env=lake.env).stdout
+    )
+    assert main and len(dev) > len(main), "the held import's older day is on dev only"
+
+
+def test_the_publish_target_is_the_engines(lake: Lake) -> None:
+    """A DSN (shown redacted) and the private cluster (described, not started) alike."""
+    dsn = {**lake.env, "PHLO_POSTGRES_DSN": "postgresql://phlo:hunter2@db.example:5433/lake"}
+    managed = {**lake.env, "PHLO_MANAGE_POSTGRES": "true"}
+    argv = ["status", "--json"]
+    for env in (dsn, managed):
+        light = phlo(*argv, env=env)
+        assert light.returncode == 0 and REFUSED not in light.stderr, light.stderr
+        assert steady(argv, light.stdout) == steady(argv, through_engine(argv, env))
+        assert "hunter2" not in light.stdout
+    assert json.loads(phlo(*argv, env=dsn).stdout)["publish_target"]["host"] == "db.example"
+
+
+def test_without_recorded_files_the_engine_answers_the_same(lake: Lake) -> None:
+    argv = ["metrics", "--since", "2020-01-01", "--json"]
+    light = phlo(*argv, env=lake.env)
+    assert REFUSED not in light.stderr
+    runs_db = load_settings(lake.env).runs_db
+    with closing(sqlite3.connect(runs_db)) as con, con:
+        con.execute("delete from snapshot_files")
+    fallback = phlo(*argv, env=lake.env)
+    assert fallback.returncode == 0 and f"{REFUSED} metrics" in fallback.stderr
+    assert fallback.stdout == light.stdout
+    # status and quality need no recorded files.
+    assert REFUSED not in phlo("status", env=lake.env).stderr
+    with Engine(load_settings(lake.env)) as engine:
+        engine.record_early_files()
+    again = phlo(*argv, env=lake.env)
+    assert REFUSED not in again.stderr and again.stdout == light.stdout
+
+
+def test_a_home_without_a_run_store_is_answered_by_the_engine(tmp_path: Path) -> None:
+    env = {"PHLO_HOME": str(tmp_path / "new"), "PHLO_CONFIG": str(tmp_path / "no-config.toml")}
+    first = phlo("status", "--json", env=env)
+    assert first.returncode == 0 and f"{REFUSED} status" in first.stderr, first.stderr
+    assert json.loads(first.stdout)["tables"] == {}
+    quality = phlo("quality", "--json", env=env)
+    assert quality.returncode == 0 and json.loads(quality.stdout) == {"checks": []}
+    # A user error is the engine's to explain, word for word.
+    bad = phlo("metrics", "--since", "yesterday", env=env)
+    assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_light_read_imports_no_heavy_library(lake: Lake) -> None:
+    """In a fresh interpreter, as a script calling `phlo-tui status --json` every minute would."""
+    for argv in (["status", "--json"], ["quality"], ["metrics", "--json"]):
+        code = (
+            "import sys;"
+            "from phlo_tui.cli import main;"
+            f"code = main({argv!r});"
+            f"heavy = {HEAVY!r};"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), code, file=sys.stderr)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **lake.env},
+        )
+        assert result.stderr.strip().splitlines()[-1] == "[] 0", (argv, result.stderr)
+        assert result.stdout
+
+
+def test_table_names_are_the_engines(tmp_path: Path) -> None:
+    """engine.reads lists the lake tables without pyiceberg or sqlglot: the same names as the engine."""
+    assert tuple(t.name for t in RAW_TABLES) == RAW_TABLE_NAMES
+    assert ENTRIES_WATERMARK == ENTRIES_SOURCE
+    env = {"PHLO_HOME": str(tmp_path / "home"), "PHLO_CONFIG": str(tmp_path / "no-config.toml")}
+    with Engine(load_settings(env)) as engine:
+        assert sorted(lake_table_names()) == sorted(engine.lake_tables())
