@@ -12,6 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
@@ -322,6 +323,9 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
         _print_json(status)
         return 0
     print(f"home: {status['home']}{'  (demo)' if status['demo'] else ''}")
+    for label, text in _status_summary(status):
+        print(f"{label + ':':<11}{text}")
+    print()
     _print_table(
         ("run", "status", "trigger", "started", "fetched", "stored", "quarantined"),
         [
@@ -338,6 +342,48 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+def _status_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """What `status` prints above its runs: the writer, the gate, main, freshness and publishing,
+    each a line a person reads at a glance (times in the configured zone; `--json` has it all)."""
+    zone = ZoneInfo(status["settings"]["timezone"])
+
+    def at(iso: str | None, form: str = "%Y-%m-%d %H:%M") -> str:
+        return "?" if not iso else datetime.fromisoformat(iso).astimezone(zone).strftime(form)
+
+    writer = status.get("writer")
+    if writer:
+        text = f"{writer['role']} pid {writer['pid']} on {writer['host']}"
+        if writer.get("next_run_at"):
+            text += f", next run {at(writer['next_run_at'], '%H:%M')}"
+    else:
+        text = "none running (runs start with `phlo-tui`, `phlo-tui --daemon` or `phlo-tui run`)"
+    lines = [("writer", text)]
+    errors = status.get("gate_errors") or []
+    gate = "ok: no error check holds promotion"
+    if errors:
+        gate = f"held by {len(errors)} error check(s): " + "; ".join(errors)
+    lines.append(("gate", gate))
+    promotion = status.get("last_promotion")
+    main_text = "never promoted"
+    if promotion:
+        main_text = f"promotion {promotion['id']} at {at(promotion['created_at'])} ({promotion['state']})"
+    lines.append(("main", main_text))
+    fresh = status.get("freshness")
+    if fresh:
+        lines.append(("freshness", f"{fresh['level']}: {fresh['message']}"))
+    target = status.get("publish_target") or {}
+    if target.get("kind") == "none":
+        lines.append(("publish", "off (no PostgreSQL configured)"))
+    elif target.get("host"):
+        where = f"{target['host']}:{target.get('port') or 5432}/{target.get('database') or ''}"
+        kind = "private PostgreSQL" if target["kind"] != "dsn" else "PostgreSQL"
+        lines.append(("publish", f"{kind} {where}"))
+    pending = status.get("pending_months") or []
+    if pending:
+        lines.append(("pending", f"{len(pending)} local month(s) to rebuild: " + ", ".join(pending)))
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,18 @@ def test_demo_run_status_and_sql(home: Path) -> None:
     assert {"id", "status", "trigger", "started_at", "finished_at", "steps"} <= set(latest)
     assert latest["status"] == "succeeded"
     assert [s["name"] for s in latest["steps"]][:3] == ["fetch", "validate", "merge"]
+    # The text form says at a glance who writes, the gate, main and freshness, then the runs.
+    text = phlo("status", "--demo").stdout.splitlines()
+    summary = dict(line.split(":", 1) for line in text[1 : text.index("")])
+    assert set(summary) >= {"writer", "gate", "main", "freshness"}
+    assert summary["writer"].strip().startswith("none running")  # the run has exited
+    assert summary["gate"].strip().startswith("ok")
+    promotion = status["last_promotion"]
+    assert summary["main"].strip().startswith(f"promotion {promotion['id']} at ")
+    assert (
+        summary["freshness"].strip() == f"{status['freshness']['level']}: " + status["freshness"]["message"]
+    )
+    assert any(latest["id"] in line for line in text)
     rows = json.loads(
         phlo(
             "--demo",
