@@ -9,7 +9,7 @@ the run store. `FastReader` finds a branch's snapshot as the engine does (main: 
 from the run store; otherwise the branch's head in the table's current metadata.json, found through
 the catalog's SQLite database), and reads it only when that very snapshot was recorded; anything else
 (not recorded, a file gone, an older store) raises NotRecorded and the caller asks the engine. It never
-writes: SQLite is opened read-only.
+writes: its SQLite connections refuse writes (runstore.query_only).
 
 Imports nothing heavy: sqlite3, json and DuckDB; tests check it in a fresh interpreter.
 """
@@ -35,7 +35,15 @@ from engine.lease import live_daemon
 from engine.model_files import model_files
 from engine.publish_target import describe_target, private_cluster
 from engine.reads import BRANCHES, DAILY_METRICS, home_status, lake_table_names, metrics_query
-from engine.runstore import ENTRIES_WATERMARK, CheckRecord, LeaseRecord, PromotionRecord, RunRecord, RunStore
+from engine.runstore import (
+    ENTRIES_WATERMARK,
+    CheckRecord,
+    LeaseRecord,
+    PromotionRecord,
+    RunRecord,
+    RunStore,
+    query_only,
+)
 
 if TYPE_CHECKING:
     from engine.lake import Lake
@@ -187,9 +195,7 @@ class FastReader:
             namespace, _, name = table.rpartition(".")
             with self._boundary("reading the catalog"):
                 if self._catalog is None:
-                    self._catalog = sqlite3.connect(
-                        f"{self._catalog_path.absolute().as_uri()}?mode=ro", uri=True
-                    )
+                    self._catalog = query_only(self._catalog_path, timeout=5)
                 row = self._catalog.execute(
                     "select metadata_location from iceberg_tables "
                     "where table_namespace = ? and table_name = ? and metadata_location is not null",

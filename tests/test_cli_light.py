@@ -209,3 +209,22 @@ def test_table_names_are_the_engines(tmp_path: Path) -> None:
     env = {"PHLO_HOME": str(tmp_path / "home"), "PHLO_CONFIG": str(tmp_path / "no-config.toml")}
     with Engine(load_settings(env)) as engine:
         assert sorted(lake_table_names()) == sorted(engine.lake_tables())
+
+
+def test_the_light_read_leaves_the_home_as_it_was(lake: Lake) -> None:
+    """A read-only command creates nothing in the home: no -wal/-shm left beside the run store or the
+    catalog (a read-only SQLite connection cannot remove them when it closes), and changes no file."""
+    home = load_settings(lake.env).home
+    with closing(sqlite3.connect(load_settings(lake.env).runs_db)) as con:
+        con.execute("pragma wal_checkpoint(truncate)")  # the fixture's engine closed: nothing is pending
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+    before = files()
+    for argv in (["status", "--json"], ["quality"], ["metrics", "--branch", "dev", "--json"]):
+        light = phlo(*argv, env=lake.env)
+        assert light.returncode == 0 and REFUSED not in light.stderr, (argv, light.stderr)
+        after = files()
+        assert sorted(after) == sorted(before), argv
+        assert after == before, argv
