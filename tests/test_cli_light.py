@@ -228,3 +228,16 @@ def test_the_light_read_leaves_the_home_as_it_was(lake: Lake) -> None:
         after = files()
         assert sorted(after) == sorted(before), argv
         assert after == before, argv
+
+
+def test_odd_metrics_arguments_are_answered_without_a_traceback(lake: Lake) -> None:
+    # Python takes 20200101 for a date, DuckDB's cast did not ("SQL error ... check the query").
+    iso = phlo("metrics", "--since", "2020-01-01", "--until", "2100-12-31", "--json", env=lake.env)
+    basic = phlo("metrics", "--since", "20200101", "--until", "21001231", "--json", env=lake.env)
+    assert basic.returncode == 0 and REFUSED not in basic.stderr, basic.stderr
+    assert basic.stdout == iso.stdout and json.loads(iso.stdout)
+    # More days than the calendar holds is a user mistake, explained, on both paths.
+    for env in (lake.env, {**lake.env, "PHLO_HOME": lake.env["PHLO_HOME"] + "-none"}):
+        huge = phlo("metrics", "--days", "1000000", env=env)
+        assert huge.returncode == 1 and "Traceback" not in huge.stderr, huge.stderr
+        assert "--days" in huge.stderr and not huge.stdout
