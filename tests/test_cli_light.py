@@ -215,11 +215,21 @@ def test_the_light_read_leaves_the_home_as_it_was(lake: Lake) -> None:
     """A read-only command creates nothing in the home: no -wal/-shm left beside the run store or the
     catalog (a read-only SQLite connection cannot remove them when it closes), and changes no file."""
     home = load_settings(lake.env).home
-    with closing(sqlite3.connect(load_settings(lake.env).runs_db)) as con:
-        con.execute("pragma wal_checkpoint(truncate)")  # the fixture's engine closed: nothing is pending
+    for database in (home / "runs.sqlite", home / "lake" / "catalog.sqlite"):
+        # Earlier tests' engines closed: as their last connection would, fold the WAL in (and remove it).
+        with closing(sqlite3.connect(database)) as con:
+            con.execute("pragma wal_checkpoint(truncate)")
 
-    def files() -> dict[str, bytes]:
-        return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+    def files() -> dict[str, str]:
+        """Each file's digest (a -shm file's name only: readers mark it), taken in another process: reading
+        a database here would drop this process's SQLite locks (POSIX locks go with any close)."""
+        code = (
+            "import hashlib, json, sys; from pathlib import Path; home = Path(sys.argv[1]);"
+            "print(json.dumps({str(p.relative_to(home)): '' if p.name.endswith('-shm') else "
+            "hashlib.sha256(p.read_bytes()).hexdigest() for p in home.rglob('*') if p.is_file()}))"
+        )
+        listing = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, check=True)
+        return dict(json.loads(listing.stdout))
 
     before = files()
     for argv in (["status", "--json"], ["quality"], ["metrics", "--branch", "dev", "--json"]):
