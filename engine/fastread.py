@@ -20,6 +20,7 @@ import gzip
 import json
 import logging
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -176,15 +177,19 @@ class FastReader:
 
     def _snapshot(self, table: str, branch: str) -> int:
         """The snapshot Engine.query reads: main's promoted one when there is one, else the branch head."""
+        heads = self._heads.get(table)
+        if heads is None:
+            heads = self._heads[table] = _branch_heads(self._location(table))
         if branch == "main":
             if self._pinned is None:
                 self._pinned = self._store_().main_snapshots()
             pinned = self._pinned.get(table)
             if pinned is not None:
+                # The engine reads it through the table's metadata: unreadable there (a damaged file,
+                # an expired snapshot), the engine says so, and the recorded files must not answer.
+                if pinned not in heads.values() and pinned not in _snapshot_ids(self._location(table)):
+                    raise NotRecorded(f"snapshot {pinned} of {table} is not in its metadata")
                 return pinned
-        heads = self._heads.get(table)
-        if heads is None:
-            heads = self._heads[table] = _branch_heads(self._location(table))
         if branch not in heads:
             raise NotRecorded(f"branch {branch} of {table} does not exist")
         return heads[branch]
@@ -215,7 +220,17 @@ class FastReader:
             yield
         except NotRecorded:
             raise
-        except (PhloError, sqlite3.Error, duckdb.Error, OSError, ValueError, KeyError, TypeError) as e:
+        except (
+            PhloError,
+            sqlite3.Error,
+            duckdb.Error,
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            EOFError,  # a truncated gzipped metadata.json
+            zlib.error,  # a damaged one
+        ) as e:
             raise NotRecorded(f"{what}: {type(e).__name__}: {e}") from e
 
 
@@ -225,6 +240,12 @@ def _branch_heads(location: str | None) -> dict[str, int]:
         raise NotRecorded("no such table")
     refs = _metadata(location).get("refs") or {}
     return {name: int(ref["snapshot-id"]) for name, ref in refs.items() if ref.get("type") == "branch"}
+
+
+def _snapshot_ids(location: str | None) -> set[int]:
+    if location is None:
+        raise NotRecorded("no such table")
+    return {int(s["snapshot-id"]) for s in _metadata(location).get("snapshots") or []}
 
 
 def _ref_snapshots(location: str) -> dict[str, int]:

@@ -251,3 +251,40 @@ def test_odd_metrics_arguments_are_answered_without_a_traceback(lake: Lake) -> N
         huge = phlo("metrics", "--days", "1000000", env=env)
         assert huge.returncode == 1 and "Traceback" not in huge.stderr, huge.stderr
         assert "--days" in huge.stderr and not huge.stdout
+
+
+def test_gzipped_table_metadata_reads_as_the_engine_reads_it(lake: Lake) -> None:
+    """pyiceberg reads a `.gz.metadata.json` (written with write.metadata.compression-codec); a damaged
+    one is the engine's to explain, not a traceback of the light read."""
+    catalog = load_settings(lake.env).lake_dir / "catalog.sqlite"
+    namespace, _, name = "gold.fct_daily_glucose_metrics".partition(".")
+    where = "where table_namespace = ? and table_name = ?"
+    with closing(sqlite3.connect(catalog)) as con:
+        (location,) = con.execute(
+            f"select metadata_location from iceberg_tables {where}", (namespace, name)
+        ).fetchone()
+    plain = Path(location.removeprefix("file://"))
+    gzipped = plain.with_name("99999-zipped.gz.metadata.json")
+    damaged = plain.with_name("99998-damaged.gz.metadata.json")
+    gzipped.write_bytes(gzip.compress(plain.read_bytes()))
+    damaged.write_bytes(gzipped.read_bytes()[:-20])
+
+    def point_to(path: Path) -> None:
+        with closing(sqlite3.connect(catalog)) as con, con:
+            con.execute(
+                f"update iceberg_tables set metadata_location = ? {where}", (path.as_uri(), namespace, name)
+            )
+
+    try:
+        point_to(gzipped)
+        for argv in (["status", "--json"], ["metrics", "--since", "2020-01-01", "--json"]):
+            light = phlo(*argv, env=lake.env)
+            assert light.returncode == 0 and REFUSED not in light.stderr, (argv, light.stderr)
+            assert steady(argv, light.stdout) == steady(argv, through_engine(argv, lake.env)), argv
+        point_to(damaged)
+        for argv in (["status"], ["metrics"]):
+            broken = phlo(*argv, env=lake.env)
+            assert f"{REFUSED} {argv[0]}" in broken.stderr and "Traceback" not in broken.stderr, broken.stderr
+            assert broken.returncode == 1 and "phlo-tui: error:" in broken.stderr
+    finally:
+        point_to(plain)
