@@ -9,7 +9,7 @@ the run store. `FastReader` finds a branch's snapshot as the engine does (main: 
 from the run store; otherwise the branch's head in the table's current metadata.json, found through
 the catalog's SQLite database), and reads it only when that very snapshot was recorded; anything else
 (not recorded, a file gone, an older store) raises NotRecorded and the caller asks the engine. It never
-writes: SQLite is opened read-only.
+writes: its SQLite connections refuse writes (runstore.query_only).
 
 Imports nothing heavy: sqlite3, json and DuckDB; tests check it in a fresh interpreter.
 """
@@ -20,6 +20,7 @@ import gzip
 import json
 import logging
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,15 @@ from engine.lease import live_daemon
 from engine.model_files import model_files
 from engine.publish_target import describe_target, private_cluster
 from engine.reads import BRANCHES, DAILY_METRICS, home_status, lake_table_names, metrics_query
-from engine.runstore import ENTRIES_WATERMARK, CheckRecord, LeaseRecord, PromotionRecord, RunRecord, RunStore
+from engine.runstore import (
+    ENTRIES_WATERMARK,
+    CheckRecord,
+    LeaseRecord,
+    PromotionRecord,
+    RunRecord,
+    RunStore,
+    query_only,
+)
 
 if TYPE_CHECKING:
     from engine.lake import Lake
@@ -168,15 +177,19 @@ class FastReader:
 
     def _snapshot(self, table: str, branch: str) -> int:
         """The snapshot Engine.query reads: main's promoted one when there is one, else the branch head."""
+        heads = self._heads.get(table)
+        if heads is None:
+            heads = self._heads[table] = _branch_heads(self._location(table))
         if branch == "main":
             if self._pinned is None:
                 self._pinned = self._store_().main_snapshots()
             pinned = self._pinned.get(table)
             if pinned is not None:
+                # The engine reads it through the table's metadata: unreadable there (a damaged file,
+                # an expired snapshot), the engine says so, and the recorded files must not answer.
+                if pinned not in heads.values() and pinned not in _snapshot_ids(self._location(table)):
+                    raise NotRecorded(f"snapshot {pinned} of {table} is not in its metadata")
                 return pinned
-        heads = self._heads.get(table)
-        if heads is None:
-            heads = self._heads[table] = _branch_heads(self._location(table))
         if branch not in heads:
             raise NotRecorded(f"branch {branch} of {table} does not exist")
         return heads[branch]
@@ -187,9 +200,7 @@ class FastReader:
             namespace, _, name = table.rpartition(".")
             with self._boundary("reading the catalog"):
                 if self._catalog is None:
-                    self._catalog = sqlite3.connect(
-                        f"{self._catalog_path.absolute().as_uri()}?mode=ro", uri=True
-                    )
+                    self._catalog = query_only(self._catalog_path, timeout=5)
                 row = self._catalog.execute(
                     "select metadata_location from iceberg_tables "
                     "where table_namespace = ? and table_name = ? and metadata_location is not null",
@@ -209,7 +220,17 @@ class FastReader:
             yield
         except NotRecorded:
             raise
-        except (PhloError, sqlite3.Error, duckdb.Error, OSError, ValueError, KeyError, TypeError) as e:
+        except (
+            PhloError,
+            sqlite3.Error,
+            duckdb.Error,
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            EOFError,  # a truncated gzipped metadata.json
+            zlib.error,  # a damaged one
+        ) as e:
             raise NotRecorded(f"{what}: {type(e).__name__}: {e}") from e
 
 
@@ -219,6 +240,12 @@ def _branch_heads(location: str | None) -> dict[str, int]:
         raise NotRecorded("no such table")
     refs = _metadata(location).get("refs") or {}
     return {name: int(ref["snapshot-id"]) for name, ref in refs.items() if ref.get("type") == "branch"}
+
+
+def _snapshot_ids(location: str | None) -> set[int]:
+    if location is None:
+        raise NotRecorded("no such table")
+    return {int(s["snapshot-id"]) for s in _metadata(location).get("snapshots") or []}
 
 
 def _ref_snapshots(location: str) -> dict[str, int]:

@@ -69,18 +69,28 @@ def metrics_query(
 ) -> tuple[str, dict[str, Any]]:
     """The query of `metrics` and its parameters: `since`..`until` (YYYY-MM-DD), or the last `days`
     (default 14) local days ending today. Raises PhloError for bad dates."""
-    for value in (since, until):
-        if value is not None:
-            try:
-                date.fromisoformat(value)
-            except ValueError as e:
-                raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
+    # As YYYY-MM-DD: Python takes other ISO forms (20260131) that DuckDB's cast to date refuses.
+    since, until = (_iso_date(value) for value in (since, until))
     if since is None:
         today = datetime.now(settings.zone).date()
-        since = (today - timedelta(days=(days or 14) - 1)).isoformat()
+        try:
+            since = (today - timedelta(days=(days or 14) - 1)).isoformat()
+        except OverflowError as e:
+            raise PhloError(
+                f"--days {days} reaches outside the calendar", "use fewer days, or --since"
+            ) from e
     sql = (
         f"select * exclude (reading_month) from {DAILY_METRICS} "
         "where reading_date >= $since::date and ($until::varchar is null or reading_date <= $until::date) "
         "order by reading_date"
     )
     return sql, {"since": since, "until": until}
+
+
+def _iso_date(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as e:
+        raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e

@@ -264,6 +264,29 @@ def blocking_text(table: str, check: str, column: str | None, failing: int) -> s
     return f"{table}: {check}" + (f" on {column}" if column else "") + f" ({failing} failing)"
 
 
+def query_only(path: Path, *, timeout: float) -> sqlite3.Connection:
+    """A connection to an existing SQLite database that refuses every write, for a reader.
+
+    Not mode=ro: a read-only connection to a WAL database creates its -wal and -shm files and cannot
+    remove them when it closes, so every read would leave them in the home. mode=rw (never creates the
+    database; SQLite falls back to reading a file it cannot write) with query_only removes them on
+    close as a writer's last connection does; WAL still lets it read while a writer commits.
+    """
+    con = sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode=rw",
+        uri=True,
+        timeout=timeout,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        con.execute("pragma query_only = on")
+    except sqlite3.Error:
+        con.close()
+        raise
+    return con
+
+
 class RunStore:
     """Run records in `runs.sqlite`. Safe for several processes (WAL) and threads (a connection each)."""
 
@@ -298,14 +321,7 @@ class RunStore:
         if con is None:
             try:
                 if self.read_only:
-                    # mode=ro: never creates the file, never writes; WAL lets it read while a writer commits.
-                    con = sqlite3.connect(
-                        f"{self.path.absolute().as_uri()}?mode=ro",
-                        uri=True,
-                        timeout=30,
-                        isolation_level=None,
-                        check_same_thread=False,
-                    )
+                    con = query_only(self.path, timeout=30)
                     self._local.con = con
                     return con
                 con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)

@@ -211,3 +211,82 @@ def test_table_names_are_the_engines(tmp_path: Path) -> None:
     env = {"PHLO_HOME": str(tmp_path / "home"), "PHLO_CONFIG": str(tmp_path / "no-config.toml")}
     with Engine(load_settings(env)) as engine:
         assert sorted(lake_table_names()) == sorted(engine.lake_tables())
+
+
+def test_the_light_read_leaves_the_home_as_it_was(lake: Lake) -> None:
+    """A read-only command creates nothing in the home: no -wal/-shm left beside the run store or the
+    catalog (a read-only SQLite connection cannot remove them when it closes), and changes no file."""
+    home = load_settings(lake.env).home
+    for database in (home / "runs.sqlite", home / "lake" / "catalog.sqlite"):
+        # Earlier tests' engines closed: as their last connection would, fold the WAL in (and remove it).
+        with closing(sqlite3.connect(database)) as con:
+            con.execute("pragma wal_checkpoint(truncate)")
+
+    def files() -> dict[str, str]:
+        """Each file's digest (a -shm file's name only: readers mark it), taken in another process: reading
+        a database here would drop this process's SQLite locks (POSIX locks go with any close)."""
+        code = (
+            "import hashlib, json, sys; from pathlib import Path; home = Path(sys.argv[1]);"
+            "print(json.dumps({str(p.relative_to(home)): '' if p.name.endswith('-shm') else "
+            "hashlib.sha256(p.read_bytes()).hexdigest() for p in home.rglob('*') if p.is_file()}))"
+        )
+        listing = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, check=True)
+        return dict(json.loads(listing.stdout))
+
+    before = files()
+    for argv in (["status", "--json"], ["quality"], ["metrics", "--branch", "dev", "--json"]):
+        light = phlo(*argv, env=lake.env)
+        assert light.returncode == 0 and REFUSED not in light.stderr, (argv, light.stderr)
+        after = files()
+        assert sorted(after) == sorted(before), argv
+        assert after == before, argv
+
+
+def test_odd_metrics_arguments_are_answered_without_a_traceback(lake: Lake) -> None:
+    # Python takes 20200101 for a date, DuckDB's cast did not ("SQL error ... check the query").
+    iso = phlo("metrics", "--since", "2020-01-01", "--until", "2100-12-31", "--json", env=lake.env)
+    basic = phlo("metrics", "--since", "20200101", "--until", "21001231", "--json", env=lake.env)
+    assert basic.returncode == 0 and REFUSED not in basic.stderr, basic.stderr
+    assert basic.stdout == iso.stdout and json.loads(iso.stdout)
+    # More days than the calendar holds is a user mistake, explained, on both paths.
+    for env in (lake.env, {**lake.env, "PHLO_HOME": lake.env["PHLO_HOME"] + "-none"}):
+        huge = phlo("metrics", "--days", "1000000", env=env)
+        assert huge.returncode == 1 and "Traceback" not in huge.stderr, huge.stderr
+        assert "--days" in huge.stderr and not huge.stdout
+
+
+def test_gzipped_table_metadata_reads_as_the_engine_reads_it(lake: Lake) -> None:
+    """pyiceberg reads a `.gz.metadata.json` (written with write.metadata.compression-codec); a damaged
+    one is the engine's to explain, not a traceback of the light read."""
+    catalog = load_settings(lake.env).lake_dir / "catalog.sqlite"
+    namespace, _, name = "gold.fct_daily_glucose_metrics".partition(".")
+    where = "where table_namespace = ? and table_name = ?"
+    with closing(sqlite3.connect(catalog)) as con:
+        (location,) = con.execute(
+            f"select metadata_location from iceberg_tables {where}", (namespace, name)
+        ).fetchone()
+    plain = Path(location.removeprefix("file://"))
+    gzipped = plain.with_name("99999-zipped.gz.metadata.json")
+    damaged = plain.with_name("99998-damaged.gz.metadata.json")
+    gzipped.write_bytes(gzip.compress(plain.read_bytes()))
+    damaged.write_bytes(gzipped.read_bytes()[:-20])
+
+    def point_to(path: Path) -> None:
+        with closing(sqlite3.connect(catalog)) as con, con:
+            con.execute(
+                f"update iceberg_tables set metadata_location = ? {where}", (path.as_uri(), namespace, name)
+            )
+
+    try:
+        point_to(gzipped)
+        for argv in (["status", "--json"], ["metrics", "--since", "2020-01-01", "--json"]):
+            light = phlo(*argv, env=lake.env)
+            assert light.returncode == 0 and REFUSED not in light.stderr, (argv, light.stderr)
+            assert steady(argv, light.stdout) == steady(argv, through_engine(argv, lake.env)), argv
+        point_to(damaged)
+        for argv in (["status"], ["metrics"]):
+            broken = phlo(*argv, env=lake.env)
+            assert f"{REFUSED} {argv[0]}" in broken.stderr and "Traceback" not in broken.stderr, broken.stderr
+            assert broken.returncode == 1 and "phlo-tui: error:" in broken.stderr
+    finally:
+        point_to(plain)
