@@ -24,7 +24,7 @@ from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
 from engine.publish import Publisher, PublishError
-from engine.reads import home_freshness, home_status, lake_table_names, metrics_query
+from engine.reads import BRANCHES, home_freshness, home_status, lake_table_names, metrics_query
 from engine.runstore import (
     CheckRecord,
     CommandRecord,
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BRANCHES = ("dev", "main")
 DEMO_SEED = 42
 
 EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}

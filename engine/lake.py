@@ -1163,18 +1163,7 @@ def _planned_files(
 
 def _files(table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None) -> list[str]:
     """The data files of one snapshot (planned from its manifests, never by listing directories)."""
-    scan = table.scan(
-        snapshot_id=snapshot_id, row_filter=row_filter if row_filter is not None else AlwaysTrue()
-    )
-    files = []
-    for task in scan.plan_files():
-        if task.delete_files:
-            raise LakeError(
-                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
-                "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
-            )
-        files.append(_local_path(task.file.file_path))
-    return files
+    return [path for path, _ in _planned_files(table, snapshot_id, row_filter)]
 
 
 def _local_path(uri: str) -> str:

@@ -249,6 +249,21 @@ bodies = st.one_of(
 )
 
 
+def sent_records(body: bytes) -> list[Any] | None:
+    """The records of a body that is a JSON array; None for a body the run must refuse whole."""
+    try:
+        sent = json.loads(body)
+    except ValueError:
+        return None
+    return sent if isinstance(sent, list) else None
+
+
+def assert_refused(run: RunRecord) -> None:
+    """The whole response is refused, with what failed and what to do."""
+    assert run.status is RunStatus.FAILED, run.summary
+    assert run.error and run.hint and "internal error" not in run.error
+
+
 @FUZZ
 @given(body=bodies)
 def test_a_hostile_site_never_crashes_a_run(site: _Site, body: bytes) -> None:
@@ -256,13 +271,9 @@ def test_a_hostile_site_never_crashes_a_run(site: _Site, body: bytes) -> None:
     site.serve_treatments(None)
     with fresh_engine(f"http://127.0.0.1:{site.server_address[1]}") as engine:
         run = engine.run_now()
-        try:
-            sent = json.loads(body)
-        except ValueError:
-            sent = None
-        if not isinstance(sent, list):
-            assert run.status is RunStatus.FAILED, run.summary
-            assert run.error and run.hint and "internal error" not in run.error
+        sent = sent_records(body)
+        if sent is None:
+            assert_refused(run)
             return
         event(f"{run.status.value}, promoted {engine.store.last_promotion() is not None}")
         assert_accounted(engine, run, len(sent))
@@ -381,15 +392,10 @@ def test_hostile_treatments_never_crash_a_run(site: _Site, body: bytes) -> None:
     site.serve_treatments(body)
     with fresh_engine(f"http://127.0.0.1:{site.server_address[1]}") as engine:
         run = engine.run_now()
-        try:
-            sent = json.loads(body)
-        except ValueError:
-            sent = None
-        if not isinstance(sent, list):
-            # The whole response is refused, with what failed and what to do.
+        sent = sent_records(body)
+        if sent is None:
             event("refused")
-            assert run.status is RunStatus.FAILED, run.summary
-            assert run.error and run.hint and "internal error" not in run.error
+            assert_refused(run)
             assert "treatments" in run.error, run.error
             return
         event(f"{run.status.value}, promoted {engine.store.last_promotion() is not None}")
