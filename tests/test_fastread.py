@@ -65,6 +65,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
 def built_home(path: Path, **extra: str) -> Iterator[Home]:
     """A home filled by one run of the real engine from a simulator that keeps serving."""
     clock = Clock()
+    clock.now -= 6 * HOUR  # eight hours behind: room for `run_new_hour` to step past a sensor warm-up
     with (
         pytest.MonkeyPatch.context() as mp,
         SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server,
@@ -91,6 +92,18 @@ def built_home(path: Path, **extra: str) -> Iterator[Home]:
         yield Home(settings, clock, env)
 
 
+def run_new_hour(engine: Engine, lake: Home) -> None:
+    """One run with the simulator an hour on, and on by the hour until that brings new readings: its
+    sensors warm up for 2 h every 10 days (no readings), and the time of day may fall in one."""
+    for _ in range(3):
+        lake.clock.now += HOUR
+        run = engine.run_now()
+        assert run.status.value == "succeeded"
+        if run.summary["sources"]["entries"]["stored"]:
+            return
+    raise AssertionError("three simulator hours on, still no new reading")
+
+
 def both(settings: Settings, now: datetime) -> tuple[object, object]:
     with Engine(settings) as engine:
         full = load_overview(engine, settings.timezone, now)
@@ -109,10 +122,9 @@ def test_the_early_overview_is_the_engines(lake: Home) -> None:
 def test_a_dev_commit_without_promotion_leaves_mains_early_figures_right(lake: Home) -> None:
     now = datetime.now(UTC)
     before = load_early_overview(lake.settings, now)
-    lake.clock.now += HOUR
     unpromoted = dataclasses.replace(lake.settings, auto_promote=False)
     with Engine(unpromoted) as engine:
-        assert engine.run_now().status.value == "succeeded"
+        run_new_hour(engine, lake)
         main_newest = engine.query(f"select max(reading_ts) from {READINGS}", "main").rows[0][0]
         dev_newest = engine.query(f"select max(reading_ts) from {READINGS}", "dev").rows[0][0]
     assert dev_newest > main_newest, "dev holds an hour main does not"
@@ -138,11 +150,10 @@ def test_before_a_first_promotion_the_early_overview_is_devs_as_the_engines(tmp_
 
 def test_a_snapshot_without_a_record_reads_nothing_until_the_engine_records_it(lake: Home) -> None:
     """A promotion that recorded nothing (an older version's): main's snapshot has no files recorded."""
-    lake.clock.now += HOUR
     with Engine(dataclasses.replace(lake.settings, auto_promote=False)) as engine:
         before = engine.main_snapshots()[READINGS]
         assert before is not None
-        assert engine.run_now().status.value == "succeeded"
+        run_new_hour(engine, lake)
         engine.store.forget_snapshot_files(READINGS, {before})
         record = promote(engine.lake, engine.store, None, engine.lake_tables())
         assert record is not None and record.snapshot(READINGS) != before
