@@ -65,7 +65,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
 def built_home(path: Path, **extra: str) -> Iterator[Home]:
     """A home filled by one run of the real engine from a simulator that keeps serving."""
     clock = Clock()
-    clock.now -= 6 * HOUR  # eight hours behind: room for `run_new_hour` to step past a sensor warm-up
+    clock.now -= 6 * HOUR  # eight hours behind: room for `run_new_hour` to step past a signal loss
     with (
         pytest.MonkeyPatch.context() as mp,
         SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server,
@@ -93,8 +93,8 @@ def built_home(path: Path, **extra: str) -> Iterator[Home]:
 
 
 def run_new_hour(engine: Engine, lake: Home) -> None:
-    """One run with the simulator an hour on, and on by the hour until that brings new readings: its
-    sensors warm up for 2 h every 10 days (no readings), and the time of day may fall in one."""
+    """One run with the simulator an hour on, and on by the hour until that brings new readings: it
+    loses the signal for 15 min to 2 h a few times a day, and the time of day may fall in one."""
     for _ in range(3):
         lake.clock.now += HOUR
         run = engine.run_now()
