@@ -149,8 +149,7 @@ class LayerBuilder:
         return report(results)
 
     def _newest_reading(self) -> datetime | None:
-        try:
-            value = self.lake.column_max(SILVER_READINGS, "dev", "reading_ts")
-        except Exception:  # no silver table yet: nothing is fresh
+        if not self.lake.table_exists(SILVER_READINGS):  # before the first build nothing is fresh
             return None
+        value = self.lake.column_max(SILVER_READINGS, "dev", "reading_ts")
         return value if isinstance(value, datetime) else None

@@ -10,6 +10,17 @@ from pandera.typing import Series
 
 from schemas.silver import DAY_NAMES, ERROR, MONTH_PATTERN
 
+PERCENTILE_COLUMNS = ("p05_mg_dl", "p25_mg_dl", "p50_mg_dl", "p75_mg_dl", "p95_mg_dl")
+
+
+def percentiles_in_order(df: pd.DataFrame, *, allow_missing: bool) -> pd.Series:
+    """True where p05 <= p25 <= p50 <= p75 <= p95. With `allow_missing`, a row whose percentiles are
+    all missing (a window without readings) also passes; otherwise it fails."""
+    p = df[list(PERCENTILE_COLUMNS)]
+    ordered = (p.diff(axis=1).iloc[:, 1:] >= 0).all(axis=1) & p.notna().all(axis=1)
+    return ordered | p.isna().all(axis=1) if allow_missing else ordered
+
+
 # Floating sums of five shares of the same count; anything beyond this is a wrong band.
 BAND_SUM_TOLERANCE = 0.01
 FORMULA_TOLERANCE = 1e-6
@@ -153,10 +164,8 @@ class FactHourlyGlucoseProfile(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def percentiles_ordered(cls, df: pd.DataFrame) -> pd.Series:
-        """p05 <= p25 <= p50 <= p75 <= p95."""
-        p = df[["p05_mg_dl", "p25_mg_dl", "p50_mg_dl", "p75_mg_dl", "p95_mg_dl"]]
-        ordered = (p.diff(axis=1).iloc[:, 1:] >= 0).all(axis=1)
-        return ordered | p.isna().all(axis=1)
+        """p05 <= p25 <= p50 <= p75 <= p95; an hour without readings has none."""
+        return percentiles_in_order(df, allow_missing=True)
 
     @pa.dataframe_check
     @classmethod

@@ -8,7 +8,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas.gold import FORMULA_TOLERANCE
+from schemas.gold import FORMULA_TOLERANCE, percentiles_in_order
 from schemas.raw import CARBS_MAX_G, INSULIN_MAX_UNITS
 from schemas.silver import DAY_NAMES, ERROR, MONTH_PATTERN
 
@@ -121,9 +121,8 @@ class MrtGlucoseHourlyPatterns(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def percentiles_ordered(cls, df: pd.DataFrame) -> pd.Series:
-        """p05 <= p25 <= p50 <= p75 <= p95."""
-        p = df[["p05_mg_dl", "p25_mg_dl", "p50_mg_dl", "p75_mg_dl", "p95_mg_dl"]]
-        return (p.diff(axis=1).iloc[:, 1:] >= 0).all(axis=1)
+        """p05 <= p25 <= p50 <= p75 <= p95, all present (the mart keeps only hours with readings)."""
+        return percentiles_in_order(df, allow_missing=False)
 
     @pa.dataframe_check
     @classmethod
