@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 import engine.publish as publish_module
 from engine.config import Secret, Settings, load_settings
 from engine.facade import Engine
-from engine.pgcluster import ROOT_CLUSTERS, PrivateCluster, find_server_binaries
+from engine.pgcluster import PrivateCluster
 from engine.publish import (
     NO_POSTGRES,
     Publisher,
@@ -43,6 +43,7 @@ from engine.retry import RetryPolicy, call_with_retry
 from engine.runstore import PromotionRecord, RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from schemas.marts import MrtGlucoseOverview
+from tests.pgclusters import cluster_of, leftover_clusters, remove_private_cluster
 from tests.pgserver import PgServer, free_port, server_bindir
 
 ZONE = "America/New_York"
@@ -118,6 +119,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltLake]:
             yield BuiltLake(engine, small, large, counts)
         finally:
             engine.close()
+            remove_private_cluster(home)  # each promotion was published to it
 
 
 @pytest.fixture(scope="module")
@@ -591,15 +593,6 @@ def test_postgres_down_fails_after_retries_then_the_next_publish_catches_up(
 # -- the private cluster -------------------------------------------------------------------------
 
 
-def _forget_cluster(home: Path) -> None:
-    """As root the cluster's data lives under /var/lib/phlo-tui: remove what this test made there."""
-    bindir = find_server_binaries()
-    assert bindir is not None
-    cluster_dir = PrivateCluster(home / "postgres", bindir).cluster_dir
-    if cluster_dir.is_relative_to(ROOT_CLUSTERS):
-        shutil.rmtree(cluster_dir, ignore_errors=True)
-
-
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -641,7 +634,7 @@ def test_private_cluster_starts_on_demand_and_stops_with_the_app(built: BuiltLak
         assert again.target["pid"] != pid
     finally:
         publisher.close()
-        _forget_cluster(home)
+        remove_private_cluster(home)
 
 
 KILLED_APP = textwrap.dedent(
@@ -703,7 +696,44 @@ def test_private_cluster_is_gone_after_the_app_is_killed(built: BuiltLake, tmp_p
             app.wait()
         if pid is not None and not _gone(pid):
             os.kill(pid, signal.SIGKILL)  # never leave a server behind when the test fails
-        _forget_cluster(home)
+        remove_private_cluster(home)
+
+
+@needs_server
+def test_remove_postgres_stops_the_private_cluster_and_deletes_it(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `phlo-tui remove-postgres` and the tests' cleanup (tests/pgclusters.py) remove: the
+    server, left running by another process here, and every file of the cluster, with
+    /var/lib/phlo-tui/postgres-<id> as root. Refused while another process writes the home.
+
+    Mutation: PrivateCluster.remove keeps cluster_dir -> fails (and the session guard reports it).
+    """
+    monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "true")
+
+    def remove_postgres() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "phlo_tui.cli", "remove-postgres", "--yes"]
+        return subprocess.run(
+            argv, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300
+        )
+
+    cluster = cluster_of(home)
+    cluster.ensure_running()  # as a publish does
+    pid = cluster.running_pid()
+    assert pid is not None
+    assert leftover_clusters(tmp_path) == [home / "postgres"]
+    with Engine(load_settings()) as engine:
+        engine.become_writer()
+        refused = remove_postgres()
+    assert refused.returncode != 0 and "is being written by" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and cluster.running_pid() == pid
+    done = remove_postgres()
+    assert done.returncode == 0, done.stderr
+    assert f"removed {cluster.cluster_dir}" in done.stdout
+    assert _gone(pid)
+    assert not cluster.cluster_dir.exists() and not (home / "postgres").exists()
+    assert leftover_clusters(tmp_path) == []
+    assert cluster.remove() == []
 
 
 # -- hostile input, secrets ----------------------------------------------------------------------
