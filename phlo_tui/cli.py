@@ -1,4 +1,4 @@
-"""The `phlo-tui` command line: the contract in ARCHITECTURE.md, over the engine facade."""
+"""The `phlo-tui` command line: the commands the README lists, over the engine facade."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from schemas.silver import DAY_NAMES, ERROR, MONTH_PATTERN
 # Floating sums of five shares of the same count; anything beyond this is a wrong band.
 BAND_SUM_TOLERANCE = 0.01
 FORMULA_TOLERANCE = 1e-6
-# GLUCOSE.md: metrics need 70 % of the expected readings to be representative.
+# docs/metrics.md: metrics need 70 % of the expected readings to be representative.
 MIN_REPRESENTATIVE_COVERAGE_PCT = 70.0
 AGP_DAYS = 14
 READINGS_PER_HOUR = 12
