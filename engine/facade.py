@@ -21,6 +21,7 @@ from engine.lake_views import QueryResult
 from engine.lease import WriterLock, live_daemon
 from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
+from engine.pgcluster import PrivateCluster, find_server_binaries
 from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
 from engine.publish import Publisher, PublishError
@@ -134,6 +135,18 @@ class Engine:
                 # The promotion stands; the next run publishes what is missing.
                 log.warning("promoted, but publishing failed: %s", e)
         return record
+
+    def remove_private_cluster(self) -> list[Path]:
+        """Stop the private PostgreSQL of this home and delete it, data included: PHLO_HOME/postgres
+        and, as root, /var/lib/phlo-tui/postgres-<id>. The next publish creates a new one.
+
+        Takes the writer lease first, so no run publishes meanwhile. Returns the paths deleted (none
+        without a cluster); raises LeaseHeldError while another process writes the home, ClusterError
+        when the server does not stop or a path cannot be deleted.
+        """
+        self.become_writer()
+        self._publisher.close()
+        return PrivateCluster(self.settings.home / "postgres", find_server_binaries() or Path()).remove()
 
     def become_writer(self) -> None:
         """Take the writer lease (or raise LeaseHeldError), then repair what a crashed writer left."""

@@ -268,6 +268,54 @@ class PrivateCluster:
                     proc.kill()
                     proc.wait()
 
+    def remove(self, timeout: float = STOP_TIMEOUT_S) -> list[Path]:
+        """Stop the server (started here or left running by another process) and delete the cluster:
+        its data (as root under /var/lib/phlo-tui), a socket directory outside it, and home_dir.
+
+        Returns the paths deleted (none when there was no cluster). The caller makes sure no other
+        process publishes to it meanwhile (the writer lease). Raises ClusterError when the server
+        does not stop or a path cannot be deleted.
+        """
+        self.stop(timeout)
+        paths = list(dict.fromkeys((self.cluster_dir, self.socket_dir, self.home_dir)))
+        if not any(p.exists() or p.is_symlink() for p in paths):
+            return []
+        with self._lock, self._file_lock():
+            pid = self.running_pid()
+            if pid is not None:
+                self._stop_other(pid, timeout)
+            removed = []
+            for path in paths:
+                if not path.exists() and not path.is_symlink():
+                    continue
+                try:
+                    shutil.rmtree(path)
+                except OSError as e:
+                    raise ClusterError(
+                        f"cannot delete {path} of the private PostgreSQL: {e.strerror}",
+                        "check its permissions and delete it by hand",
+                    ) from e
+                removed.append(path)
+        if removed:
+            log.info("private PostgreSQL removed: %s", ", ".join(map(str, removed)))
+        return removed
+
+    def _stop_other(self, pid: int, timeout: float) -> None:
+        """Fast shutdown of a postmaster this process did not start; wait for it to be gone."""
+        try:
+            os.kill(pid, STOP_SIGNAL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running_pid() is None and not (self.data_dir / "postmaster.pid").exists():
+                return
+            time.sleep(0.05)
+        raise ClusterError(
+            f"the private PostgreSQL (pid {pid}) did not stop in {timeout:.0f} s",
+            "stop the process that uses it (phlo-tui, a psql) and try again",
+        )
+
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         """Serialises initdb and start between processes sharing the home."""

@@ -1,4 +1,4 @@
-"""The `phlo-tui` command line: the contract in ARCHITECTURE.md, over the engine facade."""
+"""The `phlo-tui` command line: the commands the README lists, over the engine facade."""
 
 from __future__ import annotations
 
@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
 
+    p = command(
+        "remove-postgres",
+        "stop the private PostgreSQL and delete it, data included (PHLO_HOME/postgres; as root also "
+        "/var/lib/phlo-tui/postgres-<id>); the next publish creates a new one",
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     p = command("simulate", "run the Nightscout simulator alone on loopback")
     p.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
     p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
@@ -167,6 +174,29 @@ def _promote(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_postgres(engine: Any, args: argparse.Namespace) -> int:
+    where = engine.settings.home / "postgres"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("phlo-tui: error: removing the private PostgreSQL needs confirmation", file=sys.stderr)
+            print("  hint: run it in a terminal, or pass --yes", file=sys.stderr)
+            return 1
+        if input(
+            f"stop the private PostgreSQL of {where} and delete its data? [y/N] "
+        ).strip().lower() not in (
+            "y",
+            "yes",
+        ):
+            print("not removed")
+            return 1
+    removed = engine.remove_private_cluster()
+    if not removed:
+        print(f"no private PostgreSQL in {where}")
+    for path in removed:
+        print(f"removed {path}")
+    return 0
+
+
 def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "run":
         return {"full_refresh": args.full_refresh}
@@ -242,6 +272,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return exit_code(run)
         if args.command == "promote":
             return _promote(engine, args)
+        if args.command == "remove-postgres":
+            return _remove_postgres(engine, args)
         if args.command == "diff":
             diffs = engine.diff()
             if args.json:

@@ -11,7 +11,7 @@ from pandera.typing import Series
 from schemas.raw import CARBS_MAX_G, INSULIN_MAX_UNITS
 from schemas.silver import ERROR, MONTH_PATTERN, WARNING
 
-# Nightscout sgv below 39 are sensor error codes (NIGHTSCOUT.md), not glucose.
+# Nightscout sgv below 39 are sensor error codes (docs/nightscout.md), not glucose.
 MIN_GLUCOSE_CODE = 39
 MAX_PLAUSIBLE_GLUCOSE = 600
 # Nightscout's canonical names for the events that carry a dose (insulin or carbs).

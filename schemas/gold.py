@@ -24,7 +24,7 @@ def percentiles_in_order(df: pd.DataFrame, *, allow_missing: bool) -> pd.Series:
 # Floating sums of five shares of the same count; anything beyond this is a wrong band.
 BAND_SUM_TOLERANCE = 0.01
 FORMULA_TOLERANCE = 1e-6
-# GLUCOSE.md: metrics need 70 % of the expected readings to be representative.
+# docs/metrics.md: metrics need 70 % of the expected readings to be representative.
 MIN_REPRESENTATIVE_COVERAGE_PCT = 70.0
 AGP_DAYS = 14
 READINGS_PER_HOUR = 12

@@ -23,7 +23,7 @@ MAX_PLAUSIBLE_RATE_MG_DL_PER_MIN = 10.0
 
 
 def glucose_category(glucose: pd.Series) -> pd.Series:
-    """The consensus band of each value, with the boundaries of GLUCOSE.md."""
+    """The consensus band of each value, with the boundaries of docs/metrics.md."""
     conditions = [glucose < 54, glucose < 70, glucose <= 180, glucose <= 250]
     return pd.Series(np.select(conditions, GLUCOSE_CATEGORIES[:4], default="very_high"), index=glucose.index)
 
@@ -65,7 +65,7 @@ class FactGlucoseReadings(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def category_matches_glucose(cls, df: pd.DataFrame) -> pd.Series:
-        """glucose_category is the consensus band of glucose_mg_dl (GLUCOSE.md)."""
+        """glucose_category is the consensus band of glucose_mg_dl (docs/metrics.md)."""
         return df["glucose_category"] == glucose_category(df["glucose_mg_dl"])
 
     @pa.dataframe_check

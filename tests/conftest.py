@@ -21,6 +21,19 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_private_cluster_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that makes the engine manage a PostgreSQL removes it (tests/pgclusters.py): one left
+    under the session's homes fails the session, and is removed."""
+    from tests.pgclusters import leftover_clusters, remove_private_cluster
+
+    yield
+    left = leftover_clusters(tmp_path_factory.getbasetemp())
+    for cluster_dir in left:
+        remove_private_cluster(cluster_dir.parent)
+    assert not left, f"private PostgreSQL clusters left behind by tests: {[str(p) for p in left]}"
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"

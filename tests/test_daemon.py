@@ -225,3 +225,37 @@ def test_sigterm_during_merge_stops_cleanly_and_next_run_finishes(env: dict[str,
         ).stdout
     )
     assert days[0]["d"] >= 120
+
+
+def test_a_daemon_whose_lease_is_taken_over_stops_writing(env: dict[str, str], home: Path) -> None:
+    """Another host's process takes the lease (a home on a shared disk): the daemon sees it at its next
+    heartbeat, starts no run after that, exits 1 and leaves the new holder's lease in place.
+
+    Mutation: the daemon loop no longer checks lease_lost (or the heartbeat ignores a lost lease) ->
+    the daemon keeps running its 3-second schedule, fails.
+    """
+    from datetime import timedelta
+
+    from engine.lease import HEARTBEAT_EVERY_S
+    from engine.runstore import RunStore, utcnow
+
+    daemon = start_daemon(env)
+    try:
+        wait_for(lambda: any(r["status"] == "succeeded" for r in status(env)["runs"]))
+        store = RunStore(home / "runs.sqlite")
+        taken_at = utcnow()
+        store.take_lease("cli", os.getpid(), "another-host", stale_after=timedelta(0), holder_alive=False)
+        code = daemon.wait(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            stop(daemon)
+    assert code == 1
+    lease = store.lease()
+    assert lease is not None and (lease.pid, lease.host) == (os.getpid(), "another-host")
+    noticed_by = taken_at + timedelta(seconds=HEARTBEAT_EVERY_S + 2)
+    runs = store.list_runs()
+    assert [r.id for r in runs if r.started_at > noticed_by] == []
+    assert all(r.finished_at is not None for r in runs)
+    store.close()
+    log = (home / "logs" / "phlo-tui.log").read_text()
+    assert "another process took the writer lease over; stopping" in log

@@ -1,10 +1,10 @@
 """Gold metrics against iglu-python, an independent implementation, on the same readings per local day.
 
-iglu's conventions match GLUCOSE.md, checked in its source: below_percent counts gl < target,
+iglu's conventions match docs/metrics.md, checked in its source: below_percent counts gl < target,
 above_percent gl > target, in_range_percent lo <= gl <= hi, GRI uses below_54, below_70 - below_54,
 above_250 and above_180 - above_250 with weights 3.0, 2.4, 1.6, 0.8 capped at 100, and SD is n-1.
 Its LBGI/HBGI keep only readings below / at or above 112.5 mg/dL, where the Kovatchev risk
-function changes sign, so on whole mg/dL readings they equal GLUCOSE.md's min(f, 0) / max(f, 0).
+function changes sign, so on whole mg/dL readings they equal docs/metrics.md's min(f, 0) / max(f, 0).
 Both sides compute in double precision over the same values; only summation order differs, so the
 tolerance is 1e-9 relative.
 """

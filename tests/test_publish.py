@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 import engine.publish as publish_module
 from engine.config import Secret, Settings, load_settings
 from engine.facade import Engine
-from engine.pgcluster import ROOT_CLUSTERS, PrivateCluster, find_server_binaries
+from engine.pgcluster import PrivateCluster
 from engine.publish import (
     NO_POSTGRES,
     Publisher,
@@ -43,6 +43,7 @@ from engine.retry import RetryPolicy, call_with_retry
 from engine.runstore import PromotionRecord, RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from schemas.marts import MrtGlucoseOverview
+from tests.pgclusters import cluster_of, leftover_clusters, remove_private_cluster
 from tests.pgserver import PgServer, free_port, server_bindir
 
 ZONE = "America/New_York"
@@ -118,6 +119,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltLake]:
             yield BuiltLake(engine, small, large, counts)
         finally:
             engine.close()
+            remove_private_cluster(home)  # each promotion was published to it
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +386,112 @@ def test_a_reader_in_another_process_never_sees_a_partial_table(
     assert {int(c) for c in report["seen"]["time_in_range_by_weekday"]} == {7}
 
 
+SNAPSHOT_READER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import psycopg
+    from psycopg import sql
+
+    dsn, stop, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    tables = json.loads(sys.argv[4])
+    names = sql.SQL(", ").join(sql.Identifier("api", t) for t in tables)
+    seen, errors = {}, []
+    deadline = time.monotonic() + limit
+    with psycopg.connect(dsn, autocommit=True) as con:
+        print("ready", flush=True)
+        while time.monotonic() < deadline and not os.path.exists(stop):
+            try:
+                with con.transaction():
+                    con.execute("set transaction isolation level repeatable read")
+                    # Locks before the snapshot: LOCK takes none, the first count takes it.
+                    con.execute(sql.SQL("lock table {} in access share mode").format(names))
+                    counts = []
+                    for table in tables:
+                        query = sql.SQL("select count(*) from {}").format(sql.Identifier("api", table))
+                        counts.append(con.execute(query).fetchone()[0])
+                        time.sleep(0.002)
+            except psycopg.Error as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                continue
+            key = json.dumps(counts)
+            seen[key] = seen.get(key, 0) + 1
+    print(json.dumps({"seen": seen, "errors": errors[:20]}), flush=True)
+    """
+)
+
+
+def test_a_repeatable_read_reader_sees_every_table_of_one_promotion(
+    built: BuiltLake, pg: PgServer, tmp_path: Path
+) -> None:
+    """The README's promise for a reader of several tables: in one REPEATABLE READ transaction that
+    locks the api tables first, every table is of the same promotion, while promotions swap.
+
+    Mutation: _publish_once swaps each table in a transaction of its own -> mixed counts, fails.
+    """
+    dsn = pg.create_database("snapshots")
+    publisher = publisher_for(built, dsn)
+    stop = tmp_path / "stop"
+    small, large = built.counts[built.small.id], built.counts[built.large.id]
+    tables = [
+        t
+        for t in (p.target_table for p in publish_module.PUBLICATIONS)
+        if t in small and small[t] != large[t]
+    ]
+    assert len(tables) >= 3, "the two promotions must differ in several tables"
+    try:
+        publisher.publish(built.small)
+        reader = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SNAPSHOT_READER,
+                pg.dsn(dbname="snapshots"),
+                str(stop),
+                "90",
+                json.dumps(tables),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "ready"
+        for number in range(20):
+            publisher.publish(built.large if number % 2 == 0 else built.small)
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        publisher.close()
+    report = json.loads(out)
+    assert report["errors"] == []
+    expected = {json.dumps([c[t] for t in tables]) for c in (small, large)}
+    assert set(report["seen"]) <= expected, f"mixed promotions: {set(report['seen']) - expected}"
+    assert set(report["seen"]) == expected, "the reader did not run across the swaps"
+
+
+def test_a_repeatable_read_snapshot_taken_before_a_publish_sees_the_new_tables_empty(
+    built: BuiltLake, pg: PgServer
+) -> None:
+    """Why the README tells a REPEATABLE READ reader to lock the api tables first: a swapped table is
+    new, and its rows are invisible to a snapshot taken before the swap committed."""
+    dsn = pg.create_database("early_snapshot")
+    publisher = publisher_for(built, dsn)
+    try:
+        publisher.publish(built.small)
+        with psycopg.connect(pg.dsn(dbname="early_snapshot"), autocommit=True) as reader:
+            with reader.transaction():
+                reader.execute("set transaction isolation level repeatable read")
+                reader.execute("select 1")  # the snapshot, before any api table is touched
+                swapped = {t.target_table: t.status for t in publisher.publish(built.large).tables}
+                assert swapped["glucose_readings"] is PublishStatus.PUBLISHED
+                count = reader.execute("select count(*) from api.glucose_readings").fetchone()
+            assert count == (0,)
+            assert reader.execute("select count(*) from api.glucose_readings").fetchone() == (
+                built.counts[built.large.id]["glucose_readings"],
+            )
+    finally:
+        publisher.close()
+
+
 def test_web_anon_reads_and_cannot_write(built: BuiltLake, pg: PgServer) -> None:
     dsn = pg.create_database("anon")
     publisher = publisher_for(built, dsn)
@@ -485,15 +593,6 @@ def test_postgres_down_fails_after_retries_then_the_next_publish_catches_up(
 # -- the private cluster -------------------------------------------------------------------------
 
 
-def _forget_cluster(home: Path) -> None:
-    """As root the cluster's data lives under /var/lib/phlo-tui: remove what this test made there."""
-    bindir = find_server_binaries()
-    assert bindir is not None
-    cluster_dir = PrivateCluster(home / "postgres", bindir).cluster_dir
-    if cluster_dir.is_relative_to(ROOT_CLUSTERS):
-        shutil.rmtree(cluster_dir, ignore_errors=True)
-
-
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -535,7 +634,7 @@ def test_private_cluster_starts_on_demand_and_stops_with_the_app(built: BuiltLak
         assert again.target["pid"] != pid
     finally:
         publisher.close()
-        _forget_cluster(home)
+        remove_private_cluster(home)
 
 
 KILLED_APP = textwrap.dedent(
@@ -597,7 +696,44 @@ def test_private_cluster_is_gone_after_the_app_is_killed(built: BuiltLake, tmp_p
             app.wait()
         if pid is not None and not _gone(pid):
             os.kill(pid, signal.SIGKILL)  # never leave a server behind when the test fails
-        _forget_cluster(home)
+        remove_private_cluster(home)
+
+
+@needs_server
+def test_remove_postgres_stops_the_private_cluster_and_deletes_it(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `phlo-tui remove-postgres` and the tests' cleanup (tests/pgclusters.py) remove: the
+    server, left running by another process here, and every file of the cluster, with
+    /var/lib/phlo-tui/postgres-<id> as root. Refused while another process writes the home.
+
+    Mutation: PrivateCluster.remove keeps cluster_dir -> fails (and the session guard reports it).
+    """
+    monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "true")
+
+    def remove_postgres() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "phlo_tui.cli", "remove-postgres", "--yes"]
+        return subprocess.run(
+            argv, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300
+        )
+
+    cluster = cluster_of(home)
+    cluster.ensure_running()  # as a publish does
+    pid = cluster.running_pid()
+    assert pid is not None
+    assert leftover_clusters(tmp_path) == [home / "postgres"]
+    with Engine(load_settings()) as engine:
+        engine.become_writer()
+        refused = remove_postgres()
+    assert refused.returncode != 0 and "is being written by" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and cluster.running_pid() == pid
+    done = remove_postgres()
+    assert done.returncode == 0, done.stderr
+    assert f"removed {cluster.cluster_dir}" in done.stdout
+    assert _gone(pid)
+    assert not cluster.cluster_dir.exists() and not (home / "postgres").exists()
+    assert leftover_clusters(tmp_path) == []
+    assert cluster.remove() == []
 
 
 # -- hostile input, secrets ----------------------------------------------------------------------

@@ -76,7 +76,7 @@ class OverviewSnapshot:
 
     @property
     def gmi_flagged(self) -> bool:
-        """GMI needs 14 days with 70 % of the expected readings (GLUCOSE.md)."""
+        """GMI needs 14 days with 70 % of the expected readings (docs/metrics.md)."""
         if self.window is None or self.coverage_pct is None:
             return True
         return self.window.days < GMI_MIN_DAYS or self.coverage_pct < GMI_MIN_COVERAGE

@@ -10,7 +10,7 @@ MMOL_PER_MG = 1 / 18.018
 
 @dataclass(frozen=True)
 class Band:
-    """One consensus range (GLUCOSE.md); `css` names its colour class in app.tcss."""
+    """One consensus range (docs/metrics.md); `css` names its colour class in app.tcss."""
 
     key: str
     name: str

@@ -4,7 +4,7 @@
 --
 -- One row per local calendar day with at least one valid reading; metrics stored unrounded.
 -- A day with nothing but sensor error codes has no row: there is no glucose to measure.
--- Definitions follow GLUCOSE.md. Band percentages are % of readings, not time weighted.
+-- Definitions follow docs/metrics.md. Band percentages are % of readings, not time weighted.
 -- coverage_pct = readings / readings expected at 5 minutes over the real length of the local
 -- day (288; 276 or 300 on daylight-saving days), capped at 100.
 --

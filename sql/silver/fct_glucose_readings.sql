@@ -4,7 +4,7 @@
 -- (About 26,000 rows: a sequential scan answers a time range in milliseconds, so no index
 -- besides the key; each index costs its build on every publish.)
 --
--- Valid glucose readings with local-time dimensions and the consensus bands (GLUCOSE.md).
+-- Valid glucose readings with local-time dimensions and the consensus bands (docs/metrics.md).
 -- Sensor error codes and impossible values (outside 20..600 mg/dL) are not readings.
 -- day_of_week is ISO 8601, 1 = Monday .. 7 = Sunday.
 -- The previous reading is the same device's, looked for at most 28 days back: the runner hands
