@@ -149,7 +149,7 @@ _ENV_NAMES = {
     "postgres_dsn": "PHLO_POSTGRES_DSN",
 }
 _NOT_CONFIGURABLE = {"demo"}
-_EXTRA_ENV = {"PHLO_CONFIG"}
+_EXTRA_ENV = {"PHLO_CONFIG", "PHLO_NOW"}  # PHLO_NOW: engine.clock
 
 
 def env_name(field_name: str) -> str:
