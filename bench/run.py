@@ -780,7 +780,7 @@ def daily_metrics(out: Figures, lake: Lake, repeats: int) -> None:
             out.iglu_agree = out.iglu_agree and agree
             out.iglu_year_days = found[ours_key].num_rows
         print(
-            f"daily metrics, last {days} days ({found[ours_key].num_rows} in the history): "
+            f"daily metrics, last {days} days ({found[ours_key].num_rows} local days of history): "
             f"ours {median(out.metrics[ours_key]):.2f} s, iglu {median(out.metrics[iglu_key]):.2f} s, agree {agree}",
             flush=True,
         )
