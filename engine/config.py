@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from engine.clock import NOW_ENV, parse_instant
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ _ENV_NAMES = {
     "postgres_dsn": "PHLO_POSTGRES_DSN",
 }
 _NOT_CONFIGURABLE = {"demo"}
-_EXTRA_ENV = {"PHLO_CONFIG"}
+_EXTRA_ENV = {"PHLO_CONFIG", NOW_ENV}
 
 
 def env_name(field_name: str) -> str:
@@ -374,6 +375,8 @@ def load_settings(
                 f"environment: unknown variable {var}",
                 f"unset it; known ones are {', '.join(sorted(known_env))}",
             )
+    if env.get(NOW_ENV):
+        parse_instant(env[NOW_ENV], NOW_ENV)  # read by engine.clock; refused here, with the other settings
     for name in _FIELD_KINDS:
         if name in _NOT_CONFIGURABLE:
             continue

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from engine.clock import Clock, clock_from_env, epoch_seconds
 from engine.config import Settings, check_ready
 from engine.diff import TableDiff, branch_diff
 from engine.errors import PhloError, PromotionError
@@ -52,8 +53,13 @@ EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
 class Engine:
     """Everything a front end can do with one phlo home. Use as a context manager; `close()` frees all."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        """On `settings`, with data time from `clock` (default: $PHLO_NOW or the wall clock, engine.clock).
+
+        Raises PhloError when the home cannot be used, ConfigError for a bad $PHLO_NOW."""
         self.settings = settings
+        self.clock = clock if clock is not None else clock_from_env()
+        """Data time: fetch windows, freshness, today (engine.clock)."""
         try:
             settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             if stat.S_IMODE(settings.home.stat().st_mode) != 0o700:
@@ -196,7 +202,7 @@ class Engine:
 
     def freshness(self) -> Freshness:
         """How old the newest stored reading is: ok, warning (after freshness_warning_minutes), error (24 h)."""
-        return home_freshness(self.settings, self.store)
+        return home_freshness(self.settings, self.store, self.clock())
 
     def _pipeline(self, *, require_site: bool = True) -> Pipeline:
         """The pipeline, as the writer."""
@@ -208,6 +214,7 @@ class Engine:
             self.store,
             self.lake,
             self.nightscout_config,
+            self.clock,
             tables=self.lake_tables(),
             models=self.models(),
             should_stop=self.stop_requested.is_set,
@@ -235,7 +242,7 @@ class Engine:
             from engine.simulator import GlucoseSimulator, SimulatorServer
 
             self._simulator = SimulatorServer(
-                GlucoseSimulator(seed=DEMO_SEED, tz=self.settings.timezone)
+                GlucoseSimulator(seed=DEMO_SEED, tz=self.settings.timezone, clock=epoch_seconds(self.clock))
             ).start()
         return str(self._simulator.url)
 
@@ -300,7 +307,7 @@ class Engine:
         for name in lake_table_names():
             if self.lake.table_exists(name):
                 tables[name] = {b: self.lake.snapshot_id(name, b) for b in BRANCHES}
-        return home_status(self.settings, self.store, tables, self._publisher.describe_target())
+        return home_status(self.settings, self.store, tables, self._publisher.describe_target(), self.clock())
 
     def metrics(
         self,
@@ -312,7 +319,7 @@ class Engine:
     ) -> QueryResult:
         """Rows of gold.fct_daily_glucose_metrics, oldest first: `since`..`until` (YYYY-MM-DD), or
         the last `days` (default 14) local days ending today. Raises PhloError for bad dates."""
-        sql, params = metrics_query(self.settings, since, until, days)
+        sql, params = metrics_query(self.settings, since, until, days, self.clock())
         if not self.lake.table_exists("gold.fct_daily_glucose_metrics"):
             raise PhloError("no daily metrics yet", "run `phlo-tui run` first")
         return self.query(sql, branch, params=params)

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 import duckdb
 
+from engine.clock import Clock, clock_from_env
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake_views import QueryResult, connect, create_view, select_sql
@@ -65,8 +66,10 @@ class FastReader:
     """RECORDED_TABLES of one home as Engine.query reads them, from recorded files, and the answers of the
     read-only commands that need no other table (status, quality, metrics). Close it when done."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock if clock is not None else clock_from_env()
+        """Data time, as Engine.clock."""
         self.timezone = settings.timezone
         self._catalog_path = settings.lake_dir / "catalog.sqlite"
         self._store: RunStore | None = None
@@ -124,7 +127,7 @@ class FastReader:
                     refs = _ref_snapshots(location)
                     tables[name] = {b: refs.get(b) for b in BRANCHES}
             target = describe_target(self.settings, private_cluster(self.settings))
-            return home_status(self.settings, self._store_(), tables, target)
+            return home_status(self.settings, self._store_(), tables, target, self.clock())
 
     def metrics(
         self,
@@ -136,7 +139,7 @@ class FastReader:
     ) -> QueryResult:
         """Engine.metrics, from the recorded files of the daily table's snapshot."""
         with self._boundary("reading the metrics"):
-            sql, params = metrics_query(self.settings, since, until, days)
+            sql, params = metrics_query(self.settings, since, until, days, self.clock())
         if not self.has_table(DAILY_METRICS):
             raise NotRecorded(f"no table {DAILY_METRICS}")
         return self.query(sql, branch, params)

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.clock import Clock, wall_clock
 from engine.config import Settings
 from engine.errors import Interrupted, PhloError, SourceError
 from engine.extjson import plain_record
@@ -113,7 +114,7 @@ class Pipeline:
         store: RunStore,
         lake: Lake,
         nightscout: Callable[[], NightscoutConfig],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = wall_clock,
         *,
         tables: Sequence[str] = (),
         models: list[Model] | None = None,
@@ -374,7 +375,8 @@ class Pipeline:
         when no write of this process is in flight; branch heads, dev's unpromoted work and the
         snapshots readers of main may be using (recent promotions) stay.
         """
-        now = self._clock()
+        # Process time: Iceberg stamps snapshots, and the run store promotions, with the wall clock.
+        now = wall_clock()
         now_ms = _now_ms(now)
         last = self.store.watermark(EXPIRY_SOURCE)
         if last is None:

@@ -6,7 +6,7 @@ Imports nothing heavy (no pyiceberg, sqlglot, pyarrow or psycopg): the light rea
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine.config import Settings
@@ -32,10 +32,11 @@ def lake_table_names() -> list[str]:
     return list(RAW_TABLE_NAMES) + [f"{path.parent.name}.{path.stem}" for path in model_files()]
 
 
-def home_freshness(settings: Settings, store: RunStore, now: datetime | None = None) -> Freshness:
-    """How old the newest stored reading is (engine.freshness), with the home's warning threshold."""
+def home_freshness(settings: Settings, store: RunStore, now: datetime) -> Freshness:
+    """How old the newest stored reading is at `now` (data time, engine.clock), with the home's warning
+    threshold (engine.freshness)."""
     warning = timedelta(minutes=settings.freshness_warning_minutes)
-    return freshness(store.watermark(ENTRIES_WATERMARK), now or datetime.now(UTC), warning)
+    return freshness(store.watermark(ENTRIES_WATERMARK), now, warning)
 
 
 def home_status(
@@ -43,9 +44,10 @@ def home_status(
     store: RunStore,
     tables: dict[str, dict[str, int | None]],
     publish_target: dict[str, Any],
+    now: datetime,
 ) -> dict[str, Any]:
     """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads (`tables`,
-    existing ones with their dev and main snapshot ids), gate, publish target."""
+    existing ones with their dev and main snapshot ids), gate, publish target, freshness at `now` (data time)."""
     promotion = store.last_promotion()
     return {
         "home": str(settings.home),
@@ -57,7 +59,7 @@ def home_status(
         "tables": tables,
         "last_promotion": promotion.to_json() if promotion else None,
         "gate_errors": store.standing_gate_errors(),
-        "freshness": home_freshness(settings, store).to_json(),
+        "freshness": home_freshness(settings, store, now).to_json(),
         "publish_target": publish_target,
         "pending_months": sorted(store.pending_months()),
         "runs": [r.to_json() for r in store.list_runs(20)],
@@ -65,14 +67,14 @@ def home_status(
 
 
 def metrics_query(
-    settings: Settings, since: str | None, until: str | None, days: int | None
+    settings: Settings, since: str | None, until: str | None, days: int | None, now: datetime
 ) -> tuple[str, dict[str, Any]]:
     """The query of `metrics` and its parameters: `since`..`until` (YYYY-MM-DD), or the last `days`
-    (default 14) local days ending today. Raises PhloError for bad dates."""
+    (default 14) local days ending today at `now` (data time). Raises PhloError for bad dates."""
     # As YYYY-MM-DD: Python takes other ISO forms (20260131) that DuckDB's cast to date refuses.
     since, until = (_iso_date(value) for value in (since, until))
     if since is None:
-        today = datetime.now(settings.zone).date()
+        today = now.astimezone(settings.zone).date()
         try:
             since = (today - timedelta(days=(days or 14) - 1)).isoformat()
         except OverflowError as e:

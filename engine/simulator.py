@@ -11,7 +11,6 @@ import json
 import re
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
+
+from engine.clock import clock_from_env, epoch_seconds
 
 EntryKind = Literal["all", "sgv", "mbg", "cal"]
 FloatArray = npt.NDArray[np.float64]
@@ -210,13 +211,15 @@ class _Block:
 class GlucoseSimulator:
     """A deterministic T1D-like CGM trace: every entry is a pure function of seed, tz and time."""
 
-    def __init__(self, seed: int = 42, tz: str = "UTC", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, seed: int = 42, tz: str = "UTC", clock: Callable[[], float] | None = None) -> None:
+        """`clock` gives "now" in epoch seconds: entries after it do not exist yet. Default: data time
+        ($PHLO_NOW or the wall clock, engine.clock), so a simulator in a subprocess shares its caller's."""
         try:
             self.tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise ValueError(f"unknown time zone {tz!r}: use an IANA name such as 'UTC'") from e
         self.seed = seed
-        self.clock = clock
+        self.clock = clock if clock is not None else epoch_seconds(clock_from_env())
         self._seed64 = seed & _MASK64
         self._keys = {
             tag: _splitmix(np.array([self._seed64 ^ (tag * 0x632BE59BD9B4E019 & _MASK64)], _U64))[0]

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -19,11 +19,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.clock import Clock, clock_from_env
 from engine.config import Settings, check_ready, load_settings
 from engine.errors import PhloError, PromotionError
 from engine.logs import setup_logging
 from engine.runstore import RunStatus
-from phlo_tui.commands import CommandApp, next_scheduled, wall_clock
+from phlo_tui.commands import CommandApp, next_scheduled
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
 from phlo_tui.messages import EngineReady, PromotionFinished, RunFinished, StatusPolled
 from phlo_tui.screens.base import PhloScreen
@@ -55,7 +56,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 # Failures the user must read in full (and may copy) get a modal; the rest a notification.
 MODAL_GROUPS = frozenset({"command", "sql"})
 FINISHED_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
@@ -97,11 +97,12 @@ class PhloApp(CommandApp):
         *,
         settings: Settings | None = None,
         poll_interval: float = 3.0,
-        clock: Clock = wall_clock,
+        clock: Clock | None = None,
         schedule: bool = True,
     ) -> None:
         """On an `engine` (tests, benches), or on `settings`: then the app paints first and constructs the
-        engine in a worker (importing it takes seconds); `EngineReady` starts the polls and the pages."""
+        engine in a worker (importing it takes seconds); `EngineReady` starts the polls and the pages.
+        `clock` is data time (engine.clock): the engine's, else $PHLO_NOW or the wall clock."""
         super().__init__()
         if engine is not None:
             self.engine = engine
@@ -121,7 +122,7 @@ class PhloApp(CommandApp):
         self._load_started = threading.Event()
         self._load_settled = threading.Event()
         self.poll_interval = poll_interval
-        self.clock = clock
+        self.clock: Clock = clock or (engine.clock if engine is not None else clock_from_env())
         self.schedule = schedule
         self.units = settings.units
         """mg/dL or mmol/L: starts from the settings, `u` switches it on every page."""
@@ -181,7 +182,7 @@ class PhloApp(CommandApp):
 
             if get_current_worker().is_cancelled:
                 return  # q came first: an import cannot be stopped, the construction can be skipped
-            engine = Engine(self.settings)
+            engine = Engine(self.settings, clock=self.clock)
             engine.role = "tui"
             self._loaded = engine
         finally:

@@ -4,13 +4,14 @@ first backfill; through the daemon when one owns the home, else in this process,
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
 from textual.timer import Timer
 
+from engine.clock import wall_clock
 from engine.errors import PhloError, PromotionError
 from engine.runstore import RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from engine.facade import Engine
 
 DEMO_DAYS = 14
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def next_scheduled(now: datetime, minute: int, interval_s: int) -> datetime:
@@ -110,7 +107,7 @@ class CommandApp(App[None]):
 
     def _schedule_next_run(self) -> None:
         settings = self.settings
-        now = self.clock()
+        now = wall_clock()  # process time, as the daemon's APScheduler: the timer waits real seconds
         self.next_run = next_scheduled(now, settings.schedule_minute, settings.schedule_interval_seconds)
         self.record_next_run(self.next_run)
         self._schedule_timer = self.set_timer(

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.clock import NOW_ENV
+from tests.simclock import START
+
+# Module-scoped fixtures run outside `isolated_env`: they see the suite's data time too.
+os.environ[NOW_ENV] = START.isoformat()
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,6 +25,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     # A private PostgreSQL per test home costs seconds; tests/test_publish.py starts its own.
     monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "false")
+    # Data time of every engine, simulator and subprocess of the test (tests/simclock.py).
+    monkeypatch.setenv(NOW_ENV, START.isoformat())
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.pgserver import server_bindir
+from tests.simclock import START
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -23,12 +24,13 @@ KEYS = {
     "cli_cold_run_s",
     "layers_incremental_s",
     "ratio_vs_dbt_duckdb",
-    "ratio_vs_dbt_duckdb_cli",
-    "ratio_vs_dbt_duckdb_warm",
+    "ratio_vs_dbt_cli",
     "ratio_vs_iglu",
+    "ratio_vs_iglu_365d",
     "iglu_values_agree",
     "iglu_max_abs_diff",
     "ratio_vs_httpx_baseline",
+    "fetch_rows_agree",
     "publish_s",
     "tui_first_paint_s",
     "peak_rss_mb",
@@ -45,7 +47,18 @@ def test_run_prints_every_figure_as_json_last() -> None:
     # dbt lives in the bench extra, which `./scripts/test` installs (`uv run --extra bench` by hand).
     pytest.importorskip("dbt.cli.main", reason="dbt-core is in the bench extra: uv run --extra bench pytest")
     done = subprocess.run(
-        [sys.executable, "bench/run.py", "--days", "2", "--repeats", "1", "--hours", "1"],
+        [
+            sys.executable,
+            "bench/run.py",
+            "--days",
+            "2",
+            "--repeats",
+            "1",
+            "--hours",
+            "1",
+            "--start",
+            START.isoformat(),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -60,7 +73,27 @@ def test_run_prints_every_figure_as_json_last() -> None:
     assert figures["days"] == 2 and figures["backfill_365d_s"] is None and figures["backfill_s"] > 0
     assert figures["dbt_outputs_agree"] is True
     assert figures["iglu_values_agree"] is True
+    assert figures["fetch_rows_agree"] is True
     assert set(figures["iglu_max_abs_diff"]) >= {"avg_glucose_mg_dl", "gri", "lbgi", "hbgi"}
-    for key in KEYS - {"backfill_365d_s", "iglu_values_agree", "iglu_max_abs_diff"}:
+    # Two days of history: the 90-day and the 365-day periods both hold all of them (partial first and last days too).
+    assert 2 <= figures["iglu_days"] == figures["iglu_365d_days"] <= 4
+    for key in KEYS - {"backfill_365d_s", "iglu_values_agree", "iglu_max_abs_diff", "fetch_rows_agree"}:
         assert figures[key] > 0, key
     assert "figure" in done.stdout and "target" in done.stdout
+    # The targets are printed beside the figures: warm dbt >= 1, a `dbt run` process >= 3, iglu >= 5.
+    assert figures["targets"]["ratio_vs_dbt_duckdb"] == ">= 1"
+    assert figures["targets"]["ratio_vs_dbt_cli"] == ">= 3"
+    assert figures["targets"]["ratio_vs_iglu"] == ">= 5"
+
+
+def test_a_start_without_its_offset_is_refused_in_one_line() -> None:
+    """--start is an instant: without its UTC offset it is refused before anything starts."""
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--start", "2027-03-28T00:05:00"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2 and "has no UTC offset" in done.stderr, done.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.simulator import SimulatorServer
+from tests.simclock import START
 
 
 def phlo(
@@ -106,7 +107,7 @@ def test_kill_9_during_backfill_merge_then_rerun_is_consistent(
     home: Path, sim_server: SimulatorServer
 ) -> None:
     env = {"NIGHTSCOUT_URL": sim_server.url, "PHLO_BACKFILL_WINDOW_DAYS": "10"}
-    since = (datetime.now(UTC) - timedelta(days=90)).date().isoformat()
+    since = (START - timedelta(days=90)).date().isoformat()
     for attempt in range(3):
         proc = subprocess.Popen(
             [sys.executable, "-m", "phlo_tui.cli", "backfill", "--since", since],

@@ -17,13 +17,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import closing, redirect_stdout
 from pathlib import Path
 
 import pytest
 
+from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.pipeline import ENTRIES_SOURCE
@@ -32,6 +32,7 @@ from engine.runstore import ENTRIES_WATERMARK
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from engine.tables import RAW_TABLES
 from phlo_tui import cli
+from tests.simclock import START, START_S
 
 DAY_MS = 86_400_000
 REFUSED = "the engine answers"
@@ -59,7 +60,7 @@ def phlo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     """Three days from the simulator, promoted; then an export with a fifth junk, held by the gate."""
     path = tmp_path_factory.mktemp("light")
-    pinned = time.time() - 2 * 3600
+    pinned = START_S - 2 * 3600
     with SimulatorServer(GlucoseSimulator(seed=5, clock=lambda: pinned)) as server:
         env = {
             "PHLO_HOME": str(path / "home"),
@@ -70,6 +71,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
             "PHLO_AUTO_PROMOTE": "false",
             "PHLO_MANAGE_POSTGRES": "false",
             "RUNTIME__DLTHUB_TELEMETRY": "false",
+            NOW_ENV: START.isoformat(),
         }
         run = phlo("run", env=env)
         assert run.returncode == 0, run.stderr

@@ -15,21 +15,15 @@ from typing import Any
 import pytest
 
 from engine.simulator import GlucoseSimulator, SimulatorServer
+from tests.simclock import Clock
 
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self, behind_s: float) -> None:
-        self.now = time.time() - behind_s
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(2 * 3600)
+    """The site two hours behind the daemon's data time ($PHLO_NOW, tests/conftest.py)."""
+    return Clock(behind_s=2 * 3600)
 
 
 @pytest.fixture

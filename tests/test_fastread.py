@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.widgets import Digits
 
+from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.facade import Engine
 from engine.fastread import RECORDED_TABLES, FastReader, NotRecorded
@@ -36,7 +37,7 @@ from phlo_tui.screens.overview import OverviewLoaded
 from phlo_tui.snapshot.overview import READINGS, load_early_overview, load_overview
 from phlo_tui.snapshot.status import load_early_status, load_status
 from phlo_tui.widgets.pipeline_bar import PipelineBar
-from tests.simclock import HOUR, Clock
+from tests.simclock import HOUR, START, Clock
 from tests.test_tui import settle
 
 SIZE = (100, 32)
@@ -65,7 +66,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
 def built_home(path: Path, **extra: str) -> Iterator[Home]:
     """A home filled by one run of the real engine from a simulator that keeps serving."""
     clock = Clock()
-    clock.now -= 6 * HOUR  # eight hours behind: room for `run_new_hour` to step past a signal loss
+    clock.now -= 6 * HOUR  # six hours behind the engine: room for `run_new_hour` to step past a signal loss
     with (
         pytest.MonkeyPatch.context() as mp,
         SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server,
@@ -82,6 +83,7 @@ def built_home(path: Path, **extra: str) -> Iterator[Home]:
             "PHLO_LOOKBACK_MINUTES": "0",
             "PHLO_MANAGE_POSTGRES": "false",
             "RUNTIME__DLTHUB_TELEMETRY": "false",
+            NOW_ENV: START.isoformat(),
             **extra,
         }
         for key, value in env.items():
@@ -111,7 +113,7 @@ def both(settings: Settings, now: datetime) -> tuple[object, object]:
 
 
 def test_the_early_overview_is_the_engines(lake: Home) -> None:
-    now = datetime.now(UTC)
+    now = START
     early, full = both(lake.settings, now)
     assert early == full
     assert early is not None and early.branch == "main" and early.latest is not None
@@ -120,7 +122,7 @@ def test_the_early_overview_is_the_engines(lake: Home) -> None:
 
 
 def test_a_dev_commit_without_promotion_leaves_mains_early_figures_right(lake: Home) -> None:
-    now = datetime.now(UTC)
+    now = START
     before = load_early_overview(lake.settings, now)
     unpromoted = dataclasses.replace(lake.settings, auto_promote=False)
     with Engine(unpromoted) as engine:
@@ -143,7 +145,7 @@ def test_a_dev_commit_without_promotion_leaves_mains_early_figures_right(lake: H
 
 def test_before_a_first_promotion_the_early_overview_is_devs_as_the_engines(tmp_path: Path) -> None:
     with built_home(tmp_path, PHLO_AUTO_PROMOTE="false") as home:
-        early, full = both(home.settings, datetime.now(UTC))
+        early, full = both(home.settings, START)
     assert early == full
     assert early is not None and early.branch == "dev" and early.latest is not None
 
@@ -157,7 +159,7 @@ def test_a_snapshot_without_a_record_reads_nothing_until_the_engine_records_it(l
         engine.store.forget_snapshot_files(READINGS, {before})
         record = promote(engine.lake, engine.store, None, engine.lake_tables())
         assert record is not None and record.snapshot(READINGS) != before
-    now = datetime.now(UTC)
+    now = START
     assert load_early_overview(lake.settings, now) is None
     with Engine(lake.settings) as engine:
         engine.record_early_files()
@@ -173,14 +175,14 @@ def test_a_recorded_file_that_is_gone_reads_nothing(lake: Home) -> None:
     hidden = victim.with_name(victim.name + ".away")
     victim.rename(hidden)
     try:
-        assert load_early_overview(lake.settings, datetime.now(UTC)) is None
+        assert load_early_overview(lake.settings, START) is None
     finally:
         hidden.rename(victim)
-    assert load_early_overview(lake.settings, datetime.now(UTC)) is not None
+    assert load_early_overview(lake.settings, START) is not None
 
 
 def test_the_early_status_is_the_engines(lake: Home) -> None:
-    now = datetime.now(UTC)
+    now = START
     early = load_early_status(lake.settings, now)
     with Engine(lake.settings) as engine:
         assert early == load_status(engine, now, None)
@@ -197,8 +199,8 @@ def test_the_reader_refuses_what_it_cannot_answer(lake: Home, tmp_path: Path) ->
         reader.close()
     # A home never run: no run store to read (and none is created).
     empty = dataclasses.replace(lake.settings, home=tmp_path / "never")
-    assert load_early_overview(empty, datetime.now(UTC)) is None
-    assert load_early_status(empty, datetime.now(UTC)) is None
+    assert load_early_overview(empty, START) is None
+    assert load_early_status(empty, START) is None
     assert not (tmp_path / "never").exists()
 
 
@@ -214,10 +216,11 @@ def test_the_early_read_imports_no_heavy_library(lake: Home) -> None:
     """In a fresh interpreter, as the dashboard starts: the read works and leaves the lake's libraries
     (seconds to import) to the engine's worker."""
     code = (
-        "import sys, datetime;"
+        "import sys;"
+        "from engine.clock import clock_from_env;"
         "from engine.config import load_settings;"
         "from phlo_tui.snapshot.overview import load_early_overview;"
-        "snapshot = load_early_overview(load_settings(), datetime.datetime.now(datetime.UTC));"
+        "snapshot = load_early_overview(load_settings(), clock_from_env()());"
         "heavy = ('pyiceberg', 'pandas', 'dlt', 'pandera', 'sqlalchemy', 'pyarrow');"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), snapshot is not None)"
     )
@@ -286,7 +289,7 @@ async def test_a_home_without_records_gets_them_from_the_dashboards_engine(lake:
     with closing(sqlite3.connect(lake.settings.runs_db)) as con:
         con.execute("delete from snapshot_files")
         con.commit()
-    assert load_early_overview(lake.settings, datetime.now(UTC)) is None
+    assert load_early_overview(lake.settings, START) is None
     app = PhloApp(settings=lake.settings, poll_interval=60.0, schedule=False)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -295,5 +298,5 @@ async def test_a_home_without_records_gets_them_from_the_dashboards_engine(lake:
             assert app.screen.query_one("#reading-value", Digits).value
     finally:
         app.close_engine()
-    early, full = both(lake.settings, datetime.now(UTC))
+    early, full = both(lake.settings, START)
     assert early is not None and early == full

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from engine.errors import PromotionError
 from engine.facade import Engine, exit_code
 from engine.runstore import PromotionState, RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
+from tests.simclock import START, START_S
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -27,7 +27,7 @@ DAY_MS = 24 * HOUR_MS
 
 @pytest.fixture
 def server() -> Iterator[SimulatorServer]:
-    pinned = time.time() - 2 * 3600
+    pinned = START_S - 2 * 3600
     with SimulatorServer(GlucoseSimulator(seed=5, clock=lambda: pinned)) as srv:
         yield srv
 
@@ -60,7 +60,7 @@ def test_bad_batch_is_held_then_fixed_batch_promotes(
         assert main_count > 0 and main_days >= 2
 
         # A batch of older readings in which a fifth of the entries are junk: over the 5 % ratio.
-        now_ms = int(time.time() * 1000)
+        now_ms = int(START_S * 1000)
         good = [
             e for e in server.simulator.export(now_ms - 5 * DAY_MS, now_ms - 4 * DAY_MS) if e["type"] == "sgv"
         ]
@@ -94,7 +94,7 @@ def test_bad_batch_is_held_then_fixed_batch_promotes(
 
 
 def test_stale_site_is_an_error_gate_for_scheduled_runs(home: Path, monkeypatch) -> None:
-    stale = time.time() - 2 * 86400
+    stale = START_S - 2 * 86400
     with (
         SimulatorServer(GlucoseSimulator(seed=9, clock=lambda: stale)) as srv,
         engine_for(home, srv, monkeypatch, PHLO_INITIAL_DAYS="3") as engine,
@@ -112,10 +112,10 @@ def test_stale_site_is_an_error_gate_for_scheduled_runs(home: Path, monkeypatch)
 
 
 def test_backfill_of_history_skips_freshness(home: Path, server: SimulatorServer, monkeypatch) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     with engine_for(home, server, monkeypatch) as engine:
-        day = (datetime.now(UTC) - timedelta(days=30)).date()
+        day = (START - timedelta(days=30)).date()
         run = engine.backfill(day.isoformat(), (day + timedelta(days=2)).isoformat())
         assert run.status is RunStatus.SUCCEEDED, run.error
         assert "freshness" not in {c.check for c in engine.quality(run.id)}
@@ -183,7 +183,7 @@ def test_kill_9_during_promotion_leaves_main_consistent(
 def test_nightscout_fixture_shape(home: Path, server: SimulatorServer, monkeypatch, tmp_path: Path) -> None:
     """cgm-remote-monitor's tests/fixtures/example.json: 30 string sgvs, 12 error code "5", a 6 h gap."""
     # 01:00 UTC three days ago: the errors and, six hours later, the readings share one local day.
-    base = (int(time.time() * 1000) // DAY_MS - 3) * DAY_MS + HOUR_MS
+    base = (int(START_S * 1000) // DAY_MS - 3) * DAY_MS + HOUR_MS
     entries: list[dict[str, Any]] = []
     for i in range(12):
         entries.append(
@@ -226,7 +226,7 @@ def test_weekly_maintenance_compacts_and_keeps_both_branches(
 ) -> None:
     import sqlite3
 
-    now_ms = int(time.time() * 1000)
+    now_ms = int(START_S * 1000)
     with engine_for(home, server, monkeypatch) as engine:
         assert engine.run_now().status is RunStatus.SUCCEEDED
         # Three imports with a quarantined entry each: three small files in the quarantine table.

@@ -15,7 +15,7 @@ from engine.config import load_settings
 from engine.facade import Engine, exit_code
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
-from tests.simclock import Clock
+from tests.simclock import Clock, follow
 
 HOUR = 3600.0
 DAY_MS = 86_400_000
@@ -39,7 +39,7 @@ def make_engine(home: Path, server: SimulatorServer, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PHLO_LOOKBACK_MINUTES", "0")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Engine(load_settings())
+    return Engine(load_settings(), clock=follow(server.simulator))
 
 
 def count(engine: Engine, sql: str, branch: str = "dev") -> Any:

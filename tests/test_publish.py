@@ -45,6 +45,7 @@ from engine.simulator import GlucoseSimulator, SimulatorServer
 from schemas.marts import MrtGlucoseOverview
 from tests.pgclusters import cluster_of, leftover_clusters, remove_private_cluster
 from tests.pgserver import PgServer, free_port, server_bindir
+from tests.simclock import START, START_S
 
 ZONE = "America/New_York"
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltLake]:
         small = engine.store.last_promotion()
         assert small is not None
         counts = {small.id: _counts(engine)}
-        since = (date.today() - timedelta(days=100)).isoformat()
+        since = (START.date() - timedelta(days=100)).isoformat()
         backfill = engine.backfill(since)
         assert backfill.status is RunStatus.SUCCEEDED, backfill.error
         large = engine.store.last_promotion()
@@ -740,7 +741,7 @@ def test_remove_postgres_stops_the_private_cluster_and_deletes_it(
 
 
 def test_hostile_values_and_config_cannot_inject_sql(built: BuiltLake, pg: PgServer, tmp_path: Path) -> None:
-    now_ms = int(time.time() * 1000)
+    now_ms = int(START_S * 1000)
     entries = GlucoseSimulator(seed=9, tz="UTC").export(now_ms - 3 * 86_400_000, now_ms, kind="sgv")
     for index, entry in enumerate(entries):
         entry["device"] = HOSTILE_DEVICE if index % 2 else HOSTILE_DEVICE_2

@@ -23,7 +23,7 @@ from engine.runstore import RunStatus, RunTrigger
 from engine.simulator import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
 from engine.sources import TREATMENTS_SOURCE
 from engine.tables import RAW_TABLES, TREATMENTS
-from tests.simclock import Clock
+from tests.simclock import Clock, follow
 
 HOUR = 3600.0
 DAY_MS = 86_400_000
@@ -42,14 +42,15 @@ def server(clock: Clock) -> Iterator[SimulatorServer]:
         yield srv
 
 
-def make_engine(home: Path, url: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Engine:
-    monkeypatch.setenv("NIGHTSCOUT_URL", url)
+def make_engine(home: Path, server: SimulatorServer, monkeypatch: pytest.MonkeyPatch, **env: str) -> Engine:
+    """An engine on `server`, living at its simulator's 'now'."""
+    monkeypatch.setenv("NIGHTSCOUT_URL", server.url)
     monkeypatch.setenv("PHLO_INITIAL_DAYS", "7")
     monkeypatch.setenv("PHLO_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("PHLO_LOOKBACK_MINUTES", "0")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return Engine(load_settings())
+    return Engine(load_settings(), clock=follow(server.simulator))
 
 
 def instant_ms(created_at: str) -> int:
@@ -99,7 +100,9 @@ def test_simulator_serves_messy_treatments_newest_first(server: SimulatorServer,
         )
     assert any(re.fullmatch(r"[\d-]{10}T[\d:]{8}", s) for s in stamps)  # no zone
 
-    with httpx.Client(base_url=server.url) as http:
+    # The `$gt 2020` query makes the simulator generate every day since its history starts: seconds on
+    # a busy machine, more than httpx's default 5 s.
+    with httpx.Client(base_url=server.url, timeout=60) as http:
         default = http.get("/api/v1/treatments.json").json()
         assert len(default) == 10  # Nightscout's default count
         assert [t["created_at"] for t in default] == stamps[:10]
@@ -125,11 +128,15 @@ def test_created_at_bounds_compare_the_stored_strings(clock: Clock) -> None:
     """As in MongoDB: 20:00+01:00 (19:00Z) is not in [18:30Z, 19:30Z), it sorts after 19:30Z."""
     sim = GlucoseSimulator(seed=11, tz="Europe/Paris", clock=clock)
     every = sim.treatments(gte=int(clock.now * 1000) - 30 * DAY_MS, count=0)
-    offset = next(t for t in every if t["created_at"].endswith("+01:00") and "T" in t["created_at"])
+    # +01:00 in winter, +02:00 in summer: whichever the last 30 days have.
+    offset = next(
+        t for t in every if t["created_at"].endswith(("+01:00", "+02:00")) and "T" in t["created_at"]
+    )
     at = instant_ms(offset["created_at"])
     around = sim.treatments(gte=at - 1_800_000, lt=at + 1_800_000, count=0)
     assert offset["_id"] not in {t["_id"] for t in around}
-    local = sim.treatments(gte=at + 3_600_000 - 1_800_000, lt=at + 3_600_000 + 1_800_000, count=0)
+    ahead_ms = int(offset["created_at"][-5:-3]) * 3_600_000
+    local = sim.treatments(gte=at + ahead_ms - 1_800_000, lt=at + ahead_ms + 1_800_000, count=0)
     assert offset["_id"] in {t["_id"] for t in local}
     # A treatment exists once uploaded: the late ones appear only hours after their time.
     late = next(t for t in every if int(t["_id"][:8], 16) * 1000 > instant_ms(t["created_at"]) + HOUR * 1000)
@@ -195,7 +202,7 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
 ) -> None:
     # A day of lookback: the rerun reads the last day again, and must add none of it twice.
     env = {"PHLO_TIMEZONE": "Europe/Paris", "PHLO_LOOKBACK_MINUTES": "1440"}
-    with make_engine(home, server.url, monkeypatch, **env) as engine:
+    with make_engine(home, server, monkeypatch, **env) as engine:
         first = engine.run_now()
         assert first.status is RunStatus.SUCCEEDED, first.error
         since = first.params["sources_since_ms"]["treatments"]
@@ -272,7 +279,7 @@ def test_a_site_without_treatments_warns_and_the_glucose_run_goes_on(
 ) -> None:
     with (
         SimulatorServer(GlucoseSimulator(seed=3, clock=clock), serve_treatments=False) as server,
-        make_engine(home, server.url, monkeypatch, PHLO_INITIAL_DAYS="2") as engine,
+        make_engine(home, server, monkeypatch, PHLO_INITIAL_DAYS="2") as engine,
     ):
         run = engine.run_now()
         assert run.status is RunStatus.SUCCEEDED, run.error

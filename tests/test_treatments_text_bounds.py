@@ -96,7 +96,7 @@ def test_a_late_upload_whose_text_sorts_before_the_next_window_is_stored(
     env = {"PHLO_TIMEZONE": "America/New_York"}
 
     clock.now = uploaded_ms(late) / 1000 - 60  # the run just before the upload
-    with make_engine(home, new_york.url, monkeypatch, **env) as engine:
+    with make_engine(home, new_york, monkeypatch, **env) as engine:
         first = engine.run_now()
         assert first.status is RunStatus.SUCCEEDED, first.error
         assert engine.query(
@@ -113,7 +113,7 @@ def test_a_late_upload_whose_text_sorts_before_the_next_window_is_stored(
 
     clock.now = uploaded_ms(late) / 1000 + 60
     env["PHLO_LOOKBACK_MINUTES"] = str(lookback_min)
-    with make_engine(home, new_york.url, monkeypatch, **env) as engine:
+    with make_engine(home, new_york, monkeypatch, **env) as engine:
         second = engine.run_now()
         assert second.status is RunStatus.SUCCEEDED, second.error
         assert second.params["sources_since_ms"]["treatments"] == since
@@ -169,9 +169,7 @@ def test_a_backfill_over_windows_loses_no_treatment_and_stores_each_once(
     start_ms, end_ms = midnight_ms(first_day), midnight_ms(last_day + timedelta(days=1))
     with (
         SimulatorServer(sim) as server,
-        make_engine(
-            home, server.url, monkeypatch, PHLO_TIMEZONE=zone, PHLO_BACKFILL_WINDOW_DAYS="1"
-        ) as engine,
+        make_engine(home, server, monkeypatch, PHLO_TIMEZONE=zone, PHLO_BACKFILL_WINDOW_DAYS="1") as engine,
     ):
         run = engine.backfill(first_day.isoformat(), last_day.isoformat())
         assert run.status is RunStatus.SUCCEEDED, run.error

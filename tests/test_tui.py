@@ -21,6 +21,7 @@ from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Digits, Input, Label
 
+from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
 from engine.facade import Engine
@@ -45,6 +46,7 @@ from phlo_tui.widgets.pipeline_bar import PipelineBar, progress_bar
 from phlo_tui.widgets.trace_plot import TracePlot
 from phlo_tui.widgets.treatment_chart import TreatmentChart
 from phlo_tui.widgets.trend_chart import TrendChart
+from tests.simclock import START, START_S
 
 HOUR = 3600.0
 SIZE = (100, 32)
@@ -90,6 +92,7 @@ def lake_home(
             "PHLO_LOOKBACK_MINUTES": "0",
             "PHLO_MANAGE_POSTGRES": "false",
             "RUNTIME__DLTHUB_TELEMETRY": "false",
+            NOW_ENV: START.isoformat(),
             **env,
         }
         for key, value in values.items():
@@ -101,7 +104,8 @@ def lake_home(
 
 
 def behind(hours: float) -> Callable[[], float]:
-    pinned = time.time() - hours * HOUR
+    """A simulator clock `hours` before the suite's data time (tests/simclock.py)."""
+    pinned = START_S - hours * HOUR
     return lambda: pinned
 
 
@@ -399,7 +403,8 @@ async def test_sql_page_shows_results_and_errors_in_a_modal(promoted: LakeHome) 
 def attached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LakeHome, subprocess.Popen[str]]]:
     """A daemon owns this home: the dashboard must send its commands through the queue."""
     path = tmp_path_factory.mktemp("attached") / "home"
-    # Its hourly schedule must not fire during the test: half an hour from now.
+    # Its hourly schedule must not fire during the test: half an hour from now, by the wall clock that
+    # APScheduler keeps (process time, engine.clock).
     minute = str((datetime.now(UTC).minute + 30) % 60)
     with lake_home(path, behind(2), lambda engine: None, PHLO_SCHEDULE_MINUTE=minute) as home:
         env = {**os.environ, **home.env}

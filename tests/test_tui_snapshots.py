@@ -27,7 +27,7 @@ def fixed_home(path: Path, build: Callable[[Engine], object], **env: str) -> Ite
         mp.setattr("engine.runstore.utcnow", lambda: EPOCH)
         numbers = itertools.count(1)
         mp.setattr("engine.runstore.new_run_id", lambda now=None: f"20260601T120000Z-{next(numbers):06d}")
-        with lake_home(path, EPOCH.timestamp, build, **env) as home:
+        with lake_home(path, EPOCH.timestamp, build, PHLO_NOW=EPOCH.isoformat(), **env) as home:
             mp.undo()
             yield home
 
@@ -53,7 +53,7 @@ def two_days_on_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakeHo
 
 
 def snapshot_app(home: LakeHome) -> Iterator[PhloApp]:
-    with Engine(home.settings) as engine:
+    with Engine(home.settings, clock=lambda: APP_NOW) as engine:
         yield PhloApp(engine, poll_interval=3600.0, clock=lambda: APP_NOW, schedule=False)
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.clock import NOW_ENV
+from tests.simclock import START
+
 TIMEOUT_S = 120.0
 
 
@@ -59,6 +62,7 @@ def demo_session(tmp_path: Path, home: Path) -> Iterator[tuple[Terminal, Path]]:
         "PHLO_MANAGE_POSTGRES": "false",
         "PHLO_TIMEZONE": "UTC",
         "RUNTIME__DLTHUB_TELEMETRY": "false",
+        NOW_ENV: START.isoformat(),  # the demo's simulator and engine share it
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     command = (

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, Log
 from textual.worker import get_current_worker
 
+from engine.clock import wall_clock
 from engine.runstore import RunRecord, RunStatus
 from phlo_tui.screens.base import PhloScreen, cursor_key, restore_cursor
 from phlo_tui.snapshot import PipelineStatus, RunsSnapshot, load_runs
@@ -85,7 +86,7 @@ class RunsScreen(PhloScreen):
         self.snapshot = message.snapshot
         self.selected = message.snapshot.selected
         table = self.query_one("#runs-table", DataTable)
-        now = self.phlo.clock()
+        now = wall_clock()  # process time: the run store stamps runs with it (engine.clock)
         zone = ZoneInfo(self.phlo.zone)
         with self.app.batch_update():
             table.clear()
@@ -136,7 +137,7 @@ class RunsScreen(PhloScreen):
             detail.update("no runs yet: press r to run now")
             return
         detail.update(self.describe(run))
-        now = self.phlo.clock()
+        now = wall_clock()
         for step in run.steps:
             seconds = step.seconds if step.finished_at else (now - step.started_at).total_seconds()
             steps.add_row(

@@ -9,20 +9,22 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.logs import setup_logging
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO, assert_lake_sound
+from tests.simclock import START
 
 pytestmark = pytest.mark.hardening
-SINCE = (datetime.now(UTC).date() - timedelta(days=60)).isoformat()
+SINCE = (START.date() - timedelta(days=60)).isoformat()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,6 +60,7 @@ def _env(home: Path, url: str, tmp: Path) -> dict[str, str]:
         "PHLO_MAX_ATTEMPTS": "1",
         "NIGHTSCOUT_URL": url,
         "RUNTIME__DLTHUB_TELEMETRY": "false",
+        NOW_ENV: START.isoformat(),
     }
 
 

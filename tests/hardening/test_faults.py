@@ -7,12 +7,13 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.models import discover_models
@@ -22,6 +23,7 @@ from engine.sources import SOURCES
 from engine.tables import RAW_TABLES
 from tests.hardening.lakecheck import Zygote, assert_lake_sound
 from tests.pgserver import PgServer, server_bindir
+from tests.simclock import START
 
 pytestmark = pytest.mark.hardening
 
@@ -66,6 +68,7 @@ def _env(home: Path, url: str, dsn: str, tmp: Path) -> dict[str, str]:
         "PHLO_POSTGRES_DSN": dsn,
         "NIGHTSCOUT_URL": url,
         "RUNTIME__DLTHUB_TELEMETRY": "false",
+        NOW_ENV: START.isoformat(),
     }
 
 
@@ -90,7 +93,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             base = tmp / "base"
             env = _env(base, sim.url, pg.create_database("base"), tmp)
             assert zygote.run(["run"], env, tmp / "base.log") == 0, (tmp / "base.log").read_text()
-            today = datetime.now(UTC).date()
+            today = START.date()
             backfill = [
                 "backfill",
                 "--since",

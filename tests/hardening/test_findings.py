@@ -25,10 +25,11 @@ from engine.tables import RAW_TABLES
 from engine.validation import validate_glucose_entries
 from schemas import TABLE_SCHEMAS
 from tests.pgserver import PgServer, server_bindir
+from tests.simclock import START, START_S
 
 pytestmark = pytest.mark.hardening
 
-NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
+NOW_MS = int(START_S * 1000)
 
 
 def _entries(count: int) -> list[dict[str, object]]:
@@ -164,7 +165,7 @@ def test_ids_that_differ_only_by_a_nul_are_one_id() -> None:
     entries: list[object] = _entries(3)
     with_nul = f"{1:024x}"[:12] + "\x00" + f"{1:024x}"[12:]
     entries.append({**_entries(3)[1], "_id": with_nul, "sgv": 250})
-    batch = validate_glucose_entries(entries, run_id="r", source="test", now=datetime.now(UTC))
+    batch = validate_glucose_entries(entries, run_id="r", source="test", now=START)
     assert batch.valid["_id"].to_pylist() == [f"{i:024x}" for i in range(3)]
     quarantined = batch.quarantine.to_pylist()
     assert [(q["entry_id"], q["check"]) for q in quarantined] == [(f"{1:024x}", "_id_unique")]
@@ -176,9 +177,9 @@ def test_ids_that_differ_only_by_a_nul_are_one_id() -> None:
     ]
     for records in (mixed, [{**_entries(1)[0], "_id": False}]):
         for source in SOURCES:
-            batch = source.validate_batch(records, run_id="r", source="test", now=datetime.now(UTC))
+            batch = source.validate_batch(records, run_id="r", source="test", now=START)
             assert batch.valid.num_rows + batch.quarantine.num_rows == len(records)
-    batch = validate_glucose_entries(mixed, run_id="r", source="test", now=datetime.now(UTC))
+    batch = validate_glucose_entries(mixed, run_id="r", source="test", now=START)
     assert batch.valid["device"].to_pylist() == [None, "G6"]
 
 

@@ -27,10 +27,11 @@ from engine.runstore import RunRecord, RunStatus
 from engine.sources import GLUCOSE, SOURCES, TREATMENTS_SOURCE, Source
 from engine.validation import Severity
 from schemas import TABLE_SCHEMAS
+from tests.simclock import START, START_S
 
 pytestmark = pytest.mark.hardening
 
-NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
+NOW_MS = int(START_S * 1000)
 DAY_MS = 86_400_000
 FULL = os.environ.get("PHLO_HARDENING_FULL") == "1"
 # CI: a fixed set of 25 examples per test (no flakes); PHLO_HARDENING_FULL=1: 200 fresh ones.
@@ -158,7 +159,7 @@ def assert_main_clean(engine: Engine) -> None:
         if engine.lake.snapshot_id(source.table.name, "main") is None:
             continue
         raw = engine.lake.read_arrow(source.table.name, "main").to_pylist()
-        batch = source.validate_batch(raw, run_id="recheck", source="main", now=datetime.now(UTC))
+        batch = source.validate_batch(raw, run_id="recheck", source="main", now=START)
         assert batch.quarantine.num_rows == 0, batch.quarantine.select(["check", "reason"]).to_pylist()
     for table, model in TABLE_SCHEMAS.items():
         if engine.lake.table_exists(table) and engine.lake.snapshot_id(table, "main") is not None:

@@ -12,17 +12,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.lease import LEASE_TIMEOUT
 from engine.runstore import RunStatus, utcnow
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO, assert_lake_sound
+from tests.simclock import START
 
 pytestmark = pytest.mark.hardening
 
@@ -65,6 +67,7 @@ def test_readers_poll_while_a_writer_backfills(tmp_path: Path) -> None:
         "PHLO_INITIAL_DAYS": "2",
         "PHLO_MANAGE_POSTGRES": "false",
         "RUNTIME__DLTHUB_TELEMETRY": "false",
+        NOW_ENV: START.isoformat(),
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -75,7 +78,7 @@ def test_readers_poll_while_a_writer_backfills(tmp_path: Path) -> None:
     with SimulatorServer(GlucoseSimulator(seed=21)) as site:
         env["NIGHTSCOUT_URL"] = site.url
         assert cli("run").returncode == 0
-        since = (datetime.now(UTC).date() - timedelta(days=DAYS)).isoformat()
+        since = (START.date() - timedelta(days=DAYS)).isoformat()
         writer = subprocess.Popen(
             [sys.executable, "-m", "phlo_tui.cli", "backfill", "--since", since],
             env=env,

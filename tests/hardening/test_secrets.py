@@ -10,12 +10,13 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.logs import setup_logging
@@ -23,6 +24,7 @@ from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO
 from tests.pgserver import PgServer, free_port, server_bindir
+from tests.simclock import START
 
 pytestmark = pytest.mark.hardening
 
@@ -71,7 +73,7 @@ def test_no_secret_reaches_the_home(pg: PgServer, tmp_path: Path) -> None:
     dsn = pg.create_database("secrets")
     with_password = make_conninfo(dsn, password=PG_PASSWORD)
     down_dsn = make_conninfo(dsn, port=str(free_port()), password=PG_PASSWORD)
-    since = (datetime.now(UTC).date() - timedelta(days=20)).isoformat()
+    since = (START.date() - timedelta(days=20)).isoformat()
     base = {
         "PHLO_HOME": str(home),
         "PHLO_TIMEZONE": "UTC",
@@ -79,6 +81,7 @@ def test_no_secret_reaches_the_home(pg: PgServer, tmp_path: Path) -> None:
         "PHLO_MANAGE_POSTGRES": "false",
         "PHLO_MAX_ATTEMPTS": "2",
         "PHLO_POSTGRES_DSN": with_password,
+        NOW_ENV: START.isoformat(),
     }
     transcript: list[str] = []
     with (
