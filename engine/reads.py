@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from engine.arguments import check_period
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.freshness import Freshness, freshness
@@ -70,7 +71,7 @@ def metrics_query(
     """The query of `metrics` and its parameters: `since`..`until` (YYYY-MM-DD), or the last `days`
     (default 14) local days ending today. Raises PhloError for bad dates."""
     # As YYYY-MM-DD: Python takes other ISO forms (20260131) that DuckDB's cast to date refuses.
-    since, until = (_iso_date(value) for value in (since, until))
+    since, until = check_period(since, until, days)
     if since is None:
         today = datetime.now(settings.zone).date()
         try:
@@ -86,11 +87,3 @@ def metrics_query(
     )
     return sql, {"since": since, "until": until}
 
-
-def _iso_date(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError as e:
-        raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
