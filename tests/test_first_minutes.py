@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,35 @@ def test_a_closed_pipe_ends_quietly(home: Path) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def _step_running(db: Path) -> bool:
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        row = con.execute("select count(*) from steps where status = 'running'").fetchone()
+        con.close()
+        return bool(row[0])
+    except sqlite3.Error:
+        return False
+
+
+def test_ctrl_c_during_a_run_leaves_it_failed_not_running(home: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phlo_tui.cli", "--demo", "run"],
+        env={**os.environ, "PHLO_INITIAL_DAYS": "30"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not _step_running(home / "demo" / "runs.sqlite"):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    status = json.loads(phlo("--demo", "status", "--json").stdout)
+    (run,) = status["runs"]
+    assert run["status"] == "failed"
+    assert "stopped on request" in run["error"]
+    assert status["writer"] is None
