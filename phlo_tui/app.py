@@ -122,7 +122,8 @@ class PhloApp(CommandApp):
         self._load_settled = threading.Event()
         self.poll_interval = poll_interval
         self.clock = clock
-        self.schedule = schedule
+        self.schedule = schedule and (settings.demo or settings.nightscout_url is not None)
+        """Whether runs start on the hour; never without a site to fetch from (a home filled by import)."""
         self.units = settings.units
         """mg/dL or mmol/L: starts from the settings, `u` switches it on every page."""
         self.pipeline: PipelineStatus | None = None
@@ -375,7 +376,10 @@ def run_app(settings: Settings) -> int:
     The app paints before the engine is imported (seconds of pyiceberg, pandas, pyarrow); an error while
     constructing it (the home, the lease) ends the app and is printed here, on the restored terminal."""
     try:
-        check_ready(settings)
+        if not settings.runs_db.exists():
+            # A home with nothing in it and no site to fill it from: say how to start. A home filled
+            # by `import` opens without a site (runs then say that they need one).
+            check_ready(settings)
         check_keymap(settings.keymap, known_binding_ids())
     except PhloError as e:
         return print_error(e)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from engine.arguments import check_backfill, check_export_file, check_period, check_query
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
+from engine.reads import metrics_answer
 
 log = logging.getLogger(__name__)
 
@@ -339,8 +340,9 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
     """status, quality or metrics, from the Engine or a FastReader (both have these methods)."""
     if args.command == "metrics":
         result = source.metrics(since=args.since, until=args.until, days=args.days, branch=args.branch)
+        answer = metrics_answer(source.settings, result, args.since, args.until, args.days)
         if args.json:
-            _print_json(result.records())
+            _print_json(answer)
         else:
             shown = (
                 "reading_date",
@@ -353,8 +355,10 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
                 "gri",
                 "coverage_pct",
             )
-            idx = [result.columns.index(c) for c in shown]
-            _print_table(shown, [[_fmt(row[i]) for i in idx] for row in result.rows])
+            _print_table(shown, [[_fmt(row[c]) for c in shown] for row in answer["days"]])
+            period = answer["period"]
+            verdict = period["message"] or f"{period['readings']} readings, {period['coverage_pct']:.0f} % of the period"
+            print(f"\nperiod {period['since']}..{period['until']} ({period['days']} d): {verdict}")
         return 0
     if args.command == "quality":
         checks = source.quality(args.run)
