@@ -281,9 +281,20 @@ def query_only(path: Path, *, timeout: float) -> sqlite3.Connection:
     )
     try:
         con.execute("pragma query_only = on")
+        con.execute("select count(*) from sqlite_master").fetchone()
     except sqlite3.Error:
         con.close()
-        raise
+        if os.access(path.parent, os.W_OK):
+            raise
+        # A read-only home (a read-only mount, a backup): WAL needs its -shm file, which cannot be made
+        # there. Nothing can write such a home either, so the file is read as it is, without locks.
+        con = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro&immutable=1",
+            uri=True,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
     return con
 
 

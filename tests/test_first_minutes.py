@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -178,3 +179,37 @@ def test_ctrl_c_during_a_run_leaves_it_failed_not_running(home: Path) -> None:
     assert run["status"] == "failed"
     assert "stopped on request" in run["error"]
     assert status["writer"] is None
+
+
+def _read_only(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`phlo-tui ARGV` on `home` made read-only: a read-only bind mount as root (root writes through
+    file modes), the directory's modes otherwise."""
+    command = [sys.executable, "-m", "phlo_tui.cli", *argv]
+    if os.geteuid() != 0:
+        subprocess.run(["chmod", "-R", "a-w", str(home)], check=True)
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=300)
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", str(home)], check=True)
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount the home read-only as root")
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(home), *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_read_only_home_answers_status_and_metrics(home: Path) -> None:
+    assert phlo("--demo", "run", env={"PHLO_INITIAL_DAYS": "1"}).returncode == 0
+    demo = home / "demo"
+    status = _read_only(demo, ["--demo", "status", "--json"])
+    if "Permission denied" in status.stderr and "mount" in status.stderr:
+        pytest.skip("this machine does not allow a private mount")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["runs"][0]["status"] == "succeeded"
+    metrics = _read_only(demo, ["--demo", "metrics", "--json", "--days", "3"])
+    assert metrics.returncode == 0, metrics.stderr
+    assert json.loads(metrics.stdout)["days"]
