@@ -370,17 +370,21 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def check_startable(settings: Settings) -> None:
+    """Raise PhloError when the dashboard has nothing to show and no way to get it: an empty home without
+    a site. A home filled by `import` opens without a site (a run then says that it needs one)."""
+    if not settings.runs_db.exists():
+        check_ready(settings)
+    check_keymap(settings.keymap, known_binding_ids())
+
+
 def run_app(settings: Settings) -> int:
     """The dashboard on `settings`' home; returns the exit code. Bad configuration exits with its message.
 
     The app paints before the engine is imported (seconds of pyiceberg, pandas, pyarrow); an error while
     constructing it (the home, the lease) ends the app and is printed here, on the restored terminal."""
     try:
-        if not settings.runs_db.exists():
-            # A home with nothing in it and no site to fill it from: say how to start. A home filled
-            # by `import` opens without a site (runs then say that they need one).
-            check_ready(settings)
-        check_keymap(settings.keymap, known_binding_ids())
+        check_startable(settings)
     except PhloError as e:
         return print_error(e)
     # The engine logs to logs/phlo-tui.log (the Runs page tails it), never onto the dashboard.
