@@ -213,3 +213,24 @@ def test_a_read_only_home_answers_status_and_metrics(home: Path) -> None:
     metrics = _read_only(demo, ["--demo", "metrics", "--json", "--days", "3"])
     assert metrics.returncode == 0, metrics.stderr
     assert json.loads(metrics.stdout)["days"]
+
+
+def test_the_demo_script_says_what_it_does_and_where_the_data_went(home: Path) -> None:
+    """The first line comes before `uv sync` (which is silent for long seconds the first time); the
+    last lines before the metrics say where the demo's data lives and how to remove it."""
+    script = Path(__file__).parent.parent / "scripts" / "demo"
+    result = subprocess.run(
+        [str(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PHLO_INITIAL_DAYS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("phlo-tui demo: installing")
+    assert lines[1].startswith("phlo-tui demo: fetching")
+    where = next(line for line in lines if "its data lives in" in line)
+    assert where.endswith(f"rm -rf {home / 'demo'}")
+    assert lines.index(where) < lines.index(next(line for line in lines if line.startswith("reading_date")))
