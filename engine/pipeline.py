@@ -530,7 +530,8 @@ class Pipeline:
         return rows.num_rows
 
     def _fail(self, run: RunRecord, error: PhloError, totals: _Totals) -> RunRecord:
-        log.error("run failed: %s", error)
+        # Reported once, by whoever started the run (the command line, the dashboard, the daemon's log).
+        log.info("run failed: %s", error)
         return self.store.finish_run(
             run.id,
             RunStatus.FAILED,

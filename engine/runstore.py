@@ -554,7 +554,7 @@ class RunStore:
                 where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
                 message = f"{type(e).__name__}: {e}{where}"
             self._end_step(run_id, seq, StepStatus.FAILED, handle, message)
-            log.warning("step %s failed: %s", name, message)
+            log.info("step %s failed: %s", name, message)  # the run's failure is what gets reported
             if isinstance(e, (StepFailed, KeyboardInterrupt, SystemExit)):
                 raise
             raise StepFailed(name, run_id, e) from e

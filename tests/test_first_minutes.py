@@ -234,3 +234,16 @@ def test_the_demo_script_says_what_it_does_and_where_the_data_went(home: Path) -
     where = next(line for line in lines if "its data lives in" in line)
     assert where.endswith(f"rm -rf {home / 'demo'}")
     assert lines.index(where) < lines.index(next(line for line in lines if line.startswith("reading_date")))
+
+
+def test_a_refused_connection_is_reported_once_with_the_url_and_the_attempts(home: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    result = phlo("run", env={"NIGHTSCOUT_URL": url + "/?token=s3cret"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr + result.stdout
+    assert result.stderr.count("connection refused") == 1, result.stderr
+    assert f"could not connect to {url}/api/v1/entries/sgv.json" in result.stderr
+    assert "after 1 attempt" in result.stderr
