@@ -127,6 +127,10 @@ class Settings:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def command(self, name: str) -> str:
+        """The command line that does `name` on this home, for hints: `phlo-tui --demo run` in the demo."""
+        return f"phlo-tui {'--demo ' if self.demo else ''}{name}"
+
     def public(self) -> dict[str, Any]:
         """The settings as JSON-safe values with every secret replaced by whether it is set."""
         out: dict[str, Any] = {}
@@ -178,6 +182,13 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+_CASELESS: dict[str, dict[str, str]] = {
+    "units": {u.casefold(): u for u in UNITS},
+    "theme": {t.casefold(): t for t in THEMES},
+}
+"""Settings whose values are names a person types in any case (mmol/l is mmol/L)."""
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Turn a file or environment value into the field's type, or raise a one-line ConfigError."""
     kind = _FIELD_KINDS[name]
@@ -199,6 +210,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             value = Secret(str(raw)) if str(raw) else None
         else:
             value = str(raw) if str(raw) else None
+        if name in _CASELESS and value is not None:
+            value = _CASELESS[name].get(value.casefold(), value)
         _check(name, value)
     except ConfigError:
         raise

@@ -157,6 +157,8 @@ class Daemon:
         except PhloError as e:
             log.error("scheduled run could not start: %s", e)
             return
+        if run.status is RunStatus.FAILED:
+            log.error("run %s failed: %s", run.id, run.error)
         if run.status is RunStatus.FAILED and run.summary.get("transient") and not self._stop.is_set():
             self._attempt = self._attempt + 1 if retry else 1
             if self._attempt <= self.policy.max_retries:

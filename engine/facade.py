@@ -321,7 +321,7 @@ class Engine:
         the last `days` (default 14) local days ending today. Raises PhloError for bad dates."""
         sql, params = metrics_query(self.settings, since, until, days, self.clock())
         if not self.lake.table_exists("gold.fct_daily_glucose_metrics"):
-            raise PhloError("no daily metrics yet", "run `phlo-tui run` first")
+            raise PhloError("no daily metrics yet", f"run `{self.settings.command('run')}` first")
         return self.query(sql, branch, params=params)
 
     def lineage(self, table: str, column: str) -> dict[str, Any]:
@@ -360,15 +360,26 @@ class Engine:
         con = connect(_zone_literal(self.settings.timezone))
         try:
             pinned = self.main_snapshots() if branch == "main" else {}
+            registered = 0
             for name in self.lake_tables():
                 if not self.lake.table_exists(name):
                     continue
                 self.lake.register_duckdb(con, name, branch, snapshot_id=pinned.get(name))
+                registered += 1
             try:
                 relation = con.sql(sql, params=params)
                 if relation is None:
                     return QueryResult((), [])
                 return QueryResult(tuple(relation.columns), relation.fetchall())
+            except duckdb.CatalogException as e:
+                if registered:
+                    raise PhloError(
+                        f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
+                    ) from e
+                raise PhloError(
+                    f"the lake of {self.settings.home} has no tables yet",
+                    f"run `{self.settings.command('run')}` first",
+                ) from e
             except duckdb.Error as e:
                 raise PhloError(
                     f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"

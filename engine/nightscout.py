@@ -292,7 +292,15 @@ class _WrongShape(Exception):
         self.got = got
 
 
-_RETRIED_EXCEPTIONS = (ConnectionError, Timeout, ChunkedEncodingError, _GarbledPage)
+_RETRIED_EXCEPTIONS = (Timeout, ChunkedEncodingError, _GarbledPage)
+
+
+def _retry_connection_error(response: Response | None, error: BaseException | None) -> bool:
+    """Retry a failed connection, but not a refused one: nothing listens at that address, and asking
+    again four times over 17 s only delays saying so (the next run tries again)."""
+    return isinstance(error, ConnectionError) and _connection_reason(error) != "connection refused"
+
+
 _JSON_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
 
 
@@ -352,6 +360,7 @@ def _session(config: NightscoutConfig) -> Iterator[Session]:
         # dlt's rest client raises through its response hooks, inside the retry loop.
         raise_for_status=False,
         exceptions=_RETRIED_EXCEPTIONS,
+        retry_condition=_retry_connection_error,
         request_max_attempts=config.max_attempts,
         request_backoff_factor=config.backoff_s,
         request_max_retry_delay=config.max_retry_delay_s,
@@ -565,6 +574,8 @@ def _source_error(error: Exception, config: NightscoutConfig, url: str) -> Sourc
             )
         if isinstance(cause, ConnectionError):
             reason = _connection_reason(cause)
+            if reason == "connection refused":
+                attempts = "after 1 attempt: a refused connection is not retried"
             return SourceError(
                 f"could not connect to {url}: {reason} ({attempts})",
                 "check NIGHTSCOUT_URL and that the site is up",

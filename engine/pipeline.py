@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.arguments import check_backfill, check_export_file
 from engine.clock import Clock, wall_clock
 from engine.config import Settings
 from engine.errors import Interrupted, PhloError, SourceError
@@ -162,12 +163,9 @@ class Pipeline:
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """History from local day `since` up to the end of local day `until` (default: now)."""
+        check_backfill(since, until, self._clock().astimezone(self.settings.zone).date())
         start = _parse_day(since, self.settings.timezone)
         end = _parse_day(until, self.settings.timezone) + timedelta(days=1) if until else self._clock()
-        if end <= start:
-            raise PhloError(
-                f"--until {until} is before --since {since}", "give an --until on or after --since"
-            )
         until_ms = min(_now_ms(end), _now_ms(self._clock()) + FUTURE_SLACK_MS)
         params = {"since": since, "until": until}
         return self._run_windows(
@@ -261,6 +259,10 @@ class Pipeline:
             finished = self._layers_gates_promotion(run, totals, full_refresh)
         except PhloError as e:
             return self._fail(run, e, totals)
+        except KeyboardInterrupt:
+            # Ctrl-C: the run ends `failed` now, not `running` until the next writer finds it abandoned.
+            self._fail(run, Interrupted(), totals)
+            raise
         except Exception as e:
             self._fail(run, PhloError(f"internal error: {type(e).__name__}: {e}", "please report it"), totals)
             raise
@@ -530,7 +532,8 @@ class Pipeline:
         return rows.num_rows
 
     def _fail(self, run: RunRecord, error: PhloError, totals: _Totals) -> RunRecord:
-        log.error("run failed: %s", error)
+        # Reported once, by whoever started the run (the command line, the dashboard, the daemon's log).
+        log.info("run failed: %s", error)
         return self.store.finish_run(
             run.id,
             RunStatus.FAILED,
@@ -585,6 +588,7 @@ def read_export(path: Path) -> list[object]:
     """Entries of a Nightscout export: a JSON array or JSON Lines, optionally gzip-compressed (detected
     by content); MongoDB Extended JSON values (mongoexport's `{"$oid": ...}`, `{"$date": ...}`) are read
     as the API sends them (`engine.extjson`)."""
+    check_export_file(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

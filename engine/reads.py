@@ -7,14 +7,19 @@ Imports nothing heavy (no pyiceberg, sqlglot, pyarrow or psycopg): the light rea
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.arguments import check_period
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.freshness import Freshness, freshness
 from engine.lease import live_daemon
 from engine.model_files import model_files
 from engine.runstore import ENTRIES_WATERMARK, RunStore
+from engine.sufficiency import assess, assess_day
+
+if TYPE_CHECKING:
+    from engine.lake_views import QueryResult
 
 BRANCHES = ("dev", "main")
 RAW_TABLE_NAMES = (
@@ -72,15 +77,9 @@ def metrics_query(
     """The query of `metrics` and its parameters: `since`..`until` (YYYY-MM-DD), or the last `days`
     (default 14) local days ending today at `now` (data time). Raises PhloError for bad dates."""
     # As YYYY-MM-DD: Python takes other ISO forms (20260131) that DuckDB's cast to date refuses.
-    since, until = (_iso_date(value) for value in (since, until))
+    since, until = check_period(since, until, days)
     if since is None:
-        today = now.astimezone(settings.zone).date()
-        try:
-            since = (today - timedelta(days=(days or 14) - 1)).isoformat()
-        except OverflowError as e:
-            raise PhloError(
-                f"--days {days} reaches outside the calendar", "use fewer days, or --since"
-            ) from e
+        since = _first_day(now.astimezone(settings.zone).date(), days)
     sql = (
         f"select * exclude (reading_month) from {DAILY_METRICS} "
         "where reading_date >= $since::date and ($until::varchar is null or reading_date <= $until::date) "
@@ -89,10 +88,46 @@ def metrics_query(
     return sql, {"since": since, "until": until}
 
 
-def _iso_date(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _first_day(today: date, days: int | None) -> str:
     try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError as e:
-        raise PhloError(f"bad date {value!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
+        return (today - timedelta(days=(days or 14) - 1)).isoformat()
+    except OverflowError as e:
+        raise PhloError(f"--days {days} reaches outside the calendar", "use fewer days, or --since") from e
+
+
+def metrics_answer(
+    settings: Settings,
+    result: QueryResult,
+    since: str | None,
+    until: str | None,
+    days: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """What `metrics --json` prints for the rows of `metrics_query(settings, since, until, days)`:
+    {"period": …, "days": […]}. Each day carries `sufficient_data` (engine.sufficiency), and today's
+    `coverage_pct` and `expected_reading_count` are measured against the time elapsed so far; the period
+    (`since`..`until`, or the last `days` local days, up to today) carries its readings, coverage, days
+    and `sufficient_data`."""
+    zone = settings.zone
+    today = now.astimezone(zone).date()
+    since, until = check_period(since, until, days)
+    first = date.fromisoformat(since or _first_day(today, days))
+    last = min(date.fromisoformat(until), today) if until else today
+    rows = []
+    for row in result.records():
+        day = assess_day(int(row["reading_count"]), row["reading_date"], zone, now)
+        if row["reading_date"] == today:
+            row["expected_reading_count"] = int(day.expected)
+            row["coverage_pct"] = day.coverage_pct
+        rows.append({**row, "sufficient_data": day.sufficient})
+    readings = sum(int(row["reading_count"]) for row in rows)
+    period = assess(readings, first, last, zone, now)
+    return {
+        "period": {
+            "since": first.isoformat(),
+            "until": last.isoformat(),
+            **period.to_json(),
+            "message": None if period.sufficient else period.message(),
+        },
+        "days": rows,
+    }

@@ -281,9 +281,20 @@ def query_only(path: Path, *, timeout: float) -> sqlite3.Connection:
     )
     try:
         con.execute("pragma query_only = on")
+        con.execute("select count(*) from sqlite_master").fetchone()
     except sqlite3.Error:
         con.close()
-        raise
+        if os.access(path.parent, os.W_OK):
+            raise
+        # A read-only home (a read-only mount, a backup): WAL needs its -shm file, which cannot be made
+        # there. Nothing can write such a home either, so the file is read as it is, without locks.
+        con = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro&immutable=1",
+            uri=True,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
     return con
 
 
@@ -543,7 +554,7 @@ class RunStore:
                 where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
                 message = f"{type(e).__name__}: {e}{where}"
             self._end_step(run_id, seq, StepStatus.FAILED, handle, message)
-            log.warning("step %s failed: %s", name, message)
+            log.info("step %s failed: %s", name, message)  # the run's failure is what gets reported
             if isinstance(e, (StepFailed, KeyboardInterrupt, SystemExit)):
                 raise
             raise StepFailed(name, run_id, e) from e

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.clock import clock_from_env, epoch_seconds
+from engine.errors import PhloError
 
 EntryKind = Literal["all", "sgv", "mbg", "cal"]
 FloatArray = npt.NDArray[np.float64]
@@ -1214,7 +1215,13 @@ _TEXT_COMPARISONS: dict[str, Callable[[str, str], bool]] = {
 
 def serve_forever(port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1") -> None:
     """Run a simulator in the foreground until Ctrl-C (for `phlo-tui simulate`)."""
-    server = SimulatorServer(GlucoseSimulator(seed=seed, tz=tz), host=host, port=port).start()
+    try:
+        server = SimulatorServer(GlucoseSimulator(seed=seed, tz=tz), host=host, port=port).start()
+    except OSError as e:
+        raise PhloError(
+            f"cannot serve the simulator on {host}:{port}: {e.strerror}",
+            "choose another --port, or stop what listens there",
+        ) from e
     print(f"Nightscout simulator (seed {seed}, tz {tz}) serving {server.url}", flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):

@@ -123,7 +123,8 @@ class PhloApp(CommandApp):
         self._load_settled = threading.Event()
         self.poll_interval = poll_interval
         self.clock: Clock = clock or (engine.clock if engine is not None else clock_from_env())
-        self.schedule = schedule
+        self.schedule = schedule and (settings.demo or settings.nightscout_url is not None)
+        """Whether runs start on the hour; never without a site to fetch from (a home filled by import)."""
         self.units = settings.units
         """mg/dL or mmol/L: starts from the settings, `u` switches it on every page."""
         self.pipeline: PipelineStatus | None = None
@@ -370,14 +371,21 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def check_startable(settings: Settings) -> None:
+    """Raise PhloError when the dashboard has nothing to show and no way to get it: an empty home without
+    a site. A home filled by `import` opens without a site (a run then says that it needs one)."""
+    if not settings.runs_db.exists():
+        check_ready(settings)
+    check_keymap(settings.keymap, known_binding_ids())
+
+
 def run_app(settings: Settings) -> int:
     """The dashboard on `settings`' home; returns the exit code. Bad configuration exits with its message.
 
     The app paints before the engine is imported (seconds of pyiceberg, pandas, pyarrow); an error while
     constructing it (the home, the lease) ends the app and is printed here, on the restored terminal."""
     try:
-        check_ready(settings)
-        check_keymap(settings.keymap, known_binding_ids())
+        check_startable(settings)
     except PhloError as e:
         return print_error(e)
     # The engine logs to logs/phlo-tui.log (the Runs page tails it), never onto the dashboard.

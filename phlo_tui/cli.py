@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.arguments import check_backfill, check_export_file, check_period, check_query
+from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
+from engine.reads import metrics_answer
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,39 @@ def _demo_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _verbose_flag(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """--version, looked up only when asked (importlib.metadata costs every other command nothing)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("phlo-tui")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        print(f"phlo-tui {number}")
+        parser.exit()
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 1 to 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phlo-tui",
@@ -41,12 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--daemon", action="store_true", help="run the engine headless: hourly schedule, logs, SIGTERM stops"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    _verbose_flag(parser, False)
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _demo_flag(p)
+        # SUPPRESS, as for --demo: `-v` after the command keeps a `-v` given before it.
+        _verbose_flag(p, argparse.SUPPRESS)
         return p
 
     p = command("run", "one run now; exit 0 done (or nothing new), 1 failed, 3 held by a quality gate")
@@ -96,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     p = command("simulate", "run the Nightscout simulator alone on loopback")
-    p.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    p.add_argument("--port", type=_port, default=5000, help="port to listen on, 1-65535 (default 5000)")
     p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
     return parser
 
@@ -229,6 +268,18 @@ def _through_daemon(engine: Any, kind: str, command_args: dict[str, Any], as_jso
     return int(command.exit_code if command.exit_code is not None else 1)
 
 
+def _check_args(args: argparse.Namespace, settings: Settings) -> None:
+    """Mistakes in the arguments and input paths, answered before anything heavy is imported."""
+    if args.command == "metrics":
+        check_period(args.since, args.until, args.days)
+    elif args.command == "backfill":
+        check_backfill(args.since, args.until, clock_from_env()().astimezone(settings.zone).date())
+    elif args.command == "sql":
+        check_query(args.query)
+    elif args.command == "import":
+        check_export_file(args.file)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
     if args.command == "simulate":
@@ -238,6 +289,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
 
     settings = load_settings(demo=demo)
+    _check_args(args, settings)
     if args.daemon:
         if args.command is not None:
             print("phlo-tui: error: --daemon takes no command", file=sys.stderr)
@@ -323,8 +375,9 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
     """status, quality or metrics, from the Engine or a FastReader (both have these methods)."""
     if args.command == "metrics":
         result = source.metrics(since=args.since, until=args.until, days=args.days, branch=args.branch)
+        answer = metrics_answer(source.settings, result, args.since, args.until, args.days, source.clock())
         if args.json:
-            _print_json(result.records())
+            _print_json(answer)
         else:
             shown = (
                 "reading_date",
@@ -337,8 +390,13 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
                 "gri",
                 "coverage_pct",
             )
-            idx = [result.columns.index(c) for c in shown]
-            _print_table(shown, [[_fmt(row[i]) for i in idx] for row in result.rows])
+            _print_table(shown, [[_fmt(row[c]) for c in shown] for row in answer["days"]])
+            period = answer["period"]
+            verdict = (
+                period["message"]
+                or f"{period['readings']} readings, {period['coverage_pct']:.0f} % of the period"
+            )
+            print(f"\nperiod {period['since']}..{period['until']} ({period['days']} d): {verdict}")
         return 0
     if args.command == "quality":
         checks = source.quality(args.run)
@@ -390,7 +448,8 @@ def _status_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
         if writer.get("next_run_at"):
             text += f", next run {at(writer['next_run_at'], '%H:%M')}"
     else:
-        text = "none running (runs start with `phlo-tui`, `phlo-tui --daemon` or `phlo-tui run`)"
+        cli = "phlo-tui --demo" if status["demo"] else "phlo-tui"
+        text = f"none running (runs start with `{cli}`, `{cli} --daemon` or `{cli} run`)"
     lines = [("writer", text)]
     errors = status.get("gate_errors") or []
     gate = "ok: no error check holds promotion"
@@ -439,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phlo-tui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whoever read stdout has gone (`| head`): nothing to report. Point stdout at /dev/null so that
+        # Python's flush at exit does not raise again, and exit as a process ended by SIGPIPE does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":

@@ -89,9 +89,11 @@ class CommandApp(App[None]):
 
     def fill_demo(self) -> None:
         """A fresh demo home gets 14 days of simulated history at once, shown as a run in progress."""
+        self.backfill_demo()
+
+    def _demo_fetching(self) -> None:
         self.busy = f"demo: fetching {DEMO_DAYS} days of history"
         self._show_status()
-        self.backfill_demo()
         self.set_timer(0.3, self.poll_now)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="command")
@@ -99,6 +101,8 @@ class CommandApp(App[None]):
         engine = self.engine
         if engine.list_runs(1) or engine.daemon() is not None:
             return  # not fresh, or a daemon owns the home and catches up by itself
+        # Said only now: on a home that has runs nothing is fetched, and the bar must not say so.
+        self.call_from_thread(self._demo_fetching)
         today = self.clock().astimezone(engine.settings.zone).date()
         since = today - timedelta(days=DEMO_DAYS - 1)
         self.post_message(RunFinished(engine.backfill(since.isoformat(), today.isoformat()), queued=False))

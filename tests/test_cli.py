@@ -178,7 +178,8 @@ def test_metrics_diff_quality_promote_commands(home: Path) -> None:
     env = {"PHLO_INITIAL_DAYS": "3", "PHLO_AUTO_PROMOTE": "false"}
     assert phlo("--demo", "run", env=env).returncode == 0
     on_main = json.loads(phlo("--demo", "metrics", "--json", env=env).stdout)
-    assert on_main == []
+    assert on_main["days"] == []
+    assert on_main["period"]["readings"] == 0 and on_main["period"]["sufficient_data"] is False
     diff = json.loads(phlo("--demo", "diff", "--json", env=env).stdout)
     tables = {t["table"]: t for t in diff["tables"]}
     assert tables["raw.glucose_entries"]["rows_added"] > 3 * 250
@@ -189,13 +190,13 @@ def test_metrics_diff_quality_promote_commands(home: Path) -> None:
     promoted = phlo("--demo", "promote", "--yes", "--json", env=env)
     assert promoted.returncode == 0, promoted.stderr
     assert json.loads(promoted.stdout)["state"] == "done"
-    rows = json.loads(phlo("--demo", "metrics", "--days", "3", "--json", env=env).stdout)
+    rows = json.loads(phlo("--demo", "metrics", "--days", "3", "--json", env=env).stdout)["days"]
     assert 1 <= len(rows) <= 3
     assert set(rows[0]) >= METRIC_COLUMNS
     dev_rows = json.loads(
         phlo("--demo", "metrics", "--days", "3", "--branch", "dev", "--json", env=env).stdout
-    )
-    assert dev_rows == rows
+    )["days"]
+    assert [{**r, "coverage_pct": 0} for r in dev_rows] == [{**r, "coverage_pct": 0} for r in rows]
     assert phlo("--demo", "promote", "--yes", env=env).stdout.startswith("nothing to promote")
     quality = json.loads(phlo("--demo", "quality", "--json", env=env).stdout)
     assert all(

@@ -143,6 +143,27 @@ def test_duplicate_uploads_collapse_even_across_device_names() -> None:
     assert day["reading_count"] == 7
 
 
+def test_the_previous_reading_is_the_persons_whatever_device_sent_it() -> None:
+    """A gap is a gap in the person's readings: a phone uploader that last sent 57 hours ago, between
+    two readings of the sensor 10 minutes apart, is no 57-hour gap (issue 14, finding 16)."""
+    t0 = datetime(2024, 5, 3, 7, 24)
+    before = t0 - timedelta(hours=57)
+    entries = [
+        Entry(before, 140, "xDrip-phone"),
+        Entry(before + timedelta(minutes=5), 141),
+        *every_5_minutes(t0 - timedelta(minutes=60), list(range(142, 155)), "UTC"),  # ... 07:24
+        Entry(t0 + timedelta(minutes=5), 128, "xDrip-phone"),
+        Entry(t0 + timedelta(minutes=10), 126),
+    ]
+    con = build(raw_entries(entries, "UTC"), "UTC")
+    rows = table(con, SILVER, "reading_ts")
+    phone = next(r for r in rows if r["device"] == "xDrip-phone" and r["reading_date"].day == 3)
+    assert phone["minutes_since_last_reading"] == 5.0
+    assert phone["glucose_change_mg_dl"] == 128 - 154
+    gaps = [r["minutes_since_last_reading"] for r in rows if (r["minutes_since_last_reading"] or 0) > 30]
+    assert gaps == [57 * 60 - 60 - 5]  # the one real gap, between the two stretches
+
+
 def test_error_codes_are_flagged_in_bronze_dropped_in_silver_counted_in_gold() -> None:
     t0 = datetime(2024, 5, 1, 8, 0)
     entries = [
@@ -436,24 +457,30 @@ def test_a_month_from_its_slice_equals_the_month_from_full_history() -> None:
     entries += every_5_minutes(datetime(2024, 1, 31, 23, 47), [65, 62, 60, 58, 60, 66, 80], zone, "libre")
     entries += every_5_minutes(datetime(2024, 1, 31, 22, 2), [150] * 3, zone, "g7")
     entries += every_5_minutes(datetime(2024, 2, 1, 1, 2), [155] * 3, zone, "g7")
-    # A device silent for six weeks: its March reading has no previous one, sliced or not.
+    # A device silent for six weeks, while the main sensor goes on: the person's readings have no gap.
     entries += [Entry(datetime(2024, 1, 21, 12, 1), 111, "g6"), Entry(datetime(2024, 3, 2, 12, 1), 112, "g6")]
+    # Six weeks without any reading: the first after it has no previous one (28 days), sliced or not.
+    entries += [Entry(datetime(2024, 4, 20, 12, 0), 130), Entry(datetime(2024, 4, 20, 12, 5), 135)]
     raw = raw_entries(entries, zone)
     full = build(raw, zone)
     tables = {name: full.sql(f"select * from {name}").to_arrow_table() for name in (BRONZE, SILVER)}
     tables[GLUCOSE_ENTRIES.name] = raw
     inputs = {BRONZE: [GLUCOSE_ENTRIES.name], SILVER: [BRONZE], DAILY: [BRONZE, SILVER]}
     keys = {BRONZE: "entry_id", SILVER: "entry_id", DAILY: "reading_date"}
-    g7_first_feb = full.execute(
+    g7 = full.execute(
         f"select minutes_since_last_reading from {SILVER} where device = 'g7' order by reading_ts"
     ).fetchall()
-    assert g7_first_feb[3] == (170.0,)  # 22:12 -> 01:02 next day, across the month boundary
-    g6 = full.execute(f"select glucose_change_mg_dl from {SILVER} where device = 'g6'").fetchall()
-    assert g6 == [(None,), (None,)]
+    # 01:02 next day follows the main sensor's 01:00 reading, across the month boundary.
+    assert g7[3] == (2.0,)
+    april = full.execute(
+        f"select glucose_change_mg_dl, minutes_since_last_reading from {SILVER} "
+        "where reading_month = '2024-04' order by reading_ts"
+    ).fetchall()
+    assert april == [(None, None), (5, 5.0)]
 
     for model, upstream in inputs.items():
         path = SQL_DIR / model.split(".")[0] / f"{model.split('.')[1]}.sql"
-        for month in ("2024-01", "2024-02", "2024-03"):
+        for month in ("2024-01", "2024-02", "2024-03", "2024-04"):
             sliced = build_month(path, month, {name: tables[name] for name in upstream}, zone)
             whole = full.sql(
                 f"select * from {model} where reading_month = $m", params={"m": month}

@@ -354,10 +354,14 @@ def test_connection_refused_is_a_source_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
     with pytest.raises(SourceError) as caught:
-        fetch_window(_config(url, token=TOKEN, max_attempts=2), ONE_DAY)
+        fetch_window(_config(url, token=TOKEN, max_attempts=5, backoff_s=30.0), ONE_DAY)
+    # Not retried: with five attempts 30 s apart, a retry would take minutes.
+    assert time.monotonic() - started < 30.0
     assert caught.value.message == (
-        f"could not connect to {url}/api/v1/entries/sgv.json: connection refused (after 2 attempts)"
+        f"could not connect to {url}/api/v1/entries/sgv.json: connection refused "
+        "(after 1 attempt: a refused connection is not retried)"
     )
     assert "NIGHTSCOUT_URL" in caught.value.hint
     _assert_secret_free(caught.value)

@@ -89,7 +89,10 @@ class ChartsScreen(PhloScreen):
             f"[b reverse] {name} [/]" if key == self.chart else f" {name} " for key, name in CHARTS
         )
         branch = " · dev, not yet promoted" if self.snapshot and self.snapshot.branch == "dev" else ""
-        self.query_one("#charts-title", Label).update(f"{names} · last {self.days} d{branch}")
+        note = self.snapshot.note() if self.snapshot and self.snapshot.days == self.days else ""
+        self.query_one("#charts-title", Label).update(
+            f"{names} · last {self.days} d{branch}" + (f"\n[b]{note}[/]" if note else "")
+        )
 
     def action_next_chart(self) -> None:
         keys = [key for key, _ in CHARTS]

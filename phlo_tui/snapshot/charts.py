@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from engine.sufficiency import Sufficiency, assess
 from phlo_tui.snapshot.status import existing_tables
 from phlo_tui.snapshot.treatments import (
     BolusOutcome,
@@ -55,6 +56,23 @@ class ChartsSnapshot:
     hourly: tuple[HourProfile, ...] = ()
     treatments: tuple[DayTreatments, ...] = ()
     boluses: tuple[BolusOutcome, ...] = ()
+    data: Sufficiency | None = None
+    """Whether the window's readings are enough for its figures (engine.sufficiency)."""
+
+    def note(self) -> str:
+        """What the window's figures stand on, when they stand on less than the window: the history
+        they have (a 90-day view of 14 days of history) and whether that is enough data."""
+        if not self.daily or self.data is None:
+            return ""
+        parts = []
+        first = self.daily[0].day
+        if first > self.since:
+            parts.append(
+                f"history from {first.isoformat()}: {(self.until - first).days + 1} of {self.days} days"
+            )
+        if not self.data.sufficient:
+            parts.append(self.data.message())
+        return " · ".join(parts)
 
 
 _PROFILE_SQL = """
@@ -81,7 +99,9 @@ def load_charts(engine: Engine, now: datetime, days: int) -> ChartsSnapshot:
     else:
         return ChartsSnapshot(days, since, until, None)
     bands = ("very_low", "low", "in_range", "high", "very_high")
+    readings = sum(int(d["reading_count"]) for d in daily)
     return ChartsSnapshot(
+        data=assess(readings, since, until, engine.settings.zone, now),
         treatments=load_daily_treatments(engine, branch, since, until),
         boluses=load_bolus_outcomes(engine, branch, since, until),
         days=days,

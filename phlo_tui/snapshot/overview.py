@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from engine.sufficiency import MIN_DAYS, Sufficiency, assess, assess_day
 from phlo_tui.snapshot.status import read_early
 from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
 
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
 
 
 READINGS = "silver.fct_glucose_readings"
-GMI_MIN_DAYS = 14
-GMI_MIN_COVERAGE = 70.0
 
 
 @dataclass(frozen=True)
@@ -69,17 +68,17 @@ class OverviewSnapshot:
     trace: tuple[tuple[datetime, int], ...] = ()
     today: BandShares | None = None
     window: BandShares | None = None
-    coverage_pct: float | None = None
-    window_days: int = GMI_MIN_DAYS
+    today_data: Sufficiency | None = None
+    """Whether today's readings are enough (engine.sufficiency: 70 % of the time elapsed so far)."""
+    window_data: Sufficiency | None = None
+    """Whether the last 14 days' readings are enough for their figures (14 days, 70 %)."""
+    window_days: int = MIN_DAYS
     treatments: tuple[TreatmentMark, ...] = ()
     """Boluses and carbs of the trace's 24 h."""
 
     @property
-    def gmi_flagged(self) -> bool:
-        """GMI needs 14 days with 70 % of the expected readings (docs/metrics.md)."""
-        if self.window is None or self.coverage_pct is None:
-            return True
-        return self.window.days < GMI_MIN_DAYS or self.coverage_pct < GMI_MIN_COVERAGE
+    def coverage_pct(self) -> float | None:
+        return None if self.window_data is None else self.window_data.coverage_pct
 
 
 _OVERVIEW_SQL = """
@@ -123,7 +122,7 @@ def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
         return OverviewSnapshot(now, tz, None)
     zone = ZoneInfo(tz)
     today = now.astimezone(zone).date()
-    window_start = today - timedelta(days=GMI_MIN_DAYS - 1)
+    window_start = today - timedelta(days=MIN_DAYS - 1)
     params = {
         "now_ms": int(now.timestamp() * 1000),
         "trace_ms": int((now - timedelta(hours=24)).timestamp() * 1000),
@@ -137,19 +136,17 @@ def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
     else:
         return OverviewSnapshot(now, tz, None)
     bands = {b["period"]: _shares(b) for b in row["bands"] or []}
-    window = bands.get("window")
-    start = datetime.combine(window_start, time(0), zone)
-    expected = (now - start).total_seconds() / 300
-    coverage = None if window is None or expected <= 0 else min(100.0, 100.0 * window.readings / expected)
+    window, today_shares = bands.get("window"), bands.get("today")
     return OverviewSnapshot(
         now=now,
         timezone=tz,
         branch=branch,
         latest=Reading(row["latest_ts"], int(row["latest_gl"]), row["latest_direction"]),
         trace=tuple((p["ts"], int(p["gl"])) for p in row["trace"] or []),
-        today=bands.get("today"),
+        today=today_shares,
         window=window,
-        coverage_pct=coverage,
+        today_data=assess_day(today_shares.readings if today_shares else 0, today, zone, now),
+        window_data=assess(window.readings if window else 0, window_start, today, zone, now),
         treatments=load_marks(lake, branch, now - timedelta(hours=24), now),
     )
 

@@ -65,10 +65,18 @@ class BandPanel(Widget):
         if snapshot.branch == "dev":
             out.append(" · dev, not yet promoted", style("band-panel--flag"))
         width = max(10, self.size.width - LABEL_WIDTH - PERCENT_WIDTH)
-        for label, shares in (("today", snapshot.today), (f"{snapshot.window_days} d", snapshot.window)):
+        rows = (
+            ("today", snapshot.today, snapshot.today_data),
+            (f"{snapshot.window_days} d", snapshot.window, snapshot.window_data),
+        )
+        for label, shares, data in rows:
             out.append(f"\n{label:<{LABEL_WIDTH}}")
             if shares is None or shares.readings == 0:
                 out.append("no readings", dim)
+                continue
+            if data is not None and not data.sufficient:
+                # Band shares of a few readings read as facts: say how little there is instead.
+                out.append(f"not enough data: {data.readings} readings, {data.coverage_pct:.0f} %", dim)
                 continue
             for band, cells in zip(BANDS, bar_cells(shares, width), strict=True):
                 out.append("█" * cells, style(f"band-panel--{band.css}"))
@@ -77,6 +85,14 @@ class BandPanel(Widget):
         if window is None:
             return out
         out.append("\n")
+        data = snapshot.window_data
+        if data is not None and not data.sufficient:
+            out.append(data.message(), style("band-panel--flag"))
+            out.append("\nmean ", dim)
+            out.append(f"{glucose_text(window.mean_mg_dl, self.units)} {self.units}")
+            out.append("  CGM ", dim)
+            out.append(f"{data.coverage_pct:.0f}%")
+            return out
         for band in BANDS:
             out.append("■", style(f"band-panel--{band.css}"))
             out.append(f"{band.label(self.units)} ", dim)
@@ -87,8 +103,6 @@ class BandPanel(Widget):
         out.append("  GMI ", dim)
         gmi = window.gmi_pct
         out.append("–" if gmi is None else f"{gmi:.1f}%")
-        if snapshot.gmi_flagged:
-            out.append(" (<14 d)", style("band-panel--flag"))
         cv = window.cv_pct
         out.append("  CV ", dim)
         out.append("–" if cv is None else f"{cv:.1f}%")

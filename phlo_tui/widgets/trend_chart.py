@@ -23,12 +23,15 @@ class TrendChart(ChartsPlot):
         plt, snapshot = self.plt, self.snapshot
         means = [d.mean_mg_dl for d in snapshot.daily]
         low, high = min(means) - 15, max(means) + 15
-        plt.plot(
-            [(d.day - snapshot.since).days for d in snapshot.daily],
-            [self.y(m) for m in means],
-            marker="hd",
-            color=self.rgb("line"),
-        )
+        # One line per run of consecutive days: a missing day breaks the line, never bridges it.
+        runs: list[list[tuple[int, float]]] = []
+        for d in snapshot.daily:
+            x = (d.day - snapshot.since).days
+            if not runs or x != runs[-1][-1][0] + 1:
+                runs.append([])
+            runs[-1].append((x, self.y(d.mean_mg_dl)))
+        for run in runs:
+            plt.plot([x for x, _ in run], [y for _, y in run], marker="hd", color=self.rgb("line"))
         self.day_axis(snapshot.since, snapshot.days)
         plt.ylim(self.y(low), self.y(high))
         ticks = [g for g in GMI_TICKS if low <= mean_for_gmi(g) <= high]

@@ -7,9 +7,11 @@
 -- Valid glucose readings with local-time dimensions and the consensus bands (docs/metrics.md).
 -- Sensor error codes and impossible values (outside 20..600 mg/dL) are not readings.
 -- day_of_week is ISO 8601, 1 = Monday .. 7 = Sunday.
--- The previous reading is the same device's, looked for at most 28 days back: the runner hands
--- an incremental model at least the whole previous month, so a month sliced with its
--- neighbours sees the same previous reading as the full history does.
+-- The previous reading is the person's, whatever device sent either (duplicate uploads that
+-- collapse keep one uploader's name, and a person may switch sensors: a gap is a gap in the
+-- person's readings). It is looked for at most 28 days back: the runner hands an incremental
+-- model at least the whole previous month, so a month sliced with its neighbours sees the same
+-- previous reading as the full history does.
 with readings as (
     select
         entry_id,
@@ -28,10 +30,10 @@ with readings as (
 with_previous as (
     select
         *,
-        lag(glucose_mg_dl) over by_device as previous_glucose_mg_dl,
-        lag(reading_epoch_ms) over by_device as previous_epoch_ms
+        lag(glucose_mg_dl) over by_time as previous_glucose_mg_dl,
+        lag(reading_epoch_ms) over by_time as previous_epoch_ms
     from readings
-    window by_device as (partition by device order by reading_epoch_ms, entry_id)
+    window by_time as (order by reading_epoch_ms, entry_id)
 ),
 
 previous_in_reach as (
