@@ -58,8 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD (default: today)")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
-    p = command("import", "ingest a Nightscout entries JSON export (plain or gzip)")
+    p = command(
+        "import", "ingest a Nightscout JSON export, a Dexcom Clarity or a LibreView CSV (plain or gzip)"
+    )
     p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument(
+        "--format",
+        choices=("nightscout", "clarity", "libreview"),
+        help="the file's format (default: detected)",
+    )
+    p.add_argument(
+        "--timezone", metavar="ZONE", help="IANA zone of a CSV's local times (default PHLO_TIMEZONE)"
+    )
+    p.add_argument(
+        "--date-order",
+        choices=("dmy", "mdy"),
+        help="LibreView dates DD-MM-YYYY or MM-DD-YYYY, when the file cannot tell",
+    )
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
     p = command("promote", "promote dev -> main (refused with the reasons while an error gate fails)")
@@ -126,6 +141,7 @@ def _report_run(run: Any, as_json: bool) -> None:
     print(
         f"run {run.id} {run.status.value} in {seconds:.1f}s: fetched {s.get('fetched', 0)}, "
         f"stored {s.get('stored', 0)}, unchanged {s.get('unchanged', 0)}, quarantined {s.get('quarantined', 0)}"
+        + (f", skipped {s['skipped']} of {s['lines']} lines" if "lines" in s else "")
     )
     if run.error:
         print(f"  error: {run.error}", file=sys.stderr)
@@ -173,7 +189,12 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "backfill":
         return {"since": args.since, "until": args.until}
     if args.command == "import":
-        return {"path": str(args.file.resolve())}
+        return {
+            "path": str(args.file.resolve()),
+            "format": args.format,
+            "timezone": args.timezone,
+            "date_order": args.date_order,
+        }
     return {}
 
 
@@ -237,7 +258,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             elif args.command == "backfill":
                 run = engine.backfill(args.since, args.until)
             else:
-                run = engine.import_file(args.file)
+                run = engine.import_file(
+                    args.file, file_format=args.format, timezone=args.timezone, date_order=args.date_order
+                )
             _report_run(run, args.json)
             return exit_code(run)
         if args.command == "promote":
