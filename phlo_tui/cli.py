@@ -103,9 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
 
-    p = command("simulate", "run the Nightscout simulator alone on loopback")
+    p = command("simulate", "run the Nightscout simulator alone on loopback, or write its trace as an export")
     p.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
     p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
+    p.add_argument("--export", choices=("clarity", "libreview"), help="write a CSV export to FILE instead")
+    p.add_argument("--days", type=int, default=14, metavar="N", help="days of the export (default 14)")
+    p.add_argument("--units", choices=("mg/dL", "mmol/L"), default="mg/dL", help="the export's glucose unit")
+    p.add_argument("--date-order", choices=("dmy", "mdy"), default="dmy", help="LibreView's date order")
+    p.add_argument("file", type=Path, nargs="?", metavar="FILE", help="the export to write (.gz: gzip)")
     return parser
 
 
@@ -222,6 +227,15 @@ def _through_daemon(engine: Any, kind: str, command_args: dict[str, Any], as_jso
 
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
+    if args.command == "simulate" and args.export:
+        from engine.sim_export import export_command
+
+        print(
+            export_command(
+                args.export, args.file, args.days, args.units, args.date_order, args.seed, load_settings()
+            )
+        )
+        return 0
     if args.command == "simulate":
         from engine.simulator import serve_forever
 

@@ -164,10 +164,11 @@ def _local_times(path: Path, texts: pd.Series, date_order: str | None) -> tuple[
     parts.columns = ["a", "b", "c", "hour", "minute", "second", "meridiem"]
     numbers = parts[["a", "b", "c", "hour", "minute", "second"]].apply(pd.to_numeric, errors="coerce")
     numbers["second"] = numbers["second"].fillna(0)
-    ymd = parts["a"].str.len() == 4
-    meridiem = parts["meridiem"].str.lower().str[0]
-    hour = numbers["hour"].where(meridiem.isna(), numbers["hour"] % 12 + np.where(meridiem == "p", 12, 0))
-    order = date_order or _date_order(path, numbers[~ymd.fillna(False)])
+    ymd = (parts["a"].str.len() == 4).fillna(False).astype(bool)
+    meridiem = parts["meridiem"].str.lower().str[0].fillna("")
+    afternoon = np.where((meridiem == "p").to_numpy(dtype=bool), 12, 0)
+    hour = numbers["hour"].where(meridiem == "", numbers["hour"] % 12 + afternoon)
+    order = date_order or _date_order(path, numbers[~ymd])
     day, month = ("a", "b") if order == "dmy" else ("b", "a")
     stamps = pd.to_datetime(
         pd.DataFrame(
@@ -182,7 +183,7 @@ def _local_times(path: Path, texts: pd.Series, date_order: str | None) -> tuple[
         ),
         errors="coerce",
     )
-    return stamps, order if (~ymd.fillna(False)).any() else None
+    return stamps, order if (~ymd).any() else None
 
 
 def _date_order(path: Path, numbers: pd.DataFrame) -> str | None:
