@@ -62,31 +62,31 @@ class ImportRows(pa.DataFrameModel):
         metadata: ClassVar[dict[str, Any]] = {"column": FRAME_CHECK_COLUMN}
 
     @pa.check("record_kind", name="kind_known")
-    def _kind_known(cls, kinds: Series[Any]) -> Series[bool]:
+    def kind_known(cls, kinds: Series[Any]) -> Series[bool]:
         """The record is a reading, scan, strip, calibration, insulin, carbs, ketone or event."""
         return _flags(kinds, kinds.isin(KINDS).to_numpy())
 
     @pa.check("instant_ms", name="not_before_2000")
-    def _not_before_2000(cls, instants: Series[Any]) -> Series[bool]:
+    def not_before_2000(cls, instants: Series[Any]) -> Series[bool]:
         """The time is not before 2000-01-01."""
         values = instants.to_numpy(dtype="float64")
         return _flags(instants, np.isnan(values) | (values >= EPOCH_2000_MS))
 
     @pa.check("instant_ms", name="not_in_future")
-    def _not_in_future(cls, instants: Series[Any]) -> Series[bool]:
+    def not_in_future(cls, instants: Series[Any]) -> Series[bool]:
         """The time is at most 1 hour after the import's clock."""
         values = instants.to_numpy(dtype="float64")
         latest = instants.attrs[NOW_MS_ATTR] + FUTURE_TOLERANCE_MS
         return _flags(instants, np.isnan(values) | (values <= latest))
 
     @pa.dataframe_check(name="glucose_is_number")
-    def _glucose_is_number(cls, rows: pd.DataFrame) -> Series[bool]:
+    def glucose_is_number(cls, rows: pd.DataFrame) -> Series[bool]:
         """A glucose record's value is a number, or Low or High (outside the sensor's range)."""
         needs = rows["record_kind"].isin(GLUCOSE_KINDS).to_numpy()
         return _flags(rows["glucose"], ~needs | rows["glucose"].notna().to_numpy())
 
-    @pa.check("glucose", name="in_range")
-    def _glucose_in_range(cls, glucose: Series[Any]) -> Series[bool]:
+    @pa.check("glucose", name="glucose_in_range")
+    def glucose_in_range(cls, glucose: Series[Any]) -> Series[bool]:
         """Glucose is from 20 to 600 mg/dL (1.1 to 33.3 mmol/L): anything else is impossible."""
         values = glucose.to_numpy(dtype="float64")
         return _flags(
@@ -94,7 +94,7 @@ class ImportRows(pa.DataFrameModel):
         )
 
     @pa.dataframe_check(name="dose_is_number")
-    def _dose_is_number(cls, rows: pd.DataFrame) -> Series[bool]:
+    def dose_is_number(cls, rows: pd.DataFrame) -> Series[bool]:
         """An insulin or carbs value, when given, is a number."""
         passed = np.ones(len(rows), dtype=bool)
         for text, value in (
@@ -105,14 +105,14 @@ class ImportRows(pa.DataFrameModel):
             passed &= ~_given(rows[text]) | rows[value].notna().to_numpy()
         return _flags(rows["insulin"], passed)
 
-    @pa.check("insulin", "long_insulin", name="dose_in_range")
-    def _insulin_in_range(cls, insulin: Series[Any]) -> Series[bool]:
+    @pa.check("insulin", "long_insulin", name="insulin_in_range")
+    def insulin_in_range(cls, insulin: Series[Any]) -> Series[bool]:
         """Insulin is from 0 to 100 units."""
         values = insulin.to_numpy(dtype="float64")
         return _flags(insulin, np.isnan(values) | ((values >= 0) & (values <= INSULIN_MAX_UNITS)))
 
-    @pa.check("carbs", name="dose_in_range")
-    def _carbs_in_range(cls, carbs: Series[Any]) -> Series[bool]:
+    @pa.check("carbs", name="carbs_in_range")
+    def carbs_in_range(cls, carbs: Series[Any]) -> Series[bool]:
         """Carbs are from 0 to 500 g."""
         values = carbs.to_numpy(dtype="float64")
         return _flags(carbs, np.isnan(values) | ((values >= 0) & (values <= CARBS_MAX_G)))
@@ -123,12 +123,12 @@ class ClarityRows(ImportRows):
     Health, ...)."""
 
     @pa.check("local_ts", name="is_local_time", ignore_na=False)
-    def _is_local_time(cls, stamps: Series[Any]) -> Series[bool]:
+    def is_local_time(cls, stamps: Series[Any]) -> Series[bool]:
         """The Timestamp is a local date-time, YYYY-MM-DDThh:mm:ss (or with a space for the T)."""
         return _flags(stamps, stamps.notna().to_numpy())
 
     @pa.check("record_type", name="event_type_given")
-    def _event_type_given(cls, types: Series[Any]) -> Series[bool]:
+    def event_type_given(cls, types: Series[Any]) -> Series[bool]:
         """The Event Type is given."""
         return _flags(types, _given(types))
 
@@ -138,12 +138,12 @@ class LibreViewRows(ImportRows):
     5 food, 6 notes and events; docs/imports.md says where the list comes from)."""
 
     @pa.check("local_ts", name="is_local_time", ignore_na=False)
-    def _is_local_time(cls, stamps: Series[Any]) -> Series[bool]:
+    def is_local_time(cls, stamps: Series[Any]) -> Series[bool]:
         """The Device Timestamp is a local date-time, DD-MM-YYYY HH:MM or MM-DD-YYYY HH:MM by locale."""
         return _flags(stamps, stamps.notna().to_numpy())
 
-    @pa.check("record_type", name="is_integer")
-    def _record_type_is_integer(cls, types: Series[Any]) -> Series[bool]:
+    @pa.check("record_type", name="record_type_is_integer")
+    def record_type_is_integer(cls, types: Series[Any]) -> Series[bool]:
         """The Record Type is a whole number."""
         return _flags(types, types.astype("string").str.fullmatch(r"\d+").fillna(False).to_numpy(dtype=bool))
 
