@@ -159,9 +159,17 @@ def write_export(
 
 
 def export_command(
-    fmt: str, path: Path | None, days: int, units: str, date_order: str, seed: int, settings: Settings
+    fmt: str,
+    path: Path | None,
+    days: int,
+    units: str,
+    date_order: str,
+    seed: int,
+    until: str | None,
+    settings: Settings,
 ) -> str:
-    """`phlo-tui simulate --export`: the file written up to now, in the configured zone; what it says."""
+    """`phlo-tui simulate --export`: the file written up to `until` (a UTC day) or now, in the
+    configured zone; what it says."""
     if path is None:
         raise PhloError(
             "simulate --export needs the FILE to write", "e.g. phlo-tui simulate --export clarity clarity.csv"
@@ -170,6 +178,11 @@ def export_command(
         raise PhloError(f"--days {days} is out of range", "give 1 to 7320 days")
     options = ExportOptions(units=units, date_order=date_order)
     now = datetime.now(UTC).replace(microsecond=0)
+    if until is not None:
+        try:
+            now = datetime.strptime(until, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError as e:
+            raise PhloError(f"bad date {until!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
     try:
         written = write_export(
             fmt, path, days=days, until=now, tz=settings.timezone, seed=seed, options=options

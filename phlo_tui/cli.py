@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
     p.add_argument("--export", choices=("clarity", "libreview"), help="write a CSV export to FILE instead")
     p.add_argument("--days", type=int, default=14, metavar="N", help="days of the export (default 14)")
+    p.add_argument(
+        "--until",
+        metavar="DATE",
+        help="the export ends at the start of this UTC day, YYYY-MM-DD (default: now)",
+    )
     p.add_argument("--units", choices=("mg/dL", "mmol/L"), default="mg/dL", help="the export's glucose unit")
     p.add_argument("--date-order", choices=("dmy", "mdy"), default="dmy", help="LibreView's date order")
     p.add_argument("file", type=Path, nargs="?", metavar="FILE", help="the export to write (.gz: gzip)")
@@ -232,7 +237,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(
             export_command(
-                args.export, args.file, args.days, args.units, args.date_order, args.seed, load_settings()
+                args.export,
+                args.file,
+                args.days,
+                args.units,
+                args.date_order,
+                args.seed,
+                args.until,
+                load_settings(),
             )
         )
         return 0
