@@ -340,13 +340,13 @@ def _clarity_rows(
             )
         )
     events.sort(key=lambda item: (item[0], item[1]))
-    for index, cells in enumerate(settings, start=1):
-        cells[0] = str(index)
-        yield cells
-    for index, (ms, _, cells) in enumerate(events, start=len(settings) + 1):
-        cells[0] = str(index)
-        cells[1] = _local(ms, zone).strftime(f"%Y-%m-%d{options.timestamp_sep}%H:%M:%S")
-        yield cells
+    for index, setting in enumerate(settings, start=1):
+        setting[0] = str(index)
+        yield setting
+    for index, (ms, _, record) in enumerate(events, start=len(settings) + 1):
+        record[0] = str(index)
+        record[1] = _local(ms, zone).strftime(f"%Y-%m-%d{options.timestamp_sep}%H:%M:%S")
+        yield record
 
 
 def _date_format(options: ExportOptions) -> str:
