@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from engine.errors import SourceError
-from engine.imports.common import ROW_COLUMNS, ParsedRows, split_records
+from engine.imports.common import ParsedRows, read_table
 from engine.imports.detect import CLARITY, delimiter, is_clarity_header
 
 DATA_EVENTS = frozenset({"EGV", "Calibration", "Insulin", "Carbs", "Exercise", "Health"})
@@ -31,11 +34,20 @@ def _unit(cell: str) -> str:
 
 def parse_local(texts: pd.Series, pattern: str) -> pd.Series:
     """Text matching `pattern` (year, month, day, hour, minute, second groups) as naive datetime64; NaT else."""
+    # Nearly every file is ISO with a T or a space, which pandas reads in C; the rest by the pattern.
+    fast = pd.to_datetime(
+        texts.astype("string").str.replace(" ", "T", regex=False), format="%Y-%m-%dT%H:%M:%S", errors="coerce"
+    )
+    rest = fast.isna() & texts.notna()
+    if not rest.any():
+        return fast.astype("datetime64[ns]")
     parts = texts.astype("string").str.extract(pattern)
     parts.columns = ["year", "month", "day", "hour", "minute", "second"]
     numbers = parts.apply(pd.to_numeric, errors="coerce")
     numbers["second"] = numbers["second"].fillna(0).where(numbers["year"].notna())
-    return pd.to_datetime(numbers, errors="coerce")
+    return fast.astype("datetime64[ns]").where(
+        ~rest, pd.to_datetime(numbers, errors="coerce").astype("datetime64[ns]")
+    )
 
 
 def parse(path: Path, text: str) -> ParsedRows:
@@ -43,13 +55,21 @@ def parse(path: Path, text: str) -> ParsedRows:
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines[:3]) if "Event Type" in line), 0)
     sep = delimiter(lines[start] if lines else ",")
-    cells, originals = split_records(text, sep)
+    first = [
+        c.strip() for c in next(csv.reader(io.StringIO(lines[start] if lines else ""), delimiter=sep), [])
+    ]
+    table = read_table(text, sep, len(first))
     header_at = next(
-        (i for i, row in enumerate(cells[:3]) if is_clarity_header([c.strip() for c in row])), None
+        (
+            i
+            for i in range(min(3, table.lines))
+            if is_clarity_header([str(c).strip() for c in table.cells.iloc[i]])
+        ),
+        None,
     )
     if header_at is None:
         raise SourceError(f"{path}: no Dexcom Clarity header in its first lines", HEADER_HINT)
-    header = [c.strip() for c in cells[header_at]]
+    header = [str(c).strip() for c in table.cells.iloc[header_at]]
     at = {
         "timestamp": _column(header, "Timestamp", prefix=True),
         "event": _column(header, "Event Type"),
@@ -65,63 +85,53 @@ def parse(path: Path, text: str) -> ParsedRows:
     }
     patient = _column(header, "Patient Info")
     glucose_unit = _unit(header[at["glucose"]]) if at["glucose"] is not None else "mg/dL"
-    width = len(header)
+    after = pd.RangeIndex(header_at + 1, table.lines)
+    blank = table.blank(after)
+    stamp, event = table.column(at["timestamp"], after), table.column(at["event"], after)
+    metadata = ~blank & stamp.isna().to_numpy() & ~event.isin(DATA_EVENTS).to_numpy()
+    data = after[~blank & ~metadata]
 
-    def cell(row: list[str], name: str) -> str | None:
-        index = at[name]
-        if index is None or index >= len(row):
-            return None
-        value = row[index].strip()
-        return value or None
+    def cell(name: str) -> pd.Series:
+        return table.column(at[name], data)
 
-    skipped = {"header": 1, "metadata": header_at, "blank": 0}
-    columns: dict[str, list[str | None]] = {name: [] for name in ROW_COLUMNS}
-    positions: list[int] = []
-    for position in range(header_at + 1, len(cells)):
-        row = cells[position]
-        if not any(value.strip() for value in row):
-            skipped["blank"] += 1
-            continue
-        stamp, event = cell(row, "timestamp"), cell(row, "event")
-        if stamp is None and event not in DATA_EVENTS:
-            skipped["metadata"] += 1
-            continue
-        row = row + [""] * (width - len(row))
-        subtype = cell(row, "subtype")
-        kind = _KINDS.get(event or "", "event")
-        glucose = cell(row, "glucose") if kind in ("reading", "calibration") else None
-        insulin = cell(row, "insulin") if kind == "insulin" else None
-        long_acting = insulin is not None and subtype is not None and subtype.lower().startswith("long")
-        carbs = cell(row, "carbs") if kind == "carbs" else None
-        value, unit = (
-            (glucose, glucose_unit) if glucose is not None else (insulin, "U") if insulin else (carbs, "g")
-        )
-        duration = cell(row, "duration")
-        positions.append(position)
-        columns["record_type"].append(event)
-        columns["record_kind"].append(kind)
-        columns["event_subtype"].append(subtype)
-        columns["device"].append(cell(row, "source") or cell(row, "device_info"))
-        columns["device_serial"].append(cell(row, "transmitter"))
-        columns["local_time"].append(stamp)
-        columns["value_text"].append(value)
-        columns["value_unit"].append(unit if value is not None else None)
-        columns["glucose_text"].append(glucose)
-        columns["glucose_unit"].append(glucose_unit)
-        columns["insulin_text"].append(None if long_acting else insulin)
-        columns["long_insulin_text"].append(insulin if long_acting else None)
-        columns["carbs_text"].append(carbs)
-        columns["notes"].append(f"duration {duration}" if duration else None)
-        # Two readings of a repeated autumn hour differ in their transmitter time.
-        columns["identity"].append(cell(row, "transmitter_time"))
-    rows = pd.DataFrame(columns, index=pd.Index(positions, dtype="int64"), dtype=object)
-    rows["local_ts"] = (
-        parse_local(rows["local_time"], _TIMESTAMP) if positions else pd.Series(dtype="datetime64[ns]")
+    event = cell("event")
+    subtype = cell("subtype")
+    kind = event.map(_KINDS).fillna("event")
+    is_glucose = kind.isin(("reading", "calibration"))
+    glucose = cell("glucose").where(is_glucose, None)
+    insulin = cell("insulin").where(kind == "insulin", None)
+    long_acting = insulin.notna() & subtype.fillna("").str.lower().str.startswith("long")
+    carbs = cell("carbs").where(kind == "carbs", None)
+    value = glucose.combine_first(insulin).combine_first(carbs)
+    unit = pd.Series(np.where(glucose.notna(), glucose_unit, np.where(insulin.notna(), "U", "g")), index=data)
+    duration = cell("duration")
+    rows = pd.DataFrame(
+        {
+            "record_type": event,
+            "record_kind": kind,
+            "event_subtype": subtype,
+            "device": cell("source").combine_first(cell("device_info")),
+            "device_serial": cell("transmitter"),
+            "local_time": cell("timestamp"),
+            "value_text": value,
+            "value_unit": unit.where(value.notna(), None),
+            "glucose_text": glucose,
+            "glucose_unit": pd.Series(glucose_unit, index=data),
+            "insulin_text": insulin.where(~long_acting, None),
+            "long_insulin_text": insulin.where(long_acting, None),
+            "carbs_text": carbs,
+            "notes": ("duration " + duration).where(duration.notna(), None),
+            # Two readings of a repeated autumn hour differ in their transmitter time.
+            "identity": cell("transmitter_time"),
+        },
+        index=data,
+        dtype=object,
     )
+    rows["local_ts"] = parse_local(rows["local_time"], _TIMESTAMP)
     return ParsedRows(
         fmt=CLARITY,
-        records=originals,
+        table=table,
         rows=rows,
-        skipped=skipped,
+        skipped={"header": 1, "metadata": header_at + int(metadata.sum()), "blank": int(blank.sum())},
         redact={patient: "Patient Info"} if patient is not None else {},
     )

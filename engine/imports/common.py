@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
@@ -57,8 +58,7 @@ class ParsedRows:
     """A CSV export split into its data records and the lines that are no data."""
 
     fmt: str
-    records: list[str]
-    """The text of every record of the file (a quoted field may hold a line break), in file order."""
+    table: CsvTable
     rows: pd.DataFrame
     """One row per data record, `ROW_COLUMNS` + `local_ts`, indexed by the record's position in `records`."""
     skipped: dict[str, int]
@@ -101,19 +101,79 @@ class CsvImport:
         }
 
 
-def split_records(text: str, delimiter: str) -> tuple[list[list[str]], list[str]]:
-    """The CSV's records as cells, and each record's original text."""
+@dataclass
+class CsvTable:
+    """A CSV file's records as text cells ("" when empty), one row per record in file order."""
+
+    text: str
+    delimiter: str
+    cells: pd.DataFrame
+    _originals: list[str] | None = None
+
+    @property
+    def lines(self) -> int:
+        """How many records the file has (a quoted field may hold a line break: one record, two lines)."""
+        return len(self.cells)
+
+    def original(self, position: int) -> str:
+        """The text of record `position` as the file holds it; split out only when a record is quoted."""
+        if self._originals is None:
+            self._originals = _split_records(self.text, self.delimiter)
+        return self._originals[position]
+
+    def column(self, index: int | None, rows: pd.Index) -> pd.Series:
+        """Column `index`'s cells of `rows`, stripped, as objects: None where empty or where the file has
+        no such column."""
+        if index is None or index not in self.cells.columns:
+            return pd.Series(None, index=rows, dtype=object)
+        stripped = pc.utf8_trim_whitespace(
+            pa.array(self.cells[index].loc[rows].to_numpy(dtype=object), pa.string())
+        )
+        values = pc.if_else(pc.equal(stripped, ""), None, stripped)
+        return pd.Series(values.to_numpy(zero_copy_only=False), index=rows, dtype=object)
+
+    def blank(self, rows: pd.Index) -> np.ndarray:
+        """Rows whose every cell is empty."""
+        part = self.cells.loc[rows]
+        empty = np.ones(len(part), dtype=bool)
+        for column in part.columns:
+            empty &= (part[column] == "").to_numpy(dtype=bool)
+        return empty
+
+
+def read_table(text: str, delimiter: str, width: int) -> CsvTable:
+    """The CSV text as a table of text cells, `width` columns and more when rows have them."""
+    try:
+        cells = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=None,
+            names=list(range(width + 8)),
+            dtype=str,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError):
+        # Rows far wider than the header: the csv module takes any shape.
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        cells = pd.DataFrame(rows, dtype=object)
+    cells = cells.fillna("")
+    cells.index = pd.RangeIndex(len(cells))
+    return CsvTable(text=text, delimiter=delimiter, cells=cells)
+
+
+def _split_records(text: str, delimiter: str) -> list[str]:
+    """Each CSV record's original text."""
     physical = text.splitlines()
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    cells: list[list[str]] = []
     originals: list[str] = []
     start = 0
-    for row in reader:
+    for _ in reader:
         end = reader.line_num
-        cells.append(row)
         originals.append(physical[start] if end == start + 1 else "\n".join(physical[start:end]))
         start = end
-    return cells, originals
+    return originals
 
 
 def number(values: pd.Series) -> pd.Series:
@@ -304,7 +364,7 @@ def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str
         fmt=parsed.fmt,
         timezone=zone,
         date_order=parsed.date_order,
-        lines=len(parsed.records),
+        lines=parsed.table.lines,
         records=_records_table(good[~is_scan], parsed.fmt, zone),
         scans=_records_table(good[is_scan], parsed.fmt, zone),
         entries=_entries(good, parsed.fmt, zone),
@@ -349,15 +409,15 @@ def _quarantine_row(
 
 def _redacted(parsed: ParsedRows, position: int) -> str:
     """The original record, with the cells that may name the patient emptied."""
-    text = parsed.records[position]
+    text = parsed.table.original(position)
     if not parsed.redact:
         return text
-    cells = next(csv.reader(io.StringIO(text)), [])
+    cells = next(csv.reader(io.StringIO(text), delimiter=parsed.table.delimiter), [])
     for index in parsed.redact:
         if index < len(cells) and cells[index]:
             cells[index] = ""
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(cells)
+    csv.writer(out, delimiter=parsed.table.delimiter, lineterminator="").writerow(cells)
     return out.getvalue()
 
 
