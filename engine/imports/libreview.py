@@ -113,14 +113,14 @@ def parse(path: Path, text: str, date_order: str | None) -> ParsedRows:
         glucose.notna(), glucose_unit, np.where(ketone.notna(), "mmol/L", np.where(is_insulin, "U", "g"))
     )
     only_long = (rapid.isna() & long_acting.notna()).to_numpy(dtype=bool)
-    subtype = np.where(
-        is_insulin.to_numpy(dtype=bool), np.where(only_long, "Long-Acting", "Rapid-Acting"), None
+    subtype = pd.Series(np.where(only_long, "Long-Acting", "Rapid-Acting"), index=data, dtype=object).where(
+        is_insulin, None
     )
     rows = pd.DataFrame(
         {
             "record_type": record_type,
             "record_kind": kind,
-            "event_subtype": pd.Series(subtype, index=data, dtype=object),
+            "event_subtype": subtype,
             "device": cell("device"),
             "device_serial": cell("serial"),
             "local_time": cell("timestamp"),
