@@ -4,7 +4,6 @@ into the lake on `dev`."""
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -610,17 +609,9 @@ def read_export(path: Path) -> list[object]:
     """Entries of a Nightscout export: a JSON array or JSON Lines, optionally gzip-compressed (detected
     by content); MongoDB Extended JSON values (mongoexport's `{"$oid": ...}`, `{"$date": ...}`) are read
     as the API sends them (`engine.extjson`)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such file", "check the path of the export") from None
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read: {e.strerror}", "check the file's permissions") from e
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise SourceError(f"{path}: a damaged gzip file: {e}", "export it again") from e
+    from engine.imports.detect import read_bytes
+
+    raw = read_bytes(path)
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:

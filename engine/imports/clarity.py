@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from engine.errors import SourceError
-from engine.imports.common import ParsedRows, read_table
-from engine.imports.detect import CLARITY, delimiter, is_clarity_header
+from engine.imports.common import ParsedRows, column_index, header_table, unit_of
+from engine.imports.detect import CLARITY, is_clarity_header
 
 DATA_EVENTS = frozenset({"EGV", "Calibration", "Insulin", "Carbs", "Exercise", "Health"})
 """Event Types of data records; other rows without a timestamp (FirstName, LastName, Device, Alert)
@@ -19,17 +16,6 @@ are settings and the patient's name, never kept."""
 _KINDS = {"EGV": "reading", "Calibration": "calibration", "Insulin": "insulin", "Carbs": "carbs"}
 _TIMESTAMP = r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*$"
 HEADER_HINT = "export it again from Clarity (Export in the Reports menu)"
-
-
-def _column(header: list[str], name: str, *, prefix: bool = False) -> int | None:
-    for index, cell in enumerate(header):
-        if cell == name or (prefix and cell.startswith(name)):
-            return index
-    return None
-
-
-def _unit(cell: str) -> str:
-    return "mmol/L" if "mmol" in cell else "mg/dL"
 
 
 def parse_local(texts: pd.Series, pattern: str) -> pd.Series:
@@ -52,39 +38,24 @@ def parse_local(texts: pd.Series, pattern: str) -> pd.Series:
 
 def parse(path: Path, text: str) -> ParsedRows:
     """The file's data records; raises SourceError when it has no Clarity header."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines[:3]) if "Event Type" in line), 0)
-    sep = delimiter(lines[start] if lines else ",")
-    first = [
-        c.strip() for c in next(csv.reader(io.StringIO(lines[start] if lines else ""), delimiter=sep), [])
-    ]
-    table = read_table(text, sep, len(first))
-    header_at = next(
-        (
-            i
-            for i in range(min(3, table.lines))
-            if is_clarity_header([str(c).strip() for c in table.cells.iloc[i]])
-        ),
-        None,
+    table, header_at, header = header_table(
+        path, text, "Event Type", is_clarity_header, "Dexcom Clarity", HEADER_HINT
     )
-    if header_at is None:
-        raise SourceError(f"{path}: no Dexcom Clarity header in its first lines", HEADER_HINT)
-    header = [str(c).strip() for c in table.cells.iloc[header_at]]
     at = {
-        "timestamp": _column(header, "Timestamp", prefix=True),
-        "event": _column(header, "Event Type"),
-        "subtype": _column(header, "Event Subtype"),
-        "device_info": _column(header, "Device Info"),
-        "source": _column(header, "Source Device ID"),
-        "glucose": _column(header, "Glucose Value", prefix=True),
-        "insulin": _column(header, "Insulin Value", prefix=True),
-        "carbs": _column(header, "Carb Value", prefix=True),
-        "duration": _column(header, "Duration", prefix=True),
-        "transmitter_time": _column(header, "Transmitter Time", prefix=True),
-        "transmitter": _column(header, "Transmitter ID"),
+        "timestamp": column_index(header, "Timestamp", prefix=True),
+        "event": column_index(header, "Event Type"),
+        "subtype": column_index(header, "Event Subtype"),
+        "device_info": column_index(header, "Device Info"),
+        "source": column_index(header, "Source Device ID"),
+        "glucose": column_index(header, "Glucose Value", prefix=True),
+        "insulin": column_index(header, "Insulin Value", prefix=True),
+        "carbs": column_index(header, "Carb Value", prefix=True),
+        "duration": column_index(header, "Duration", prefix=True),
+        "transmitter_time": column_index(header, "Transmitter Time", prefix=True),
+        "transmitter": column_index(header, "Transmitter ID"),
     }
-    patient = _column(header, "Patient Info")
-    glucose_unit = _unit(header[at["glucose"]]) if at["glucose"] is not None else "mg/dL"
+    patient = column_index(header, "Patient Info")
+    glucose_unit = unit_of(header[at["glucose"]]) if at["glucose"] is not None else "mg/dL"
     after = pd.RangeIndex(header_at + 1, table.lines)
     blank = table.blank(after)
     stamp, event = table.column(at["timestamp"], after), table.column(at["event"], after)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,8 @@ import pyarrow.compute as pc
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from engine.errors import ValidationError
+from engine.errors import SourceError, ValidationError
+from engine.imports.detect import delimiter
 from engine.tables import IMPORT_RECORDS
 from engine.validation import CheckResult, Severity
 from schemas.imports import FRAME_CHECK_COLUMN, GLUCOSE_KINDS, HIGH_MG_DL, LOW_MG_DL, NOW_MS_ATTR
@@ -161,6 +163,38 @@ def read_table(text: str, delimiter: str, width: int) -> CsvTable:
     cells = cells.fillna("")
     cells.index = pd.RangeIndex(len(cells))
     return CsvTable(text=text, delimiter=delimiter, cells=cells)
+
+
+def header_table(
+    path: Path, text: str, marker: str, is_header: Callable[[list[str]], bool], what: str, hint: str
+) -> tuple[CsvTable, int, list[str]]:
+    """The file as a table, the position of its header among the first lines (found by `is_header`;
+    its delimiter read from the first line holding `marker`) and the header's cells. Raises
+    SourceError naming `what` when there is none."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines[:3]) if marker in line), 0)
+    first = lines[start] if lines else ""
+    sep = delimiter(first)
+    table = read_table(text, sep, len(next(csv.reader(io.StringIO(first), delimiter=sep), [])))
+    for position in range(min(3, table.lines)):
+        cells = [str(c).strip() for c in table.cells.iloc[position]]
+        if is_header(cells):
+            return table, position, cells
+    raise SourceError(f"{path}: no {what} header in its first lines", hint)
+
+
+def column_index(header: list[str], *names: str, prefix: bool = False) -> int | None:
+    """The position of the first header cell named (or, with `prefix`, starting with) one of `names`."""
+    for index, cell in enumerate(header):
+        for name in names:
+            if cell == name or (prefix and cell.startswith(name)):
+                return index
+    return None
+
+
+def unit_of(header_cell: str) -> str:
+    """The glucose unit a column's name gives."""
+    return "mmol/L" if "mmol" in header_cell else "mg/dL"
 
 
 def _split_records(text: str, delimiter: str) -> list[str]:

@@ -39,7 +39,7 @@ def read_bytes(path: Path) -> bytes:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise SourceError(f"{path}: a damaged gzip file: {e}", "download it again") from e
+            raise SourceError(f"{path}: a damaged gzip file: {e}", "export or download it again") from e
     return raw
 
 

@@ -3,8 +3,6 @@ order of the portal's locale."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import SourceError
-from engine.imports.common import ParsedRows, read_table
-from engine.imports.detect import LIBREVIEW, delimiter, is_libreview_header
+from engine.imports.common import ParsedRows, column_index, header_table, unit_of
+from engine.imports.detect import LIBREVIEW, is_libreview_header
 
 DATE_ORDERS = ("dmy", "mdy")
 # Record Type -> kind. docs/imports.md cites where this list comes from.
@@ -27,59 +25,34 @@ DATE_ORDER_HINT = (
 )
 
 
-def _column(header: list[str], *names: str, prefix: bool = False) -> int | None:
-    for index, cell in enumerate(header):
-        for name in names:
-            if cell == name or (prefix and cell.startswith(name)):
-                return index
-    return None
-
-
-def _unit(cell: str) -> str:
-    return "mmol/L" if "mmol" in cell else "mg/dL"
-
-
 def parse(path: Path, text: str, date_order: str | None) -> ParsedRows:
     """The file's data records; raises SourceError without a LibreView header, or when the dates can be
     read both ways and no `date_order` says which."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines[:3]) if "Record Type" in line), 0)
-    sep = delimiter(lines[start] if lines else ",")
-    first = next(csv.reader(io.StringIO(lines[start] if lines else ""), delimiter=sep), [])
-    table = read_table(text, sep, len(first))
-    header_at = next(
-        (
-            i
-            for i in range(min(3, table.lines))
-            if is_libreview_header([str(c).strip() for c in table.cells.iloc[i]])
-        ),
-        None,
+    table, header_at, header = header_table(
+        path, text, "Record Type", is_libreview_header, "LibreView", HEADER_HINT
     )
-    if header_at is None:
-        raise SourceError(f"{path}: no LibreView header in its first lines", HEADER_HINT)
-    header = [str(c).strip() for c in table.cells.iloc[header_at]]
     at = {
-        "device": _column(header, "Device"),
-        "serial": _column(header, "Serial Number"),
-        "timestamp": _column(header, "Device Timestamp"),
-        "type": _column(header, "Record Type"),
-        "historic": _column(header, "Historic Glucose", prefix=True),
-        "scan": _column(header, "Scan Glucose", prefix=True),
-        "strip": _column(header, "Strip Glucose", prefix=True),
-        "ketone": _column(header, "Ketone", prefix=True),
-        "rapid": _column(header, "Rapid-Acting Insulin (units)", "Rapid-Acting Insulin Value (units)"),
-        "rapid_text": _column(header, "Non-numeric Rapid-Acting Insulin"),
-        "meal": _column(header, "Meal Insulin (units)"),
-        "correction": _column(header, "Correction Insulin (units)"),
-        "user_change": _column(header, "User Change Insulin (units)"),
-        "long": _column(header, "Long-Acting Insulin (units)", "Long-Acting Insulin Value (units)"),
-        "long_text": _column(header, "Non-numeric Long-Acting Insulin"),
-        "carbs": _column(header, "Carbohydrates (grams)"),
-        "food": _column(header, "Non-numeric Food"),
-        "notes": _column(header, "Notes"),
+        "device": column_index(header, "Device"),
+        "serial": column_index(header, "Serial Number"),
+        "timestamp": column_index(header, "Device Timestamp"),
+        "type": column_index(header, "Record Type"),
+        "historic": column_index(header, "Historic Glucose", prefix=True),
+        "scan": column_index(header, "Scan Glucose", prefix=True),
+        "strip": column_index(header, "Strip Glucose", prefix=True),
+        "ketone": column_index(header, "Ketone", prefix=True),
+        "rapid": column_index(header, "Rapid-Acting Insulin (units)", "Rapid-Acting Insulin Value (units)"),
+        "rapid_text": column_index(header, "Non-numeric Rapid-Acting Insulin"),
+        "meal": column_index(header, "Meal Insulin (units)"),
+        "correction": column_index(header, "Correction Insulin (units)"),
+        "user_change": column_index(header, "User Change Insulin (units)"),
+        "long": column_index(header, "Long-Acting Insulin (units)", "Long-Acting Insulin Value (units)"),
+        "long_text": column_index(header, "Non-numeric Long-Acting Insulin"),
+        "carbs": column_index(header, "Carbohydrates (grams)"),
+        "food": column_index(header, "Non-numeric Food"),
+        "notes": column_index(header, "Notes"),
     }
     units = {
-        name: _unit(header[index])
+        name: unit_of(header[index])
         for name in ("historic", "scan", "strip")
         if (index := at[name]) is not None
     }
