@@ -41,7 +41,12 @@ def execute_command(engine: Engine, command: CommandRecord) -> tuple[int, str | 
         elif command.kind == "backfill":
             run = engine.backfill(str(args["since"]), args.get("until"))
         elif command.kind == "import":
-            run = engine.import_file(Path(str(args["path"])))
+            run = engine.import_file(
+                Path(str(args["path"])),
+                file_format=args.get("format"),
+                timezone=args.get("timezone"),
+                date_order=args.get("date_order"),
+            )
         elif command.kind == "promote":
             record = engine.promote()
             return 0, None, {"promotion": record.to_json() if record else None}

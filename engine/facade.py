@@ -111,12 +111,25 @@ class Engine:
         """Ingest local days `since`..`until` (YYYY-MM-DD) in windows. Raises PhloError for bad dates."""
         return self._pipeline().backfill(since, until)
 
-    def import_file(self, path: Path) -> RunRecord:
-        """Ingest a Nightscout entries export (JSON, plain or gzip). Raises SourceError for unreadable files.
+    def import_file(
+        self,
+        path: Path,
+        *,
+        file_format: str | None = None,
+        timezone: str | None = None,
+        date_order: str | None = None,
+    ) -> RunRecord:
+        """Ingest a Nightscout entries export (JSON, plain or gzip) or a Dexcom Clarity or LibreView CSV
+        (plain or gzip), the format detected unless `file_format` (nightscout, clarity, libreview)
+        names it; CSV local times are read in `timezone` (default PHLO_TIMEZONE), LibreView dates in
+        `date_order` (dmy, mdy) when the file cannot tell. Raises SourceError for an unreadable or
+        unknown file, ConfigError for an unknown format, zone or date order.
 
         Needs no Nightscout site: the export is the source.
         """
-        return self._pipeline(require_site=False).import_file(path)
+        return self._pipeline(require_site=False).import_file(
+            path, file_format=file_format, timezone=timezone, date_order=date_order
+        )
 
     def promote(self) -> PromotionRecord | None:
         """Fast-forward main of every table to dev in one recorded promotion; None when nothing differs.

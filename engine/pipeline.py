@@ -4,7 +4,6 @@ into the lake on `dev`."""
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -172,8 +171,32 @@ class Pipeline:
             RunTrigger.BACKFILL, {source.name: _now_ms(start) for source in SOURCES}, until_ms, params
         )
 
-    def import_file(self, path: Path) -> RunRecord:
-        """A Nightscout entries export (JSON array, plain or gzip) through the same validation and merge."""
+    def import_file(
+        self,
+        path: Path,
+        *,
+        file_format: str | None = None,
+        timezone: str | None = None,
+        date_order: str | None = None,
+    ) -> RunRecord:
+        """An export file through the same validation and merge: Nightscout entries (JSON array, plain
+        or gzip), or a Dexcom Clarity or LibreView CSV (engine.imports), its format told by its content
+        unless `file_format` names it; CSV local times are read in `timezone` (default the setting)."""
+        from engine.imports import NIGHTSCOUT, read_csv_import
+        from engine.imports import file_format as detected_format
+
+        fmt = detected_format(path, file_format)
+        if fmt != NIGHTSCOUT:
+            zone = timezone or self.settings.timezone
+            imported = read_csv_import(path, fmt, timezone=zone, date_order=date_order, now=self._clock())
+            csv_run = self.store.create_run(RunTrigger.IMPORT, imported.params())
+
+            def store_csv(totals: _Totals) -> None:
+                from engine.imports.ingest import store_import
+
+                store_import(self, csv_run.id, imported, totals)
+
+            return self._execute(csv_run, store_csv)
         entries = read_export(path)
         run = self.store.create_run(RunTrigger.IMPORT, {"file": path.name, "entries": len(entries)})
 
@@ -550,6 +573,8 @@ class _Totals:
         self.fetched = self.stored = self.unchanged = self.quarantined = 0
         self.by_source: dict[str, dict[str, int]] = {}
         self.not_served: list[str] = []
+        self.extra: dict[str, Any] = {}
+        """More of the summary: what an import of a CSV export counts (engine.imports.ingest)."""
 
     def add(self, outcome: BatchOutcome, source: Source = GLUCOSE) -> None:
         self.fetched += outcome.fetched
@@ -578,6 +603,7 @@ class _Totals:
             summary["sources"] = {name: dict(counts) for name, counts in self.by_source.items()}
         if self.not_served:
             summary["not_served"] = list(self.not_served)
+        summary.update(self.extra)
         return summary
 
 
@@ -589,17 +615,9 @@ def read_export(path: Path) -> list[object]:
     by content); MongoDB Extended JSON values (mongoexport's `{"$oid": ...}`, `{"$date": ...}`) are read
     as the API sends them (`engine.extjson`)."""
     check_export_file(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such file", "check the path of the export") from None
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read: {e.strerror}", "check the file's permissions") from e
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise SourceError(f"{path}: a damaged gzip file: {e}", "export it again") from e
+    from engine.imports.detect import read_bytes
+
+    raw = read_bytes(path)
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:

@@ -27,6 +27,7 @@ RAW_TABLE_NAMES = (
     "raw.glucose_quarantine",
     "raw.treatments",
     "raw.treatments_quarantine",
+    "raw.import_records",
 )
 """The names of engine.tables.RAW_TABLES (a test keeps them equal), without importing pyiceberg."""
 DAILY_METRICS = "gold.fct_daily_glucose_metrics"

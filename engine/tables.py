@@ -155,4 +155,67 @@ TREATMENTS_QUARANTINE = TableDef(
     arrow_schema=_arrow(_QUARANTINE_FIELDS),
 )
 
-RAW_TABLES: tuple[TableDef, ...] = (GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TREATMENTS, TREATMENTS_QUARANTINE)
+# Every data row of an imported Dexcom Clarity or LibreView CSV as the file gave it (engine/imports):
+# readings, scans, strips, doses and events. Readings and doses also go to the tables above, in
+# mg/dL and Nightscout's shape; this keeps the original value and unit, and the scans.
+_IMPORT_RECORD_FIELDS: list[tuple[str, object, bool, str]] = [
+    ("_id", StringType(), True, "deterministic id: format, device serial, local time, record type"),
+    ("import_format", StringType(), True, "clarity | libreview"),
+    (
+        "record_type",
+        StringType(),
+        True,
+        "as the file names it: Clarity's Event Type, LibreView's Record Type",
+    ),
+    (
+        "record_kind",
+        StringType(),
+        True,
+        "reading | scan | strip | calibration | insulin | carbs | ketone | event",
+    ),
+    (
+        "event_subtype",
+        StringType(),
+        False,
+        "Clarity's Event Subtype (Fast-Acting, ...); LibreView's insulin kind",
+    ),
+    ("device", StringType(), False, "the device the file names"),
+    ("device_serial", StringType(), False, "transmitter id (Clarity) or serial number (LibreView)"),
+    ("local_time", StringType(), True, "the record's local date-time as written in the file"),
+    ("timezone", StringType(), True, "the IANA zone the local time was read in"),
+    ("value_text", StringType(), False, "the record's value as written in the file (Low, 5.6, 12)"),
+    ("value_unit", StringType(), False, "mg/dL | mmol/L | U | g"),
+    (
+        "glucose_mg_dl",
+        IntegerType(),
+        False,
+        "glucose as integer mg/dL: round(mmol/L x 18.016); Low 39, High 401",
+    ),
+    ("value_flag", StringType(), False, "Low or High: outside the sensor's range"),
+    ("insulin", DoubleType(), False, "insulin units"),
+    ("carbs", DoubleType(), False, "carbohydrates in grams"),
+    ("notes", StringType(), False, "free text of the record"),
+    ("record_ts", TimestamptzType(), True, "the local time as an instant (UTC)"),
+    ("record_month", StringType(), True, "YYYY-MM of record_ts in UTC; the identity partition"),
+    ("_phlo_ingested_at", TimestamptzType(), True, "when phlo stored this version of the row"),
+    ("_phlo_run_id", StringType(), True, "run that stored this version of the row"),
+]
+
+_import_records_schema = _nested(_IMPORT_RECORD_FIELDS)
+
+IMPORT_RECORDS = TableDef(
+    name="raw.import_records",
+    schema=_import_records_schema,
+    partition_spec=_month_spec(_import_records_schema, "record_month"),
+    arrow_schema=_arrow(_IMPORT_RECORD_FIELDS),
+    key="_id",
+    partition_column="record_month",
+)
+
+RAW_TABLES: tuple[TableDef, ...] = (
+    GLUCOSE_ENTRIES,
+    GLUCOSE_QUARANTINE,
+    TREATMENTS,
+    TREATMENTS_QUARANTINE,
+    IMPORT_RECORDS,
+)

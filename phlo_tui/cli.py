@@ -97,8 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD (default: today)")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
-    p = command("import", "ingest a Nightscout entries JSON export (plain or gzip)")
+    p = command(
+        "import", "ingest a Nightscout JSON export, a Dexcom Clarity or a LibreView CSV (plain or gzip)"
+    )
     p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument(
+        "--format",
+        choices=("nightscout", "clarity", "libreview"),
+        help="the file's format (default: detected)",
+    )
+    p.add_argument(
+        "--timezone", metavar="ZONE", help="IANA zone of a CSV's local times (default PHLO_TIMEZONE)"
+    )
+    p.add_argument(
+        "--date-order",
+        choices=("dmy", "mdy"),
+        help="LibreView dates DD-MM-YYYY or MM-DD-YYYY, when the file cannot tell",
+    )
     p.add_argument("--json", action="store_true", help="print the run as JSON")
 
     p = command("promote", "promote dev -> main (refused with the reasons while an error gate fails)")
@@ -134,9 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    p = command("simulate", "run the Nightscout simulator alone on loopback")
+    p = command("simulate", "run the Nightscout simulator alone on loopback, or write its trace as an export")
     p.add_argument("--port", type=_port, default=5000, help="port to listen on, 1-65535 (default 5000)")
     p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
+    p.add_argument("--export", choices=("clarity", "libreview"), help="write a CSV export to FILE instead")
+    p.add_argument("--days", type=int, default=14, metavar="N", help="days of the export (default 14)")
+    p.add_argument(
+        "--until",
+        metavar="DATE",
+        help="the export ends at the start of this UTC day, YYYY-MM-DD (default: now)",
+    )
+    p.add_argument("--units", choices=("mg/dL", "mmol/L"), default="mg/dL", help="the export's glucose unit")
+    p.add_argument("--date-order", choices=("dmy", "mdy"), default="dmy", help="LibreView's date order")
+    p.add_argument("file", type=Path, nargs="?", metavar="FILE", help="the export to write (.gz: gzip)")
     return parser
 
 
@@ -172,6 +197,7 @@ def _report_run(run: Any, as_json: bool) -> None:
     print(
         f"run {run.id} {run.status.value} in {seconds:.1f}s: fetched {s.get('fetched', 0)}, "
         f"stored {s.get('stored', 0)}, unchanged {s.get('unchanged', 0)}, quarantined {s.get('quarantined', 0)}"
+        + (f", skipped {s['skipped']} of {s['lines']} lines" if "lines" in s else "")
     )
     if run.error:
         print(f"  error: {run.error}", file=sys.stderr)
@@ -242,7 +268,12 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "backfill":
         return {"since": args.since, "until": args.until}
     if args.command == "import":
-        return {"path": str(args.file.resolve())}
+        return {
+            "path": str(args.file.resolve()),
+            "format": args.format,
+            "timezone": args.timezone,
+            "date_order": args.date_order,
+        }
     return {}
 
 
@@ -282,6 +313,22 @@ def _check_args(args: argparse.Namespace, settings: Settings) -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
+    if args.command == "simulate" and args.export:
+        from engine.sim_export import export_command
+
+        print(
+            export_command(
+                args.export,
+                args.file,
+                args.days,
+                args.units,
+                args.date_order,
+                args.seed,
+                args.until,
+                load_settings(),
+            )
+        )
+        return 0
     if args.command == "simulate":
         from engine.simulator import serve_forever
 
@@ -319,7 +366,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             elif args.command == "backfill":
                 run = engine.backfill(args.since, args.until)
             else:
-                run = engine.import_file(args.file)
+                run = engine.import_file(
+                    args.file, file_format=args.format, timezone=args.timezone, date_order=args.date_order
+                )
             _report_run(run, args.json)
             return exit_code(run)
         if args.command == "promote":

@@ -4,7 +4,8 @@
 -- Nightscout treatments typed and renamed; one row per treatment, in local time.
 -- Event types are normalised to Nightscout's canonical names whatever the case and spacing an
 -- uploader used; a name Nightscout does not define is kept as sent (trimmed).
--- A bolus is insulin given (> 0 U) by any event but a temp basal; a carb entry is carbs > 0 g.
+-- A bolus is insulin given (> 0 U) by any event but a temp basal or a long-acting injection (an
+-- imported Clarity or LibreView dose); a carb entry is carbs > 0 g.
 -- Duplicate uploads collapse, as glucose entries do: a pump uploader and a phone app upload the
 -- same bolus with different _ids, enteredBy and a created_at seconds apart. A treatment is a copy
 -- when one kept before it (earliest time, then smallest _id) has the same canonical event type,
@@ -141,7 +142,7 @@ select
     cast(carbs as double) as carbs_g,
     cast(duration as double) as duration_min,
     cast(basal_rate as double) as basal_rate_u_h,
-    cast(coalesce(insulin > 0 and event_type <> 'Temp Basal', false) as boolean) as is_bolus,
+    cast(coalesce(insulin > 0 and event_type not in ('Temp Basal', 'Long-Acting Insulin'), false) as boolean) as is_bolus,
     cast(coalesce(carbs > 0, false) as boolean) as is_carbs,
     cast(entered_by as varchar) as entered_by,
     cast(notes as varchar) as notes,
