@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from statistics import mean, median
 
 import matplotlib
@@ -27,6 +26,7 @@ from engine.report.data import (
     AGP_WINDOW_MINUTES,
     MIN_CGM_ACTIVE_PCT,
     MIN_DAYS,
+    PROFILE_DAYS,
     DayProfile,
     ReportData,
 )
@@ -162,7 +162,7 @@ def _agp_page(data: ReportData, units: str, paper: str, name: str | None) -> Fig
     fig.text(0.06, agp_top - 0.017, smoothing, fontsize=6.5, color=MUTED, va="top")
     _agp(fig.add_axes((0.09, agp_top - 0.255, 0.80, 0.225)), data, units)
     daily_top = agp_top - 0.29
-    shown = len(data.profiles)
+    shown = min(PROFILE_DAYS, data.period.days)
     title = "Daily glucose profiles"
     if data.period.days > shown:
         title += f" (the last {shown} of the period's {data.period.days} days)"
@@ -415,9 +415,7 @@ def _agp(ax: Axes, data: ReportData, units: str) -> None:
 
 def _daily_profiles(fig: Figure, data: ReportData, units: str, top: float) -> None:
     by_day = {p.day: p for p in data.profiles}
-    first = data.period.until - timedelta(days=max(len(data.profiles), 1) - 1)
-    first = max(first, data.period.since)
-    days = [first + timedelta(days=i) for i in range((data.period.until - first).days + 1)]
+    days = data.period.dates()[-PROFILE_DAYS:]
     columns = 7
     width, height, gap = 0.83 / columns, 0.085, 0.03
     for i, day in enumerate(days):
