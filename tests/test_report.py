@@ -38,10 +38,7 @@ PINNED = datetime(2025, 3, 26, 12, tzinfo=UTC).timestamp()
 """The simulator's now: after the days the homes hold, so the site serves them all."""
 SINCE, UNTIL = "2025-03-08", "2025-03-21"
 """A 14-day period holding 2025-03-09, a 23-hour day in New York."""
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "pdftotext"], capture_output=True).returncode != 0,
-    reason="needs poppler-utils (scripts/test installs it)",
-)
+# pdftotext, pdfinfo and pdffonts come from poppler-utils, which scripts/test installs when missing.
 
 
 @dataclass(frozen=True)
