@@ -339,7 +339,8 @@ class PhloApp(CommandApp):
     def export_report(self, since: date, until: date, branch: str) -> None:
         from phlo_tui.report import export_on_screen
 
-        self.post_message(ReportExported(export_on_screen(self.engine, since, until, branch, self.units)))
+        result = export_on_screen(self.engine, since, until, branch, self.units, self.clock())
+        self.post_message(ReportExported(result))
 
     def on_report_exported(self, message: ReportExported) -> None:
         result = message.result

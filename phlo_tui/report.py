@@ -105,9 +105,11 @@ def export_from(
     )
 
 
-def export_on_screen(engine: Engine, since: date, until: date, branch: str, units: str) -> ReportResult:
-    """The dashboard's `e`: the report of local days `since`..`until` (the period on screen) into
-    PHLO_HOME/reports/, replacing an earlier export of the same period."""
+def export_on_screen(
+    engine: Engine, since: date, until: date, branch: str, units: str, now: datetime
+) -> ReportResult:
+    """The dashboard's `e`: the report of local days `since`..`until` (the period on screen, `now` the
+    dashboard's clock) into PHLO_HOME/reports/, replacing an earlier export of the same period."""
     from engine.report.export import default_report_path
     from engine.report.period import Period
 
@@ -115,4 +117,4 @@ def export_on_screen(engine: Engine, since: date, until: date, branch: str, unit
     directory = engine.settings.home / "reports"
     directory.mkdir(mode=0o700, exist_ok=True)
     out = default_report_path(directory, period)
-    return export_from(engine, engine.settings, period, out, units, branch, True, datetime.now(UTC))
+    return export_from(engine, engine.settings, period, out, units, branch, True, now)

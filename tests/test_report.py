@@ -375,3 +375,42 @@ def test_the_command_line_loads_no_plotting_library() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_e_exports_the_period_on_screen(treated: Home) -> None:
+    from phlo_tui.app import PhloApp
+    from tests.test_tui import Recorder, settle
+
+    clock = datetime(2025, 3, 21, 18, tzinfo=UTC)  # 14:00 in New York: today is 21 March
+    engine = Engine(load_settings(treated.env))
+    recorder = Recorder()
+    app = PhloApp(engine, poll_interval=60.0, schedule=False, clock=lambda: clock)
+    reports = Path(treated.env["PHLO_HOME"]) / "reports"
+    try:
+        async with app.run_test(size=(100, 32), message_hook=recorder) as pilot:
+            await settle(pilot)
+            await pilot.press("e")
+            await settle(pilot)
+            overview = reports / "agp-report-2025-03-08_2025-03-21.pdf"
+            assert pdf_info(overview)["Pages"] == "2"
+            assert any(str(overview) in n for n in recorder.notifications()), recorder.notifications()
+            # Today is counted up to the dashboard's clock (14:00): 13 whole days and 14 hours expected.
+            cgm = float(printed(pdf_text(overview), r"% time CGM active:\s+([\d.]+) %"))
+            days = metrics(treated, "2025-03-08", "2025-03-21")
+            expected = 12 * 288 + 276 + 14 * 12
+            readings = engine.query(
+                "select count(*) from silver.fct_glucose_readings where reading_date between $s and $u",
+                params={"s": "2025-03-08", "u": "2025-03-21"},
+            ).rows[0][0]
+            assert readings == sum(d["reading_count"] for d in days)
+            assert near(str(cgm), min(100.0, 100 * readings / expected), 1)
+            await pilot.press("2", "d", "u")  # the Charts page over 30 days, in mmol/L
+            await settle(pilot)
+            await pilot.press("e")
+            await settle(pilot)
+            charts = reports / "agp-report-2025-02-20_2025-03-21.pdf"
+            assert "mmol/L" in pdf_text(charts)
+            assert any(str(charts) in n for n in recorder.notifications())
+    finally:
+        engine.close()
