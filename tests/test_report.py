@@ -414,3 +414,15 @@ async def test_e_exports_the_period_on_screen(treated: Home) -> None:
             assert any(str(charts) in n for n in recorder.notifications())
     finally:
         engine.close()
+
+
+def test_report_settings(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('report_name = "Ada Example"\nreport_paper = "Letter"\n')
+    settings = load_settings({}, config)
+    assert (settings.report_name, settings.report_paper) == ("Ada Example", "Letter")
+    assert load_settings({}, tmp_path / "none.toml").report_paper == "A4"
+    with pytest.raises(
+        PhloError, match="PHLO_REPORT_PAPER: bad value for report_paper: 'B5' is not a paper size"
+    ):
+        load_settings({"PHLO_REPORT_PAPER": "B5"}, tmp_path / "none.toml")
