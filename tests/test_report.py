@@ -366,17 +366,6 @@ def test_sufficient_data_needs_14_days_and_70_percent() -> None:
     assert not sufficient_data(14, 69.99)
 
 
-def test_the_command_line_loads_no_plotting_library() -> None:
-    code = (
-        "import sys, phlo_tui.cli, phlo_tui.app, engine.report.export;"
-        "heavy = ('matplotlib', 'numpy', 'duckdb', 'pyiceberg', 'pandas', 'pyarrow');"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
-
-
 @pytest.mark.anyio
 async def test_e_exports_the_period_on_screen(treated: Home) -> None:
     from phlo_tui.app import PhloApp
