@@ -89,6 +89,11 @@ def glucose_text(mg_dl: float, units: str) -> str:
     return f"{mg_dl / MG_PER_MMOL:.1f}" if units == "mmol/L" else f"{mg_dl:.0f}"
 
 
+def tick_text(mg_dl: int, units: str) -> str:
+    """An axis label at a threshold: 70 or, in mmol/L, 3.9."""
+    return MMOL_TICK_TEXT[mg_dl] if units == "mmol/L" else str(mg_dl)
+
+
 def duration_text(pct: float) -> str:
     """A share of the day as time per day: '17 h 23 min', '58 min'."""
     minutes = round(pct / 100 * 24 * 60)
@@ -102,10 +107,11 @@ def pct_text(value: float) -> str:
 
 @contextmanager
 def _style() -> Iterator[None]:
-    """Fonts embedded as TrueType (pdffonts lists them; pdftotext reads them), small print sizes."""
+    """Fonts embedded as Type 3 subsets with their Unicode map (pdffonts lists them, pdftotext reads
+    them): TrueType embedding (`pdf.fonttype` 42) reads the same but took four times as long to write."""
     with matplotlib.rc_context(
         {
-            "pdf.fonttype": 42,
+            "pdf.fonttype": 3,
             "font.family": "DejaVu Sans",
             "font.size": 7.5,
             "axes.linewidth": 0.6,
@@ -353,10 +359,8 @@ def _glucose_axis(ax: Axes, units: str, *, labels: bool = True, top: float = 350
     ax.set_yticks(ticks)
     if not labels:
         ax.set_yticklabels([])
-    elif units == "mmol/L":
-        ax.set_yticklabels([MMOL_TICK_TEXT[t] for t in ticks])
     else:
-        ax.set_yticklabels([str(t) for t in ticks])
+        ax.set_yticklabels([tick_text(t, units) for t in ticks])
 
 
 def _hours_axis(ax: Axes, *, labels: bool = True) -> None:
@@ -432,7 +436,7 @@ def _day_panel(ax: Axes, profile: DayProfile | None, units: str, *, first_column
     _glucose_axis(ax, units, labels=first_column)
     ax.set_yticks([70, 180, 250] if first_column else [70, 180])
     if first_column:
-        ax.set_yticklabels([glucose_text(v, units) for v in (70, 180, 250)])
+        ax.set_yticklabels([tick_text(v, units) for v in (70, 180, 250)])
     ax.tick_params(length=0, pad=1)
     ax.grid(axis="x", color="#BBBBBB", linewidth=0.4)
     if profile is None or not profile.minutes:
