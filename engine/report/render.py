@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from statistics import mean, median
 
 import matplotlib
@@ -39,6 +40,8 @@ PAPER_INCHES = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
 PNG_DPI = 150
 MG_PER_MMOL = 18.018
 """As silver.fct_glucose_readings converts: mmol/L = mg/dL / 18.018."""
+HEADER_BOTTOM = 0.935 - 3 * 0.016 - 0.004
+"""Where the header ends without the banner: the page below is laid out from there."""
 VALUE_X, TARGET_X = 0.345, 0.45
 """Where the statistics' values and targets start (figure fraction); labels start at 0.06."""
 GAP_MINUTES = 15
@@ -166,8 +169,11 @@ def _agp_page(data: ReportData, units: str, paper: str, name: str | None) -> Fig
         f"{AGP_SLOT_MINUTES}-min time of day over the {data.period.days} days; no other smoothing."
     )
     fig.text(0.06, agp_top - 0.017, smoothing, fontsize=6.5, color=MUTED, va="top")
-    _agp(fig.add_axes((0.09, agp_top - 0.255, 0.80, 0.225)), data, units)
-    daily_top = agp_top - 0.29
+    # The not-enough-data banner pushes the page down: the AGP gives up that height.
+    squeeze = HEADER_BOTTOM - top
+    agp_height = 0.225 - squeeze
+    _agp(fig.add_axes((0.09, agp_top - 0.03 - agp_height, 0.80, agp_height)), data, units)
+    daily_top = agp_top - 0.065 - agp_height
     shown = min(PROFILE_DAYS, data.period.days)
     title = "Daily glucose profiles"
     if data.period.days > shown:
@@ -418,49 +424,51 @@ def _agp(ax: Axes, data: ReportData, units: str) -> None:
 
 
 def _daily_profiles(fig: Figure, data: ReportData, units: str, top: float) -> None:
+    """Seven days to a row, each row one axes with the days side by side (24 h apart on its x axis):
+    a panel per day as the AGP report draws them, at a seventh of the axes' cost."""
     by_day = {p.day: p for p in data.profiles}
     days = data.period.dates()[-PROFILE_DAYS:]
     columns = 7
-    width, height, gap = 0.83 / columns, 0.085, 0.03
-    for i, day in enumerate(days):
-        row, col = divmod(i, columns)
-        ax = fig.add_axes((0.09 + col * width, top - (row + 1) * height - row * gap, width, height))
-        _day_panel(ax, by_day.get(day), units, first_column=col == 0)
-        ax.set_title(f"{day:%a %d %b}", fontsize=6.5, color=INK, pad=2)
+    height, gap = 0.085, 0.03
+    for row in range(0, len(days), columns):
+        line = days[row : row + columns]
+        ax = fig.add_axes((0.09, top - (row // columns + 1) * height - row // columns * gap, 0.83, height))
+        _profile_row(ax, [(day, by_day.get(day)) for day in line], units, columns)
 
 
-def _day_panel(ax: Axes, profile: DayProfile | None, units: str, *, first_column: bool) -> None:
-    _target_band(ax, lines=False)
-    _hours_axis(ax, labels=False)
-    ax.set_xticks([12])
-    _glucose_axis(ax, units, labels=first_column)
-    ax.set_yticks([70, 180, 250] if first_column else [70, 180])
-    if first_column:
-        ax.set_yticklabels([tick_text(v, units) for v in (70, 180, 250)])
+def _profile_row(ax: Axes, days: list[tuple[date, DayProfile | None]], units: str, columns: int) -> None:
+    ax.set_xlim(0, 24 * columns)
+    _glucose_axis(ax, units)
+    ax.set_yticks([70, 180, 250])
+    ax.set_yticklabels([tick_text(v, units) for v in (70, 180, 250)])
+    ax.set_xticks([24 * i + 12 for i in range(len(days))])
+    ax.set_xticklabels([])
     ax.tick_params(length=0, pad=1)
     ax.grid(axis="x", color="#BBBBBB", linewidth=0.4)
-    if profile is None or not profile.minutes:
-        ax.text(12, 175, "no data", ha="center", va="center", fontsize=6, color=MUTED)
-        return
-    hours, values = _broken_trace(profile)
-    clipped = np.clip(values, 0, 350)
-    ax.fill_between(
-        hours, clipped, 180, where=clipped > 180, color=BAND_COLOURS["high"], linewidth=0, interpolate=True
-    )
-    ax.fill_between(
-        hours, clipped, 70, where=clipped < 70, color=BAND_COLOURS["low"], linewidth=0, interpolate=True
-    )
-    ax.plot(hours, clipped, color=INK, linewidth=0.5)
-    lows = values < 54
-    if np.any(lows):
-        ax.plot(
-            hours[lows],
-            clipped[lows],
-            linestyle="none",
-            marker="v",
-            markersize=2,
-            color=BAND_COLOURS["very_low"],
-        )
+    ax.axhspan(70, 180, xmax=len(days) / columns, color=TARGET_FILL, zorder=0, linewidth=0)
+    for i, (day, profile) in enumerate(days):
+        start = 24 * i
+        if i:
+            ax.axvline(start, color=MUTED, linewidth=0.6)
+        ax.text(start + 12, 362, f"{day:%a %d %b}", ha="center", va="bottom", fontsize=6.5, color=INK)
+        if profile is None or not profile.minutes:
+            ax.text(start + 12, 175, "no data", ha="center", va="center", fontsize=6, color=MUTED)
+            continue
+        hours, values = _broken_trace(profile)
+        hours = hours + start
+        clipped = np.clip(values, 0, 350)
+        high, low = BAND_COLOURS["high"], BAND_COLOURS["low"]
+        ax.fill_between(hours, clipped, 180, where=clipped > 180, color=high, linewidth=0, interpolate=True)
+        ax.fill_between(hours, clipped, 70, where=clipped < 70, color=low, linewidth=0, interpolate=True)
+        ax.plot(hours, clipped, color=INK, linewidth=0.5)
+        lows = values < 54
+        if np.any(lows):
+            very_low = BAND_COLOURS["very_low"]
+            ax.plot(hours[lows], clipped[lows], linestyle="none", marker="v", markersize=2, color=very_low)
+    if len(days) < columns:
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.axvline(24 * len(days), color=MUTED, linewidth=0.6)
 
 
 def _broken_trace(profile: DayProfile) -> tuple[np.ndarray, np.ndarray]:
