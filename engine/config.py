@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 APP_NAME = "phlo-tui"
 UNITS = ("mg/dL", "mmol/L")
 THEMES = ("dark", "light")
+PAPERS = ("A4", "Letter")
 
 
 class Secret(str):
@@ -104,6 +105,10 @@ class Settings:
     keys: tuple[tuple[str, str], ...] = ()
     """Dashboard keys remapped by binding id: a [keys] table such as `promote = "P"`, or
     PHLO_KEYS="promote=P,run=ctrl+r". The dashboard rejects ids it does not have. PHLO_KEYS."""
+    report_name: str | None = None
+    """The person's name printed at the top of the clinic report (`phlo-tui report`). PHLO_REPORT_NAME."""
+    report_paper: str = "A4"
+    """The clinic report's paper, A4 or Letter. PHLO_REPORT_PAPER."""
     demo: bool = False
     """Use the built-in simulator and the demo home (set by --demo, not by the file)."""
 
@@ -239,6 +244,7 @@ _FIX = {
     "retry_delay_s": "use a number of seconds from 0 to 86400",
     "freshness_warning_minutes": "use a whole number of minutes from 1 to 1440",
     "theme": "use dark or light",
+    "report_paper": "use A4 or Letter",
     "keys": 'use a [keys] table of binding id = key, e.g. promote = "P"; `?` in the dashboard lists the ids',
 }
 
@@ -290,6 +296,8 @@ def _check(name: str, value: Any) -> None:
             raise ValueError(f"unknown time zone {value!r}") from e
     if name == "theme" and value not in THEMES:
         raise ValueError(f"{value!r} is not a theme")
+    if name == "report_paper" and value not in PAPERS:
+        raise ValueError(f"{value!r} is not a paper size")
     if name == "units" and value not in UNITS:
         raise ValueError(f"{value!r} is not a known unit")
     if name == "nightscout_url" and value is not None and not value.startswith(("http://", "https://")):
@@ -321,6 +329,8 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "alert_command": str,
     "theme": str,
     "keys": _Keymap,
+    "report_name": str,
+    "report_paper": str,
     "demo": bool,
 }
 

@@ -46,6 +46,7 @@ from engine.runstore import (
     RunStore,
     query_only,
 )
+from engine.treatment_reads import DAILY_TREATMENTS, EFFECTIVENESS
 
 if TYPE_CHECKING:
     from engine.lake import Lake
@@ -54,8 +55,9 @@ log = logging.getLogger(__name__)
 
 EARLY_TABLES = ("silver.fct_glucose_readings", "silver.fct_treatments")
 """The tables the Overview reads: their snapshots' files are recorded for the first read."""
-RECORDED_TABLES = (*EARLY_TABLES, DAILY_METRICS)
-"""The tables whose snapshots' files are recorded: the Overview's, and the daily table `metrics` reads."""
+RECORDED_TABLES = (*EARLY_TABLES, DAILY_METRICS, DAILY_TREATMENTS, EFFECTIVENESS)
+"""The tables whose snapshots' files are recorded: the Overview's, the daily table `metrics` reads, and
+the treatment tables `report` reads besides them."""
 
 
 class NotRecorded(Exception):

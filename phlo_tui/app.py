@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from engine.runstore import RunStatus
 from phlo_tui.commands import CommandApp, next_scheduled
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
 from phlo_tui.messages import EngineReady, PromotionFinished, RunFinished, StatusPolled
+from phlo_tui.report_key import ReportExported, period_on_screen
 from phlo_tui.screens.base import PhloScreen
 from phlo_tui.screens.branches import BranchesScreen
 from phlo_tui.screens.charts import ChartsScreen
@@ -69,6 +70,7 @@ ERROR_TITLES = {
     "runs": "cannot read the runs",
     "branches": "cannot compute the branch diff",
     "quality": "cannot read the quality results",
+    "report": "cannot write the report",
 }
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 EARLY_READ_WAIT_S = 2.0
@@ -329,6 +331,23 @@ class PhloApp(CommandApp):
         self.units = "mmol/L" if self.units == "mg/dL" else "mg/dL"
         if isinstance(self.screen, PhloScreen):
             self.screen.units_changed()
+
+    def action_export_report(self) -> None:
+        """The clinic report of the period on screen, written under PHLO_HOME/reports by a worker."""
+        if self.engine_started():
+            self.export_report(*period_on_screen(self.screen, self.clock(), self.settings.zone))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="report")
+    def export_report(self, since: date, until: date, branch: str) -> None:
+        from phlo_tui.report import export_on_screen
+
+        result = export_on_screen(self.engine, since, until, branch, self.units, self.clock())
+        self.post_message(ReportExported(result))
+
+    def on_report_exported(self, message: ReportExported) -> None:
+        result = message.result
+        enough = "" if result.sufficient else " (not enough data for the consensus: it says so on the page)"
+        self.notify(f"{', '.join(map(str, result.paths))}{enough}", title="Report written", timeout=10)
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]

@@ -19,6 +19,7 @@ from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
 from engine.reads import metrics_answer
+from phlo_tui import report
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, metavar="N", help="the last N local days (default 14)")
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+
+    p = command(
+        "report", "the one-page AGP report for the clinic, as PDF or PNG (default: the last 14 full days)"
+    )
+    report.add_arguments(p)
 
     p = command("quality", "failed checks of recent runs")
     p.add_argument("--run", metavar="RUN_ID", help="only this run")
@@ -348,6 +354,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from phlo_tui.app import run_app
 
         return run_app(settings)
+    if args.command == "report":
+        return report.run_report(settings, args)
     if args.command in LIGHT_COMMANDS:
         code = _answer_light(settings, args)
         if code is not None:

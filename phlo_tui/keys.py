@@ -22,6 +22,7 @@ APP_BINDINGS: list[BindingType] = [
     Binding("6", "switch_mode('sql')", "SQL", id="screen.sql", group=SCREENS),
     Binding("r", "run_now", "Run", id="run"),
     Binding("u", "toggle_units", "mg/dL ↔ mmol/L", id="units"),
+    Binding("e", "export_report", "Clinic report (PDF)", id="report", show=False),
     Binding("t", "toggle_theme", "Dark/light", id="theme", show=False),
     Binding("ctrl+r,f5", "refresh", "Refresh", id="refresh", show=False),
     Binding("question_mark", "help", "Help", key_display="?", id="help"),

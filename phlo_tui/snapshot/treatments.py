@@ -1,23 +1,28 @@
 """Boluses and carbs (issue 7): markers for the traces, daily totals and each bolus's effect, or nothing.
 
 The tables are built by the treatment models; a home without them (older data, no treatments uploaded)
-reads as no treatments, never as an error.
+reads as no treatments, never as an error (engine.treatment_reads, shared with the clinic report).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from engine.treatment_reads import (
+    BolusOutcome,
+    DayTreatments,
+    load_bolus_outcomes,
+    load_daily_treatments,
+    optional_float,
+)
+
 if TYPE_CHECKING:
-    from engine.facade import Engine
     from engine.lake_views import LakeReader
 
 
 TREATMENTS = "silver.fct_treatments"
-DAILY_TREATMENTS = "gold.fct_daily_treatment_totals"
-EFFECTIVENESS = "marts.mrt_medication_effectiveness"
 
 
 @dataclass(frozen=True)
@@ -27,33 +32,6 @@ class TreatmentMark:
     ts: datetime
     insulin_units: float | None
     carbs_g: float | None
-
-
-@dataclass(frozen=True)
-class DayTreatments:
-    day: date
-    insulin_units: float
-    carbs_g: float
-    boluses: int
-    carb_entries: int
-
-
-@dataclass(frozen=True)
-class BolusOutcome:
-    """What the glucose did in the hours after one bolus (marts.mrt_medication_effectiveness)."""
-
-    treatment_id: str
-    at: datetime
-    """Local time of the bolus."""
-    event_type: str
-    insulin_units: float | None
-    carbs_g: float | None
-    glucose_before: float | None
-    glucose_after: float | None
-    reduction: float | None
-    minutes_to_min: float | None
-    min_after: float | None
-    hypo_within_4h: bool
 
 
 def load_marks(lake: LakeReader, branch: str, since: datetime, until: datetime) -> tuple[TreatmentMark, ...]:
@@ -67,55 +45,14 @@ def load_marks(lake: LakeReader, branch: str, since: datetime, until: datetime) 
         branch,
         params={"since": since, "until": until},
     ).rows
-    return tuple(TreatmentMark(ts, _number(units), _number(carbs)) for ts, units, carbs in rows)
+    return tuple(TreatmentMark(ts, optional_float(units), optional_float(carbs)) for ts, units, carbs in rows)
 
 
-def load_daily_treatments(engine: Engine, branch: str, since: date, until: date) -> tuple[DayTreatments, ...]:
-    """Insulin and carb totals per local day, oldest first; none when the table does not exist."""
-    if not engine.has_table(DAILY_TREATMENTS):
-        return ()
-    rows = engine.query(
-        "select reading_date, total_insulin_units, total_carbs_g, bolus_count, carb_entry_count "
-        "from gold.fct_daily_treatment_totals where reading_date between $since and $until "
-        "order by reading_date",
-        branch,
-        params={"since": since, "until": until},
-    ).rows
-    return tuple(
-        DayTreatments(day, _number(units) or 0.0, _number(carbs) or 0.0, int(boluses or 0), int(entries or 0))
-        for day, units, carbs, boluses, entries in rows
-    )
-
-
-def load_bolus_outcomes(
-    engine: Engine, branch: str, since: date, until: date, limit: int = 500
-) -> tuple[BolusOutcome, ...]:
-    """The boluses of local days `since`..`until`, newest first, with what followed each."""
-    if not engine.has_table(EFFECTIVENESS):
-        return ()
-    records = engine.query(
-        "select * from marts.mrt_medication_effectiveness where reading_date between $since and $until "
-        "order by bolus_local_ts desc limit $limit",
-        branch,
-        params={"since": since, "until": until, "limit": limit},
-    ).records()
-    return tuple(
-        BolusOutcome(
-            treatment_id=str(r["treatment_id"]),
-            at=r["bolus_local_ts"],
-            event_type=str(r["event_type"] or ""),
-            insulin_units=_number(r["insulin_units"]),
-            carbs_g=_number(r["carbs_g"]),
-            glucose_before=_number(r["glucose_before"]),
-            glucose_after=_number(r["glucose_after"]),
-            reduction=_number(r["glucose_reduction"]),
-            minutes_to_min=_number(r["minutes_to_min_after"]),
-            min_after=_number(r["min_glucose_after"]),
-            hypo_within_4h=bool(r["hypo_within_4h"]),
-        )
-        for r in records
-    )
-
-
-def _number(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+__all__ = [
+    "BolusOutcome",
+    "DayTreatments",
+    "TreatmentMark",
+    "load_bolus_outcomes",
+    "load_daily_treatments",
+    "load_marks",
+]

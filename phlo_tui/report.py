@@ -1,0 +1,120 @@
+"""`phlo-tui report` and the dashboard's `e`: the clinic report of a period, written over engine.report.
+
+Importing this module imports nothing heavy (the command line builds its parser with it); engine.report
+and matplotlib are imported when a report is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.config import UNITS, Settings
+
+if TYPE_CHECKING:
+    from engine.facade import Engine
+    from engine.report.data import ReportReader
+    from engine.report.export import ReportResult
+    from engine.report.period import Period
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=int, metavar="N", help="the last N full local days (default 14)")
+    parser.add_argument("--since", metavar="DATE", help="first local day, YYYY-MM-DD")
+    parser.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD (default: yesterday)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="FILE.pdf or FILE.png (default: agp-report-SINCE_UNTIL.pdf here)",
+    )
+    parser.add_argument(
+        "--units", type=_units, metavar="UNITS", help="mg/dL or mmol/L (default: the setting)"
+    )
+    parser.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
+    parser.add_argument("--force", action="store_true", help="replace the file if it exists")
+
+
+def _units(text: str) -> str:
+    for units in UNITS:
+        if text.lower() == units.lower():
+            return units
+    raise argparse.ArgumentTypeError(f"unknown units {text!r}: use mg/dL or mmol/L")
+
+
+def run_report(settings: Settings, args: argparse.Namespace) -> int:
+    """The command: writes the report and prints where, the period and whether the data was sufficient."""
+    from engine.report.export import default_report_path
+    from engine.report.period import resolve_period
+
+    now = datetime.now(UTC)
+    period = resolve_period(settings.zone, now, days=args.days, since=args.since, until=args.until)
+    out = args.out if args.out is not None else default_report_path(Path.cwd(), period)
+    units = args.units or settings.units
+    result = _export_light(settings, period, out, units, args.branch, args.force, now)
+    if result is None:
+        from engine.facade import Engine
+
+        with Engine(settings) as engine:
+            result = export_from(engine, settings, period, out, units, args.branch, args.force, now)
+    for line in result.summary():
+        print(line)
+    return 0
+
+
+def _export_light(
+    settings: Settings, period: Period, out: Path, units: str, branch: str, force: bool, now: datetime
+) -> ReportResult | None:
+    """Through engine.fastread, which reads the recorded files of the same snapshots without importing the
+    engine; None when it cannot (the engine then reads)."""
+    from engine.fastread import FastReader, NotRecorded
+
+    try:
+        reader = FastReader(settings)
+    except NotRecorded as e:
+        log.info("the engine reads the report: %s", e)
+        return None
+    try:
+        return export_from(reader, settings, period, out, units, branch, force, now)
+    except NotRecorded as e:
+        log.info("the engine reads the report: %s", e)
+        return None
+    finally:
+        reader.close()
+
+
+def export_from(
+    reader: ReportReader,
+    settings: Settings,
+    period: Period,
+    out: Path,
+    units: str,
+    branch: str,
+    force: bool,
+    now: datetime,
+) -> ReportResult:
+    from engine.report.export import export_report
+
+    return export_report(
+        reader, settings, period=period, out=out, units=units, branch=branch, force=force, now=now
+    )
+
+
+def export_on_screen(
+    engine: Engine, since: date, until: date, branch: str, units: str, now: datetime
+) -> ReportResult:
+    """The dashboard's `e`: the report of local days `since`..`until` (the period on screen, `now` the
+    dashboard's clock) into PHLO_HOME/reports/, replacing an earlier export of the same period."""
+    from engine.report.export import default_report_path
+    from engine.report.period import Period
+
+    period = Period(since, until)
+    directory = engine.settings.home / "reports"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    out = default_report_path(directory, period)
+    return export_from(engine, engine.settings, period, out, units, branch, True, now)
