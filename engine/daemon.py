@@ -42,6 +42,8 @@ def execute_command(engine: Engine, command: CommandRecord) -> tuple[int, str | 
             run = engine.backfill(str(args["since"]), args.get("until"))
         elif command.kind == "import":
             run = engine.import_file(Path(str(args["path"])))
+        elif command.kind == "backup_cut":
+            return 0, None, {"staging": str(engine.backup_cut())}
         elif command.kind == "promote":
             record = engine.promote()
             return 0, None, {"promotion": record.to_json() if record else None}
