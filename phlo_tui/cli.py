@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
-from phlo_tui import cli_backup
+from phlo_tui import cli_data
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
 
-    cli_backup.add_commands(command)
+    cli_data.add_commands(command)
 
     p = command("simulate", "run the Nightscout simulator alone on loopback")
     p.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
@@ -222,8 +222,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from phlo_tui.app import run_app
 
         return run_app(settings)
-    if args.command in cli_backup.COMMANDS:
-        return cli_backup.run(settings, args)
+    if args.command in cli_data.COMMANDS:
+        return cli_data.run(settings, args)
     if args.command in LIGHT_COMMANDS:
         code = _answer_light(settings, args)
         if code is not None:

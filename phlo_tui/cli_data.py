@@ -1,4 +1,5 @@
-"""The command line's backup, verify and restore commands (engine.backup), hooked into phlo_tui.cli."""
+"""The command line's commands that take data out of the home: backup, restore (engine.backup) and export
+(engine.export); hooked into phlo_tui.cli."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from engine.config import Settings
 
-COMMANDS = ("backup", "restore")
+COMMANDS = ("backup", "restore", "export")
 
 
 def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -27,8 +28,20 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None
     p.add_argument("--force", action="store_true", help="move a non-empty home aside first")
     p.add_argument("--json", action="store_true", help="print what was restored as JSON")
 
+    p = command("export", "a lake table as Parquet or CSV, or `entries` as Nightscout JSON")
+    p.add_argument(
+        "table", metavar="TABLE", help="a lake table (see `sql`), or `entries` with --format nightscout"
+    )
+    p.add_argument("--format", required=True, choices=("parquet", "csv", "nightscout"), dest="fmt")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE")
+    p.add_argument("--since", metavar="DATE", help="first local day, YYYY-MM-DD")
+    p.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD")
+    p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
+
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "export":
+        return _export(settings, args)
     from engine.backup import backup, restore, verify
 
     progress = _Progress("verifying" if args.command == "restore" or args.verify else "backing up")
@@ -52,6 +65,30 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             f"{what} {summary.path}: {summary.files} files, {summary.bytes / 1e6:.1f} MB, "
             f"{len(summary.tables)} tables, taken {summary.created_at:%Y-%m-%d %H:%M:%S} UTC from {summary.home}"
         )
+    return 0
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.errors import PhloError
+    from engine.export import ENTRIES_TABLE, export_nightscout_entries, export_table
+    from engine.facade import Engine
+
+    nightscout = args.fmt == "nightscout"
+    if nightscout != (args.table == "entries"):
+        raise PhloError(
+            f"cannot export {args.table} as {args.fmt}",
+            "use `export entries --format nightscout`, or a lake table with --format parquet or csv",
+        )
+    if not settings.runs_db.exists():
+        raise PhloError(f"there is no phlo home at {settings.home}", "check PHLO_HOME (or --demo)")
+    bounds = {"since": args.since, "until": args.until, "branch": args.branch}
+    with Engine(settings) as engine:
+        if nightscout:
+            rows = export_nightscout_entries(engine, args.out, **bounds)
+        else:
+            rows = export_table(engine, args.table, args.fmt, args.out, **bounds)
+    what = ENTRIES_TABLE + " as Nightscout entries" if nightscout else args.table
+    print(f"exported {rows} rows of {what} ({args.branch}) to {args.out}")
     return 0
 
 
