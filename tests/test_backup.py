@@ -184,9 +184,7 @@ def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     assert isinstance(run["summary"]["publish"], dict) and set(run["summary"]["publish"].values()) == {
         "published"
     }
-    main_days = ok(
-        phlo(env, "sql", "select count(*) as n from gold.fct_daily_glucose_metrics", "--json")
-    )
+    main_days = ok(phlo(env, "sql", "select count(*) as n from gold.fct_daily_glucose_metrics", "--json"))
     with psycopg.connect(dsn) as con:
         published = con.execute("select count(*) from api.daily_glucose_metrics").fetchone()
     assert published is not None and published[0] == json.loads(main_days)[0]["n"]
