@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata as importlib_metadata
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -690,3 +690,90 @@ def backup(settings: Settings, out: Path, *, progress: Progress | None = None) -
         return write_archive(staging, out, progress=progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- scheduled backups -----------------------------------------------------------------------------
+
+SCHEDULED_PREFIX = "phlo-backup-"
+SCHEDULED_SUFFIX = ".tar.gz"
+BACKUP_EVERY = timedelta(days=1)
+BACKUP_STALE = timedelta(days=2)
+"""A newest backup older than this is a warning in `status` and an alert of the daemon."""
+
+
+@dataclass(frozen=True)
+class ScheduledBackup:
+    path: Path
+    created_at: datetime
+
+
+def scheduled_backups(folder: Path) -> list[ScheduledBackup]:
+    """The daemon's backups in `folder`, newest first, by the UTC time in their names."""
+    found = []
+    with suppress(OSError):
+        for path in folder.glob(f"{SCHEDULED_PREFIX}*{SCHEDULED_SUFFIX}"):
+            stamp = path.name[len(SCHEDULED_PREFIX) : -len(SCHEDULED_SUFFIX)]
+            with suppress(ValueError):
+                found.append(
+                    ScheduledBackup(path, datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC))
+                )
+    return sorted(found, key=lambda b: b.created_at, reverse=True)
+
+
+def backup_state(settings: Settings, now: datetime) -> dict[str, Any] | None:
+    """The newest scheduled backup for `status`: path, time, age and level (`warning` once it is older
+    than BACKUP_STALE, or when there is none); None when backup_dir is not set."""
+    if settings.backup_dir is None:
+        return None
+    found = scheduled_backups(settings.backup_dir)
+    if not found:
+        return {
+            "path": None,
+            "created_at": None,
+            "age_hours": None,
+            "level": "warning",
+            "message": f"no backup in {settings.backup_dir} yet",
+        }
+    newest = found[0]
+    age = now - newest.created_at
+    level = "warning" if age > BACKUP_STALE else "ok"
+    return {
+        "path": str(newest.path),
+        "created_at": newest.created_at.isoformat(),
+        "age_hours": round(age.total_seconds() / 3600, 1),
+        "level": level,
+        "message": f"newest backup {newest.path.name} is {_age(age)} old"
+        + (f" (over {BACKUP_STALE.days} days)" if level == "warning" else ""),
+    }
+
+
+def _age(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def backup_due(settings: Settings, now: datetime) -> bool:
+    """Whether the daemon should write a backup now: backup_dir is set and its newest is a day old."""
+    if settings.backup_dir is None:
+        return False
+    found = scheduled_backups(settings.backup_dir)
+    return not found or now - found[0].created_at >= BACKUP_EVERY
+
+
+def write_scheduled(settings: Settings, staging: Path, now: datetime) -> Path:
+    """Pack a cut into backup_dir under its scheduled name, then delete all but the newest backup_keep.
+    Raises BackupError."""
+    if settings.backup_dir is None:
+        raise BackupError("no backup_dir is set", "set PHLO_BACKUP_DIR")
+    folder = settings.backup_dir.absolute()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise BackupError(
+            f"cannot create the backup folder {folder}: {e.strerror}", "check backup_dir"
+        ) from e
+    out = folder / f"{SCHEDULED_PREFIX}{now:%Y%m%dT%H%M%SZ}{SCHEDULED_SUFFIX}"
+    write_archive(staging, out)
+    for old in scheduled_backups(folder)[settings.backup_keep :]:
+        old.path.unlink(missing_ok=True)
+    return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,3 +171,80 @@ def _written(out: Path) -> Iterator[Path]:
         raise
     finally:
         partial.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ReaderTable:
+    """A lake table as an outside reader (DuckDB's iceberg_scan, Spark, Trino) finds it: the metadata file
+    whose main branch is the snapshot main's readers see (the last promotion's), and its rows."""
+
+    table: str
+    snapshot_id: int | None
+    rows: int | None
+    metadata_file: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "snapshot_id": self.snapshot_id,
+            "rows": self.rows,
+            "metadata_file": self.metadata_file,
+        }
+
+
+def reader_tables(engine: Engine) -> list[ReaderTable]:
+    """Each existing lake table with main's promoted snapshot, its row count (from the snapshot's summary)
+    and the newest metadata.json whose main is that snapshot: the current one, or during a promotion
+    (main moved, not yet recorded) the one before it. `metadata_file` is None when no kept metadata
+    file has it (older than the 100 kept). Raises LakeError."""
+    promoted = engine.main_snapshots()
+    found = []
+    for name in engine.lake_tables():
+        if not engine.lake.table_exists(name):
+            continue
+        current = engine.lake.metadata_location(name)
+        snapshot = promoted.get(name) or engine.lake.snapshot_id(name, "main")
+        metadata_file, rows = None, None
+        for candidate in _metadata_chain(current):
+            document = _read_metadata(candidate)
+            if document is None:
+                break
+            if document.get("current-snapshot-id") == snapshot:
+                metadata_file = candidate
+                summary: dict[str, str] = next(
+                    (
+                        s.get("summary", {})
+                        for s in document.get("snapshots", [])
+                        if s["snapshot-id"] == snapshot
+                    ),
+                    {},
+                )
+                rows = int(summary["total-records"]) if "total-records" in summary else None
+                break
+        found.append(ReaderTable(name, snapshot, rows, metadata_file))
+    return found
+
+
+def _metadata_chain(current: str) -> Iterator[str]:
+    """The current metadata file, then those of its metadata log, newest first."""
+    yield current
+    document = _read_metadata(current)
+    if document is None:
+        return
+    for entry in reversed(document.get("metadata-log", [])):
+        yield _local(str(entry["metadata-file"]))
+
+
+def _read_metadata(location: str) -> dict[str, Any] | None:
+    try:
+        raw = Path(location).read_bytes()
+    except OSError:
+        return None
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    document: dict[str, Any] = json.loads(raw)
+    return document
+
+
+def _local(uri: str) -> str:
+    return uri[len("file://") :] if uri.startswith("file://") else uri

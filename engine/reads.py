@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from engine.backup import backup_state
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.freshness import Freshness, freshness
@@ -58,6 +59,7 @@ def home_status(
         "last_promotion": promotion.to_json() if promotion else None,
         "gate_errors": store.standing_gate_errors(),
         "freshness": home_freshness(settings, store).to_json(),
+        "backup": backup_state(settings, datetime.now(UTC)),
         "publish_target": publish_target,
         "pending_months": sorted(store.pending_months()),
         "runs": [r.to_json() for r in store.list_runs(20)],

@@ -378,6 +378,9 @@ def _status_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
     fresh = status.get("freshness")
     if fresh:
         lines.append(("freshness", f"{fresh['level']}: {fresh['message']}"))
+    backup = status.get("backup")
+    if backup:
+        lines.append(("backup", f"{backup['level']}: {backup['message']}"))
     target = status.get("publish_target") or {}
     if target.get("kind") == "none":
         lines.append(("publish", "off (no PostgreSQL configured)"))

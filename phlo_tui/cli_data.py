@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.config import Settings
 
-COMMANDS = ("backup", "restore", "export")
+COMMANDS = ("backup", "restore", "export", "tables")
 
 
 def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -38,10 +38,17 @@ def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None
     p.add_argument("--until", metavar="DATE", help="last local day, YYYY-MM-DD")
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
 
+    p = command(
+        "tables", "each lake table, its rows on main and the metadata file DuckDB's iceberg_scan reads"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "export":
         return _export(settings, args)
+    if args.command == "tables":
+        return _tables(settings, args)
     from engine.backup import backup, restore, verify
 
     progress = _Progress("verifying" if args.command == "restore" or args.verify else "backing up")
@@ -89,6 +96,26 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
             rows = export_table(engine, args.table, args.fmt, args.out, **bounds)
     what = ENTRIES_TABLE + " as Nightscout entries" if nightscout else args.table
     print(f"exported {rows} rows of {what} ({args.branch}) to {args.out}")
+    return 0
+
+
+def _tables(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.errors import PhloError
+    from engine.export import reader_tables
+    from engine.facade import Engine
+
+    if not settings.runs_db.exists():
+        raise PhloError(f"there is no phlo home at {settings.home}", "check PHLO_HOME (or --demo)")
+    with Engine(settings) as engine:
+        tables = reader_tables(engine)
+    if args.json:
+        print(json.dumps({"tables": [t.to_json() for t in tables]}))
+        return 0
+    width = max([5, *(len(t.table) for t in tables)])
+    print(f"{'table':<{width}}  {'rows':>8}  metadata file (main)")
+    for t in tables:
+        rows = "?" if t.rows is None else str(t.rows)
+        print(f"{t.table:<{width}}  {rows:>8}  {t.metadata_file or '(not kept)'}")
     return 0
 
 

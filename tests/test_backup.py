@@ -29,6 +29,9 @@ from engine.simulator import GlucoseSimulator, SimulatorServer
 from tests.pgserver import PgServer, server_bindir
 from tests.simclock import HOUR, Clock
 
+# The module's home is built once by real runs (minutes on a busy machine), inside the first test's time.
+pytestmark = pytest.mark.timeout(1800)
+
 TABLES = (
     "raw.glucose_entries",
     "raw.glucose_quarantine",
@@ -116,7 +119,6 @@ class Built:
     home: Path
     env: dict[str, str]
     backup: Path
-    answers: dict[str, Any]
     clock: Clock
     server: SimulatorServer
 
@@ -137,7 +139,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         ok(phlo({**env, "PHLO_AUTO_PROMOTE": "false"}, "run"))
         backup = root / "home.tar.gz"
         ok(phlo(env, "backup", str(backup)))
-        yield Built(root, root / "home", env, backup, answers(env), clock, server)
+        yield Built(root, root / "home", env, backup, clock, server)
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +157,14 @@ def pg() -> Iterator[PgServer]:
 def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     built: Built, tmp_path: Path, pg: PgServer
 ) -> None:
-    assert any(t["rows_added"] for t in built.answers["diff"]["tables"]), "dev is ahead of main"
-    assert built.answers["entries-main"] != built.answers["entries-dev"]
+    before = answers(built.env)
+    assert any(t["rows_added"] for t in before["diff"]["tables"]), "dev is ahead of main"
+    assert before["entries-main"] != before["entries-dev"]
     other = tmp_path / "elsewhere" / "home"
     env = built.env_for(other)
     out = ok(phlo(env, "restore", str(built.backup)))
     assert f"restored into {other}" in out
-    assert answers(env) == built.answers
+    assert answers(env) == before
     # Iceberg's absolute paths moved with the home: no file of it names the old one.
     old = str(built.home).encode()
     assert [name for name, _ in tree(other).items() if old in (other / name).read_bytes()] == []
@@ -232,6 +235,41 @@ def test_backup_while_the_daemon_runs_is_taken_by_it_between_runs(built: Built, 
         if table in promoted:
             assert heads["main"] == promoted[table]["to"], table
     assert status["writer"] is None and status["daemon"] is None  # the restored home has no writer
+
+
+def test_the_daemon_backs_up_daily_keeps_the_newest_and_status_shows_the_age(
+    built: Built, tmp_path: Path
+) -> None:
+    home, folder = tmp_path / "home", tmp_path / "backups"
+    env = {**built.env_for(home), "PHLO_BACKUP_DIR": str(folder), "PHLO_BACKUP_KEEP": "2"}
+    ok(phlo(env, "restore", str(built.backup)))
+    folder.mkdir()
+    now = datetime.now(UTC)
+    old = [
+        folder / f"phlo-backup-{now - timedelta(days=d, hours=1):%Y%m%dT%H%M%SZ}.tar.gz" for d in (3, 4, 5)
+    ]
+    for path in old:
+        shutil.copy(built.backup, path)
+    status = json.loads(ok(phlo(env, "status", "--json")))
+    assert status["backup"]["path"] == str(old[0]) and status["backup"]["level"] == "warning"
+    assert "backup:    warning: newest backup" in ok(phlo(env, "status"))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "phlo_tui.cli", "--daemon"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(list(folder.iterdir())) == 2 and not old[0].with_name(old[1].name).exists())
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    new = sorted(set(folder.iterdir()) - set(old))
+    assert len(new) == 1 and sorted(folder.iterdir()) == sorted([old[0], new[0]])
+    ok(phlo(env, "backup", "--verify", str(new[0])))
+    status = json.loads(ok(phlo(env, "status", "--json")))
+    assert status["backup"]["path"] == str(new[0]) and status["backup"]["level"] == "ok"
+    assert not list(home.glob(".backup-cut-*"))
 
 
 def test_progress_is_shown_on_a_terminal(built: Built, tmp_path: Path) -> None:
@@ -410,3 +448,120 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 180.0) -> None:
             return
         time.sleep(0.5)
     raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The command line in this process (each subprocess costs seconds of imports), on a given home."""
+    from phlo_tui.cli import main
+
+    def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.setenv("PHLO_HOME", str(home))
+        monkeypatch.setenv("PHLO_TIMEZONE", "UTC")
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
+def test_export_parquet_and_csv_hold_what_sql_reads(
+    built: Built, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    import duckdb
+
+    table = "silver.fct_glucose_readings"
+    columns = "count(*) as n, sum(hash(entry_id, reading_ts)::hugeint) as h"
+    for branch in ("main", "dev"):
+        out = tmp_path / f"{branch}.parquet"
+        ok(cli(built.home, "export", table, "--format", "parquet", "--out", str(out), "--branch", branch))
+        want = json.loads(
+            ok(cli(built.home, "sql", f"select {columns} from {table}", "--branch", branch, "--json"))
+        )
+        got = duckdb.sql(f"select {columns} from read_parquet('{out}')").fetchall()
+        assert [(want[0]["n"], int(want[0]["h"]))] == [(got[0][0], int(got[0][1]))]
+    days = json.loads(
+        ok(
+            cli(
+                built.home,
+                "sql",
+                "select min(reading_date) as d from gold.fct_daily_glucose_metrics",
+                "--json",
+            )
+        )
+    )
+    first = days[0]["d"]
+    csv = tmp_path / "first-day.csv"
+    ok(
+        cli(
+            built.home,
+            "export",
+            "gold.fct_daily_glucose_metrics",
+            "--format",
+            "csv",
+            "--out",
+            str(csv),
+            "--since",
+            first,
+            "--until",
+            first,
+        )
+    )
+    rows = duckdb.sql(f"select reading_date::varchar from read_csv('{csv}')").fetchall()
+    assert rows == [(first,)]
+
+
+def test_export_refusals_are_one_line(
+    built: Built, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    out = str(tmp_path / "x.csv")
+    one_line_error(
+        cli(built.home, "export", "raw.nope", "--format", "csv", "--out", out), "no lake table raw.nope"
+    )
+    one_line_error(
+        cli(built.home, "export", "entries", "--format", "csv", "--out", out), "cannot export entries"
+    )
+    one_line_error(
+        cli(built.home, "export", "raw.glucose_entries", "--format", "csv", "--out", out, "--since", "May 1"),
+        "is not a date",
+    )
+    one_line_error(
+        cli(
+            built.home,
+            "export",
+            "raw.glucose_entries",
+            "--format",
+            "csv",
+            "--out",
+            str(tmp_path / "no" / "x"),
+        ),
+        "does not exist",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nightscout_export_round_trips_through_import(
+    built: Built, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    from schemas.raw import SOURCE_KEYS
+
+    out = tmp_path / "entries.json"
+    ok(cli(built.home, "export", "entries", "--format", "nightscout", "--out", str(out)))
+    entries = json.loads(out.read_text())
+    api_fields = {keys[0] for keys in SOURCE_KEYS.values()}
+    assert entries and all(set(e) <= api_fields for e in entries)
+    # What a site's POST /api/v1/entries keeps: an ObjectId `_id`, `date` in epoch ms, the type.
+    assert all(len(e["_id"]) == 24 and int(e["_id"], 16) >= 0 for e in entries)
+    assert all(isinstance(e["date"], int) and e["type"] == "sgv" for e in entries)
+    assert [e["date"] for e in entries] == sorted(e["date"] for e in entries)
+    fresh = tmp_path / "fresh"
+    ok(cli(fresh, "import", str(out)))
+    stored = (
+        "select count(*) as n, sum(hash(_id, type, date, date_string, sys_time, utc_offset, sgv, direction, "
+        "trend, noise, filtered, unfiltered, rssi, device)::hugeint)::varchar as h from raw.glucose_entries"
+    )
+    assert json.loads(ok(cli(fresh, "sql", stored, "--json"))) == json.loads(
+        ok(cli(built.home, "sql", stored, "--json"))
+    )
