@@ -100,6 +100,11 @@ class Settings:
     """A command run on a freshness alert, with PHLO_ALERT_LEVEL and PHLO_ALERT_MESSAGE set. PHLO_ALERT_COMMAND."""
     snapshot_retention_hours: int = 24
     """Hours of lake history (time travel) kept; older snapshots and their files are removed. PHLO_SNAPSHOT_RETENTION_HOURS."""
+    backup_dir: Path | None = None
+    """Folder the daemon writes a backup into once a day (phlo-backup-<UTC time>.tar.gz); unset: none.
+    PHLO_BACKUP_DIR."""
+    backup_keep: int = 7
+    """How many of the daemon's backups backup_dir keeps, newest first. PHLO_BACKUP_KEEP."""
     theme: str = "dark"
     """Dashboard colours, dark or light. PHLO_THEME."""
     keys: tuple[tuple[str, str], ...] = ()
@@ -245,6 +250,7 @@ _FIX = {
     "freshness_warning_minutes": "use a whole number of minutes from 1 to 1440",
     "theme": "use dark or light",
     "report_paper": "use A4 or Letter",
+    "backup_keep": "use a whole number from 1 to 1000",
     "keys": 'use a [keys] table of binding id = key, e.g. promote = "P"; `?` in the dashboard lists the ids',
 }
 
@@ -259,6 +265,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "retry_delay_s": (0, 86400),
     "freshness_warning_minutes": (1, 1440),
     "lookback_minutes": (0, 1440),
+    "backup_keep": (1, 1000),
     "max_attempts": (1, 20),
     "request_timeout_s": (1, 600),
 }
@@ -327,6 +334,8 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "retry_delay_s": float,
     "freshness_warning_minutes": int,
     "alert_command": str,
+    "backup_dir": Path,
+    "backup_keep": int,
     "theme": str,
     "keys": _Keymap,
     "report_name": str,

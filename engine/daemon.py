@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from engine.backup_schedule import ScheduledBackups
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.facade import Engine, exit_code
@@ -47,6 +48,8 @@ def execute_command(engine: Engine, command: CommandRecord) -> tuple[int, str | 
                 timezone=args.get("timezone"),
                 date_order=args.get("date_order"),
             )
+        elif command.kind == "backup_cut":
+            return 0, None, {"staging": str(engine.backup_cut())}
         elif command.kind == "promote":
             record = engine.promote()
             return 0, None, {"promotion": record.to_json() if record else None}
@@ -71,6 +74,7 @@ class Daemon:
         self._retry_of: RunRecord | None = None
         self._attempt = 0
         self._alert_level = "ok"
+        self._backups = ScheduledBackups(self.engine, self._alert)
         self.policy = RetryPolicy(
             max_retries=settings.retry_max, delay=settings.retry_delay_s, backoff=2.0, jitter=0.1
         )
@@ -104,6 +108,7 @@ class Daemon:
                 elif time.monotonic() - last_freshness > FRESHNESS_EVERY_S:
                     last_freshness = time.monotonic()
                     self._check_freshness()
+                    self._backups.tick()
                 else:
                     self._stop.wait(POLL_S)
         finally:
@@ -187,12 +192,16 @@ class Daemon:
             log.info("readings are arriving again: %s", state.message)
             return
         (log.error if state.level == "error" else log.warning)("freshness %s: %s", state.level, state.message)
+        self._alert(state.level, state.message)
+
+    def _alert(self, level: str, message: str) -> None:
+        """Run alert_command, when set, with PHLO_ALERT_LEVEL and PHLO_ALERT_MESSAGE."""
         if self.settings.alert_command:
             try:
                 subprocess.run(
                     self.settings.alert_command,
                     shell=True,
-                    env={**os.environ, "PHLO_ALERT_LEVEL": state.level, "PHLO_ALERT_MESSAGE": state.message},
+                    env={**os.environ, "PHLO_ALERT_LEVEL": level, "PHLO_ALERT_MESSAGE": message},
                     timeout=30,
                     check=False,
                 )

@@ -175,6 +175,28 @@ class Engine:
             self.store.abandon_commands()
             recover(self.lake, self.store)
 
+    def backup_cut(self) -> Path:
+        """Take a backup's consistent cut (engine.backup.take_cut) as the writer: through the daemon's
+        command queue when one runs, else under the writer lease, held for the cut only. Returns the
+        staging folder, which the caller packs and removes. Raises BackupError, LeaseHeldError."""
+        from engine.backup import BackupError, take_cut
+
+        if self.daemon() is not None:
+            command = self.submit("backup_cut", {})
+            result = command.result or {}
+            if command.exit_code != 0 or "staging" not in result:
+                raise BackupError(
+                    str(result.get("error", "the daemon could not take the backup")), result.get("hint", "")
+                )
+            return Path(result["staging"])
+        held = self._lock.held
+        self.become_writer()
+        try:
+            return take_cut(self.settings)
+        finally:
+            if not held:
+                self._lock.release()
+
     def record_early_files(self) -> None:
         """Record the files the dashboard's first read needs (engine.fastread); a no-op when they are.
         Never raises: without them the next start waits for the engine."""

@@ -297,6 +297,12 @@ class Lake:
         with self._boundary(f"looking up lake table {name}"):
             return self._catalog().table_exists(name)
 
+    def metadata_location(self, name: str) -> str:
+        """Where the table's current metadata.json is (a path, or a URI for other storage), as the
+        catalog says. Raises LakeError for a missing table."""
+        with self._boundary(f"looking up the metadata of {name}"):
+            return _local_path(self._load(name).metadata_location)
+
     def snapshot_files(self, name: str, snapshot_id: int) -> list[str]:
         """Paths of the data files of snapshot `snapshot_id` (see data_files).
 

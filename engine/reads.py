@@ -10,6 +10,8 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.arguments import check_period
+from engine.backup import backup_state
+from engine.clock import wall_clock
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.freshness import Freshness, freshness
@@ -66,6 +68,7 @@ def home_status(
         "last_promotion": promotion.to_json() if promotion else None,
         "gate_errors": store.standing_gate_errors(),
         "freshness": home_freshness(settings, store, now).to_json(),
+        "backup": backup_state(settings, wall_clock()),  # a backup's age is process time
         "publish_target": publish_target,
         "pending_months": sorted(store.pending_months()),
         "runs": [r.to_json() for r in store.list_runs(20)],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.clock import clock_from_env
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.simulator import GlucoseSimulator
@@ -177,7 +178,7 @@ def export_command(
     if not 1 <= days <= 20 * 366:
         raise PhloError(f"--days {days} is out of range", "give 1 to 7320 days")
     options = ExportOptions(units=units, date_order=date_order)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = clock_from_env()().replace(microsecond=0)
     if until is not None:
         try:
             now = datetime.strptime(until, "%Y-%m-%d").replace(tzinfo=UTC)

@@ -19,7 +19,7 @@ from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
 from engine.reads import metrics_answer
-from phlo_tui import report
+from phlo_tui import cli_data, report
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUERY")
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+
+    cli_data.add_commands(command)
 
     p = command(
         "remove-postgres",
@@ -356,6 +358,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_app(settings)
     if args.command == "report":
         return report.run_report(settings, args)
+    if args.command in cli_data.COMMANDS:
+        return cli_data.run(settings, args)
     if args.command in LIGHT_COMMANDS:
         code = _answer_light(settings, args)
         if code is not None:
@@ -521,6 +525,9 @@ def _status_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
     fresh = status.get("freshness")
     if fresh:
         lines.append(("freshness", f"{fresh['level']}: {fresh['message']}"))
+    backup = status.get("backup")
+    if backup:
+        lines.append(("backup", f"{backup['level']}: {backup['message']}"))
     target = status.get("publish_target") or {}
     if target.get("kind") == "none":
         lines.append(("publish", "off (no PostgreSQL configured)"))
