@@ -329,3 +329,52 @@ def test_loop_automatic_boluses_are_flagged(engine: Engine) -> None:
     )
     build_layers(engine, None)
     assert totals(engine) == [(date(2024, 1, 18), 3.4, 0.0, 2, 0, 0.4)]
+
+
+# -- a lake written before these columns -----------------------------------------------------------
+
+
+def test_a_lake_written_before_the_new_raw_columns_gains_them(tmp_path: Path) -> None:
+    """raw.treatments as the release before declared it (no v3 or uploader columns): ensure_table
+    adds the columns, the stored rows read them as null, and new rows write them."""
+    import dataclasses
+
+    import pyarrow as pa
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+
+    from engine.lake import Lake
+    from engine.sources import TREATMENTS_SOURCE
+    from engine.tables import TREATMENTS
+
+    old_fields = TREATMENTS.schema.fields[
+        : TREATMENTS.schema.fields.index(TREATMENTS.schema.find_field("_phlo_run_id")) + 1
+    ]
+    old_schema = Schema(*old_fields)
+    month = old_schema.find_field("treatment_month")
+    old = dataclasses.replace(
+        TREATMENTS,
+        schema=old_schema,
+        partition_spec=PartitionSpec(
+            PartitionField(
+                source_id=month.field_id, field_id=1000, transform=IdentityTransform(), name="treatment_month"
+            )
+        ),
+        arrow_schema=pa.schema([TREATMENTS.arrow_schema.field(f.name) for f in old_fields]),
+    )
+    lake = Lake(tmp_path / "lake")
+    lake.ensure_table(old)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    before = TREATMENTS_SOURCE.validate_batch([MEAL_BOLUS], run_id="old", source="t", now=now).valid
+    lake.merge(old, before.select(old.arrow_schema.names))
+
+    lake.ensure_table(TREATMENTS)
+    lake.merge(
+        TREATMENTS, TREATMENTS_SOURCE.validate_batch([DELETED_BOLUS], run_id="new", source="t", now=now).valid
+    )
+    rows = lake.read_arrow(TREATMENTS.name, "dev").sort_by("_id").select(["_id", "is_valid", "pump_serial"])
+    assert rows.to_pylist() == [
+        {"_id": MEAL_BOLUS["_id"], "is_valid": None, "pump_serial": None},
+        {"_id": DELETED_BOLUS["_id"], "is_valid": False, "pump_serial": None},
+    ]
