@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import numpy.typing as npt
 
+from engine.simulator_loop import Uploader, as_served, closed_loop_treatments, mark_deleted_entries
+
 EntryKind = Literal["all", "sgv", "mbg", "cal"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -210,7 +212,15 @@ class _Block:
 class GlucoseSimulator:
     """A deterministic T1D-like CGM trace: every entry is a pure function of seed, tz and time."""
 
-    def __init__(self, seed: int = 42, tz: str = "UTC", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        seed: int = 42,
+        tz: str = "UTC",
+        clock: Callable[[], float] = time.time,
+        uploader: Uploader | None = None,
+    ) -> None:
+        """`uploader` makes the treatments those of one closed loop (engine/simulator_loop.py), and
+        deletes a few readings; None serves the mixed uploaders of a site without one."""
         try:
             self.tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as e:
@@ -227,7 +237,10 @@ class GlucoseSimulator:
         # About two years of days; a block is ~300 rows of a dozen numeric columns (~25 kB).
         self._block = lru_cache(maxsize=800)(self._generate_block)
         self._plan = lru_cache(maxsize=4096)(self._generate_plan)
-        self._treatments = lru_cache(maxsize=4096)(self._generate_treatments)
+        self.uploader = uploader
+        self._treatments = lru_cache(maxsize=4096)(
+            self._generate_treatments if uploader is None else self._closed_loop_treatments
+        )
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -248,7 +261,8 @@ class GlucoseSimulator:
         MongoDB limit of 0 does.
         """
         low, high = self._bounds(gte, gt, lt, lte)
-        return self._select(kind, low, high, count)
+        found = self._select(kind, low, high, count)
+        return found if self.uploader is None else mark_deleted_entries(found, self.seed)
 
     def _bounds(self, gte: int | None, gt: int | None, lt: int | None, lte: int | None) -> tuple[int, int]:
         """The inclusive [low, high] instants (ms) a find[...] filter selects, up to the clock's now;
@@ -315,15 +329,16 @@ class GlucoseSimulator:
                 _TEXT_COMPARISONS[op](text, bound) for op, bound in texts.items()
             )
 
-        found = [
-            doc
+        served = (
+            as_served(doc, now_ms)
             for ordinal in range(last, first - 1, -1)
             for uploaded_ms, doc in self._treatments(ordinal)
             if uploaded_ms <= now_ms and selected(doc.get("created_at"))
-        ]
+        )
+        found = [doc for doc in served if doc is not None]
         found.sort(key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
         limit = count if count > 0 else len(found)
-        return [dict(doc) for doc in found[:limit]]
+        return found[:limit]
 
     def export(self, since_ms: int, until_ms: int, kind: EntryKind = "all") -> list[dict[str, Any]]:
         """Every entry with since_ms <= date < until_ms (and not after now), newest first."""
@@ -569,6 +584,10 @@ class GlucoseSimulator:
                     datetime.fromisoformat(stamp).astimezone(self.tz).strftime("%Y-%m-%dT%H:%M:%S")
                 )
         return tuple(records)
+
+    def _closed_loop_treatments(self, ordinal: int) -> tuple[tuple[int, dict[str, Any]], ...]:
+        assert self.uploader is not None
+        return closed_loop_treatments(self._plan(ordinal), ordinal, self._seed64, self.tz, self.uploader)
 
     def _glucose(self, t: FloatArray, plans: list[_DayPlan]) -> tuple[FloatArray, FloatArray]:
         """True glucose and the compression artefact (mg/dL) at instants t (s)."""
@@ -1209,10 +1228,16 @@ _TEXT_COMPARISONS: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-def serve_forever(port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1") -> None:
+def serve_forever(
+    port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1", uploader: Uploader | None = None
+) -> None:
     """Run a simulator in the foreground until Ctrl-C (for `phlo-tui simulate`)."""
-    server = SimulatorServer(GlucoseSimulator(seed=seed, tz=tz), host=host, port=port).start()
-    print(f"Nightscout simulator (seed {seed}, tz {tz}) serving {server.url}", flush=True)
+    simulator = GlucoseSimulator(seed=seed, tz=tz, uploader=uploader)
+    server = SimulatorServer(simulator, host=host, port=port).start()
+    print(
+        f"Nightscout simulator (seed {seed}, tz {tz}, uploader {uploader or 'mixed'}) serving {server.url}",
+        flush=True,
+    )
     try:
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

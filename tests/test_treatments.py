@@ -47,6 +47,7 @@ def make_engine(home: Path, url: str, monkeypatch: pytest.MonkeyPatch, **env: st
     monkeypatch.setenv("PHLO_INITIAL_DAYS", "7")
     monkeypatch.setenv("PHLO_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("PHLO_LOOKBACK_MINUTES", "0")
+    monkeypatch.setenv("PHLO_REREAD_HOURS", "0")  # the windows these tests pin start at the watermark
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return Engine(load_settings())
