@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("simulate", "run the Nightscout simulator alone on loopback")
     p.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
     p.add_argument("--seed", type=int, default=42, help="seed of the trace (default 42)")
+    p.add_argument(
+        "--uploader",
+        choices=("aaps", "loop"),
+        help="serve one closed loop's treatments (AndroidAPS or Loop; default: mixed uploaders)",
+    )
     return parser
 
 
@@ -204,7 +209,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from engine.simulator import serve_forever
 
-        serve_forever(port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone)
+        serve_forever(
+            port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone, uploader=args.uploader
+        )
         return 0
 
     settings = load_settings(demo=demo)
