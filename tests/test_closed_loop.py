@@ -329,6 +329,10 @@ def test_loop_automatic_boluses_are_flagged(engine: Engine) -> None:
     )
     build_layers(engine, None)
     assert totals(engine) == [(date(2024, 1, 18), 3.4, 0.0, 2, 0, 0.4)]
+    mart = engine.query(
+        "select treatment_id, is_automatic from marts.mrt_medication_effectiveness order by 1", "dev"
+    ).rows
+    assert mart == [("65a9300000000000000000a1", True), ("65a9300000000000000000a2", False)]
 
 
 # -- a lake written before these columns -----------------------------------------------------------

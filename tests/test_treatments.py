@@ -440,6 +440,7 @@ def test_effectiveness_by_hand_on_a_constructed_day(home: Path, monkeypatch: pyt
                 "reading_date": datetime(2026, 3, 10).date(),
                 "total_insulin_units": 8.0,  # 5 + 2 + 1
                 "total_carbs_g": 75.0,  # 50 + 15 + 10
+                "automatic_insulin_units": 0.0,
                 "bolus_count": 3,
                 "carb_entry_count": 3,
                 "reading_month": "2026-03",
