@@ -114,6 +114,8 @@ def engine_for(home: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("PHLO_TIMEZONE", "Europe/Paris")
     monkeypatch.setenv("PHLO_INITIAL_DAYS", "5")
     monkeypatch.setenv("PHLO_MAX_ATTEMPTS", "2")
+    # No lookback: only the re-read window brings back a record older than the watermark.
+    monkeypatch.setenv("PHLO_LOOKBACK_MINUTES", "0")
     monkeypatch.setenv("PHLO_REREAD_HOURS", "120")
     return Engine(load_settings())
 
