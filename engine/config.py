@@ -80,6 +80,9 @@ class Settings:
     """Entries per Nightscout request (its `count`). PHLO_PAGE_SIZE."""
     lookback_minutes: int = 60
     """An incremental run re-reads this much before its watermark, to pick up late uploads. PHLO_LOOKBACK_MINUTES."""
+    reread_hours: int = 48
+    """Every run also re-reads the last this many hours, to see records the site changed or deleted
+    since (isValid false) after they were stored (docs/closed-loop.md); 0 turns it off. PHLO_REREAD_HOURS."""
     request_timeout_s: float = 30.0
     """Seconds before a Nightscout request times out. PHLO_REQUEST_TIMEOUT_S."""
     max_attempts: int = 5
@@ -241,6 +244,7 @@ _FIX = {
     "auto_promote": "use true or false",
     "manage_postgres": "use true or false",
     "lookback_minutes": "use a whole number of minutes from 0 to 1440",
+    "reread_hours": "use a whole number of hours from 0 to 720",
     "max_attempts": "use a whole number from 1 to 20",
     "request_timeout_s": "use a number of seconds from 1 to 600",
     "snapshot_retention_hours": "use a whole number of hours from 1 to 8760",
@@ -266,6 +270,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "freshness_warning_minutes": (1, 1440),
     "lookback_minutes": (0, 1440),
     "backup_keep": (1, 1000),
+    "reread_hours": (0, 720),
     "max_attempts": (1, 20),
     "request_timeout_s": (1, 600),
 }
@@ -324,6 +329,7 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "backfill_window_days": int,
     "page_size": int,
     "lookback_minutes": int,
+    "reread_hours": int,
     "request_timeout_s": float,
     "max_attempts": int,
     "auto_promote": bool,

@@ -65,6 +65,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import LakeError
 from engine.lake_catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
+from engine.lake_evolve import add_declared_columns
 from engine.lake_scratch import scratch
 from engine.lake_views import Column, create_view, select_sql
 from engine.tables import TableDef
@@ -181,6 +182,7 @@ class Lake:
                 partition_spec=tdef.partition_spec,
                 properties=_TABLE_PROPERTIES,
             )
+            table = add_declared_columns(table, tdef)
         _check_declaration(table, tdef)
         with self._boundary(f"creating branches main and dev of {tdef.name}"):
             _ensure_branches(catalog, table)

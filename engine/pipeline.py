@@ -154,11 +154,13 @@ class Pipeline:
         return self._run_windows(trigger, since, until_ms, params, full_refresh=full_refresh)
 
     def _since_ms(self, source: Source, now: datetime) -> int:
-        """From the source's watermark minus the lookback, or the last `initial_days` on its first run."""
+        """From the source's watermark minus the lookback, or the last `initial_days` on its first run;
+        never later than the re-read window (a record changed or deleted within it is read again)."""
         watermark = self.store.watermark(source.watermark_key)
         if watermark is None:
             return _now_ms(now - timedelta(days=self.settings.initial_days))
-        return watermark + 1 - self.settings.lookback_minutes * 60_000
+        since = watermark + 1 - self.settings.lookback_minutes * 60_000
+        return min(since, _now_ms(now - timedelta(hours=self.settings.reread_hours)))
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """History from local day `since` up to the end of local day `until` (default: now)."""

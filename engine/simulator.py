@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from engine.clock import clock_from_env, epoch_seconds
 from engine.errors import PhloError
+from engine.simulator_loop import Uploader, as_served, closed_loop_treatments, mark_deleted_entries
 
 EntryKind = Literal["all", "sgv", "mbg", "cal"]
 FloatArray = npt.NDArray[np.float64]
@@ -212,9 +213,17 @@ class _Block:
 class GlucoseSimulator:
     """A deterministic T1D-like CGM trace: every entry is a pure function of seed, tz and time."""
 
-    def __init__(self, seed: int = 42, tz: str = "UTC", clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 42,
+        tz: str = "UTC",
+        clock: Callable[[], float] | None = None,
+        uploader: Uploader | None = None,
+    ) -> None:
         """`clock` gives "now" in epoch seconds: entries after it do not exist yet. Default: data time
-        ($PHLO_NOW or the wall clock, engine.clock), so a simulator in a subprocess shares its caller's."""
+        ($PHLO_NOW or the wall clock, engine.clock), so a simulator in a subprocess shares its caller's.
+        `uploader` makes the treatments those of one closed loop (engine/simulator_loop.py), and
+        deletes a few readings; None serves the mixed uploaders of a site without one."""
         try:
             self.tz = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as e:
@@ -231,7 +240,10 @@ class GlucoseSimulator:
         # About two years of days; a block is ~300 rows of a dozen numeric columns (~25 kB).
         self._block = lru_cache(maxsize=800)(self._generate_block)
         self._plan = lru_cache(maxsize=4096)(self._generate_plan)
-        self._treatments = lru_cache(maxsize=4096)(self._generate_treatments)
+        self.uploader = uploader
+        self._treatments = lru_cache(maxsize=4096)(
+            self._generate_treatments if uploader is None else self._closed_loop_treatments
+        )
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -252,7 +264,8 @@ class GlucoseSimulator:
         MongoDB limit of 0 does.
         """
         low, high = self._bounds(gte, gt, lt, lte)
-        return self._select(kind, low, high, count)
+        found = self._select(kind, low, high, count)
+        return found if self.uploader is None else mark_deleted_entries(found, self.seed)
 
     def _bounds(self, gte: int | None, gt: int | None, lt: int | None, lte: int | None) -> tuple[int, int]:
         """The inclusive [low, high] instants (ms) a find[...] filter selects, up to the clock's now;
@@ -319,15 +332,16 @@ class GlucoseSimulator:
                 _TEXT_COMPARISONS[op](text, bound) for op, bound in texts.items()
             )
 
-        found = [
-            doc
+        served = (
+            as_served(doc, now_ms)
             for ordinal in range(last, first - 1, -1)
             for uploaded_ms, doc in self._treatments(ordinal)
             if uploaded_ms <= now_ms and selected(doc.get("created_at"))
-        ]
+        )
+        found = [doc for doc in served if doc is not None]
         found.sort(key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
         limit = count if count > 0 else len(found)
-        return [dict(doc) for doc in found[:limit]]
+        return found[:limit]
 
     def export(self, since_ms: int, until_ms: int, kind: EntryKind = "all") -> list[dict[str, Any]]:
         """Every entry with since_ms <= date < until_ms (and not after now), newest first."""
@@ -573,6 +587,10 @@ class GlucoseSimulator:
                     datetime.fromisoformat(stamp).astimezone(self.tz).strftime("%Y-%m-%dT%H:%M:%S")
                 )
         return tuple(records)
+
+    def _closed_loop_treatments(self, ordinal: int) -> tuple[tuple[int, dict[str, Any]], ...]:
+        assert self.uploader is not None
+        return closed_loop_treatments(self._plan(ordinal), ordinal, self._seed64, self.tz, self.uploader)
 
     def _glucose(self, t: FloatArray, plans: list[_DayPlan]) -> tuple[FloatArray, FloatArray]:
         """True glucose and the compression artefact (mg/dL) at instants t (s)."""
@@ -1213,16 +1231,23 @@ _TEXT_COMPARISONS: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-def serve_forever(port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1") -> None:
+def serve_forever(
+    port: int, seed: int = 42, tz: str = "UTC", host: str = "127.0.0.1", uploader: Uploader | None = None
+) -> None:
     """Run a simulator in the foreground until Ctrl-C (for `phlo-tui simulate`)."""
     try:
-        server = SimulatorServer(GlucoseSimulator(seed=seed, tz=tz), host=host, port=port).start()
+        server = SimulatorServer(
+            GlucoseSimulator(seed=seed, tz=tz, uploader=uploader), host=host, port=port
+        ).start()
     except OSError as e:
         raise PhloError(
             f"cannot serve the simulator on {host}:{port}: {e.strerror}",
             "choose another --port, or stop what listens there",
         ) from e
-    print(f"Nightscout simulator (seed {seed}, tz {tz}) serving {server.url}", flush=True)
+    print(
+        f"Nightscout simulator (seed {seed}, tz {tz}, uploader {uploader or 'mixed'}) serving {server.url}",
+        flush=True,
+    )
     try:
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

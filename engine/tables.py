@@ -9,6 +9,7 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import (
+    BooleanType,
     DoubleType,
     IntegerType,
     LongType,
@@ -39,6 +40,16 @@ def _nested(fields: list[tuple[str, object, bool, str]]) -> Schema:
     )
 
 
+# Fields added after the first release go last, so a stored table gains them as new columns
+# (engine/lake_evolve.py) with the field ids the declaration gives them.
+# API v3's: a deleted document stays with isValid false; identifier and srvModified name a document
+# and its version whichever API served it (docs/closed-loop.md).
+_V3_FIELDS: list[tuple[str, object, bool, str]] = [
+    ("is_valid", BooleanType(), False, "isValid: false marks a document deleted (API v3 deletes so)"),
+    ("identifier", StringType(), False, "API v3 identifier of the document (the _id's hex when it has none)"),
+    ("srv_modified", LongType(), False, "srvModified: when the site last changed the document, epoch ms"),
+]
+
 # Nightscout entry fields (snake_case, as dlt names them) plus phlo bookkeeping columns.
 _GLUCOSE_FIELDS: list[tuple[str, object, bool, str]] = [
     ("_id", StringType(), True, "Nightscout entry id (Mongo ObjectId)"),
@@ -63,6 +74,7 @@ _GLUCOSE_FIELDS: list[tuple[str, object, bool, str]] = [
     ("reading_month", StringType(), True, "YYYY-MM of reading_ts in UTC; the identity partition"),
     ("_phlo_ingested_at", TimestamptzType(), True, "when phlo stored this version of the row"),
     ("_phlo_run_id", StringType(), True, "run that stored this version of the row"),
+    *_V3_FIELDS,
 ]
 
 _QUARANTINE_FIELDS: list[tuple[str, object, bool, str]] = [
@@ -83,6 +95,7 @@ _ARROW_TYPES: dict[type, pa.DataType] = {
     IntegerType: pa.int32(),
     DoubleType: pa.float64(),
     TimestamptzType: pa.timestamp("us", tz="UTC"),
+    BooleanType: pa.bool_(),
 }
 
 
@@ -135,6 +148,22 @@ _TREATMENT_FIELDS: list[tuple[str, object, bool, str]] = [
     ("treatment_month", StringType(), True, "YYYY-MM of treatment_ts in UTC; the identity partition"),
     ("_phlo_ingested_at", TimestamptzType(), True, "when phlo stored this version of the row"),
     ("_phlo_run_id", StringType(), True, "run that stored this version of the row"),
+    *_V3_FIELDS,
+    # How closed-loop uploaders name one record across uploads (docs/closed-loop.md).
+    ("sync_identifier", StringType(), False, "syncIdentifier: Loop's id of the record"),
+    ("uuid", StringType(), False, "uuid: xDrip's id of the record"),
+    ("uploader_id", StringType(), False, "id: Trio's id of the record"),
+    ("pump_id", LongType(), False, "pumpId: AndroidAPS's pump event id (with pump_type and pump_serial)"),
+    ("pump_type", StringType(), False, "pumpType: AndroidAPS's pump driver"),
+    ("pump_serial", StringType(), False, "pumpSerial: the pump's serial number"),
+    (
+        "bolus_type",
+        StringType(),
+        False,
+        "type: NORMAL | SMB | PRIMING (AndroidAPS), normal | square | dual (Loop)",
+    ),
+    ("is_smb", BooleanType(), False, "isSMB: a super micro bolus the loop gave (AndroidAPS, OpenAPS)"),
+    ("automatic", BooleanType(), False, "automatic: a dose the loop gave (Loop)"),
 ]
 
 _treatments_schema = _nested(_TREATMENT_FIELDS)

@@ -32,6 +32,7 @@ from schemas.raw import (
     as_instant_ms,
     as_integer,
     as_number,
+    is_boolean,
     is_text,
 )
 
@@ -253,7 +254,8 @@ def _epoch_us(moment: datetime) -> int:
 def _raw_frame(spec: RawSpec, objects: list[Any], positions: list[int], now_ms: int) -> pd.DataFrame:
     """The entry objects as one column per lake column, indexed by input position."""
     present: set[object] = set().union(*objects)
-    keys = [key for keys in spec.source_keys.values() for key in keys if key in present]
+    # A raw key may feed two columns (API v3's identifier is also the _id it lacks): once here.
+    keys = list(dict.fromkeys(key for keys in spec.source_keys.values() for key in keys if key in present))
     index = pd.Index(positions, dtype="int64")
     # dtype=object keeps every value as sent (a list stays one value, "5" stays a string).
     source = pd.DataFrame(objects, columns=keys, index=index, dtype=object)
@@ -393,7 +395,13 @@ def _float_array(values: pd.Series) -> pa.Array:
     return pa.array(numbers, pa.float64(), mask=np.isnan(numbers))
 
 
+def _bool_array(values: pd.Series) -> pa.Array:
+    flags = is_boolean(values)
+    return pa.array(np.where(flags, values.to_numpy(dtype=object) == True, False), pa.bool_(), mask=~flags)  # noqa: E712
+
+
 _ARRAYS = {
+    pa.bool_(): _bool_array,
     pa.string(): _text_array,
     pa.int32(): _int32_array,
     pa.int64(): _int64_array,

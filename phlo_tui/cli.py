@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", choices=("mg/dL", "mmol/L"), default="mg/dL", help="the export's glucose unit")
     p.add_argument("--date-order", choices=("dmy", "mdy"), default="dmy", help="LibreView's date order")
     p.add_argument("file", type=Path, nargs="?", metavar="FILE", help="the export to write (.gz: gzip)")
+    p.add_argument(
+        "--uploader",
+        choices=("aaps", "loop"),
+        help="serve one closed loop's treatments (AndroidAPS or Loop; default: mixed uploaders)",
+    )
     return parser
 
 
@@ -340,7 +345,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from engine.simulator import serve_forever
 
-        serve_forever(port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone)
+        serve_forever(
+            port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone, uploader=args.uploader
+        )
         return 0
 
     settings = load_settings(demo=demo)

@@ -90,6 +90,8 @@ class StgTreatments(pa.DataFrameModel):
     basal_rate_u_h: Series[float] = pa.Field(ge=0, nullable=True, metadata=WARNING)
     is_bolus: Series[bool] = pa.Field(metadata=ERROR)
     is_carbs: Series[bool] = pa.Field(metadata=ERROR)
+    is_automatic: Series[bool] = pa.Field(metadata=ERROR)
+    is_calculation: Series[bool] = pa.Field(metadata=ERROR)
     entered_by: Series[str] = pa.Field(nullable=True, metadata=WARNING)
     notes: Series[str] = pa.Field(nullable=True, metadata=WARNING)
     phlo_run_id: Series[str] = pa.Field(alias="_phlo_run_id", metadata=ERROR)

@@ -198,6 +198,7 @@ class FactDailyTreatmentTotals(pa.DataFrameModel):
     reading_date: Series[pa.DateTime] = pa.Field(unique=True, metadata=ERROR)
     total_insulin_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
     total_carbs_g: Series[float] = pa.Field(ge=0, metadata=ERROR)
+    automatic_insulin_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
     bolus_count: Series[int] = pa.Field(ge=0, metadata=ERROR)
     carb_entry_count: Series[int] = pa.Field(ge=0, metadata=ERROR)
     reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
@@ -210,9 +211,11 @@ class FactDailyTreatmentTotals(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def totals_match_counts(cls, df: pd.DataFrame) -> pd.Series:
-        """A day has events, insulin exactly when it has boluses and carbs exactly when it has carb entries."""
+        """A day has events, insulin exactly when it has boluses and carbs exactly when it has carb
+        entries, and no more automatic insulin than insulin."""
         return (
             ((df["bolus_count"] + df["carb_entry_count"]) > 0)
+            & (df["automatic_insulin_units"] <= df["total_insulin_units"] + 1e-9)
             & ((df["total_insulin_units"] > 0) == (df["bolus_count"] > 0))
             & ((df["total_carbs_g"] > 0) == (df["carb_entry_count"] > 0))
         )

@@ -160,6 +160,7 @@ class MrtMedicationEffectiveness(pa.DataFrameModel):
         ge=GLUCOSE_WINDOW_MIN, le=GLUCOSE_WINDOW_MAX, nullable=True, metadata=ERROR
     )
     hypo_within_4h: Series[pd.BooleanDtype] = pa.Field(nullable=True, metadata=ERROR)
+    is_automatic: Series[bool] = pa.Field(metadata=ERROR)
     reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
 
     class Config:

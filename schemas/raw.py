@@ -35,6 +35,9 @@ SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "slope": ("slope",),
     "intercept": ("intercept",),
     "scale": ("scale",),
+    "is_valid": ("isValid", "is_valid"),
+    "identifier": ("identifier",),
+    "srv_modified": ("srvModified", "srv_modified"),
 }
 
 ENTRY_TYPES = ("sgv", "mbg", "cal")
@@ -115,6 +118,17 @@ def is_text(values: pd.Series) -> np.ndarray:
     )
 
 
+def is_boolean(values: pd.Series) -> np.ndarray:
+    """True where the raw value is a JSON boolean."""
+    if infer_dtype(values, skipna=True) == "boolean":
+        return values.notna().to_numpy()
+    return np.fromiter(
+        (isinstance(value, bool | np.bool_) for value in values.to_numpy(dtype=object)),
+        dtype=bool,
+        count=len(values),
+    )
+
+
 def _between(numbers: np.ndarray, low: float, high: float) -> np.ndarray:
     """True where the number is within [low, high] or NaN (a non-number fails its own check)."""
     return np.isnan(numbers) | ((numbers >= low) & (numbers <= high))
@@ -169,6 +183,9 @@ class RawGlucoseEntries(pa.DataFrameModel):
     slope: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
     intercept: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
     scale: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    is_valid: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    identifier: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    srv_modified: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
 
     class Config:
         strict = True
@@ -235,7 +252,7 @@ class RawGlucoseEntries(pa.DataFrameModel):
         """direction is a trend arrow name Nightscout uploaders use (other text is kept)."""
         return _flags(directions, ~is_text(directions) | directions.isin(DIRECTIONS).to_numpy())
 
-    @pa.check("date_string", "sys_time", "direction", "device", name="is_string")
+    @pa.check("date_string", "sys_time", "direction", "device", "identifier", name="is_string")
     def _is_string(cls, values: Series[Any]) -> Series[bool]:
         """A string; anything else is stored as null."""
         return _flags(values, is_text(values))
@@ -250,6 +267,16 @@ class RawGlucoseEntries(pa.DataFrameModel):
     def _is_number(cls, values: Series[Any]) -> Series[bool]:
         """A finite number, or a string holding one; else stored as null."""
         return _flags(values, ~np.isnan(as_number(values)))
+
+    @pa.check("is_valid", name="is_boolean")
+    def _is_boolean(cls, values: Series[Any]) -> Series[bool]:
+        """true or false; anything else is stored as null (read as valid)."""
+        return _flags(values, is_boolean(values))
+
+    @pa.check("srv_modified", name="is_integer")
+    def _is_int64(cls, values: Series[Any]) -> Series[bool]:
+        """A whole number (epoch ms), or a string holding one; else stored as null."""
+        return _flags(values, ~np.isnan(as_integer(values)))
 
     @pa.dataframe_check(name="sgv_required")
     def _sgv_required(cls, entries: pd.DataFrame) -> Series[bool]:
@@ -283,8 +310,10 @@ def check_column(check: str) -> str | None:
 
 # -- treatments -----------------------------------------------------------------------------------
 
+# API v3 serves a document without `_id`: its `identifier` is the key (the _id's hex for a
+# document created through v1, as lib/api3/storage/mongoCollection/utils.js normalizes it).
 TREATMENT_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
-    "_id": ("_id",),
+    "_id": ("_id", "identifier"),
     "event_type": ("eventType", "event_type"),
     "created_at": ("created_at", "createdAt"),
     "insulin": ("insulin",),
@@ -295,6 +324,18 @@ TREATMENT_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "entered_by": ("enteredBy", "entered_by"),
     "notes": ("notes",),
     "utc_offset": ("utcOffset", "utc_offset"),
+    "is_valid": ("isValid", "is_valid"),
+    "identifier": ("identifier",),
+    "srv_modified": ("srvModified", "srv_modified"),
+    "sync_identifier": ("syncIdentifier", "sync_identifier"),
+    "uuid": ("uuid",),
+    "uploader_id": ("id",),
+    "pump_id": ("pumpId", "pump_id"),
+    "pump_type": ("pumpType", "pump_type"),
+    "pump_serial": ("pumpSerial", "pump_serial"),
+    "bolus_type": ("type",),
+    "is_smb": ("isSMB", "is_smb"),
+    "automatic": ("automatic",),
 }
 INSULIN_MAX_UNITS = 100
 CARBS_MAX_G = 500
@@ -340,6 +381,18 @@ class RawTreatments(pa.DataFrameModel):
     entered_by: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
     notes: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
     utc_offset: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    is_valid: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    identifier: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    srv_modified: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    sync_identifier: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    uuid: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    uploader_id: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    pump_id: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    pump_type: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    pump_serial: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    bolus_type: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    is_smb: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    automatic: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
 
     class Config:
         strict = True
@@ -402,10 +455,31 @@ class RawTreatments(pa.DataFrameModel):
         """duration is from 0 minutes to a week."""
         return _flags(values, _between(as_number(values), 0, DURATION_MAX_MIN))
 
-    @pa.check("entered_by", "notes", name="is_string")
+    @pa.check(
+        "entered_by",
+        "notes",
+        "identifier",
+        "sync_identifier",
+        "uuid",
+        "uploader_id",
+        "pump_type",
+        "pump_serial",
+        "bolus_type",
+        name="is_string",
+    )
     def _is_string(cls, values: Series[Any]) -> Series[bool]:
         """A string; anything else is stored as null."""
         return _flags(values, is_text(values))
+
+    @pa.check("is_valid", "is_smb", "automatic", name="is_boolean")
+    def _is_boolean(cls, values: Series[Any]) -> Series[bool]:
+        """true or false; anything else is stored as null."""
+        return _flags(values, is_boolean(values))
+
+    @pa.check("srv_modified", "pump_id", name="is_integer")
+    def _is_int64(cls, values: Series[Any]) -> Series[bool]:
+        """A whole number, or a string holding one; else stored as null."""
+        return _flags(values, ~np.isnan(as_integer(values)))
 
     @pa.check("utc_offset", name="is_integer")
     def _is_int32(cls, values: Series[Any]) -> Series[bool]:

@@ -107,6 +107,7 @@ class FactTreatments(pa.DataFrameModel):
     carbs_g: Series[float] = pa.Field(gt=0, le=CARBS_MAX_G, nullable=True, metadata=ERROR)
     is_bolus: Series[bool] = pa.Field(metadata=ERROR)
     is_carbs: Series[bool] = pa.Field(metadata=ERROR)
+    is_automatic: Series[bool] = pa.Field(metadata=ERROR)
     reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
 
     class Config:
@@ -119,9 +120,10 @@ class FactTreatments(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def flags_match_values(cls, df: pd.DataFrame) -> pd.Series:
-        """A bolus has insulin and a carb entry carbs; every row is at least one of them."""
+        """A bolus has insulin and a carb entry carbs; every row is at least one of them; only a bolus is automatic."""
         return (
             (df["is_bolus"] == df["insulin_units"].notna())
+            & (df["is_bolus"] | ~df["is_automatic"])
             & (df["is_carbs"] == df["carbs_g"].notna())
             & (df["is_bolus"] | df["is_carbs"])
         )

@@ -64,6 +64,9 @@ def glucose_rows(
         "reading_month": [t.strftime("%Y-%m") for t in times],
         "_phlo_ingested_at": [ingested] * count,
         "_phlo_run_id": [run_id] * count,
+        "is_valid": [None] * count,
+        "identifier": [None] * count,
+        "srv_modified": [None] * count,
     }
     return pa.Table.from_pydict(columns, schema=GLUCOSE_ENTRIES.arrow_schema)
 

@@ -65,6 +65,9 @@ def glucose_rows(start: dt.datetime, count: int, *, sgv: int = 120) -> pa.Table:
         "reading_month": [t.strftime("%Y-%m") for t in times],
         "_phlo_ingested_at": [dt.datetime.now(UTC)] * count,
         "_phlo_run_id": [f"run-{start:%d%H}"] * count,
+        "is_valid": nulls,
+        "identifier": nulls,
+        "srv_modified": nulls,
     }
     return pa.Table.from_pydict(columns, schema=GLUCOSE_ENTRIES.arrow_schema)
 

@@ -48,6 +48,7 @@ def make_engine(home: Path, server: SimulatorServer, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PHLO_INITIAL_DAYS", "7")
     monkeypatch.setenv("PHLO_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("PHLO_LOOKBACK_MINUTES", "0")
+    monkeypatch.setenv("PHLO_REREAD_HOURS", "0")  # the windows these tests pin start at the watermark
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return Engine(load_settings(), clock=follow(server.simulator))
@@ -446,6 +447,7 @@ def test_effectiveness_by_hand_on_a_constructed_day(home: Path, monkeypatch: pyt
                 "reading_date": datetime(2026, 3, 10).date(),
                 "total_insulin_units": 8.0,  # 5 + 2 + 1
                 "total_carbs_g": 75.0,  # 50 + 15 + 10
+                "automatic_insulin_units": 0.0,
                 "bolus_count": 3,
                 "carb_entry_count": 3,
                 "reading_month": "2026-03",

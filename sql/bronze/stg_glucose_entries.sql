@@ -9,7 +9,19 @@
 -- "Kept before it" is greedy, not chained: a run of equal values each 50 s apart keeps every
 -- other one rather than collapsing into its first entry; readings a full 60 s apart, as a
 -- one-minute sensor sends them, are all kept.
-with recursive sgv_entries as (
+-- Before that, one version per document (an API v3 identifier, else the _id: the one the site
+-- changed last), and a document whose version says isValid false (deleted, as API v3 deletes)
+-- goes no further (docs/closed-loop.md).
+with recursive versions as (
+    select *
+    from raw.glucose_entries
+    qualify row_number() over (
+        partition by coalesce(identifier, _id)
+        order by srv_modified desc nulls last, _phlo_ingested_at desc, _id
+    ) = 1
+),
+
+sgv_entries as (
     select
         _id as entry_id,
         date as reading_epoch_ms,
@@ -21,8 +33,8 @@ with recursive sgv_entries as (
         reading_ts,
         _phlo_run_id,
         _phlo_ingested_at
-    from raw.glucose_entries
-    where type = 'sgv' and sgv is not null
+    from versions
+    where type = 'sgv' and sgv is not null and coalesce(is_valid, true)
 ),
 
 -- Entries of the same value closer than 60 s to the previous one form a chain; almost every

@@ -10,11 +10,14 @@
 --   min_glucose_after     lowest reading within 4 h after it                  (t, t + 4 h]
 --   minutes_to_min_after  minutes from the bolus to the first reading at that minimum
 --   hypo_within_4h        whether any reading of (t, t + 4 h] is below 70 mg/dL
+--   is_automatic          a bolus the loop gave by itself (an SMB, Loop's automatic bolus)
 -- Null when a window has no reading. The windows cross month edges: the runner hands an
 -- incremental model the neighbouring months too, and marks a month pending when a reading
 -- within 4 h of its edge arrives.
 with boluses as (
-    select treatment_id, event_type, treatment_ts, treatment_local_ts, reading_date, insulin_units, carbs_g, reading_month
+    select
+        treatment_id, event_type, treatment_ts, treatment_local_ts, reading_date, insulin_units, carbs_g, is_automatic,
+        reading_month
     from silver.fct_treatments
     where is_bolus
 ),
@@ -76,6 +79,7 @@ select
     cast(l.minutes_to_min_after as double) as minutes_to_min_after,
     cast(l.min_glucose_after as integer) as min_glucose_after,
     cast(l.hypo_within_4h as boolean) as hypo_within_4h,
+    cast(b.is_automatic as boolean) as is_automatic,
     cast(b.reading_month as varchar) as reading_month
 from boluses as b
 left join before_bolus as bb on bb.treatment_id = b.treatment_id
