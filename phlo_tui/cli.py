@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", choices=("dev", "main"), default="main", help="which branch to read")
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
 
-    p = command("report", "the one-page AGP report for the clinic, as PDF or PNG (default: the last 14 full days)")
+    p = command(
+        "report", "the one-page AGP report for the clinic, as PDF or PNG (default: the last 14 full days)"
+    )
     report.add_arguments(p)
 
     p = command("quality", "failed checks of recent runs")
