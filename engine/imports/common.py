@@ -175,10 +175,11 @@ class CsvTable:
 
     def blank(self, rows: pd.Index) -> np.ndarray:
         """Rows whose every cell is empty."""
-        part = self.cells.loc[rows]
-        empty = np.ones(len(part), dtype=bool)
-        for column in part.columns:
-            empty &= (part[column] == "").to_numpy(dtype=bool)
+        positions = np.asarray(rows, dtype="int64")
+        empty = np.ones(len(positions), dtype=bool)
+        for column in self.cells.columns:
+            # Compared whole (no copy of the table), then cut to the rows.
+            empty &= (self.cells[column] == "").to_numpy(dtype=bool)[positions]
         return empty
 
 
