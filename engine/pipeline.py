@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +41,9 @@ from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrig
 from engine.sources import GLUCOSE, SOURCES, Source
 from engine.tables import RAW_TABLES
 from engine.validation import CheckResult, Severity
+
+if TYPE_CHECKING:
+    from engine.imports import CsvImport
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +193,19 @@ class Pipeline:
         fmt = detected_format(path, file_format)
         if fmt != NIGHTSCOUT:
             zone = timezone or self.settings.timezone
-            imported = read_csv_import(path, fmt, timezone=zone, date_order=date_order, now=self._clock())
+            imported: CsvImport | None = read_csv_import(
+                path, fmt, timezone=zone, date_order=date_order, now=self._clock()
+            )
+            assert imported is not None
             csv_run = self.store.create_run(RunTrigger.IMPORT, imported.params())
 
             def store_csv(totals: _Totals) -> None:
                 from engine.imports.ingest import store_import
 
+                nonlocal imported
+                assert imported is not None
                 store_import(self, csv_run.id, imported, totals)
+                imported = None  # the layers build next: hand the file's rows back first
 
             return self._execute(csv_run, store_csv)
         entries = read_export(path)

@@ -81,8 +81,9 @@ class CsvImport:
     records: pa.Table
     """Rows of raw.import_records (no run bookkeeping yet), scans excluded."""
     scans: pa.Table
-    entries: list[dict[str, Any]]
-    """Readings, calibrations and strips as Nightscout entries (mg/dL, epoch ms)."""
+    readings: pd.DataFrame
+    """Readings, calibrations and strips, in columns (`_id`, `kind`, `date`, `value`, `device`, `offset`):
+    made into Nightscout entries a batch at a time (`entry_batch`), for memory's sake."""
     treatments: list[dict[str, Any]]
     """Insulin and carbs as Nightscout treatments."""
     quarantine: list[dict[str, Any]]
@@ -90,6 +91,44 @@ class CsvImport:
     checks: tuple[CheckResult, ...]
     skipped: dict[str, int]
     digest: str
+
+    @property
+    def entry_count(self) -> int:
+        return len(self.readings)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """Every reading as a Nightscout entry."""
+        return self.entry_batch(0, len(self.readings))
+
+    def entry_batch(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Readings `start`..`stop` as Nightscout entries: sgv, or mbg for a finger-stick (mg/dL, epoch ms)."""
+        part = self.readings.iloc[start:stop]
+        millis = part["date"].to_numpy()
+        entries = []
+        for entry_id, kind, ms, value, device, offset, iso in zip(
+            part["_id"].to_numpy(),
+            part["kind"].to_numpy(),
+            millis,
+            part["value"].to_numpy(),
+            part["device"].to_numpy(),
+            part["offset"].to_numpy(),
+            _iso_utc(millis),
+            strict=True,
+        ):
+            entry_type = "sgv" if kind == "reading" else "mbg"
+            entries.append(
+                {
+                    "_id": entry_id,
+                    "type": entry_type,
+                    "date": int(ms),
+                    "dateString": iso,
+                    entry_type: int(value),
+                    "device": device,
+                    "utcOffset": int(offset),
+                }
+            )
+        return entries
 
     def params(self) -> dict[str, Any]:
         """What the run records about the import: never the file's name, which often holds the
@@ -136,10 +175,11 @@ class CsvTable:
 
     def blank(self, rows: pd.Index) -> np.ndarray:
         """Rows whose every cell is empty."""
-        part = self.cells.loc[rows]
-        empty = np.ones(len(part), dtype=bool)
-        for column in part.columns:
-            empty &= (part[column] == "").to_numpy(dtype=bool)
+        positions = np.asarray(rows, dtype="int64")
+        empty = np.ones(len(positions), dtype=bool)
+        for column in self.cells.columns:
+            # Compared whole (no copy of the table), then cut to the rows.
+            empty &= (self.cells[column] == "").to_numpy(dtype=bool)[positions]
         return empty
 
 
@@ -401,7 +441,7 @@ def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str
         lines=parsed.table.lines,
         records=_records_table(good[~is_scan], parsed.fmt, zone),
         scans=_records_table(good[is_scan], parsed.fmt, zone),
-        entries=_entries(good, parsed.fmt, zone),
+        readings=_readings(good, parsed.fmt, zone),
         treatments=_treatments(good, parsed.fmt),
         quarantine=quarantine,
         checks=tuple(checks),
@@ -548,41 +588,22 @@ def _offsets(millis: np.ndarray, zone: str) -> np.ndarray:
     return ((local.asi8 - instants.tz_localize(None).asi8) // 60_000_000_000).astype("int64")
 
 
-def _entries(good: pd.DataFrame, fmt: str, zone: str) -> list[dict[str, Any]]:
-    """Readings (sgv) and finger-sticks (mbg: Clarity calibrations, LibreView strips) in Nightscout's shape."""
+def _readings(good: pd.DataFrame, fmt: str, zone: str) -> pd.DataFrame:
+    """Readings (sgv) and finger-sticks (mbg: Clarity calibrations, LibreView strips), in columns."""
     kinds = good["record_kind"].to_numpy()
     glucose = good["glucose"].to_numpy()
-    wanted = np.isin(kinds, list(GLUCOSE_KINDS - {"scan"})) & ~np.isnan(glucose)
-    if not wanted.any():
-        return []
-    chosen = good[wanted]
+    chosen = good[np.isin(kinds, list(GLUCOSE_KINDS - {"scan"})) & ~np.isnan(glucose)]
     millis = chosen["instant_ms"].to_numpy().astype("int64")
-    offsets = _offsets(millis, zone)
-    devices = (chosen["device"].fillna(fmt).astype(str) + f" ({fmt} import)").to_numpy()
-    entries = []
-    for entry_id, kind, ms, value, device, offset, iso in zip(
-        chosen["_id"].to_numpy(),
-        chosen["record_kind"].to_numpy(),
-        millis,
-        chosen["glucose"].to_numpy().astype("int64"),
-        devices,
-        offsets,
-        _iso_utc(millis),
-        strict=True,
-    ):
-        entry_type = "sgv" if kind == "reading" else "mbg"
-        entries.append(
-            {
-                "_id": entry_id,
-                "type": entry_type,
-                "date": int(ms),
-                "dateString": iso,
-                entry_type: int(value),
-                "device": device,
-                "utcOffset": int(offset),
-            }
-        )
-    return entries
+    return pd.DataFrame(
+        {
+            "_id": chosen["_id"].to_numpy(),
+            "kind": chosen["record_kind"].to_numpy(),
+            "date": millis,
+            "value": chosen["glucose"].to_numpy().astype("int64"),
+            "device": (chosen["device"].fillna(fmt).astype(str) + f" ({fmt} import)").to_numpy(),
+            "offset": _offsets(millis, zone),
+        }
+    )
 
 
 def _treatments(good: pd.DataFrame, fmt: str) -> list[dict[str, Any]]:

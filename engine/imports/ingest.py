@@ -26,10 +26,15 @@ def store_import(pipeline: Pipeline, run_id: str, imported: CsvImport, totals: _
     scan: kept as a marker, never a reading); they add up to the file's lines."""
     source = f"{imported.fmt} export"
     lake: dict[str, dict[str, int]] = {}
-    for declared, shaped in ((GLUCOSE, imported.entries), (TREATMENTS_SOURCE, imported.treatments)):
-        for start in range(0, len(shaped), CHUNK):
+    for declared, count in ((GLUCOSE, imported.entry_count), (TREATMENTS_SOURCE, len(imported.treatments))):
+        for start in range(0, count, CHUNK):
             pipeline.checkpoint()
-            outcome = pipeline._store_batch(run_id, declared, shaped[start : start + CHUNK], source=source)
+            shaped = (
+                imported.entry_batch(start, start + CHUNK)
+                if declared is GLUCOSE
+                else imported.treatments[start : start + CHUNK]
+            )
+            outcome = pipeline._store_batch(run_id, declared, shaped, source=source)
             counts = lake.setdefault(
                 declared.table.name, dict.fromkeys(("stored", "unchanged", "quarantined"), 0)
             )
