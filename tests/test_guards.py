@@ -35,8 +35,9 @@ from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES
 from engine.validation import Severity
 from tests.test_lake import glucose_rows
 
-PINNED = datetime(2026, 5, 1, tzinfo=UTC)
-"""The instant these tests are built around: the simulator's 'now' and every input's dates."""
+PINNED = datetime(2024, 5, 1, tzinfo=UTC)
+"""The instant these tests are built around: the simulator's 'now' and every input's dates; in the past
+of any instant the suite runs at (imported readings from the future would be quarantined)."""
 PINNED_MS = int(PINNED.timestamp() * 1000)
 DAY_MS = 86_400_000
 SECOND = timedelta(seconds=1)

@@ -748,7 +748,12 @@ def test_hostile_values_and_config_cannot_inject_sql(built: BuiltLake, pg: PgSer
     export = tmp_path / "hostile.json"
     export.write_text(json.dumps(entries))
     home = tmp_path / "hostile-home"
-    env = {"PHLO_HOME": str(home), "NIGHTSCOUT_URL": "http://127.0.0.1:9", "PHLO_TIMEZONE": "UTC"}
+    env = {
+        "PHLO_HOME": str(home),
+        "NIGHTSCOUT_URL": "http://127.0.0.1:9",
+        "PHLO_TIMEZONE": "UTC",
+        "PHLO_MANAGE_POSTGRES": "false",  # the publisher below has the DSN; no private cluster to leave
+    }
     dsn = pg.create_database("hostile")
     weird_name = "x'; drop table api.glucose_readings; -- \" $$"
     with Engine(load_settings(env, config_path=home / "no-config.toml")) as engine:
