@@ -29,6 +29,7 @@ SKEWED_REUPLOAD_SHARE = 0.5  # of those, the share stamped minutes off (a phone 
 DELETED_ENTRY_RATE = 0.002  # readings the person deleted (compression lows, sensor errors)
 PUMP_TYPE, PUMP_SERIAL = "OMNIPOD_DASH", "4241A0F3"
 LOOP_DEVICE = "loop://iPhone"
+DELETED_AFTER_S = 3 * 86_400  # an AndroidAPS mistake is deleted three days after it was logged
 
 
 class DayPlan(Protocol):
@@ -139,12 +140,12 @@ def _aaps_day(day: _Day, plan: DayPlan, start: float, ordinal: int) -> None:
     for doc in pumped:
         if day.rng.random() < REUPLOAD_RATE:
             day.reupload(doc)
-    if ordinal % 3 == 0:  # a bolus entered by mistake, deleted in AndroidAPS half an hour later
+    if ordinal % 3 == 0:  # a bolus logged by mistake, deleted when the person reviews the days after
         at = start + float(day.rng.uniform(9, 21)) * 3600
         mistake = aaps(
             at, pump({"eventType": "Correction Bolus", "insulin": 2.0, "type": "NORMAL", "isSMB": False})
         )
-        mistake[DELETED_AT] = int((at + 1800) * 1000)
+        mistake[DELETED_AT] = int((at + DELETED_AFTER_S) * 1000)
 
 
 def _loop_day(day: _Day, plan: DayPlan, start: float, ordinal: int) -> None:

@@ -14,7 +14,7 @@ from engine.config import load_settings
 from engine.facade import Engine
 from engine.runstore import RunRecord, RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.simulator_loop import REMOVED_AT, UPLOADERS
+from engine.simulator_loop import DELETED_AFTER_S, REMOVED_AT, UPLOADERS
 from tests.simclock import Clock
 
 DAY_MS = 86_400_000
@@ -112,11 +112,11 @@ def aaps_server(clock: Clock) -> Iterator[SimulatorServer]:
 def engine_for(home: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("NIGHTSCOUT_URL", url)
     monkeypatch.setenv("PHLO_TIMEZONE", "Europe/Paris")
-    monkeypatch.setenv("PHLO_INITIAL_DAYS", "5")
+    monkeypatch.setenv("PHLO_INITIAL_DAYS", "10")
     monkeypatch.setenv("PHLO_MAX_ATTEMPTS", "2")
     # No lookback: only the re-read window brings back a record older than the watermark.
     monkeypatch.setenv("PHLO_LOOKBACK_MINUTES", "0")
-    monkeypatch.setenv("PHLO_REREAD_HOURS", "120")
+    monkeypatch.setenv("PHLO_REREAD_HOURS", "240")
     return Engine(load_settings())
 
 
@@ -154,26 +154,27 @@ def gold_totals(engine: Engine) -> tuple[float, float, float]:
 def test_an_aaps_site_is_counted_as_given_and_a_later_deletion_leaves_the_layers(
     home: Path, aaps_server: SimulatorServer, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A bolus the person deletes half an hour after giving it, within the last four days.
+    """A bolus logged by mistake and deleted three days later, when runs in between have moved the
+    watermark on by more than the 2 days a created_at query reaches back: only the re-read window
+    reads it again."""
     start_ms = int(clock.now * 1000)
-    recent = served("aaps", clock, days=4)
+    recent = served("aaps", clock, days=7)
     mistake = next(
         d for d in sorted(recent, key=lambda d: d["created_at"], reverse=True) if d.get("isValid") is False
     )
     deleted_ms = mistake["srvModified"]
     assert deleted_ms < start_ms - 3 * HOUR_MS
 
-    clock.now = (deleted_ms - 60_000) / 1000  # given, not deleted yet
     with engine_for(home, aaps_server.url, monkeypatch) as engine:
-        first = engine.run_now()
-        built(engine, first)
-        docs = stored_docs(engine, aaps_server.simulator)
-        assert any(d["_id"] == mistake["_id"] and d.get("isValid") is True for d in docs)
-        assert gold_totals(engine) == given(docs)
+        for moment_ms in (deleted_ms - DELETED_AFTER_S * 1000 + HOUR_MS, deleted_ms - 12 * HOUR_MS):
+            clock.now = moment_ms / 1000  # logged, not deleted yet
+            built(engine, engine.run_now())
+            docs = stored_docs(engine, aaps_server.simulator)
+            assert any(d["_id"] == mistake["_id"] and d.get("isValid") is True for d in docs)
+            assert gold_totals(engine) == given(docs)
 
         clock.now = (deleted_ms + 60_000) / 1000  # deleted in AndroidAPS, synced to the site
-        second = engine.run_now()
-        built(engine, second)
+        built(engine, engine.run_now())
         docs = stored_docs(engine, aaps_server.simulator)
         assert any(d["_id"] == mistake["_id"] and d.get("isValid") is False for d in docs)
         assert gold_totals(engine) == given(docs)
