@@ -25,7 +25,9 @@ def check_period(since: str | None, until: str | None, days: int | None) -> tupl
     bad date, `days` below 1, or `since` after `until` (each would answer an empty or unbounded table)."""
     since, until = iso_date(since), iso_date(until)
     if days is not None and days < 1:
-        raise PhloError(f"--days {days}: a period has at least one day", "use --days 1 or more, e.g. --days 14")
+        raise PhloError(
+            f"--days {days}: a period has at least one day", "use --days 1 or more, e.g. --days 14"
+        )
     if since is not None and until is not None and since > until:
         raise PhloError(f"--since {since} is after --until {until}", "give a --since on or before --until")
     return since, until
@@ -63,5 +65,6 @@ def check_export_file(path: Path) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise SourceError(f"{path}: is a directory, not an export file", "give the export file inside it")
     if info.st_size == 0:
-        raise SourceError(f"{path}: the file is empty", "export the entries again; an export holds at least []")
-
+        raise SourceError(
+            f"{path}: the file is empty", "export the entries again; an export holds at least []"
+        )

@@ -357,7 +357,8 @@ class Engine:
                         f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
                     ) from e
                 raise PhloError(
-                    f"the lake of {self.settings.home} has no tables yet", f"run `{self.settings.command('run')}` first"
+                    f"the lake of {self.settings.home} has no tables yet",
+                    f"run `{self.settings.command('run')}` first",
                 ) from e
             except duckdb.Error as e:
                 raise PhloError(

@@ -300,6 +300,7 @@ def _retry_connection_error(response: Response | None, error: BaseException | No
     again four times over 17 s only delays saying so (the next run tries again)."""
     return isinstance(error, ConnectionError) and _connection_reason(error) != "connection refused"
 
+
 _JSON_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
 
 

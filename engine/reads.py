@@ -86,7 +86,6 @@ def metrics_query(
     return sql, {"since": since, "until": until}
 
 
-
 def _first_day(today: date, days: int | None) -> str:
     try:
         return (today - timedelta(days=(days or 14) - 1)).isoformat()

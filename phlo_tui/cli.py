@@ -35,7 +35,9 @@ def _demo_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _verbose_flag(parser: argparse.ArgumentParser, default: object) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log progress to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
+    )
 
 
 class _VersionAction(argparse.Action):
@@ -357,7 +359,10 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
             )
             _print_table(shown, [[_fmt(row[c]) for c in shown] for row in answer["days"]])
             period = answer["period"]
-            verdict = period["message"] or f"{period['readings']} readings, {period['coverage_pct']:.0f} % of the period"
+            verdict = (
+                period["message"]
+                or f"{period['readings']} readings, {period['coverage_pct']:.0f} % of the period"
+            )
             print(f"\nperiod {period['since']}..{period['until']} ({period['days']} d): {verdict}")
         return 0
     if args.command == "quality":

@@ -108,7 +108,9 @@ def steady(argv: list[str], output: str) -> str:
         return json.dumps(answer)
     if argv[0] == "metrics":
         # The coverage column is the last; the period's line follows the table.
-        return "\n".join(line.rsplit(None, 1)[0] for line in output.splitlines() if line and not line.startswith("period "))
+        return "\n".join(
+            line.rsplit(None, 1)[0] for line in output.splitlines() if line and not line.startswith("period ")
+        )
     if argv == ["status"]:
         return "\n".join(line for line in output.splitlines() if not line.startswith("freshness:"))
     if argv[:2] != ["status", "--json"]:

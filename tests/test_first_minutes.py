@@ -46,7 +46,10 @@ def phlo_in_process(*args: str) -> tuple[int, str, list[str]]:
         (("metrics", "--since", "2026-13-45"), "bad date '2026-13-45'"),
         (("metrics", "--days", "0"), "--days 0: a period has at least one day"),
         (("metrics", "--days", "-3"), "--days -3"),
-        (("metrics", "--since", "2026-05-02", "--until", "2026-05-01"), "--since 2026-05-02 is after --until"),
+        (
+            ("metrics", "--since", "2026-05-02", "--until", "2026-05-01"),
+            "--since 2026-05-02 is after --until",
+        ),
         (("backfill", "--since", "2999-01-01"), "--since 2999-01-01 is after today"),
         (("backfill", "--since", "2026-05-02", "--until", "2026-05-01"), "--until 2026-05-01 is before"),
         (("sql", "  "), "the query is empty"),
@@ -168,7 +171,11 @@ def test_ctrl_c_during_a_run_leaves_it_failed_not_running(home: Path) -> None:
         text=True,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and not _step_running(home / "demo" / "runs.sqlite"):
+    while (
+        time.monotonic() < deadline
+        and proc.poll() is None
+        and not _step_running(home / "demo" / "runs.sqlite")
+    ):
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

@@ -29,8 +29,15 @@ def anyio_backend() -> str:
 
 def export(path: Path, readings: list[tuple[datetime, int]]) -> Path:
     entries = [
-        {"_id": f"{i:024x}", "type": "sgv", "sgv": sgv, "date": int(ts.timestamp() * 1000),
-         "dateString": ts.isoformat(), "device": "dexcom", "direction": "Flat"}
+        {
+            "_id": f"{i:024x}",
+            "type": "sgv",
+            "sgv": sgv,
+            "date": int(ts.timestamp() * 1000),
+            "dateString": ts.isoformat(),
+            "device": "dexcom",
+            "direction": "Flat",
+        }
         for i, (ts, sgv) in enumerate(readings, start=1)
     ]
     path.write_bytes(gzip.compress(json.dumps(entries).encode()))

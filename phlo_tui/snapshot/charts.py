@@ -67,7 +67,9 @@ class ChartsSnapshot:
         parts = []
         first = self.daily[0].day
         if first > self.since:
-            parts.append(f"history from {first.isoformat()}: {(self.until - first).days + 1} of {self.days} days")
+            parts.append(
+                f"history from {first.isoformat()}: {(self.until - first).days + 1} of {self.days} days"
+            )
         if not self.data.sufficient:
             parts.append(self.data.message())
         return " · ".join(parts)
