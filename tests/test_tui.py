@@ -731,7 +731,7 @@ async def test_bolus_outcomes_and_daily_totals_render_in_the_chosen_units(promot
         await pilot.pause()
         rows = table_rows(app, "#bolus-rows")
         assert rows[0][3:7] == ["10.5", "7.2", "-3.3", "6.5"]
-        assert "after = mean of hours 2–3 after the bolus" in label_text(app, "#bolus-summary")
+        assert "after = mean of hours 2–3 · change = after − before" in label_text(app, "#bolus-summary")
         assert isinstance(charts.query_one(BolusTable), BolusTable)
 
 

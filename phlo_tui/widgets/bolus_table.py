@@ -67,9 +67,8 @@ class BolusTable(Vertical):
             size = glucose_text(abs(mean), units)
             moved = f"glucose {'rose' if mean > 0 else 'dropped'} {size} {units} on average"
         summary.update(
-            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo within 4 h\n"
-            f"after = mean of hours 2–3 after the bolus · change = after − before (+ rise, − drop) · "
-            f"low min = mins to the lowest · {units}"
+            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo in 4 h\n"
+            "after = mean of hours 2–3 · change = after − before · low min = mins to lowest"
         )
         for i, bolus in enumerate(boluses):
             table.add_row(*bolus_row(bolus, units), key=str(i))
