@@ -56,3 +56,5 @@ def setup_logging(logs_dir: Path | None, *, level: int = logging.INFO, stream: T
     # Third-party chatter stays at warnings: the log is one line per engine event.
     for noisy in ("apscheduler", "urllib3", "dlt", "pyiceberg", "sqlalchemy", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # sqlglot warns "Applying array index offset" for every DuckDB list index it reads: not news.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)

@@ -312,6 +312,7 @@ async def test_p_is_refused_with_the_reason_while_an_error_gate_fails(held: Lake
         await pilot.press("4")
         await settle(pilot)
         assert "gate held" in label_text(app, "#gate-state")
+        assert "p promotes" not in label_text(app, "#promotion-state")
         await pilot.press("p")
         await pilot.pause()
         assert isinstance(app.screen, TextModal)
@@ -725,15 +726,17 @@ async def test_bolus_outcomes_and_daily_totals_render_in_the_chosen_units(promot
         await pilot.press("c")
         await pilot.pause()
         rows = table_rows(app, "#bolus-rows")
-        assert rows[0][:7] == [rows[0][0], "6", "60", "190", "130", "+60", "118"]
+        assert rows[0][:7] == [rows[0][0], "6", "60", "190", "130", "-60", "118"]
         assert rows[1][-1] == "yes" and rows[1][2] == ""
+        assert "glucose dropped 75 mg/dL on average" in label_text(app, "#bolus-summary")
         assert "2 boluses" in label_text(app, "#bolus-summary") and "1 followed by a hypo" in label_text(
             app, "#bolus-summary"
         )
         await pilot.press("u")
         await pilot.pause()
         rows = table_rows(app, "#bolus-rows")
-        assert rows[0][3:7] == ["10.5", "7.2", "+3.3", "6.5"]
+        assert rows[0][3:7] == ["10.5", "7.2", "-3.3", "6.5"]
+        assert "after = mean of hours 2–3 · change = after − before" in label_text(app, "#bolus-summary")
         assert isinstance(charts.query_one(BolusTable), BolusTable)
 
 
@@ -792,18 +795,20 @@ async def test_bolus_table_shows_the_medication_effectiveness_mart(promoted: Lak
         rows = table_rows(app, "#bolus-rows")
         assert len(mart) >= 3 and len(rows) == len(mart)
         for row, bolus in zip(rows, mart, strict=True):
-            at, units, carbs, before, after, drop, lowest, to_low, hypo = row
+            at, units, carbs, before, after, change, lowest, to_low, hypo = row
             assert at == bolus["bolus_local_ts"].strftime("%m-%d %H:%M")
             assert cell_number(units) == bolus["insulin_units"]
             assert cell_number(carbs) == bolus["carbs_g"]
             for cell, column in (
                 (before, "glucose_before"),
                 (after, "glucose_after"),
-                (drop, "glucose_reduction"),
+                (change, "glucose_change"),
                 (lowest, "min_glucose_after"),
                 (to_low, "minutes_to_min_after"),
             ):
-                expected = bolus[column]
+                expected = bolus[column] if column != "glucose_change" else bolus["glucose_reduction"]
+                if column == "glucose_change" and expected is not None:
+                    expected = -expected  # the table shows after − before: a rise is +
                 shown = cell_number(cell)
                 assert (shown is None) == (expected is None), column
                 assert expected is None or abs(shown - float(expected)) <= 0.5, column  # type: ignore[operator]

@@ -101,3 +101,32 @@ async def test_today_is_measured_against_the_time_elapsed(home: Path, tmp_path: 
         assert lines[1].startswith("today") and "100 %" in lines[1]
         assert "not enough data" in lines[2]
         app.exit()
+
+
+def test_the_charts_title_says_what_history_a_long_window_has() -> None:
+    """A 90-day view over 14 days of history says so, and that 14 of 90 days are not enough data."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from engine.sufficiency import assess
+    from phlo_tui.snapshot import ChartsSnapshot
+    from phlo_tui.snapshot.charts import DayMetrics
+
+    until = date(2026, 3, 18)
+    since = until - timedelta(days=89)
+    first = until - timedelta(days=13)
+    daily = tuple(DayMetrics(first + timedelta(days=i), 288, {}, 120.0, 6.2, 100.0) for i in range(14))
+    data = assess(14 * 288, since, until, ZoneInfo("UTC"), NOW.replace(hour=23, minute=59, second=59))
+    snapshot = ChartsSnapshot(90, since, until, "main", daily=daily, data=data)
+    note = snapshot.note()
+    assert "history from 2026-03-05: 14 of 90 days" in note
+    assert "not enough data: 4032 readings, 16 % of the period" in note
+    full = ChartsSnapshot(
+        14,
+        first,
+        until,
+        "main",
+        daily=daily,
+        data=assess(14 * 288, first, until, ZoneInfo("UTC"), NOW.replace(hour=23, minute=59, second=59)),
+    )
+    assert full.note() == ""

@@ -71,6 +71,11 @@ class BranchesScreen(PhloScreen):
         )
         if snapshot.diff_error:
             promotion.update(f"main: {when} · ✗ {snapshot.diff_error}")
+        elif snapshot.changed and snapshot.gate_errors:
+            promotion.update(
+                f"main: {when} · dev is ahead in {len(snapshot.changed)} table(s): "
+                "promotion waits for the gate (see Quality)"
+            )
         elif snapshot.changed:
             promotion.update(f"main: {when} · dev is ahead in {len(snapshot.changed)} table(s): p promotes")
         else:

@@ -1,4 +1,4 @@
-"""Each bolus of the window with what glucose did after it: before, after, the drop, the low point, hypos."""
+"""Each bolus of the window with what glucose did after it: before, after, the change, the low point, hypos."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Label
 from phlo_tui.snapshot import BolusOutcome, ChartsSnapshot
 from phlo_tui.widgets.glucose import MMOL_PER_MG, glucose_text
 
-COLUMNS = ("bolus at", "U", "carbs", "before", "after", "drop", "lowest", "low min", "hypo")
+COLUMNS = ("bolus at", "U", "carbs", "before", "after", "change", "lowest", "low min", "hypo")
 """Short headers, so that all nine fit at 80 columns; the summary line above says what they hold."""
 
 
@@ -25,15 +25,15 @@ def signed_glucose(mg_dl: float | None, units: str) -> str:
 
 
 def bolus_row(bolus: BolusOutcome, units: str) -> tuple[str, ...]:
-    """One table row, glucose in `units`; the drop is before − after, so a fall is positive."""
-    drop = signed_glucose(bolus.reduction, units)
+    """One table row, glucose in `units`; the change is after − before: a rise is +, a drop is −."""
+    change = signed_glucose(None if bolus.reduction is None else -bolus.reduction, units)
     return (
         bolus.at.strftime("%m-%d %H:%M"),
         _amount(bolus.insulin_units),
         _amount(bolus.carbs_g),
         glucose_text(bolus.glucose_before, units),
         glucose_text(bolus.glucose_after, units),
-        drop,
+        change,
         glucose_text(bolus.min_after, units),
         "" if bolus.minutes_to_min is None else f"{bolus.minutes_to_min:.0f}",
         "yes" if bolus.hypo_within_4h else "",
@@ -59,12 +59,16 @@ class BolusTable(Vertical):
             summary.update("no treatments yet: each bolus and what glucose did after it appears here")
             return
         hypos = sum(1 for b in boluses if b.hypo_within_4h)
-        drops = [b.reduction for b in boluses if b.reduction is not None]
-        mean_drop = sum(drops) / len(drops) if drops else None
-        drop_text = f"{signed_glucose(mean_drop, units)} {units}"
+        changes = [-b.reduction for b in boluses if b.reduction is not None]
+        mean = sum(changes) / len(changes) if changes else None
+        if mean is None:
+            moved = "no glucose after them yet"
+        else:
+            size = glucose_text(abs(mean), units)
+            moved = f"glucose {'rose' if mean > 0 else 'dropped'} {size} {units} on average"
         summary.update(
-            f"{len(boluses)} boluses · mean drop {drop_text} · {hypos} followed by a hypo within 4 h\n"
-            f"insulin U · carbs g · {units} · drop = before − after · low min = mins to low"
+            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo in 4 h\n"
+            "after = mean of hours 2–3 · change = after − before · low min = mins to lowest"
         )
         for i, bolus in enumerate(boluses):
             table.add_row(*bolus_row(bolus, units), key=str(i))
