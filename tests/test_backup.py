@@ -194,8 +194,10 @@ def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     dsn = pg.create_database("restored")
     run = json.loads(ok(phlo({**env, "PHLO_POSTGRES_DSN": dsn}, "run", "--json")))
     assert run["status"] == "succeeded"
-    fetched = run["summary"]["fetched"]
-    assert 0 < fetched <= 5 * 12 + 12, fetched  # 3 h + the hour of lookback, not a first day's 288
+    # Glucose entries from the restored watermark: 3 h + the hour of lookback (some uploaded twice),
+    # not the 20 h a first run would fetch.
+    fetched = run["summary"]["sources"]["entries"]["fetched"]
+    assert 0 < fetched <= 6 * 12, fetched
     assert isinstance(run["summary"]["publish"], dict) and set(run["summary"]["publish"].values()) == {
         "published"
     }
@@ -577,3 +579,58 @@ def test_nightscout_export_round_trips_through_import(
     assert json.loads(ok(cli(fresh, "sql", stored, "--json"))) == json.loads(
         ok(cli(built.home, "sql", stored, "--json"))
     )
+
+
+DUCKDB_READER = """
+import duckdb, glob, json, os, sys
+ext = glob.glob(os.path.join(os.path.dirname(duckdb.__file__), "..", "duckdb_ext", "extensions", "*", "*"))[0]
+con = duckdb.connect(config={"extension_directory": sys.argv[2], "autoinstall_known_extensions": False})
+for name in ("avro", "iceberg"):
+    con.execute(f"INSTALL '{os.path.join(ext, name + '.duckdb_extension')}'")
+    con.execute(f"LOAD {name}")
+tables = json.load(open(sys.argv[1]))["tables"]
+print(json.dumps({t["table"]: con.sql("select count(*) from iceberg_scan(?)", params=[t["metadata_file"]]).fetchone()[0] for t in tables}))
+"""
+
+
+def test_duckdb_reads_every_table_of_a_restored_home_with_iceberg_scan(built: Built, tmp_path: Path) -> None:
+    """DuckDB's own Iceberg extension, from PyPI in a throwaway virtualenv, on the metadata files
+    `tables` names: each count equals `sql` on main (a restored home: the paths were moved)."""
+    venv = tmp_path / "venv"
+    uv = shutil.which("uv")
+    setup = (
+        [[uv, "venv", "-q", str(venv), "--python", sys.executable]]
+        if uv
+        else [[sys.executable, "-m", "venv", str(venv)]]
+    )
+    install = ["duckdb==1.4.4", "duckdb-ext-iceberg", "duckdb-ext-avro"]
+    setup.append(
+        [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *install]
+        if uv
+        else [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *install]
+    )
+    for argv in setup:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            pytest.skip(
+                f"cannot install DuckDB from PyPI ({' '.join(argv[:2])}): {result.stderr.strip()[-200:]}"
+            )
+    home = tmp_path / "restored"
+    env = built.env_for(home)
+    ok(phlo(env, "restore", str(built.backup)))
+    listing = tmp_path / "tables.json"
+    listing.write_text(ok(phlo(env, "tables", "--json")))
+    tables = json.loads(listing.read_text())["tables"]
+    assert all(t["metadata_file"].startswith(f"{home}/") for t in tables)
+    read = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", DUCKDB_READER, str(listing), str(tmp_path / "ext")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert read.returncode == 0, read.stderr
+    counts = json.loads(read.stdout)
+    union = " union all ".join(f"select '{t['table']}' as t, count(*) as n from {t['table']}" for t in tables)
+    want = {r["t"]: r["n"] for r in json.loads(ok(phlo(env, "sql", union, "--json")))}
+    assert counts == want == {t["table"]: t["rows"] for t in tables}
+    assert len(counts) >= len(TABLES)
