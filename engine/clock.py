@@ -76,8 +76,3 @@ def clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
 def epoch_seconds(clock: Clock) -> Callable[[], float]:
     """The same clock as seconds since the epoch: what the simulator reads."""
     return lambda: clock().timestamp()
-
-
-def env_at(instant: datetime) -> dict[str, str]:
-    """The environment that starts a subprocess's data time at `instant`."""
-    return {NOW_ENV: instant.astimezone(UTC).isoformat()}

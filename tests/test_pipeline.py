@@ -86,8 +86,8 @@ def test_first_run_then_incremental_then_rerun(
             s.rows or 0 for s in hourly.steps if s.name == "fetch" and s.detail["source"] == "entries"
         )
         new = expected_ids(server, now_ms + 1, int(clock.now * 1000) + 1)
-        assert fetched == len(new)
-        assert 10 <= fetched <= 15
+        # Only the new hour: 12 readings 5 min apart, fewer in a signal loss or a sensor warm-up.
+        assert fetched == len(new) <= 13
         assert stored_ids(engine) >= got | (
             new - {q[0] for q in engine.query("select entry_id from raw.glucose_quarantine", "dev").rows}
         )
