@@ -106,7 +106,9 @@ def test_a_full_disk_fails_the_run_clearly_and_damages_nothing(
         assert [r.status for r in runs] == [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SUCCEEDED]
 
 
-def test_a_read_only_home_refuses_writes_clearly_and_still_answers_status(site: SimulatorServer, tmp_path: Path) -> None:
+def test_a_read_only_home_refuses_writes_clearly_and_still_answers_status(
+    site: SimulatorServer, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     env = _env(home, site.url, tmp_path)
     assert cli(env, "run").returncode == 0
