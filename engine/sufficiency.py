@@ -1,7 +1,7 @@
 """Whether a period holds enough CGM data for its figures to be read as representative: the one place
 the rule lives (the command line's `metrics`, the dashboard and reports ask here).
 
-The 2019 international consensus on CGM metrics (docs/glucose.md) reads a period's
+The 2019 international consensus on CGM metrics (docs/metrics.md, "Enough data") reads a period's
 figures (the bands, GMI, CV) as representative only over at least MIN_DAYS days with at least
 MIN_COVERAGE_PCT % of the readings a sensor sends, one every READING_INTERVAL_S. A period is a run of
 local calendar days; its time is measured in real seconds (a daylight-saving day has 23 or 25 hours)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import zlib
 from pathlib import Path
 
@@ -83,11 +84,21 @@ def detect_format(path: Path, raw: bytes) -> str:
             return CLARITY
         if is_libreview_header(cells):
             return LIBREVIEW
+    if _is_json(raw):  # JSON, but not an array or object: read_export says what it expected
+        return NIGHTSCOUT
     raise SourceError(
         f"{path}: not a JSON file, nor a CSV this version reads: expected {SUPPORTED}; "
         f"its header is {_quoted_header(lines)}",
         FORMAT_HINT,
     )
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return False
+    return True
 
 
 def _quoted_header(lines: list[str]) -> str:
