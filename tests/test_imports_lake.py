@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.facade import Engine
 from engine.runstore import RunStatus
@@ -32,6 +33,17 @@ def rows(engine: Engine, sql: str, branch: str = "dev") -> list[tuple[object, ..
 def counts_add_up(summary: dict[str, object]) -> bool:
     parts = [summary[k] for k in ("stored", "unchanged", "quarantined", "skipped")]
     return sum(int(p) for p in parts) == summary["lines"]  # type: ignore[call-overload]
+
+
+AFTER_THE_FILES = "2026-12-01T00:00:00+00:00"
+"""These files hold fixed days up to 2026-11-20 (a Berlin spring-forward among them): the engine's data
+time is pinned after them, wherever the suite's own clock (tests/simclock.py) stands, so that no
+reading is "in the future"."""
+
+
+@pytest.fixture(autouse=True)
+def data_time_after_the_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NOW_ENV, AFTER_THE_FILES)
 
 
 @pytest.fixture
