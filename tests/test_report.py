@@ -151,7 +151,7 @@ def near(shown: str, value: float, decimals: int) -> bool:
 def metrics(home: Home, since: str, until: str, branch: str = "main") -> list[dict[str, Any]]:
     result = phlo("metrics", "--since", since, "--until", until, "--branch", branch, "--json", env=home.env)
     assert result.returncode == 0, result.stderr
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)["days"]
     return rows
 
 
