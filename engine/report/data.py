@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.report.period import Period
-from engine.sufficiency import MIN_COVERAGE_PCT, MIN_DAYS
+from engine.sufficiency import MIN_COVERAGE_PCT, MIN_DAYS, Sufficiency
 from engine.treatment_reads import BolusOutcome, DayTreatments, load_bolus_outcomes, load_daily_treatments
 
 if TYPE_CHECKING:
@@ -73,9 +73,7 @@ class PeriodStats:
 
     @property
     def cgm_active_pct(self) -> float:
-        if self.expected_readings <= 0:
-            return 0.0
-        return min(100.0, 100.0 * self.readings / self.expected_readings)
+        return Sufficiency(self.readings, self.expected_readings, days=0).coverage_pct
 
     @property
     def cv_pct(self) -> float | None:
