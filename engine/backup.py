@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from engine.catalog_uri import CATALOG_NAME, redacted, scrub
 from engine.config import Settings
 from engine.errors import PhloError
 
@@ -120,9 +121,12 @@ def take_cut(settings: Settings) -> Path:
         _scrub_run_store(staging / RUNS_DB)
         tables: dict[str, str] = {}
         catalog = settings.lake_dir / "catalog.sqlite"
-        if catalog.exists():
+        if settings.catalog_uri is not None or catalog.exists():
             (staging / "lake").mkdir(mode=0o700)
-            _copy_sqlite(catalog, staging / CATALOG_DB)
+            if settings.catalog_uri is not None:
+                _copy_postgres_catalog(settings.catalog_uri, staging / CATALOG_DB)
+            else:
+                _copy_sqlite(catalog, staging / CATALOG_DB)
             for table, location in catalog_tables(staging / CATALOG_DB):
                 for path in sorted(_table_files(table, location)):
                     _link(home, path, staging)
@@ -151,6 +155,59 @@ def catalog_tables(catalog: Path) -> list[tuple[str, str]]:
             "where metadata_location is not null order by 1, 2"
         ).fetchall()
     return [(f"{namespace}.{name}", str(location)) for namespace, name, location in rows]
+
+
+_CATALOG_SCHEMA = """
+create table iceberg_tables (
+    catalog_name varchar(255) not null,
+    table_namespace varchar(255) not null,
+    table_name varchar(255) not null,
+    metadata_location varchar(1000),
+    previous_metadata_location varchar(1000),
+    iceberg_type varchar(5),
+    primary key (catalog_name, table_namespace, table_name)
+);
+create table iceberg_namespace_properties (
+    catalog_name varchar(255) not null,
+    namespace varchar(255) not null,
+    property_key varchar(255) not null,
+    property_value varchar(1000) not null,
+    primary key (catalog_name, namespace, property_key)
+);
+"""
+"""Iceberg's JDBC catalog tables, as pyiceberg's SQL catalog creates them in SQLite."""
+
+
+def _copy_postgres_catalog(uri: str, target: Path) -> None:
+    """Copy this lake's rows of a catalog kept in PostgreSQL (engine.catalog_uri) into a SQLite catalog
+    file at `target`, so a backup restores anywhere (its first open with catalog_uri moves it back).
+    Consistent because only the lease holder commits, and the cut holds the lease."""
+    import psycopg
+
+    try:
+        with psycopg.connect(uri, connect_timeout=10) as con:
+            con.read_only = True
+            con.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            tables = con.execute(
+                "select catalog_name, table_namespace, table_name, metadata_location, "
+                "previous_metadata_location, iceberg_type from iceberg_tables where catalog_name = %s",
+                (CATALOG_NAME,),
+            ).fetchall()
+            properties = con.execute(
+                "select catalog_name, namespace, property_key, property_value "
+                "from iceberg_namespace_properties where catalog_name = %s",
+                (CATALOG_NAME,),
+            ).fetchall()
+    except psycopg.Error as e:
+        raise BackupError(
+            f"cannot read the lake's catalog in PostgreSQL at {redacted(uri)}: {scrub(str(e), uri).strip()}",
+            "check catalog_uri (PHLO_CATALOG_URI) and that the database server runs",
+        ) from None
+    with closing(sqlite3.connect(target)) as dst, dst:
+        dst.executescript(_CATALOG_SCHEMA)
+        dst.executemany("insert into iceberg_tables values (?, ?, ?, ?, ?, ?)", tables)
+        dst.executemany("insert into iceberg_namespace_properties values (?, ?, ?, ?)", properties)
+    target.chmod(0o600)
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:

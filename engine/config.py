@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from engine.catalog_uri import check_catalog_uri
 from engine.clock import NOW_ENV, parse_instant
 from engine.errors import ConfigError
 
@@ -65,6 +66,10 @@ class Settings:
     """API_SECRET of the site, sent as its SHA-1 in the api-secret header. NIGHTSCOUT_API_SECRET."""
     postgres_dsn: Secret | None = None
     """PostgreSQL to publish the marts to. PHLO_POSTGRES_DSN."""
+    catalog_uri: Secret | None = None
+    """Where the lake's Iceberg catalog lives: unset, PHLO_HOME/lake/catalog.sqlite; a
+    postgresql://user:password@host:port/database URI keeps it in PostgreSQL, in the tables of
+    Iceberg's JDBC catalog, for Trino or Spark (docs/scale-out.md). PHLO_CATALOG_URI."""
     manage_postgres: bool = True
     """Without PHLO_POSTGRES_DSN, run a private PostgreSQL under PHLO_HOME/postgres when its server
     binaries are installed; false skips publishing instead. PHLO_MANAGE_POSTGRES."""
@@ -254,6 +259,7 @@ _FIX = {
     "freshness_warning_minutes": "use a whole number of minutes from 1 to 1440",
     "theme": "use dark or light",
     "report_paper": "use A4 or Letter",
+    "catalog_uri": "use postgresql://user:password@host:port/database, or leave it unset for the catalog file in the home",
     "backup_keep": "use a whole number from 1 to 1000",
     "keys": 'use a [keys] table of binding id = key, e.g. promote = "P"; `?` in the dashboard lists the ids',
 }
@@ -312,6 +318,8 @@ def _check(name: str, value: Any) -> None:
         raise ValueError(f"{value!r} is not a paper size")
     if name == "units" and value not in UNITS:
         raise ValueError(f"{value!r} is not a known unit")
+    if name == "catalog_uri" and value is not None:
+        check_catalog_uri(value)
     if name == "nightscout_url" and value is not None and not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
 
@@ -322,6 +330,7 @@ _FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
     "nightscout_token": Secret,
     "nightscout_api_secret": Secret,
     "postgres_dsn": Secret,
+    "catalog_uri": Secret,
     "manage_postgres": bool,
     "timezone": str,
     "units": str,
@@ -427,6 +436,7 @@ def load_settings(
         values["nightscout_url"] = None
         values["nightscout_token"] = None
         values["nightscout_api_secret"] = None
+        values["catalog_uri"] = None  # the demo's lake is its own, never the configured catalog's
     return Settings(home=Path(home), demo=demo, **values)
 
 

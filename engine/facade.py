@@ -71,7 +71,7 @@ class Engine:
             ) from e
         configure_dlt(settings.home)
         self.store = RunStore(settings.runs_db)
-        self.lake = Lake(settings.lake_dir)
+        self.lake = Lake(settings.lake_dir, settings.catalog_uri)
         self._lock = WriterLock(settings.home, self.store)
         self._publisher = Publisher(settings, self.lake)
         self._simulator: Any = None

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 import duckdb
 
+from engine.catalog_uri import CATALOG_NAME, scrub
 from engine.clock import Clock, clock_from_env
 from engine.config import Settings
 from engine.errors import PhloError
@@ -204,13 +205,16 @@ class FastReader:
         if table not in self._locations:
             namespace, _, name = table.rpartition(".")
             with self._boundary("reading the catalog"):
-                if self._catalog is None:
-                    self._catalog = query_only(self._catalog_path, timeout=5)
-                row = self._catalog.execute(
-                    "select metadata_location from iceberg_tables "
-                    "where table_namespace = ? and table_name = ? and metadata_location is not null",
-                    (namespace, name),
-                ).fetchone()
+                if self.settings.catalog_uri is not None:
+                    row = _postgres_location(self.settings.catalog_uri, namespace, name)
+                else:
+                    if self._catalog is None:
+                        self._catalog = query_only(self._catalog_path, timeout=5)
+                    row = self._catalog.execute(
+                        "select metadata_location from iceberg_tables where catalog_name = ? "
+                        "and table_namespace = ? and table_name = ? and metadata_location is not null",
+                        (CATALOG_NAME, namespace, name),
+                    ).fetchone()
             self._locations[table] = None if row is None else str(row[0])
         return self._locations[table]
 
@@ -308,3 +312,23 @@ def record_files(lake: Lake, store: RunStore) -> None:
     except Exception:
         # Only a speed-up of the next start: it must never fail the run or promotion that called it.
         log.exception("recording the files of the overview's tables failed")
+
+
+def _postgres_location(uri: str, namespace: str, name: str) -> tuple[str] | None:
+    """The catalog row's metadata location, from a catalog kept in PostgreSQL (engine.catalog_uri), in
+    a read-only transaction. Its errors are misses: the engine's read follows and says what is wrong."""
+    import psycopg  # only for a catalog in PostgreSQL
+
+    try:
+        with psycopg.connect(uri, connect_timeout=5, autocommit=False) as con:
+            con.read_only = True
+            found = con.execute(
+                "select metadata_location from iceberg_tables where catalog_name = %s "
+                "and table_namespace = %s and table_name = %s and metadata_location is not null",
+                (CATALOG_NAME, namespace, name),
+            ).fetchone()
+    except psycopg.Error as e:
+        raise NotRecorded(
+            f"reading the catalog in PostgreSQL: {type(e).__name__}: {scrub(str(e), uri)}"
+        ) from None
+    return None if found is None else (str(found[0]),)

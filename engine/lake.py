@@ -11,7 +11,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,9 @@ from pyiceberg.types import (
     TimestampType,
     TimestamptzType,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from engine.catalog_uri import CATALOG_NAME, redacted, scrub, sqlalchemy_url
 from engine.errors import LakeError
 from engine.lake_catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
 from engine.lake_evolve import add_declared_columns
@@ -134,10 +135,12 @@ class SnapshotInfo:
 
 
 class Lake:
-    """The Iceberg warehouse under PHLO_HOME/lake: catalog.sqlite + warehouse/ (file://)."""
+    """The Iceberg warehouse under PHLO_HOME/lake: warehouse/ (file://) and its SQL catalog, the file
+    catalog.sqlite or, with `catalog_uri`, a PostgreSQL database (engine.catalog_uri)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, catalog_uri: str | None = None) -> None:
         self.root = Path(root).absolute()
+        self.catalog_uri = catalog_uri
         self._catalog_instance: SqlCatalog | None = None
         self._catalog_lock = threading.Lock()
         self._pinned: dict[str, Table] | None = None
@@ -550,11 +553,21 @@ class Lake:
             if self._catalog_instance is None:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 (self.root / "warehouse").mkdir(mode=0o700, exist_ok=True)
+                warehouse = f"file://{self.root}/warehouse"
                 database = self.root / "catalog.sqlite"
-                # WAL lets readers in other processes load metadata while the writer commits.
-                with closing(sqlite3.connect(database, timeout=30)) as connection:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                self._catalog_instance = _open_catalog(database, f"file://{self.root}/warehouse")
+                moved = database.with_name(MOVED_CATALOG)
+                if self.catalog_uri is not None:
+                    self._catalog_instance = _open_postgres_catalog(self.catalog_uri, warehouse, database)
+                else:
+                    if moved.exists() and not database.exists():
+                        raise LakeError(
+                            f"the catalog of the lake under {self.root} was moved to PostgreSQL ({moved.name})",
+                            "set catalog_uri (PHLO_CATALOG_URI) to that database again",
+                        )
+                    # WAL lets readers in other processes load metadata while the writer commits.
+                    with closing(sqlite3.connect(database, timeout=30)) as connection:
+                        connection.execute("PRAGMA journal_mode=WAL")
+                    self._catalog_instance = _open_catalog(f"sqlite:///{database}", warehouse)
             return self._catalog_instance
 
     def _model_table(self, name: str, schema: pa.Schema, partition_by: str | None) -> Table:
@@ -838,15 +851,92 @@ def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
                 raise
 
 
-def _open_catalog(database: Path, warehouse: str) -> CachingSqlCatalog:
-    uri = f"sqlite:///{database}"
+def _open_catalog(uri: str, warehouse: str) -> CachingSqlCatalog:
     try:
-        return CachingSqlCatalog("phlo", uri=uri, warehouse=warehouse)
-    except OperationalError:
+        return CachingSqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+    except (OperationalError, IntegrityError, ProgrammingError):
         # Another process created the catalog's tables at the same moment ("table iceberg_tables
         # already exists"); once it has, opening again finds them.
         time.sleep(0.2)
-        return CachingSqlCatalog("phlo", uri=uri, warehouse=warehouse)
+        return CachingSqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+
+
+MOVED_CATALOG = "catalog.sqlite.moved-to-postgres"
+"""What the catalog file of a home becomes once its rows are in the PostgreSQL of catalog_uri."""
+
+
+def _open_postgres_catalog(uri: str, warehouse: str, database: Path) -> CachingSqlCatalog:
+    """The SQL catalog in the PostgreSQL database of `uri`, refused in one line (without the password)
+    when the database cannot be reached or already holds another lake's tables under our catalog name.
+
+    A home whose catalog is still the file `database` (catalog_uri set on an existing home, or a home
+    restored from a backup) moves into an empty PostgreSQL catalog: its rows are copied in one
+    transaction, then the file is renamed MOVED_CATALOG so it cannot be opened stale."""
+    shown = redacted(uri)
+    try:
+        catalog = _open_catalog(sqlalchemy_url(uri), warehouse)
+        if database.exists():
+            _adopt_file_catalog(catalog, database)
+        with catalog.engine.connect() as connection:
+            foreign = connection.exec_driver_sql(
+                "select table_namespace || '.' || table_name, metadata_location from iceberg_tables "
+                "where catalog_name = %(name)s and metadata_location is not null "
+                "and left(metadata_location, length(%(ours)s)) <> %(ours)s limit 1",
+                {"name": CATALOG_NAME, "ours": warehouse + "/"},
+            ).fetchone()
+    except SQLAlchemyError as e:
+        reason = scrub(str(getattr(e, "orig", None) or e).strip().splitlines()[0], uri)
+        raise LakeError(
+            f"cannot open the lake's catalog in PostgreSQL at {shown}: {reason}",
+            "check catalog_uri (PHLO_CATALOG_URI) and that the database server runs and accepts this user",
+        ) from None
+    if foreign is not None:
+        raise LakeError(
+            f"the catalog at {shown} already holds {foreign[0]} of another lake ({foreign[1]})",
+            f"give each phlo home its own database, or point catalog_uri at the one this home's warehouse "
+            f"({warehouse}) belongs to",
+        )
+    return catalog
+
+
+_CATALOG_TABLES = {
+    "iceberg_tables": (
+        "catalog_name",
+        "table_namespace",
+        "table_name",
+        "metadata_location",
+        "previous_metadata_location",
+        "iceberg_type",
+    ),
+    "iceberg_namespace_properties": ("catalog_name", "namespace", "property_key", "property_value"),
+}
+
+
+def _adopt_file_catalog(catalog: CachingSqlCatalog, database: Path) -> None:
+    """Copy the rows of the SQLite catalog `database` into `catalog` when it has none of ours, then
+    rename the file; leave both alone when it already has rows (the foreign-rows check follows)."""
+    with closing(sqlite3.connect(database, timeout=30)) as source:
+        rows = {
+            name: source.execute(
+                f"select {', '.join(columns)} from {name} where catalog_name = ?", (CATALOG_NAME,)
+            ).fetchall()
+            for name, columns in _CATALOG_TABLES.items()
+        }
+    with catalog.engine.begin() as connection:
+        held: int = connection.exec_driver_sql(
+            "select count(*) from iceberg_tables where catalog_name = %(name)s", {"name": CATALOG_NAME}
+        ).scalar_one()
+        if held:
+            return
+        for name, columns in _CATALOG_TABLES.items():
+            if rows[name]:
+                connection.exec_driver_sql(
+                    f"insert into {name} ({', '.join(columns)}) "
+                    f"values ({', '.join(f'%({c})s' for c in columns)})",
+                    [dict(zip(columns, row, strict=True)) for row in rows[name]],
+                )
+    with suppress(FileNotFoundError):  # another process adopted it at the same moment
+        database.rename(database.with_name(MOVED_CATALOG))
 
 
 @dataclass(frozen=True)
