@@ -225,6 +225,50 @@ def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     assert all(t["main_snapshot"] == t["dev_snapshot"] for t in diff)  # promoted
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def dashboard_reads(env: dict[str, str]) -> tuple[Any, ...]:
+    """What the dashboard shows on a home: the Overview's figures and band panel, the Charts' days and
+    the Branches page's diff, with the clock at the suite's data time and no run on start."""
+    from engine.config import load_settings
+    from phlo_tui.app import EngineReady, PhloApp
+    from phlo_tui.screens.branches import DiffComputed
+    from phlo_tui.screens.charts import ChartsLoaded
+    from phlo_tui.screens.overview import OverviewLoaded
+    from phlo_tui.widgets.band_panel import BandPanel
+    from tests.test_tui import Recorder, settle
+
+    recorder = Recorder()
+    app = PhloApp(settings=load_settings(env), poll_interval=60.0, clock=lambda: START, schedule=False)
+    async with app.run_test(size=(120, 40), message_hook=recorder) as pilot:
+        await settle(pilot)
+        assert recorder.of(EngineReady) and recorder.of(OverviewLoaded)
+        bands = app.screen.query_one(BandPanel).render().plain
+        for page in ("2", "4"):
+            await pilot.press(page)
+            await settle(pilot)
+        app.exit()
+    overview, charts, diff = (recorder.of(kind)[-1] for kind in (OverviewLoaded, ChartsLoaded, DiffComputed))
+    return overview.snapshot, bands, charts.snapshot, diff.snapshot  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_the_dashboard_shows_a_restored_home_as_it_showed_the_original(
+    built: Built, tmp_path: Path
+) -> None:
+    backup = tmp_path / "now.tar.gz"
+    ok(phlo(built.env, "backup", str(backup)))
+    other = tmp_path / "restored"
+    ok(phlo(built.env_for(other), "restore", str(backup)))
+    before = await dashboard_reads(built.env)
+    after = await dashboard_reads(built.env_for(other))
+    assert before[0].trace and "%" in before[1]
+    assert after == before
+
+
 def test_backup_while_the_daemon_runs_is_taken_by_it_between_runs(built: Built, tmp_path: Path) -> None:
     home = tmp_path / "daemon-home"
     env = {**built.env_for(home), "PHLO_SCHEDULE_INTERVAL_SECONDS": "2"}
