@@ -65,12 +65,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def fresh_report_seconds(env: dict[str, str], days: int, repeats: int, *, demo: bool = False) -> float:
-    """Median seconds of `repeats` fresh report processes on the home of `env` (after one untimed, which
-    builds matplotlib's font cache on a machine that never ran it)."""
+def fresh_report_seconds(
+    env: dict[str, str], days: int, repeats: int, *, demo: bool = False, warm: bool = True
+) -> float:
+    """Median seconds of `repeats` fresh report processes on the home of `env` (after one untimed with
+    `warm`, which writes the bytecode and matplotlib's font cache on a machine that never ran it)."""
     with tempfile.TemporaryDirectory(prefix="phlo-bench-report-") as tmp:
         out = Path(tmp) / "agp.pdf"
-        report_seconds(env, days, out, demo=demo)
+        if warm:
+            report_seconds(env, days, out, demo=demo)
         return statistics.median(report_seconds(env, days, out, demo=demo) for _ in range(repeats))
 
 
