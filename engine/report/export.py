@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,8 +81,17 @@ def export_report(
     if suffix not in FORMATS:
         raise PhloError(f"cannot write a report as {out.name!r}", "name the file .pdf or .png")
     _check_writable(out, force)
-    data = load_report(reader, settings, period, branch, now)
     keep_matplotlib_cache(settings.home)
+    # matplotlib takes a second or more to import: on a second core while DuckDB reads the period (it
+    # runs without the GIL), waited for before anything else happens, an error included.
+    importing = threading.Thread(
+        target=importlib.import_module, args=("engine.report.render",), name="import-matplotlib"
+    )
+    importing.start()
+    try:
+        data = load_report(reader, settings, period, branch, now)
+    finally:
+        importing.join()
     from engine.report.render import render_pages, write_pdf, write_png
 
     pages = render_pages(data, units, settings.report_paper, settings.report_name)
