@@ -64,7 +64,7 @@ def test_run_prints_every_figure_as_json_last() -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=480,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
