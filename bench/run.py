@@ -85,6 +85,7 @@ from bench.layers import (
     upsert_dbt_raw,
     write_dbt_project,
 )
+from bench.report import fresh_report_seconds
 
 LAYER_STEPS = ("models", "gates", "promote")
 HOURLY_STEPS = ("fetch", "validate", "merge", "models", "gates", "promote", "publish")
@@ -103,12 +104,15 @@ IGLU_DAYS_YEAR = 365
 ENGINE_ANSWER_S = 1800.0
 
 # key: (comparison, bound); printed beside the figure, never asserted.
+REPORT_DAYS = (14, 90)
 TARGETS: dict[str, tuple[str, float]] = {
     "ratio_vs_dbt_duckdb": (">=", 1.0),
     "ratio_vs_dbt_cli": (">=", 3.0),
     "ratio_vs_iglu": (">=", 5.0),
     "incremental_run_s": ("<=", 2.0),
     "peak_rss_mb": ("<=", 600.0),
+    "report_14d_s": ("<=", 3.0),
+    "report_90d_s": ("<=", 5.0),
 }
 
 
@@ -527,6 +531,8 @@ class Figures:
     iglu_year_days: int = 0
     quiet_hours: int = 0
     tui: list[float] = field(default_factory=list)
+    report_s: dict[int, float] = field(default_factory=dict)
+    """Days of the report -> median seconds of a fresh `phlo-tui report` process."""
     peak_rss_mb: float = 0.0
 
 
@@ -626,6 +632,7 @@ def measure(
     year = [w for w in windows if w.end_ms > until_ms - 366 * DAY_MS]
     fetches(out, tmp, url, year, repeats, datetime.fromtimestamp(clock(), UTC))
     daily_metrics(out, lake, repeats)
+    reports(out, {**env, NOW_ENV: data_time(clock)}, repeats)
     for _ in range(min(repeats, 3)):
         out.tui.append(tui_first_paint({**env, NOW_ENV: data_time(clock)}))
         print(f"dashboard first paint: {out.tui[-1]:.2f} s", flush=True)
@@ -786,6 +793,14 @@ def daily_metrics(out: Figures, lake: Lake, repeats: int) -> None:
         )
 
 
+def reports(out: Figures, env: dict[str, str], repeats: int) -> None:
+    """`phlo-tui report` of the last 14 and the last 90 full days (PDF) as fresh processes, as bench/report.py
+    times them."""
+    for days in REPORT_DAYS:
+        out.report_s[days] = fresh_report_seconds(env, days, repeats, warm=days == REPORT_DAYS[0])
+        print(f"report of the last {days} days: {out.report_s[days]:.2f} s", flush=True)
+
+
 # -- the report -----------------------------------------------------------------------------------
 
 
@@ -852,6 +867,7 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
         "publish_s": round(median(out.publish), 3),
         "publish_rows": out.publish_rows,
         "tui_first_paint_s": round(median(out.tui), 3),
+        **{f"report_{days}d_s": round(seconds, 3) for days, seconds in out.report_s.items()},
         "peak_rss_mb": round(out.peak_rss_mb, 1),
         "peak_rss_after_backfill_mb": round(out.backfill["peak_rss_mb"], 1),
         "cli_peak_rss_mb": round(max(c[1] for c in out.cli), 1),
@@ -920,6 +936,9 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
         figures["publish_s"],
     )
     line("dashboard: start to the first glucose figures", "tui_first_paint_s", figures["tui_first_paint_s"])
+    for days in REPORT_DAYS:
+        key = f"report_{days}d_s"
+        line(f"`phlo-tui report` of the last {days} days (PDF, a fresh process)", key, figures[key])
     line("peak RSS of the engine process", "peak_rss_mb", out.peak_rss_mb, unit="MB")
     line("peak RSS of a `phlo-tui run` process", None, figures["cli_peak_rss_mb"], unit="MB")
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.clock import clock_from_env
 from engine.config import UNITS, Settings
 
 if TYPE_CHECKING:
@@ -48,11 +49,12 @@ def _units(text: str) -> str:
 
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
-    """The command: writes the report and prints where, the period and whether the data was sufficient."""
+    """The command: writes the report and prints where, the period and whether the data was sufficient.
+    The period ends at data time (engine.clock: $PHLO_NOW, else the wall clock), as `metrics`' does."""
     from engine.report.export import default_report_path
     from engine.report.period import resolve_period
 
-    now = datetime.now(UTC)
+    now = clock_from_env()()
     period = resolve_period(settings.zone, now, days=args.days, since=args.since, until=args.until)
     out = args.out if args.out is not None else default_report_path(Path.cwd(), period)
     units = args.units or settings.units

@@ -132,12 +132,13 @@ def test_a_dev_commit_without_promotion_leaves_mains_early_figures_right(lake: H
     assert dev_newest > main_newest, "dev holds an hour main does not"
     early, full = both(lake.settings, now)
     assert early == full == before
-    # dev is read from its own recorded head, the same rows the engine reads there.
+    # dev is read from its own recorded head, the same rows the engine reads there; one reader's queries
+    # share a connection, whose views follow the branch asked for.
     sql = f"select count(*), max(reading_ts), sum(glucose_mg_dl) from {READINGS}"
     reader = FastReader(lake.settings)
     try:
         with Engine(lake.settings) as engine:
-            for branch in ("dev", "main"):
+            for branch in ("dev", "main", "dev"):
                 assert reader.query(sql, branch).rows == engine.query(sql, branch).rows
     finally:
         reader.close()

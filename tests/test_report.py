@@ -318,6 +318,31 @@ def test_an_existing_file_is_kept_without_force(untreated: Home, tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agp.pdf"]
 
 
+def test_the_command_lines_period_ends_at_data_time(untreated: Home, tmp_path: Path) -> None:
+    """Without dates, the last 14 full local days before PHLO_NOW (engine.clock), not before the wall clock."""
+    noon = "2025-03-19T16:00:00+00:00"  # 12:00 on 19 March in New York, the day after the home's last
+    result = phlo("report", "--out", "agp.pdf", env={**untreated.env, "PHLO_NOW": noon}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "period: 2025-03-05 to 2025-03-18 (14 days, America/New_York)" in result.stdout, result.stdout
+
+
+def test_matplotlibs_cache_goes_to_the_home_when_the_users_cannot_be_written(
+    untreated: Home, tmp_path: Path
+) -> None:
+    """A service user whose home cannot be written: matplotlib's font list is kept in PHLO_HOME/matplotlib
+    (built once, found by the next process), not in a temporary directory made, and warned about, every time."""
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    env = {**untreated.env, "HOME": str(blocked / "home"), "XDG_CONFIG_HOME": "", "XDG_CACHE_HOME": ""}
+    env |= {"MPLCONFIGDIR": ""}
+    for _ in range(2):
+        args = ["report", "--since", "2025-03-12", "--until", "2025-03-18", "--out", "agp.pdf", "--force"]
+        result = phlo(*args, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "temporary" not in result.stderr and "not a writable" not in result.stderr, result.stderr
+    assert list((Path(untreated.env["PHLO_HOME"]) / "matplotlib").glob("fontlist-*.json"))
+
+
 def test_the_agp_is_the_periods_percentiles_by_time_of_day(treated: Home) -> None:
     """Each slot's percentiles are numpy's (linear, type 7) over the readings within ±30 min of it, on all
     days of the period; the window wraps around midnight."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,7 +81,17 @@ def export_report(
     if suffix not in FORMATS:
         raise PhloError(f"cannot write a report as {out.name!r}", "name the file .pdf or .png")
     _check_writable(out, force)
-    data = load_report(reader, settings, period, branch, now)
+    keep_matplotlib_cache(settings.home)
+    # matplotlib takes a second or more to import: on a second core while DuckDB reads the period (it
+    # runs without the GIL), waited for before anything else happens, an error included.
+    importing = threading.Thread(
+        target=importlib.import_module, args=("engine.report.render",), name="import-matplotlib"
+    )
+    importing.start()
+    try:
+        data = load_report(reader, settings, period, branch, now)
+    finally:
+        importing.join()
     from engine.report.render import render_pages, write_pdf, write_png
 
     pages = render_pages(data, units, settings.report_paper, settings.report_name)
@@ -95,6 +108,33 @@ def export_report(
         _write_atomically(path, write, force)
     paths = [path for path, _ in writers]
     return ReportResult(tuple(paths), len(pages), data)
+
+
+def keep_matplotlib_cache(home: Path) -> None:
+    """Point matplotlib at `home`/matplotlib when its own directories cannot be written (a service user
+    without a home directory): it would otherwise build its font list again in a new temporary directory
+    in every process, and warn each time. Call before matplotlib is imported; $MPLCONFIGDIR wins."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    # matplotlib's own choice: the XDG config and cache directories on Linux and BSD, ~/.matplotlib elsewhere.
+    try:
+        user = Path.home()
+        if sys.platform.startswith(("linux", "freebsd")):
+            wanted = [
+                Path(os.environ.get("XDG_CONFIG_HOME") or user / ".config", "matplotlib"),
+                Path(os.environ.get("XDG_CACHE_HOME") or user / ".cache", "matplotlib"),
+            ]
+        else:
+            wanted = [user / ".matplotlib"]
+        for directory in wanted:
+            directory.mkdir(parents=True, exist_ok=True)
+        if all(os.access(d, os.W_OK | os.X_OK) for d in wanted):
+            return
+    except (OSError, RuntimeError):  # RuntimeError: no home directory at all
+        pass
+    own = home / "matplotlib"
+    own.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(own)
 
 
 def _check_writable(path: Path, force: bool) -> None:

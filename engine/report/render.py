@@ -444,6 +444,9 @@ def _profile_row(ax: Axes, days: list[tuple[date, DayProfile | None]], units: st
     ax.tick_params(length=0, pad=1)
     ax.grid(axis="x", color="#BBBBBB", linewidth=0.4)
     ax.axhspan(70, 180, xmax=len(days) / columns, color=TARGET_FILL, zorder=0, linewidth=0)
+    # The row's traces are one line, one fill per band and one set of markers (a NaN between days breaks
+    # them): four artists to create and draw instead of four a day.
+    traces: list[tuple[np.ndarray, np.ndarray]] = []
     for i, (day, profile) in enumerate(days):
         start = 24 * i
         if i:
@@ -453,7 +456,10 @@ def _profile_row(ax: Axes, days: list[tuple[date, DayProfile | None]], units: st
             ax.text(start + 12, 175, "no data", ha="center", va="center", fontsize=6, color=MUTED)
             continue
         hours, values = _broken_trace(profile)
-        hours = hours + start
+        traces += [(hours + start, values), (np.array([np.nan]), np.array([np.nan]))]
+    if traces:
+        hours = np.concatenate([h for h, _ in traces])
+        values = np.concatenate([v for _, v in traces])
         clipped = np.clip(values, 0, 350)
         high, low = BAND_COLOURS["high"], BAND_COLOURS["low"]
         ax.fill_between(hours, clipped, 180, where=clipped > 180, color=high, linewidth=0, interpolate=True)
