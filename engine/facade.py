@@ -328,9 +328,10 @@ class Engine:
     def diff(self) -> list[TableDiff]:
         """dev against main per table: snapshots ahead, rows added and removed, local days, schema changes.
 
-        Raises PromotionError when a table's branches have diverged.
+        Raises PromotionError when a table's branches have diverged. Tables are listed in
+        lake_table_names() order, as `status` lists them and engine.fastread's diff does.
         """
-        tables = [t for t in self.lake_tables() if self.lake.table_exists(t)]
+        tables = [t for t in lake_table_names() if self.lake.table_exists(t)]
         return branch_diff(self.lake, tables, self.settings.timezone)
 
     def status(self) -> dict[str, Any]:
