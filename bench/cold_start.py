@@ -118,7 +118,9 @@ def build(home: Path, url: str, postgres: str, clock: SimulatorClock, days: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=365, help="days of history when the home is built")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each runs every command once per tree")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds; each runs every command once per tree"
+    )
     parser.add_argument("--home", type=Path, help="a home to reuse (built there when it has no runs yet)")
     parser.add_argument("--before", type=Path, help="another source tree to run alternately, as 'before'")
     parser.add_argument(
@@ -162,7 +164,9 @@ def main() -> int:
 
 
 def report(
-    trees: dict[str, Path], figures: dict[tuple[str, tuple[str, ...]], list[tuple[float, float, str]]], repeats: int
+    trees: dict[str, Path],
+    figures: dict[tuple[str, tuple[str, ...]], list[tuple[float, float, str]]],
+    repeats: int,
 ) -> None:
     def med(name: str, command: tuple[str, ...], i: int) -> float:
         return statistics.median(f[i] for f in figures[name, command])

@@ -436,7 +436,9 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"tables": [d.to_json() for d in diffs]})
         else:
-            _print_table(("table", "ahead", "added", "removed", "days", "schema"), [_diff_row(d) for d in diffs])
+            _print_table(
+                ("table", "ahead", "added", "removed", "days", "schema"), [_diff_row(d) for d in diffs]
+            )
         return 0
     if args.command == "metrics":
         result = source.metrics(since=args.since, until=args.until, days=args.days, branch=args.branch)
