@@ -204,25 +204,27 @@ def test_a_home_without_a_run_store_is_answered_by_the_engine(tmp_path: Path) ->
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def imports_of(argv: list[str], env: dict[str, str], unwanted: tuple[str, ...]) -> tuple[str, str]:
+    """(stdout, "<the unwanted libraries it imported> <exit code>") of `phlo-tui ARGV` in a fresh interpreter."""
+    code = (
+        "import sys;"
+        "from phlo_tui.cli import main;"
+        f"code = main({argv!r});"
+        f"unwanted = {unwanted!r};"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(unwanted)), code, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
+    return result.stdout, (result.stderr.strip().splitlines() or [""])[-1] + "\n" + result.stderr[-2000:]
+
+
 def test_the_light_read_imports_no_heavy_library(lake: Lake) -> None:
     """In a fresh interpreter, as a script calling `phlo-tui status --json` every minute would."""
     for argv in (["status", "--json"], ["quality"], ["metrics", "--json"]):
-        code = (
-            "import sys;"
-            "from phlo_tui.cli import main;"
-            f"code = main({argv!r});"
-            f"heavy = {HEAVY!r};"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), code, file=sys.stderr)"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, **lake.env},
-        )
-        assert result.stderr.strip().splitlines()[-1] == "[] 0", (argv, result.stderr)
-        assert result.stdout
+        stdout, imported = imports_of(argv, lake.env, HEAVY)
+        assert imported.startswith("[] 0\n"), (argv, imported)
+        assert stdout
 
 
 def test_table_names_are_the_engines(tmp_path: Path) -> None:
@@ -351,19 +353,13 @@ def test_diff_and_status_import_no_heavy_library(promoted: dict[str, str]) -> No
     dashboard's, the report's or the scheduler's: it reads the heads from the tables' metadata."""
     unwanted = (*HEAVY, "textual", "matplotlib", "apscheduler", "requests", "httpx")
     for argv in (["diff"], ["diff", "--json"], ["status"]):
-        code = (
-            "import sys;"
-            "from phlo_tui.cli import main;"
-            f"code = main({argv!r});"
-            f"unwanted = {unwanted!r};"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & set(unwanted)), code, file=sys.stderr)"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, **promoted},
-        )
-        assert result.stderr.strip().splitlines()[-1] == "[] 0", (argv, result.stderr)
-        assert "raw.glucose_entries" in result.stdout or "home:" in result.stdout
+        stdout, imported = imports_of(argv, promoted, unwanted)
+        assert imported.startswith("[] 0\n"), (argv, imported)
+        assert "raw.glucose_entries" in stdout or "home:" in stdout
+
+
+def test_a_run_imports_neither_the_dashboard_nor_the_report(promoted: dict[str, str]) -> None:
+    """`phlo-tui run` needs the lake's libraries, not Textual, matplotlib or the scheduler."""
+    stdout, imported = imports_of(["run"], promoted, ("textual", "matplotlib", "apscheduler", "httpx"))
+    assert imported.startswith("[] 0\n"), imported
+    assert "succeeded" in stdout
