@@ -110,6 +110,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ratio_vs_dbt_cli": (">=", 3.0),
     "ratio_vs_iglu": (">=", 5.0),
     "incremental_run_s": ("<=", 2.0),
+    "cli_cold_run_s": ("<=", 4.0),
+    "cli_cold_diff_s": ("<=", 2.0),
     "peak_rss_mb": ("<=", 600.0),
     "report_14d_s": ("<=", 3.0),
     "report_90d_s": ("<=", 5.0),
@@ -426,13 +428,13 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, "RUNTIME__DLTHUB_TELEMETRY": "false", **extra}
 
 
-def cli_run(env: dict[str, str]) -> tuple[float, float]:
-    """`phlo-tui run` as a fresh process: (seconds from spawn to exit, its peak RSS in MB).
+def cli_run(env: dict[str, str], command_name: str = "run") -> tuple[float, float]:
+    """`phlo-tui run` (or another command) as a fresh process: (seconds from spawn to exit, its peak RSS in MB).
 
     The peak is its VmHWM, polled every 10 ms until it exits (growth in its last 10 ms is missed);
     its ru_maxrss would include this bench process's RSS (see bench.common.peak_rss_mb).
     """
-    command = [str(Path(sys.executable).with_name("phlo-tui")), "run"]
+    command = [str(Path(sys.executable).with_name("phlo-tui")), command_name]
     peak = 0.0
     with tempfile.TemporaryFile() as output:
         started = time.perf_counter()
@@ -443,7 +445,9 @@ def cli_run(env: dict[str, str]) -> tuple[float, float]:
         seconds = time.perf_counter() - started
         if process.returncode != 0:
             output.seek(0)
-            raise SystemExit(f"phlo-tui run exited {process.returncode}:\n{output.read().decode()}")
+            raise SystemExit(
+                f"phlo-tui {command_name} exited {process.returncode}:\n{output.read().decode()}"
+            )
     return seconds, peak
 
 
@@ -518,6 +522,7 @@ class Figures:
     dbt_agree: bool = False
     cli: list[tuple[float, float]] = field(default_factory=list)
     cli_steps: list[dict[str, float]] = field(default_factory=list)
+    cli_diff: list[float] = field(default_factory=list)
     publish: list[float] = field(default_factory=list)
     publish_rows: int = 0
     fetch: dict[str, list[tuple[float, float, int]]] = field(default_factory=lambda: {"ours": [], "base": []})
@@ -685,7 +690,7 @@ def warm_hours(
 
 def cold_runs(out: Figures, env: dict[str, str], clock: SimulatorClock, repeats: int) -> None:
     """A `phlo-tui run` process per simulator hour on the same home, once the engine process has
-    released the writer lease."""
+    released the writer lease; then a `phlo-tui diff` process on what it left."""
     for _ in range(repeats):
         clock.advance(HOUR_S)
         out.cli.append(cli_run({**env, NOW_ENV: data_time(clock)}))
@@ -695,9 +700,11 @@ def cold_runs(out: Figures, env: dict[str, str], clock: SimulatorClock, repeats:
         finally:
             store.close()
         out.cli_steps.append(steps)
+        out.cli_diff.append(cli_run({**env, NOW_ENV: data_time(clock)}, "diff")[0])
         print(
             f"phlo-tui run to {local_time(clock)}: {out.cli[-1][0]:.2f} s, peak RSS {out.cli[-1][1]:.0f} MB; its steps "
-            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in steps.items()),
+            + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in steps.items())
+            + f"; then phlo-tui diff {out.cli_diff[-1]:.2f} s",
             flush=True,
         )
 
@@ -843,6 +850,7 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
         "incremental_run_s": round(incremental, 4),
         "cli_cold_run_s": round(cli, 3),
         "cli_cold_run_steps_s": round(median(sum(steps.values()) for steps in out.cli_steps), 3),
+        "cli_cold_diff_s": round(median(out.cli_diff), 3),
         "layers_incremental_s": round(layers, 4),
         "dbt_incremental_cli_s": round(dbt_cli, 3),
         "dbt_incremental_warm_s": round(dbt_warm, 3),
@@ -899,6 +907,11 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
     line("  the same as a fresh `phlo-tui run` process", "cli_cold_run_s", cli)
     cli_recorded = median(sum(steps.values()) for steps in out.cli_steps)
     line("    of which its recorded steps (the rest: start-up, imports, opening)", None, cli_recorded)
+    line(
+        "  then a fresh `phlo-tui diff` process (dev against main)",
+        "cli_cold_diff_s",
+        figures["cli_cold_diff_s"],
+    )
     line(
         "layers + gates + promote, warm engine | dbt-duckdb warm in-process (parsed manifest)",
         "ratio_vs_dbt_duckdb",

@@ -1,15 +1,18 @@
-"""Branch diff: what `dev` holds that `main` doesn't, per table — snapshots, rows, local days, schema."""
+"""Branch diff: what `dev` holds that `main` doesn't, per table — snapshots, rows, local days, schema.
+
+TableDiff imports nothing heavy (engine.fastread builds it when no table's dev is ahead); the lake and
+pyiceberg are imported by branch_diff, which compares rows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from engine.lake import BOOKKEEPING_COLUMNS, Lake
-from engine.promotion import plan_moves
+if TYPE_CHECKING:
+    from engine.lake import Lake
 
 # Columns that carry a reading's time, in order of preference, for "local days touched".
 _DAY_COLUMNS = ("reading_date", "reading_local_ts", "reading_ts")
@@ -53,6 +56,7 @@ def branch_diff(lake: Lake, tables: Sequence[str], timezone: str) -> list[TableD
     PromotionError when a table's branches have diverged.
     """
     from engine.lake_views import connect
+    from engine.promotion import plan_moves
 
     diffs = []
     con = connect(timezone)
@@ -72,6 +76,8 @@ def branch_diff(lake: Lake, tables: Sequence[str], timezone: str) -> list[TableD
 def _table_diff(
     con: duckdb.DuckDBPyConnection, lake: Lake, table: str, main: int | None, dev: int, ahead: int
 ) -> TableDiff:
+    from engine.lake import BOOKKEEPING_COLUMNS
+
     dev_files = set(lake.snapshot_files(table, dev))
     main_files = set(lake.snapshot_files(table, main)) if main is not None else set()
     dev_schema = lake.snapshot_schema(table, dev)

@@ -20,14 +20,12 @@ from engine.fastread import record_files
 from engine.lake import Lake
 from engine.lake_views import QueryResult
 from engine.lease import WriterLock, live_daemon
-from engine.models import Model, discover_models
 from engine.nightscout import NightscoutConfig, configure_dlt
 from engine.pgcluster import PrivateCluster, find_server_binaries
-from engine.pipeline import ENTRIES_SOURCE, Pipeline
 from engine.promotion import promote, recover
-from engine.publish import Publisher, PublishError
 from engine.reads import BRANCHES, home_freshness, home_status, lake_table_names, metrics_query
 from engine.runstore import (
+    ENTRIES_WATERMARK,
     CheckRecord,
     CommandRecord,
     CommandStatus,
@@ -42,6 +40,9 @@ from engine.tables import RAW_TABLES
 
 if TYPE_CHECKING:
     from engine.freshness import Freshness
+    from engine.models import Model
+    from engine.pipeline import Pipeline
+    from engine.publish import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Engine:
         self.store = RunStore(settings.runs_db)
         self.lake = Lake(settings.lake_dir, settings.catalog_uri)
         self._lock = WriterLock(settings.home, self.store)
-        self._publisher = Publisher(settings, self.lake)
+        self._publisher_: Publisher | None = None
         self._simulator: Any = None
         self._models: list[Model] | None = None
         self.stop_requested = threading.Event()
@@ -94,9 +95,20 @@ class Engine:
         if self._simulator is not None:
             self._simulator.stop()
             self._simulator = None
-        self._publisher.close()
+        if self._publisher_ is not None:
+            self._publisher_.close()
         self._lock.release()
         self.store.close()
+
+    @property
+    def _publisher(self) -> Publisher:
+        # Made on first use: engine.publish loads psycopg, pandera's schemas and numpy, which reads and
+        # `diff` do not need.
+        if self._publisher_ is None:
+            from engine.publish import Publisher
+
+            self._publisher_ = Publisher(self.settings, self.lake)
+        return self._publisher_
 
     # writing: each takes the writer lock first
 
@@ -148,6 +160,8 @@ class Engine:
         record = promote(self.lake, self.store, None, self.lake_tables())
         if record is not None:
             record_files(self.lake, self.store)
+            from engine.publish import PublishError
+
             try:
                 self._publisher.publish(record)
             except PublishError as e:
@@ -164,7 +178,8 @@ class Engine:
         when the server does not stop or a path cannot be deleted.
         """
         self.become_writer()
-        self._publisher.close()
+        if self._publisher_ is not None:
+            self._publisher_.close()
         return PrivateCluster(self.settings.home / "postgres", find_server_binaries() or Path()).remove()
 
     def become_writer(self) -> None:
@@ -241,6 +256,8 @@ class Engine:
 
     def _pipeline(self, *, require_site: bool = True) -> Pipeline:
         """The pipeline, as the writer."""
+        from engine.pipeline import Pipeline
+
         if require_site:
             check_ready(self.settings)
         self.become_writer()
@@ -286,6 +303,8 @@ class Engine:
     def models(self) -> list[Model]:
         """The SQL models in dependency order."""
         if self._models is None:
+            from engine.models import discover_models
+
             self._models = discover_models(sources=[t.name for t in RAW_TABLES])
         return self._models
 
@@ -299,7 +318,7 @@ class Engine:
 
     def watermark_ms(self) -> int | None:
         """Epoch ms of the newest stored reading (the ingest watermark); None before any. Run store only."""
-        return self.store.watermark(ENTRIES_SOURCE)
+        return self.store.watermark(ENTRIES_WATERMARK)
 
     def gate_errors(self) -> list[str]:
         """The error checks of the last gate on dev that still fail (they block promotion). Run store only."""
@@ -328,9 +347,10 @@ class Engine:
     def diff(self) -> list[TableDiff]:
         """dev against main per table: snapshots ahead, rows added and removed, local days, schema changes.
 
-        Raises PromotionError when a table's branches have diverged.
+        Raises PromotionError when a table's branches have diverged. Tables are listed in
+        lake_table_names() order, as `status` lists them and engine.fastread's diff does.
         """
-        tables = [t for t in self.lake_tables() if self.lake.table_exists(t)]
+        tables = [t for t in lake_table_names() if self.lake.table_exists(t)]
         return branch_diff(self.lake, tables, self.settings.timezone)
 
     def status(self) -> dict[str, Any]:

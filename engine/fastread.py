@@ -2,8 +2,8 @@
 
 Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt). The
 dashboard's first read needs two tables; `phlo-tui status`, `quality` and `metrics` need the run
-store, each table's heads and the daily metrics table. A snapshot's data files are listed in Avro
-manifests, which need pyiceberg, so the engine records the files of the snapshots readers may be sent
+store, each table's heads and the daily metrics table; `diff` needs the heads alone while every dev
+equals its main. A snapshot's data files are listed in Avro manifests, which need pyiceberg, so the engine records the files of the snapshots readers may be sent
 to (`record_files`: the heads of dev and main, and main's promoted snapshot, of RECORDED_TABLES) in
 the run store. `FastReader` finds a branch's snapshot as the engine does (main: the last promotion's,
 from the run store; otherwise the branch's head in the table's current metadata.json, found through
@@ -33,6 +33,7 @@ import duckdb
 from engine.catalog_uri import CATALOG_NAME, scrub
 from engine.clock import Clock, clock_from_env
 from engine.config import Settings
+from engine.diff import TableDiff
 from engine.errors import PhloError
 from engine.lake_views import QueryResult, connect, create_view, select_sql
 from engine.lease import live_daemon
@@ -141,6 +142,23 @@ class FastReader:
                     tables[name] = {b: refs.get(b) for b in BRANCHES}
             target = describe_target(self.settings, private_cluster(self.settings))
             return home_status(self.settings, self._store_(), tables, target, self.clock())
+
+    def diff(self) -> list[TableDiff]:
+        """Engine.diff when no table's dev is ahead of its main: every existing table with its heads (from
+        its metadata.json) and nothing to compare. NotRecorded when one is ahead: its rows must be
+        compared in its data files, which the engine lists."""
+        with self._boundary("reading the branch heads"):
+            diffs = []
+            for name in lake_table_names():
+                location = self._location(name)
+                if location is None:
+                    continue
+                refs = _ref_snapshots(location)
+                main, dev = refs.get("main"), refs.get("dev")
+                if dev is not None and dev != main:
+                    raise NotRecorded(f"dev of {name} is ahead of main")
+                diffs.append(TableDiff(name, main, dev, 0, 0, 0, ()))
+            return diffs
 
     def metrics(
         self,

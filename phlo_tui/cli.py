@@ -394,16 +394,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _promote(engine, args)
         if args.command == "remove-postgres":
             return _remove_postgres(engine, args)
-        if args.command == "diff":
-            diffs = engine.diff()
-            if args.json:
-                _print_json({"tables": [d.to_json() for d in diffs]})
-            else:
-                _print_table(
-                    ("table", "ahead", "added", "removed", "days", "schema"),
-                    [_diff_row(d) for d in diffs],
-                )
-            return 0
         if args.command == "sql":
             result = engine.query(args.query, args.branch)
             if args.json:
@@ -414,7 +404,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _answer(engine, args)
 
 
-LIGHT_COMMANDS = ("status", "quality", "metrics")
+LIGHT_COMMANDS = ("status", "quality", "metrics", "diff")
 """Answered from the run store and the lake's metadata without the engine when they can be (engine.fastread)."""
 
 
@@ -440,7 +430,16 @@ def _answer_light(settings: Settings, args: argparse.Namespace) -> int | None:
 
 
 def _answer(source: Any, args: argparse.Namespace) -> int:
-    """status, quality or metrics, from the Engine or a FastReader (both have these methods)."""
+    """status, quality, metrics or diff, from the Engine or a FastReader (both have these methods)."""
+    if args.command == "diff":
+        diffs = source.diff()
+        if args.json:
+            _print_json({"tables": [d.to_json() for d in diffs]})
+        else:
+            _print_table(
+                ("table", "ahead", "added", "removed", "days", "schema"), [_diff_row(d) for d in diffs]
+            )
+        return 0
     if args.command == "metrics":
         result = source.metrics(since=args.since, until=args.until, days=args.days, branch=args.branch)
         answer = metrics_answer(source.settings, result, args.since, args.until, args.days, source.clock())

@@ -22,6 +22,7 @@ KEYS = {
     "backfill_365d_s",
     "incremental_run_s",
     "cli_cold_run_s",
+    "cli_cold_diff_s",
     "layers_incremental_s",
     "ratio_vs_dbt_duckdb",
     "ratio_vs_dbt_cli",
@@ -87,6 +88,9 @@ def test_run_prints_every_figure_as_json_last() -> None:
     assert figures["targets"]["ratio_vs_dbt_cli"] == ">= 3"
     assert figures["targets"]["ratio_vs_iglu"] == ">= 5"
     assert figures["targets"]["report_14d_s"] == "<= 3" and figures["targets"]["report_90d_s"] == "<= 5"
+    # A fresh `phlo-tui run` process on the history <= 4 s, a fresh `phlo-tui diff` <= 2 s.
+    assert figures["targets"]["cli_cold_run_s"] == "<= 4"
+    assert figures["targets"]["cli_cold_diff_s"] == "<= 2"
 
 
 def test_a_start_without_its_offset_is_refused_in_one_line() -> None:

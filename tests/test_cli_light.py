@@ -1,9 +1,10 @@
-"""`status`, `quality` and `metrics` answered without the engine (engine.fastread), as the engine would.
+"""`status`, `quality`, `metrics` and `diff` answered without the engine (engine.fastread), as the engine would.
 
 On a real home (a run from the simulator over HTTP, a promotion, then an import held by the quality
 gate): each command's output from the light read, through the real command line, is the engine's
 output byte for byte (bar the age of the newest reading, which moves with the clock); without the
-recorded files, or without a run store, the engine answers and prints the same; the light read
+recorded files, or without a run store, the engine answers and prints the same; `diff` is answered
+lightly only while every table's dev equals its main (after a run that promoted); the light read
 imports none of the lake's libraries.
 """
 
@@ -56,23 +57,27 @@ def phlo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def home_env(path: Path, url: str, days: int, auto_promote: bool) -> dict[str, str]:
+    return {
+        "PHLO_HOME": str(path / "home"),
+        "PHLO_CONFIG": str(path / "no-config.toml"),
+        "PHLO_TIMEZONE": "America/New_York",
+        "NIGHTSCOUT_URL": url,
+        "PHLO_INITIAL_DAYS": str(days),
+        "PHLO_AUTO_PROMOTE": str(auto_promote).lower(),
+        "PHLO_MANAGE_POSTGRES": "false",
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        NOW_ENV: START.isoformat(),
+    }
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     """Three days from the simulator, promoted; then an export with a fifth junk, held by the gate."""
     path = tmp_path_factory.mktemp("light")
     pinned = START_S - 2 * 3600
     with SimulatorServer(GlucoseSimulator(seed=5, clock=lambda: pinned)) as server:
-        env = {
-            "PHLO_HOME": str(path / "home"),
-            "PHLO_CONFIG": str(path / "no-config.toml"),
-            "PHLO_TIMEZONE": "America/New_York",
-            "NIGHTSCOUT_URL": server.url,
-            "PHLO_INITIAL_DAYS": "3",
-            "PHLO_AUTO_PROMOTE": "false",
-            "PHLO_MANAGE_POSTGRES": "false",
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-            NOW_ENV: START.isoformat(),
-        }
+        env = home_env(path, server.url, 3, auto_promote=False)
         run = phlo("run", env=env)
         assert run.returncode == 0, run.stderr
         promoted = phlo("promote", "--yes", env=env)
@@ -199,25 +204,27 @@ def test_a_home_without_a_run_store_is_answered_by_the_engine(tmp_path: Path) ->
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def imports_of(argv: list[str], env: dict[str, str], unwanted: tuple[str, ...]) -> tuple[str, str]:
+    """(stdout, "<the unwanted libraries it imported> <exit code>") of `phlo-tui ARGV` in a fresh interpreter."""
+    code = (
+        "import sys;"
+        "from phlo_tui.cli import main;"
+        f"code = main({argv!r});"
+        f"unwanted = {unwanted!r};"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(unwanted)), code, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
+    return result.stdout, (result.stderr.strip().splitlines() or [""])[-1] + "\n" + result.stderr[-2000:]
+
+
 def test_the_light_read_imports_no_heavy_library(lake: Lake) -> None:
     """In a fresh interpreter, as a script calling `phlo-tui status --json` every minute would."""
     for argv in (["status", "--json"], ["quality"], ["metrics", "--json"]):
-        code = (
-            "import sys;"
-            "from phlo_tui.cli import main;"
-            f"code = main({argv!r});"
-            f"heavy = {HEAVY!r};"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), code, file=sys.stderr)"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, **lake.env},
-        )
-        assert result.stderr.strip().splitlines()[-1] == "[] 0", (argv, result.stderr)
-        assert result.stdout
+        stdout, imported = imports_of(argv, lake.env, HEAVY)
+        assert imported.startswith("[] 0\n"), (argv, imported)
+        assert stdout
 
 
 def test_table_names_are_the_engines(tmp_path: Path) -> None:
@@ -307,3 +314,52 @@ def test_gzipped_table_metadata_reads_as_the_engine_reads_it(lake: Lake) -> None
             assert broken.returncode == 1 and "phlo-tui: error:" in broken.stderr
     finally:
         point_to(plain)
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Two days from the simulator, promoted by the run itself: every table's dev equals its main."""
+    path = tmp_path_factory.mktemp("promoted")
+    pinned = START_S - 2 * 3600
+    with SimulatorServer(GlucoseSimulator(seed=5, clock=lambda: pinned)) as server:
+        env = home_env(path, server.url, 2, auto_promote=True)
+        run = phlo("run", env=env)
+        assert run.returncode == 0, run.stderr
+        yield env
+
+
+def test_diff_is_answered_lightly_while_main_equals_dev(promoted: dict[str, str]) -> None:
+    for argv in (["diff"], ["diff", "--json"]):
+        light = phlo(*argv, env=promoted)
+        assert light.returncode == 0 and REFUSED not in light.stderr, (argv, light.stderr)
+        assert light.stdout == through_engine(argv, promoted), argv
+    tables = json.loads(phlo("diff", "--json", env=promoted).stdout)["tables"]
+    assert [t["table"] for t in tables] == lake_table_names()
+    assert all(t["dev_snapshot"] == t["main_snapshot"] is not None for t in tables)
+
+
+def test_diff_with_dev_ahead_is_the_engines(lake: Lake) -> None:
+    """The held import left dev ahead: its rows are compared in the data files, by the engine."""
+    for argv in (["diff"], ["diff", "--json"]):
+        answer = phlo(*argv, env=lake.env)
+        assert answer.returncode == 0 and f"{REFUSED} diff" in answer.stderr, (argv, answer.stderr)
+        assert answer.stdout == through_engine(argv, lake.env), argv
+    tables = {t["table"]: t for t in json.loads(phlo("diff", "--json", env=lake.env).stdout)["tables"]}
+    assert tables["raw.glucose_entries"]["rows_added"] > 0
+
+
+def test_diff_and_status_import_no_heavy_library(promoted: dict[str, str]) -> None:
+    """A fresh `phlo-tui diff` or `status` process imports neither the lake's libraries nor the
+    dashboard's, the report's or the scheduler's: it reads the heads from the tables' metadata."""
+    unwanted = (*HEAVY, "textual", "matplotlib", "apscheduler", "requests", "httpx")
+    for argv in (["diff"], ["diff", "--json"], ["status"]):
+        stdout, imported = imports_of(argv, promoted, unwanted)
+        assert imported.startswith("[] 0\n"), (argv, imported)
+        assert "raw.glucose_entries" in stdout or "home:" in stdout
+
+
+def test_a_run_imports_neither_the_dashboard_nor_the_report(promoted: dict[str, str]) -> None:
+    """`phlo-tui run` needs the lake's libraries, not Textual, matplotlib or the scheduler."""
+    stdout, imported = imports_of(["run"], promoted, ("textual", "matplotlib", "apscheduler", "httpx"))
+    assert imported.startswith("[] 0\n"), imported
+    assert "succeeded" in stdout
