@@ -1,5 +1,6 @@
-"""What the dashboard draws fits the terminal (issue 14): the Overview's band legend stays one line at
-80 columns in both units, with the ranges spelled out when there is room."""
+"""What the dashboard draws fits the terminal and its keys can be found (issue 14): the Overview's band
+legend stays one line at 80 columns in both units, every page's footer shows ? Help and q Quit, the help
+lists the app's keys first, and the command palette finds every page's commands."""
 
 from __future__ import annotations
 
@@ -8,13 +9,21 @@ from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.command import CommandList
 from textual.containers import Horizontal
-from textual.widgets import Static
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Footer, Static
+from textual.widgets._footer import FooterKey
 
 import phlo_tui
 from engine.sufficiency import Sufficiency
+from phlo_tui.screens.confirm_promote import ConfirmPromote
+from phlo_tui.screens.help import HelpScreen
 from phlo_tui.snapshot import BandShares, OverviewSnapshot
 from phlo_tui.widgets.band_panel import BandPanel
+from tests.test_tui import LakeHome, dashboard, promoted, settle, unpromoted
+
+__all__ = ["promoted", "unpromoted"]  # module-scoped lakes shared with test_tui
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 APP_CSS = Path(phlo_tui.__file__).parent / "app.tcss"
@@ -48,7 +57,11 @@ def snapshot(shares: tuple[float, float, float, float, float]) -> OverviewSnapsh
 
 
 # The demo's shares, and the widest: four bands under 10 % (one decimal each) and one at 100.
-SHARES = {"demo": (0.5, 0.8, 71.0, 22.0, 5.8), "widest": (1.5, 2.5, 75.0, 12.0, 9.0), "all": (0, 0, 100, 0, 0)}
+SHARES = {
+    "demo": (0.5, 0.8, 71.0, 22.0, 5.8),
+    "widest": (1.5, 2.5, 75.0, 12.0, 9.0),
+    "all": (0, 0, 100, 0, 0),
+}
 
 
 @pytest.mark.anyio
@@ -71,3 +84,69 @@ async def test_the_band_legend_is_one_line(units: str, shares: str, columns: int
             assert wanted in legend, "with room to spare the legend spells out the ranges"
         else:
             assert (">13.9 " if units == "mmol/L" else ">250 ") in legend
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("page", ["1", "2", "3", "4", "5", "6"])
+async def test_every_page_shows_help_and_quit_in_the_footer_at_80_columns(
+    promoted: LakeHome, page: str
+) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _engine):
+        await pilot.resize_terminal(80, 24)
+        await pilot.press(page)
+        if page == "6":
+            await pilot.press("escape")  # the query box takes q and ? while it has the focus
+        await settle(pilot)
+        footer = app.screen.query_one(Footer)
+        palette = footer.query_one(".-command-palette", FooterKey)
+        for action in ("quit", "help"):
+            (key,) = [k for k in footer.query(FooterKey) if k.action == action]
+            shown = key.region
+            assert shown.width > 0 and shown.right <= palette.region.x, f"{action} is cut: {shown}"
+        app.exit()
+
+
+@pytest.mark.anyio
+async def test_help_lists_the_apps_keys_before_textuals(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _engine):
+        await pilot.press("2", "question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        ids = [str(app.screen.query_one(DataTable).get_row_at(i)[2]) for i in range(len(app.screen.rows))]
+        assert ids[0] == "charts.next" and "quit" in ids and "" in ids, ids
+        first_textual = ids.index("")
+        assert all(ids[first_textual:]) is False and not any(ids[first_textual:]), ids
+        app.exit()
+
+
+async def palette_search(pilot: Pilot[None], text: str, wanted: str) -> list[str]:
+    """The palette's results for `text`, once one holds `wanted` (they arrive as the search goes)."""
+    await pilot.press("ctrl+p")
+    await pilot.press(*text)
+    results = pilot.app.screen.query_one(CommandList)
+    found: list[str] = []
+    for _ in range(100):
+        await pilot.pause(0.02)
+        found = [str(results.get_option_at_index(i).prompt) for i in range(results.option_count)]
+        if any(wanted in f for f in found):
+            break
+    return found
+
+
+@pytest.mark.anyio
+async def test_the_palette_finds_promotion_from_any_page(unpromoted: LakeHome) -> None:
+    """From the Overview, "prom" finds the Branches page's promotion; choosing it opens that page and,
+    once the diff is computed, the confirmation."""
+    async with dashboard(unpromoted) as (app, pilot, _, _engine):
+        found = await palette_search(pilot, "prom", "Promote dev → main")
+        assert found and "Promote dev → main" in found[0], found
+        await pilot.press("enter")
+        await settle(pilot)
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmPromote)
+        assert app.current_mode == "branches"
+        await pilot.press("n")
+        await settle(pilot)
+        found = await palette_search(pilot, "units", "mg/dL ↔ mmol/L")
+        assert found and "mg/dL ↔ mmol/L" in found[0], found
+        app.exit()

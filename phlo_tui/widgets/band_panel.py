@@ -107,9 +107,9 @@ class BandPanel(Widget):
             out.append("  CGM ", dim)
             out.append(f"{data.coverage_pct:.0f}%")
             return out
-        shares = [_percent(window.share(band.key)) for band in BANDS]
-        labels = legend_labels(self.units, shares, self.size.width)
-        for band, label, share in zip(BANDS, labels, shares, strict=True):
+        percents = [_percent(window.share(band.key)) for band in BANDS]
+        labels = legend_labels(self.units, percents, self.size.width)
+        for band, label, share in zip(BANDS, labels, percents, strict=True):
             out.append("■", style(f"band-panel--{band.css}"))
             out.append(f"{label} ", dim)
             out.append(f"{share} ")
