@@ -21,7 +21,7 @@ from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen
 from phlo_tui.snapshot import BandShares, OverviewSnapshot
 from phlo_tui.widgets.band_panel import BandPanel
-from tests.test_tui import LakeHome, dashboard, promoted, settle, unpromoted
+from tests.test_tui import LakeHome, dashboard, label_text, promoted, settle, table_rows, unpromoted
 
 __all__ = ["promoted", "unpromoted"]  # module-scoped lakes shared with test_tui
 
@@ -149,4 +149,23 @@ async def test_the_palette_finds_promotion_from_any_page(unpromoted: LakeHome) -
         await settle(pilot)
         found = await palette_search(pilot, "units", "mg/dL ↔ mmol/L")
         assert found and "mg/dL ↔ mmol/L" in found[0], found
+        app.exit()
+
+
+@pytest.mark.anyio
+async def test_quality_says_error_rows_were_quarantined_beside_gate_ok(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _engine):
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("5")
+        await settle(pilot)
+        rows = table_rows(app, "#checks-table")
+        raw_errors = [r for r in rows if r[0] == "error" and r[2].startswith("raw.")]
+        assert raw_errors, "the simulator's bad treatments must fail raw checks of severity error"
+        assert app.pipeline is not None and not app.pipeline.gate_errors
+        quarantined = table_rows(app, "#quarantine-table")
+        title = label_text(app, "#checks-title").splitlines()
+        assert title[1] == (
+            f"{len(quarantined)} rows quarantined (error), not loaded · gate ok: quarantine ≤ 5 % per batch"
+        )
+        assert len(title[1]) <= 78  # one line beside the page's padding at 80 columns
         app.exit()
