@@ -4,7 +4,8 @@ lists the app's keys first, and the command palette finds every page's commands.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen
 from phlo_tui.snapshot import BandShares, OverviewSnapshot
 from phlo_tui.widgets.band_panel import BandPanel
+from phlo_tui.widgets.trace_plot import TracePlot, trace_runs
 from tests.test_tui import LakeHome, dashboard, label_text, promoted, settle, table_rows, unpromoted
 
 __all__ = ["promoted", "unpromoted"]  # module-scoped lakes shared with test_tui
@@ -169,3 +171,56 @@ async def test_quality_says_error_rows_were_quarantined_beside_gate_ok(promoted:
         )
         assert len(title[1]) <= 78  # one line beside the page's padding at 80 columns
         app.exit()
+
+
+class TraceApp(App[None]):
+    CSS_PATH = APP_CSS
+
+    def compose(self) -> ComposeResult:
+        yield TracePlot(id="trace")
+
+
+def braille_rows_by_column(text: str) -> dict[int, set[int]]:
+    columns: dict[int, set[int]] = {}
+    for row, line in enumerate(text.splitlines()):
+        for column, char in enumerate(line):
+            if "\u2801" <= char <= "\u28ff":
+                columns.setdefault(column, set()).add(row)
+    return columns
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_24_hour_trace_is_one_unbroken_line(size: tuple[int, int]) -> None:
+    """A steep 2-hour swing 60–260 mg/dL across every band: each column holds the line, and the line in
+    one column touches the line in the next (no empty column, no jump of a row or more)."""
+    start = NOW - timedelta(hours=24)
+    trace = tuple(
+        (start + timedelta(minutes=5 * i), round(160 + 100 * math.sin(2 * math.pi * i / 24)))
+        for i in range(289)
+    )
+    app = TraceApp()
+    async with app.run_test(size=size) as pilot:
+        plot = app.query_one(TracePlot)
+        plot.show(OverviewSnapshot(NOW, "UTC", "main", trace=trace), "mg/dL")
+        await pilot.pause()
+        columns = braille_rows_by_column(plot.render().plain)
+        first, last = min(columns), max(columns)
+        assert last - first > size[0] * 0.8
+        for column in range(first, last):
+            here, right = columns.get(column, set()), columns.get(column + 1, set())
+            assert here and right, f"column {column} or {column + 1} has no part of the line"
+            gap = min(abs(a - b) for a in here for b in right)
+            assert gap <= 1, f"the line jumps {gap} rows between columns {column} and {column + 1}"
+
+
+def test_trace_runs_join_band_edges_and_break_at_gaps() -> None:
+    at = [NOW + timedelta(minutes=5 * i) for i in range(5)]
+    late = at[-1] + timedelta(minutes=20)
+    runs = trace_runs([(at[0], 150), (at[1], 170), (at[2], 200), (at[3], 210), (at[4], 175), (late, 100)])
+    assert [(band.key, [mg for _, mg in points]) for band, points in runs] == [
+        ("in_range", [150, 170, 200]),
+        ("high", [200, 210, 175]),
+        ("in_range", [175]),
+        ("in_range", [100]),
+    ]

@@ -20,7 +20,6 @@ class BandPlot(PlotextPlot):
     COMPONENT_CLASSES = {
         *(f"band-plot--{b.css}" for b in BANDS),
         "band-plot--range",
-        "band-plot--range-fill",
         "band-plot--line",
         "band-plot--muted",
         "band-plot--insulin",
@@ -72,29 +71,6 @@ class BandPlot(PlotextPlot):
         ticks = [float(t) for t in range(0, days, step)]
         self.plt.xticks(ticks, [(since + timedelta(days=t)).strftime("%m-%d") for t in ticks])
         self.plt.xlim(-1, days)
-
-    def shade(
-        self,
-        y_low: float,
-        y_high: float,
-        x_range: tuple[float, float],
-        color: RGB,
-        limits: tuple[float, float],
-    ) -> None:
-        """Shade a horizontal band with one light-shade character per terminal cell: a few hundred points,
-        where braille dots would take thousands (and plotext's time grows with the points)."""
-        columns = max(2, self.size.width)
-        rows = max(2, self.size.height)
-        x_step = (x_range[1] - x_range[0]) / columns
-        y_step = (limits[1] - limits[0]) / rows
-        xs: list[float] = []
-        ys: list[float] = []
-        y = y_low + y_step / 2
-        while y < y_high:
-            xs.extend(x_range[0] + x_step * (c + 0.5) for c in range(columns))
-            ys.extend([y] * columns)
-            y += y_step
-        self.plt.scatter(xs, ys, marker="░", color=color)
 
     def fill_between(
         self,
