@@ -5,10 +5,13 @@ lists the app's keys first, and the command palette finds every page's commands.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.color import Color
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.command import CommandList
 from textual.containers import Horizontal
@@ -20,8 +23,12 @@ import phlo_tui
 from engine.sufficiency import Sufficiency
 from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen
-from phlo_tui.snapshot import BandShares, OverviewSnapshot
+from phlo_tui.snapshot import BandShares, ChartsSnapshot, DayMetrics, HourProfile, OverviewSnapshot
 from phlo_tui.widgets.band_panel import BandPanel
+from phlo_tui.widgets.charts_plot import ChartsPlot
+from phlo_tui.widgets.glucose import BANDS
+from phlo_tui.widgets.hourly_chart import HourlyChart
+from phlo_tui.widgets.tir_chart import TirChart
 from phlo_tui.widgets.trace_plot import TracePlot, trace_runs
 from tests.test_tui import LakeHome, dashboard, label_text, promoted, settle, table_rows, unpromoted
 
@@ -224,3 +231,81 @@ def test_trace_runs_join_band_edges_and_break_at_gaps() -> None:
         ("in_range", [175]),
         ("in_range", [100]),
     ]
+
+
+class ChartApp(App[None]):
+    CSS_PATH = APP_CSS
+
+    def __init__(self, chart: ChartsPlot) -> None:
+        super().__init__()
+        self.chart = chart
+
+    def compose(self) -> ComposeResult:
+        yield self.chart
+
+
+def charts_snapshot(hourly_means: list[float]) -> ChartsSnapshot:
+    until = NOW.date()
+    since = until - timedelta(days=13)
+    shares = {"very_low": 1.0, "low": 3.0, "in_range": 70.0, "high": 20.0, "very_high": 6.0}
+    daily = tuple(DayMetrics(since + timedelta(days=i), 288, shares, 150.0, 6.9, 100.0) for i in range(14))
+    hourly = tuple(HourProfile(h, 100, None, None, None, None, None, m) for h, m in enumerate(hourly_means))
+    return ChartsSnapshot(14, since, until, "main", daily=daily, hourly=hourly)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("units", ["mg/dL", "mmol/L"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_daily_tir_chart_has_a_legend_of_the_band_colours(
+    units: str, size: tuple[int, int]
+) -> None:
+    app = ChartApp(TirChart(id="tir"))
+    async with app.run_test(size=size) as pilot:
+        chart = app.query_one(TirChart)
+        chart.show(charts_snapshot([150.0] * 24), units)
+        await pilot.pause()
+        shown = chart.render()
+        assert isinstance(shown, Text)
+        title = shown.plain.splitlines()[0]
+        assert title.strip().endswith(units) and title.count("■") == 5, title
+        assert ("■3.9–10.0" if units == "mmol/L" else "■70–180") in title
+        for band, at in zip(BANDS, [i for i, c in enumerate(title) if c == "■"], strict=True):
+            colours = {span.style.color for span in shown.spans if span.start <= at < span.end}  # type: ignore[union-attr]
+            assert Color.from_rgb(*chart.band_rgb(band)) in colours, f"{band.name} is not in its colour"
+
+
+def y_labels(text: str) -> dict[str, int]:
+    """The y axis's labels and their rows, read off the plot's left edge."""
+    labels = {}
+    for row, line in enumerate(text.splitlines()):
+        match = re.match(r"^\s*([0-9.]+)[┤├]", line)
+        if match:
+            labels[match.group(1)] = row
+    return labels
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("units", "step", "targets"), [("mg/dL", 50, ("70", "180")), ("mmol/L", 2, ("3.9", "10.0"))]
+)
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_hourly_chart_has_round_ticks_and_labelled_targets(
+    units: str, step: int, targets: tuple[str, str], size: tuple[int, int]
+) -> None:
+    """Means up to 209 mg/dL: the axis reads 0, 50, 100… (0, 2, 4… mmol/L) and the 70/180 lines are labelled
+    on their own rows, drawn across the plot."""
+    means = [120 + 89 * math.sin(math.pi * h / 23) for h in range(24)]
+    app = ChartApp(HourlyChart(id="hourly"))
+    async with app.run_test(size=size) as pilot:
+        chart = app.query_one(HourlyChart)
+        chart.show(charts_snapshot(means), units)
+        await pilot.pause()
+        text = chart.render().plain  # type: ignore[union-attr]
+        labels = y_labels(text)
+        assert set(targets) <= set(labels), labels
+        rounds = [label for label in labels if label not in targets]
+        assert len(rounds) >= 3 and all(float(r) % step == 0 for r in rounds), labels
+        lines = text.splitlines()
+        for target in targets:
+            row = lines[labels[target]]  # the bars hide the line where they are above it
+            assert "─" in row and row.rstrip().endswith("┤"), f"no {target} line on the row labelled {target}"

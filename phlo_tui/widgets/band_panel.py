@@ -35,7 +35,7 @@ def legend_labels(units: str, shares: list[str], width: int) -> list[str]:
     full = [band.label(units) for band in BANDS]
     if legend_width(full, shares) <= width:
         return full
-    return [label if label[0] in "<>" else "≤" + label.split("–")[1] for label in full]
+    return [band.edge_label(units) for band in BANDS]
 
 
 def legend_width(labels: list[str], shares: list[str]) -> int:

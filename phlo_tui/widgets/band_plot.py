@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -9,9 +10,11 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from phlo_tui.widgets.glucose import BANDS, Band, to_units
+from phlo_tui.widgets.glucose import BANDS, Band, glucose_text, to_units
 
 RGB = tuple[int, int, int]
+ROUND_STEP = {"mg/dL": 50, "mmol/L": 2}
+"""The step of a glucose axis's round ticks."""
 
 
 class BandPlot(PlotextPlot):
@@ -64,6 +67,18 @@ class BandPlot(PlotextPlot):
         levels = (54, 70, 180, 250)
         labels = [f"{self.y(v):.1f}" if self.units == "mmol/L" else str(v) for v in levels]
         self.plt.yticks([self.y(v) for v in levels], labels)
+
+    def target_axis(self, highest_mg_dl: float) -> None:
+        """A glucose axis from 0 with round ticks (every 50 mg/dL, 2 mmol/L) and the target edges 70 and
+        180 (3.9 and 10.0) labelled; a round tick within about a row of a target gives way to it."""
+        step = ROUND_STEP[self.units]
+        top = math.ceil(self.y(max(200, highest_mg_dl)) / step) * step
+        self.plt.ylim(0, top)
+        targets = [self.y(70), self.y(180)]
+        near = 1.5 * top / max(1, self.size.height - 4)
+        ticks = [float(t) for t in range(0, int(top) + 1, step) if all(abs(t - g) >= near for g in targets)]
+        labels = [f"{t:g}" for t in ticks] + [glucose_text(v, self.units) for v in (70, 180)]
+        self.plt.yticks([*ticks, *targets], labels)
 
     def day_axis(self, since: date, days: int) -> None:
         """x is days since `since`; about seven date ticks."""
