@@ -68,7 +68,8 @@ def demo_session(
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     command = (
-        f"env {exports} {shlex.quote(sys.executable)} -m phlo_tui.cli --demo; "
+        # Without the COLUMNS and LINES pytest may export: Textual would take them over the terminal size.
+        f"env -u COLUMNS -u LINES {exports} {shlex.quote(sys.executable)} -m phlo_tui.cli --demo; "
         f"echo $? > {shlex.quote(str(exit_file))}; sleep 60"
     )
     subprocess.run(
