@@ -20,7 +20,10 @@ from textual.widgets import DataTable, Footer, Static
 from textual.widgets._footer import FooterKey
 
 import phlo_tui
+from engine.config import load_settings
+from engine.facade import Engine
 from engine.sufficiency import Sufficiency
+from phlo_tui.app import PhloApp
 from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen
 from phlo_tui.snapshot import BandShares, ChartsSnapshot, DayMetrics, HourProfile, OverviewSnapshot
@@ -30,7 +33,7 @@ from phlo_tui.widgets.glucose import BANDS
 from phlo_tui.widgets.hourly_chart import HourlyChart
 from phlo_tui.widgets.tir_chart import TirChart
 from phlo_tui.widgets.trace_plot import TracePlot, trace_runs
-from tests.test_tui import LakeHome, dashboard, label_text, promoted, settle, table_rows, unpromoted
+from tests.test_tui import LakeHome, Recorder, dashboard, label_text, promoted, settle, table_rows, unpromoted
 
 __all__ = ["promoted", "unpromoted"]  # module-scoped lakes shared with test_tui
 
@@ -309,3 +312,26 @@ async def test_the_hourly_chart_has_round_ticks_and_labelled_targets(
         for target in targets:
             row = lines[labels[target]]  # the bars hide the line where they are above it
             assert "─" in row and row.rstrip().endswith("┤"), f"no {target} line on the row labelled {target}"
+
+
+@pytest.mark.anyio
+async def test_a_refused_site_is_reported_once_with_its_url_and_attempts(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """r on a site where nothing listens: the run fails after one attempt (a refused connection is not
+    retried) and the dashboard says so once, with the URL, instead of counting fetch retries."""
+    monkeypatch.setenv("NIGHTSCOUT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PHLO_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "false")
+    recorder = Recorder()
+    with Engine(load_settings()) as engine:
+        app = PhloApp(engine, poll_interval=60.0, schedule=False)
+        async with app.run_test(size=(80, 24), message_hook=recorder) as pilot:
+            await settle(pilot)
+            await pilot.press("r")
+            await settle(pilot)
+            failed = [n for n in recorder.notifications() if n.startswith("run failed")]
+            assert len(failed) == 1, recorder.notifications()
+            assert "http://127.0.0.1:9/api/v1/entries/sgv.json: connection refused" in failed[0]
+            assert "after 1 attempt" in failed[0]
+            app.exit()
