@@ -88,7 +88,7 @@ def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path]) -> None:
     overview = term.wait_for(lambda s: "GMI" in s and "mg/dL · " in s, "glucose figures")
     assert "Time in range" in overview and "14 d" in overview and "last 24 h" in overview
     term.press("2")
-    term.wait_for(lambda s: "time in range per day" in s, "the Charts page")
+    term.wait_for(lambda s: "% of readings per day" in s, "the Charts page")
     term.press("3")
     runs = term.wait_for(lambda s: "backfill" in s and "fetch" in s, "the Runs page with the backfill")
     assert "succeeded" in runs
