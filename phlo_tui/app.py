@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -79,17 +80,21 @@ ACTIVE_POLL_S = 0.5
 """How often to poll while a run is in progress, so its progress bar moves."""
 
 
+PAGES: dict[str, type[PhloScreen]] = {
+    "overview": OverviewScreen,
+    "charts": ChartsScreen,
+    "runs": RunsScreen,
+    "branches": BranchesScreen,
+    "quality": QualityScreen,
+    "sql": SqlScreen,
+}
+"""The pages by mode name, in the order of their number keys."""
+
+
 class PhloApp(CommandApp):
     CSS_PATH = "app.tcss"
     TITLE = "phlo-tui"
-    MODES = {
-        "overview": OverviewScreen,
-        "charts": ChartsScreen,
-        "runs": RunsScreen,
-        "branches": BranchesScreen,
-        "quality": QualityScreen,
-        "sql": SqlScreen,
-    }
+    MODES = dict(PAGES)
     DEFAULT_MODE = "overview"
     BINDINGS = APP_BINDINGS
 
@@ -356,15 +361,32 @@ class PhloApp(CommandApp):
         self.push_screen(HelpScreen(key_rows(self.screen)))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """The app's keys and every page's, before Textual's own: a page's command opens its page first
+        (so that "prom" finds promotion from any page)."""
+        here: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
             if binding.description and binding.id and binding.action not in ("quit", "command_palette"):
+                here.add(binding.id)
                 yield SystemCommand(
-                    binding.description,
+                    binding.tooltip or binding.description,
                     f"key {binding.key_display or key} · {binding.id}",
                     partial(self.run_action, binding.action, active.node),
                 )
+        for mode, page in PAGES.items():
+            for other in page.BINDINGS:
+                if isinstance(other, Binding) and other.id and other.id not in here and other.show:
+                    key = self.settings.keymap.get(other.id, other.key_display or other.key)
+                    yield SystemCommand(
+                        other.tooltip or other.description,
+                        f"key {key} on the {page.PAGE.capitalize()} page · {other.id}",
+                        partial(self.run_on_page, mode, other.action),
+                    )
+        yield from super().get_system_commands(screen)
+
+    async def run_on_page(self, mode: str, action: str) -> None:
+        await self.switch_mode(mode)
+        await self.run_action(action, self.screen)
 
     async def action_quit(self) -> None:
         if self.busy is not None or (self.pipeline is not None and self.pipeline.active is not None):
@@ -375,8 +397,7 @@ class PhloApp(CommandApp):
 
 def known_binding_ids() -> set[str]:
     """The ids `[keys]` in the config may remap: the app's, its pages' and its dialogs'."""
-    pages = [OverviewScreen, ChartsScreen, RunsScreen, BranchesScreen, QualityScreen, SqlScreen]
-    return binding_ids([PhloApp, *pages, ConfirmPromote, TextModal, HelpScreen])
+    return binding_ids([PhloApp, *PAGES.values(), ConfirmPromote, TextModal, HelpScreen])
 
 
 def freeze_heap() -> None:

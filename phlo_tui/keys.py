@@ -21,7 +21,8 @@ APP_BINDINGS: list[BindingType] = [
     Binding("5", "switch_mode('quality')", "Quality", id="screen.quality", group=SCREENS),
     Binding("6", "switch_mode('sql')", "SQL", id="screen.sql", group=SCREENS),
     Binding("r", "run_now", "Run", id="run"),
-    Binding("u", "toggle_units", "mg/dL ↔ mmol/L", id="units"),
+    # Footer words are short so that q Quit shows at 80 columns; the help and the palette say more.
+    Binding("u", "toggle_units", "Units", tooltip="Units: switch mg/dL ↔ mmol/L", id="units"),
     Binding("e", "export_report", "Clinic report (PDF)", id="report", show=False),
     Binding("t", "toggle_theme", "Dark/light", id="theme", show=False),
     Binding("ctrl+r,f5", "refresh", "Refresh", id="refresh", show=False),
@@ -51,10 +52,15 @@ def check_keymap(keymap: Mapping[str, str], known: set[str]) -> None:
 
 
 def key_rows(screen: Screen[object]) -> list[KeyRow]:
-    """(key, what it does, id) of each binding active on `screen`, for the help screen."""
-    rows: list[KeyRow] = []
+    """(key, what it does, id) of each binding active on `screen`, for the help screen: the app's and its
+    pages' keys (those with an id) first, then Textual's own (focus, copy)."""
+    ours: list[KeyRow] = []
+    textual: list[KeyRow] = []
     for key, active in screen.active_bindings.items():
         binding = active.binding
         if binding.description and not binding.system:
-            rows.append((binding.key_display or key, binding.description, binding.id or ""))
-    return rows
+            rows = ours if binding.id else textual
+            rows.append(
+                (binding.key_display or key, binding.tooltip or binding.description, binding.id or "")
+            )
+    return ours + textual

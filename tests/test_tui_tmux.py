@@ -51,7 +51,9 @@ def terminal(tmp_path: Path) -> Iterator[tuple[Terminal, Path]]:
 
 
 @contextmanager
-def demo_session(tmp_path: Path, home: Path) -> Iterator[tuple[Terminal, Path]]:
+def demo_session(
+    tmp_path: Path, home: Path, size: tuple[int, int] = (100, 32)
+) -> Iterator[tuple[Terminal, Path]]:
     """`phlo-tui --demo` on `home` in a new tmux session; the file gets its exit code."""
     assert shutil.which("tmux"), "this test needs tmux"
     name = f"phlo-test-{uuid.uuid4().hex[:8]}"
@@ -66,11 +68,12 @@ def demo_session(tmp_path: Path, home: Path) -> Iterator[tuple[Terminal, Path]]:
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     command = (
-        f"env {exports} {shlex.quote(sys.executable)} -m phlo_tui.cli --demo; "
+        # Without the COLUMNS and LINES pytest may export: Textual would take them over the terminal size.
+        f"env -u COLUMNS -u LINES {exports} {shlex.quote(sys.executable)} -m phlo_tui.cli --demo; "
         f"echo $? > {shlex.quote(str(exit_file))}; sleep 60"
     )
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "32", command],
+        ["tmux", "new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]), command],
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
@@ -85,7 +88,7 @@ def test_demo_in_a_real_terminal(terminal: tuple[Terminal, Path]) -> None:
     overview = term.wait_for(lambda s: "GMI" in s and "mg/dL · " in s, "glucose figures")
     assert "Time in range" in overview and "14 d" in overview and "last 24 h" in overview
     term.press("2")
-    term.wait_for(lambda s: "time in range per day" in s, "the Charts page")
+    term.wait_for(lambda s: "% of readings per day" in s, "the Charts page")
     term.press("3")
     runs = term.wait_for(lambda s: "backfill" in s and "fetch" in s, "the Runs page with the backfill")
     assert "succeeded" in runs
@@ -115,3 +118,38 @@ def test_an_engine_that_cannot_start_exits_with_its_message(tmp_path: Path) -> N
         screen = term.wait_for(lambda s: "phlo-tui: error:" in s, "the error")
         assert "cannot use the phlo home" in screen and "hint:" in screen and "Traceback" not in screen
         assert wait_for_exit(exit_file) == "1"
+
+
+def legend_lines(screen: str) -> list[str]:
+    """The screen's lines that hold the five bands' squares (the Overview's legend, the TIR chart's)."""
+    return [line for line in screen.splitlines() if line.count("■") == 5]
+
+
+def assert_fits(screen: str, what: str) -> None:
+    lines = screen.splitlines()
+    assert "Traceback" not in screen, screen
+    assert "? Help" in lines[-1] and "q Quit" in lines[-1], f"{what}: the footer is cut:\n{screen}"
+    assert legend_lines(screen), f"{what}: the band legend is not on one line:\n{screen}"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_the_demo_fits_80x24_and_120x40(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Issue 14 in a real terminal: on each page the footer shows ? Help and q Quit, the band legends stay
+    on one line in both units, and no traceback shows."""
+    with demo_session(tmp_path, tmp_path / "home", size) as (term, exit_file):
+        overview = term.wait_for(lambda s: "GMI" in s and legend_lines(s), "the Overview's figures")
+        assert_fits(overview, "Overview in mg/dL")
+        term.press("u")
+        overview = term.wait_for(lambda s: "mmol/L · " in s and ">13.9 " in s, "the Overview in mmol/L")
+        assert_fits(overview, "Overview in mmol/L")
+        term.press("2")
+        charts = term.wait_for(lambda s: "% of readings per day" in s and "│" in s, "the daily TIR chart")
+        assert_fits(charts, "Charts in mmol/L")
+        assert ">13.9 mmol/L" in legend_lines(charts)[0]
+        for page in "345":  # not 6: its query box takes q
+            term.press(page)
+            time.sleep(0.5)
+            screen = term.screen()
+            assert "Traceback" not in screen and "q Quit" in screen.splitlines()[-1], screen
+        term.press("q")
+        assert wait_for_exit(exit_file) == "0"

@@ -26,11 +26,13 @@ class DiffComputed(Message):
 
 class BranchesScreen(PhloScreen):
     PAGE = "branches"
-    BINDINGS = [Binding("p", "promote", "Promote", id="promote")]
+    BINDINGS = [Binding("p", "promote", "Promote", tooltip="Promote dev → main", id="promote")]
 
     def __init__(self) -> None:
         super().__init__()
         self.snapshot: BranchesSnapshot | None = None
+        self.promote_when_computed = False
+        """p (or the palette, which opens this page first) came before the diff: ask once it is there."""
 
     def compose_page(self) -> ComposeResult:
         with Vertical(id="branches-page"):
@@ -84,6 +86,9 @@ class BranchesScreen(PhloScreen):
         table.clear()
         for d in snapshot.diffs:
             table.add_row(*diff_row(d), key=d.table)
+        if self.promote_when_computed:
+            self.promote_when_computed = False
+            self.action_promote()
 
     def action_promote(self) -> None:
         if not self.phlo.engine_started():
@@ -103,7 +108,8 @@ class BranchesScreen(PhloScreen):
             )
             return
         if snapshot is None:
-            self.notify("the diff is still being computed", severity="warning")
+            self.promote_when_computed = True
+            self.notify("computing the diff; promotion asks once it is there")
             return
         if not snapshot.changed:
             self.notify("nothing to promote: main already equals dev")

@@ -39,7 +39,7 @@ class ChartsLoaded(Message):
 class ChartsScreen(PhloScreen):
     PAGE = "charts"
     BINDINGS = [
-        Binding("c", "next_chart", "Next chart", id="charts.next"),
+        Binding("c", "next_chart", "Chart", tooltip="Chart: show the next one", id="charts.next"),
         Binding("d", "cycle_days", "Days", id="charts.days"),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from textual import on, work
@@ -17,6 +18,7 @@ from engine.runstore import CheckRecord
 from phlo_tui.screens.base import PhloScreen, cursor_key, restore_cursor
 from phlo_tui.screens.text_modal import TextModal
 from phlo_tui.snapshot import QualitySnapshot, load_quality
+from phlo_tui.snapshot.pipeline import QUARANTINE_ROWS
 
 SEVERITIES = ("all", "error", "warning")
 MAX_SAMPLES = 20
@@ -47,6 +49,19 @@ def samples_text(check: CheckRecord) -> str:
         fields = "\n".join(f"  {k!s:<{width}}  {v}" for k, v in sample.items())
         blocks.append(f"#{number}\n{fields}")
     return "\n\n".join(blocks)
+
+
+def quarantine_note(snapshot: QualitySnapshot, gate_errors: Sequence[str]) -> str:
+    """Why `error` rows can stand beside "gate ok": their rows went to the quarantine, not to the lake."""
+    if not snapshot.quarantining():
+        return ""
+    rows = len(snapshot.quarantine)
+    gate = (
+        f"gate held by {len(gate_errors)} error check(s) (4)"
+        if gate_errors
+        else f"gate ok: quarantine ≤ {snapshot.quarantine_ratio_max * 100:g} % per batch"
+    )
+    return f"{rows}{'+' if rows == QUARANTINE_ROWS else ''} rows quarantined (error), not loaded · {gate}"
 
 
 def samples_json(check: CheckRecord) -> str:
@@ -120,8 +135,11 @@ class QualityScreen(PhloScreen):
             )
         restore_cursor(table, key)
         total = len(self.snapshot.checks) if self.snapshot else 0
+        status = self.phlo.pipeline
+        note = quarantine_note(self.snapshot, status.gate_errors if status else ()) if self.snapshot else ""
         self.query_one("#checks-title", Label).update(
             f"Failed checks, last 20 runs · {self.severity} (s) · {len(shown)}/{total} · enter: rows"
+            + (f"\n[not b]{note}[/]" if note else "")
         )
 
     def action_cycle_severity(self) -> None:

@@ -27,6 +27,8 @@ def quarantines() -> tuple[str, ...]:
 
 
 LOG_TAIL_BYTES = 256_000
+QUARANTINE_ROWS = 200
+"""The newest quarantined rows the Quality page lists."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,16 @@ class QualitySnapshot:
     checks: tuple[CheckRecord, ...]
     run_started: dict[str, datetime]
     quarantine: tuple[QuarantinedRow, ...]
+    quarantine_ratio_max: float = 0.05
+    """The share of a batch the quarantine may take before the gate holds (engine.quality)."""
+
+    def quarantining(self) -> bool:
+        """Whether error checks of raw tables are listed: their rows went to the quarantine and hold
+        nothing by themselves (the quarantine-ratio check, also on a raw table, is the one that holds)."""
+        return any(
+            c.severity == "error" and c.table.startswith("raw.") and c.check != "quarantine_ratio"
+            for c in self.checks
+        )
 
 
 def load_quality(engine: Engine) -> QualitySnapshot:
@@ -125,7 +137,8 @@ def load_quality(engine: Engine) -> QualitySnapshot:
     ]
     if selects:
         rows = engine.query(
-            f"{' union all '.join(selects)} order by quarantined_at desc, source, entry_id limit 200", "dev"
+            f"{' union all '.join(selects)} order by quarantined_at desc, source, entry_id limit {QUARANTINE_ROWS}",
+            "dev",
         ).records()
     quarantine = tuple(
         QuarantinedRow(
@@ -138,4 +151,6 @@ def load_quality(engine: Engine) -> QualitySnapshot:
         )
         for r in rows
     )
-    return QualitySnapshot(checks, started, quarantine)
+    from engine.quality import QUARANTINE_RATIO_MAX  # loaded with the engine: this runs in a worker
+
+    return QualitySnapshot(checks, started, quarantine, QUARANTINE_RATIO_MAX)

@@ -28,6 +28,20 @@ def bar_cells(shares: BandShares, width: int) -> list[int]:
     return cells
 
 
+def legend_labels(units: str, shares: list[str], width: int) -> list[str]:
+    """The bands' labels for the legend line `■label share ■label share …`: their ranges when the line
+    fits in `width` (a panel ≥ 59 columns), else each band by its upper edge (`≤3.8`) so that it stays
+    one line at 80 columns in mmol/L; the legend is read left to right as a partition, like the bar."""
+    full = [band.label(units) for band in BANDS]
+    if legend_width(full, shares) <= width:
+        return full
+    return [band.edge_label(units) for band in BANDS]
+
+
+def legend_width(labels: list[str], shares: list[str]) -> int:
+    return sum(len(label) + len(share) + 3 for label, share in zip(labels, shares, strict=True)) - 1
+
+
 def _percent(value: float) -> str:
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
@@ -93,10 +107,13 @@ class BandPanel(Widget):
             out.append("  CGM ", dim)
             out.append(f"{data.coverage_pct:.0f}%")
             return out
-        for band in BANDS:
+        percents = [_percent(window.share(band.key)) for band in BANDS]
+        labels = legend_labels(self.units, percents, self.size.width)
+        for band, label, share in zip(BANDS, labels, percents, strict=True):
             out.append("■", style(f"band-panel--{band.css}"))
-            out.append(f"{band.label(self.units)} ", dim)
-            out.append(f"{_percent(window.share(band.key))} ")
+            out.append(f"{label} ", dim)
+            out.append(f"{share} ")
+        out.rstrip()
         out.append("\n")
         out.append("mean ", dim)
         out.append(f"{glucose_text(window.mean_mg_dl, self.units)} {self.units}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -9,9 +10,11 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from phlo_tui.widgets.glucose import BANDS, Band, to_units
+from phlo_tui.widgets.glucose import BANDS, Band, glucose_text, to_units
 
 RGB = tuple[int, int, int]
+ROUND_STEP = {"mg/dL": 50, "mmol/L": 2}
+"""The step of a glucose axis's round ticks."""
 
 
 class BandPlot(PlotextPlot):
@@ -20,7 +23,6 @@ class BandPlot(PlotextPlot):
     COMPONENT_CLASSES = {
         *(f"band-plot--{b.css}" for b in BANDS),
         "band-plot--range",
-        "band-plot--range-fill",
         "band-plot--line",
         "band-plot--muted",
         "band-plot--insulin",
@@ -66,35 +68,24 @@ class BandPlot(PlotextPlot):
         labels = [f"{self.y(v):.1f}" if self.units == "mmol/L" else str(v) for v in levels]
         self.plt.yticks([self.y(v) for v in levels], labels)
 
+    def target_axis(self, highest_mg_dl: float) -> None:
+        """A glucose axis from 0 with round ticks (every 50 mg/dL, 2 mmol/L) and the target edges 70 and
+        180 (3.9 and 10.0) labelled; a round tick within about a row of a target gives way to it."""
+        step = ROUND_STEP[self.units]
+        top = math.ceil(self.y(max(200, highest_mg_dl)) / step) * step
+        self.plt.ylim(0, top)
+        targets = [self.y(70), self.y(180)]
+        near = 1.5 * top / max(1, self.size.height - 4)
+        ticks = [float(t) for t in range(0, int(top) + 1, step) if all(abs(t - g) >= near for g in targets)]
+        labels = [f"{t:g}" for t in ticks] + [glucose_text(v, self.units) for v in (70, 180)]
+        self.plt.yticks([*ticks, *targets], labels)
+
     def day_axis(self, since: date, days: int) -> None:
         """x is days since `since`; about seven date ticks."""
         step = max(1, days // 7)
         ticks = [float(t) for t in range(0, days, step)]
         self.plt.xticks(ticks, [(since + timedelta(days=t)).strftime("%m-%d") for t in ticks])
         self.plt.xlim(-1, days)
-
-    def shade(
-        self,
-        y_low: float,
-        y_high: float,
-        x_range: tuple[float, float],
-        color: RGB,
-        limits: tuple[float, float],
-    ) -> None:
-        """Shade a horizontal band with one light-shade character per terminal cell: a few hundred points,
-        where braille dots would take thousands (and plotext's time grows with the points)."""
-        columns = max(2, self.size.width)
-        rows = max(2, self.size.height)
-        x_step = (x_range[1] - x_range[0]) / columns
-        y_step = (limits[1] - limits[0]) / rows
-        xs: list[float] = []
-        ys: list[float] = []
-        y = y_low + y_step / 2
-        while y < y_high:
-            xs.extend(x_range[0] + x_step * (c + 0.5) for c in range(columns))
-            ys.extend([y] * columns)
-            y += y_step
-        self.plt.scatter(xs, ys, marker="░", color=color)
 
     def fill_between(
         self,

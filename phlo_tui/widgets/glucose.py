@@ -21,6 +21,11 @@ class Band:
     def label(self, units: str) -> str:
         return self.mmol_label if units == "mmol/L" else self.mg_label
 
+    def edge_label(self, units: str) -> str:
+        """The band by its upper edge (`≤3.8`), for a legend read left to right where the ranges do not fit."""
+        label = self.label(units)
+        return label if label[0] in "<>" else "≤" + label.split("–")[1]
+
 
 VERY_LOW = Band("very_low", "very low", "<54", "<3.0", "band-very-low")
 LOW = Band("low", "low", "54–69", "3.0–3.8", "band-low")

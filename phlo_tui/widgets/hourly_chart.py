@@ -21,5 +21,6 @@ class HourlyChart(ChartsPlot):
             width=0.6,
         )
         self.range_lines()
+        self.target_axis(max(h.mean_mg_dl or 0 for h in hours))
         self.plt.xticks([0, 3, 6, 9, 12, 15, 18, 21], ["00", "03", "06", "09", "12", "15", "18", "21"])
         self.plt.title(f"mean by hour of day · 90 d · {self.units}")

@@ -1,17 +1,39 @@
-"""The last 24 hours of readings, each dot in its band's colour, over the shaded 70–180 target range,
+"""The last 24 hours of readings as a line in each band's colour, between the lines of the 70–180 target range,
 with boluses and carbs marked."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from phlo_tui.snapshot import OverviewSnapshot
 from phlo_tui.widgets.band_plot import BandPlot
-from phlo_tui.widgets.glucose import BANDS, band_of
+from phlo_tui.widgets.glucose import Band, band_of
 
 MARKER_STRIP = 0.25
 """The share of the glucose range added above it for the bolus and carb markers."""
+MAX_JOINED_GAP = timedelta(minutes=15)
+"""Readings further apart than this (three missed 5-minute readings) are not joined by the line."""
+
+
+def trace_runs(trace: Sequence[tuple[datetime, int]]) -> list[tuple[Band, list[tuple[datetime, int]]]]:
+    """The readings as lines to draw, each in one band's colour: a run of readings in one band, joined to
+    the next run's first reading so that the line goes on across a band edge; a gap of more than
+    MAX_JOINED_GAP between readings ends the line (a missing stretch is not drawn as data)."""
+    runs: list[tuple[Band, list[tuple[datetime, int]]]] = []
+    previous: tuple[datetime, int] | None = None
+    for ts, mg in sorted(trace):
+        band = band_of(mg)
+        joined = previous is not None and ts - previous[0] <= MAX_JOINED_GAP
+        if joined and runs[-1][0] == band:
+            runs[-1][1].append((ts, mg))
+        else:
+            if joined:
+                runs[-1][1].append((ts, mg))
+            runs.append((band, [(ts, mg)]))
+        previous = (ts, mg)
+    return runs
 
 
 class TracePlot(BandPlot):
@@ -33,23 +55,17 @@ class TracePlot(BandPlot):
         assert self.snapshot is not None
         plt, now = self.plt, self.snapshot.now
         zone = ZoneInfo(self.snapshot.timezone)
-        by_band: dict[str, tuple[list[float], list[float]]] = {b.key: ([], []) for b in BANDS}
-        for ts, mg in self.snapshot.trace:
-            xs, ys = by_band[band_of(mg).key]
-            xs.append((ts - now).total_seconds() / 3600)
-            ys.append(self.y(mg))
         highest = max(mg for _, mg in self.snapshot.trace)
         top: float = max(300, highest + 10)
         if self.snapshot.treatments:
             # A strip above the readings for the markers, so that they never hide a reading.
             top += MARKER_STRIP * (top - 40)
-        # The target range shaded first, so that the readings draw over it.
-        self.shade(self.y(70), self.y(180), (-24.0, 0.0), self.rgb("range-fill"), (self.y(40), self.y(top)))
+        # The target range as its two edges, not shaded: plotext keeps a shading character over a braille
+        # dot in the same cell, which broke the line into scattered dots wherever it was in range.
         self.range_lines()
-        for band in BANDS:
-            xs, ys = by_band[band.key]
-            if xs:
-                plt.scatter(xs, ys, marker="braille", color=self.band_rgb(band))
+        for band, points in trace_runs(self.snapshot.trace):
+            xs = [(ts - now).total_seconds() / 3600 for ts, _ in points]
+            plt.plot(xs, [self.y(mg) for _, mg in points], marker="braille", color=self.band_rgb(band))
         plt.xlim(-24, 0)
         plt.ylim(self.y(40), self.y(top))
         legend = self.treatment_marks(top, highest)
