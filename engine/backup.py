@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import urlparse
 
-from engine.catalog_uri import CATALOG_NAME, redacted, scrub
+from engine.catalog_uri import CATALOG_NAME, CATALOG_TABLES, redacted, scrub
 from engine.config import Settings
 from engine.errors import PhloError
 
@@ -188,16 +188,12 @@ def _copy_postgres_catalog(uri: str, target: Path) -> None:
         with psycopg.connect(uri, connect_timeout=10) as con:
             con.read_only = True
             con.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            tables = con.execute(
-                "select catalog_name, table_namespace, table_name, metadata_location, "
-                "previous_metadata_location, iceberg_type from iceberg_tables where catalog_name = %s",
-                (CATALOG_NAME,),
-            ).fetchall()
-            properties = con.execute(
-                "select catalog_name, namespace, property_key, property_value "
-                "from iceberg_namespace_properties where catalog_name = %s",
-                (CATALOG_NAME,),
-            ).fetchall()
+            rows = {
+                name: con.execute(
+                    f"select {', '.join(columns)} from {name} where catalog_name = %s", (CATALOG_NAME,)
+                ).fetchall()
+                for name, columns in CATALOG_TABLES.items()
+            }
     except psycopg.Error as e:
         raise BackupError(
             f"cannot read the lake's catalog in PostgreSQL at {redacted(uri)}: {scrub(str(e), uri).strip()}",
@@ -205,8 +201,9 @@ def _copy_postgres_catalog(uri: str, target: Path) -> None:
         ) from None
     with closing(sqlite3.connect(target)) as dst, dst:
         dst.executescript(_CATALOG_SCHEMA)
-        dst.executemany("insert into iceberg_tables values (?, ?, ?, ?, ?, ?)", tables)
-        dst.executemany("insert into iceberg_namespace_properties values (?, ?, ?, ?)", properties)
+        for name, columns in CATALOG_TABLES.items():
+            marks = ", ".join("?" for _ in columns)
+            dst.executemany(f"insert into {name} ({', '.join(columns)}) values ({marks})", rows[name])
     target.chmod(0o600)
 
 

@@ -17,6 +17,19 @@ CATALOG_NAME = "phlo"
 
 SCHEMES = ("postgresql", "postgres")
 
+CATALOG_TABLES = {
+    "iceberg_tables": (
+        "catalog_name",
+        "table_namespace",
+        "table_name",
+        "metadata_location",
+        "previous_metadata_location",
+        "iceberg_type",
+    ),
+    "iceberg_namespace_properties": ("catalog_name", "namespace", "property_key", "property_value"),
+}
+"""The JDBC catalog's two tables and their columns: what moving or copying a catalog carries over."""
+
 
 def check_catalog_uri(uri: str) -> None:
     """Raise ValueError (never quoting the URI, which may hold a password) unless `uri` names a

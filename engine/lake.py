@@ -63,7 +63,7 @@ from pyiceberg.types import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from engine.catalog_uri import CATALOG_NAME, redacted, scrub, sqlalchemy_url
+from engine.catalog_uri import CATALOG_NAME, CATALOG_TABLES, redacted, scrub, sqlalchemy_url
 from engine.errors import LakeError
 from engine.lake_catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
 from engine.lake_evolve import add_declared_columns
@@ -899,19 +899,6 @@ def _open_postgres_catalog(uri: str, warehouse: str, database: Path) -> CachingS
     return catalog
 
 
-_CATALOG_TABLES = {
-    "iceberg_tables": (
-        "catalog_name",
-        "table_namespace",
-        "table_name",
-        "metadata_location",
-        "previous_metadata_location",
-        "iceberg_type",
-    ),
-    "iceberg_namespace_properties": ("catalog_name", "namespace", "property_key", "property_value"),
-}
-
-
 def _adopt_file_catalog(catalog: CachingSqlCatalog, database: Path) -> None:
     """Copy the rows of the SQLite catalog `database` into `catalog` when it has none of ours, then
     rename the file; leave both alone when it already has rows (the foreign-rows check follows)."""
@@ -920,7 +907,7 @@ def _adopt_file_catalog(catalog: CachingSqlCatalog, database: Path) -> None:
             name: source.execute(
                 f"select {', '.join(columns)} from {name} where catalog_name = ?", (CATALOG_NAME,)
             ).fetchall()
-            for name, columns in _CATALOG_TABLES.items()
+            for name, columns in CATALOG_TABLES.items()
         }
     with catalog.engine.begin() as connection:
         held: int = connection.exec_driver_sql(
@@ -928,7 +915,7 @@ def _adopt_file_catalog(catalog: CachingSqlCatalog, database: Path) -> None:
         ).scalar_one()
         if held:
             return
-        for name, columns in _CATALOG_TABLES.items():
+        for name, columns in CATALOG_TABLES.items():
             if rows[name]:
                 connection.exec_driver_sql(
                     f"insert into {name} ({', '.join(columns)}) "
