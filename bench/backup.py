@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import engine.lake  # noqa: F401  - imported before timing, as the daemon has it loaded
-from engine.backup import take_cut, verify, write_archive
+import engine.lake.store  # noqa: F401  - imported before timing, as the daemon has it loaded
 from engine.config import load_settings
+from engine.outputs.backup import take_cut, verify, write_archive
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import print_table
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.simulator_loop import UPLOADERS
+from engine.sim.loop import UPLOADERS
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BOLUSES = ("Meal Bolus", "Correction Bolus")

@@ -15,7 +15,7 @@ the trees of one run: the machine is shared and its load moves.
 
 `--postgres private` publishes to the home's private PostgreSQL (PHLO_HOME/postgres; as root under
 /var/lib/phlo-tui), created by the build; it lives only as long as the process that started it, so every
-`run` starts it again (engine.pgcluster), as a cron job's run does; the default publishes nothing
+`run` starts it again (engine.publish.pgcluster), as a cron job's run does; the default publishes nothing
 (PHLO_MANAGE_POSTGRES=false). Prints a table, then one JSON line
 (the last); asserts nothing about time. Targets: `run` <= 4 s, `diff` <= 2 s.
 """
@@ -40,7 +40,7 @@ if __package__ in (None, ""):
 
 from bench.common import HOUR_S, SEED, TIMEZONE, SimulatorClock, print_table
 from engine.clock import NOW_ENV
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (("run",), ("diff",), ("status",), ("metrics", "--days", "14"))

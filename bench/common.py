@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from engine.nightscout import FetchWindow
+from engine.ingest.nightscout import FetchWindow
 
 TIMEZONE = "Europe/Berlin"
 SEED = 42

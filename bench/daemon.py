@@ -18,9 +18,9 @@ from pathlib import Path
 
 import psutil
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 HOUR = 3600.0
 

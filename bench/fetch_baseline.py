@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.nightscout import (
+from engine.ingest.nightscout import (
     DAY_MS,
     FetchWindow,
     NightscoutConfig,
@@ -18,7 +18,7 @@ from engine.nightscout import (
     fetch_window,
     plan_windows,
 )
-from engine.simulator import SimulatorServer
+from engine.sim.server import SimulatorServer
 
 if __package__ in (None, ""):
     # Run as `python bench/fetch_baseline.py`: the repository root holds `bench`.

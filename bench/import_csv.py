@@ -37,8 +37,8 @@ def _worker(conn: Connection, home: str, dsn: str, warm: str, timed: str) -> Non
         PHLO_MANAGE_POSTGRES="false",
         RUNTIME__DLTHUB_TELEMETRY="false",
     )
+    from engine.api.facade import Engine
     from engine.config import load_settings
-    from engine.facade import Engine
 
     with Engine(load_settings()) as engine:
         engine.import_file(Path(warm))
@@ -63,7 +63,7 @@ def _worker(conn: Connection, home: str, dsn: str, warm: str, timed: str) -> Non
 
 def measure(days: int, tmp: Path, dsn: str) -> dict[str, Any]:
     """One fresh process: warm up on two days, then import `days` days of Clarity export to published marts."""
-    from engine.sim_export import write_export
+    from engine.sim.export import write_export
 
     until = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     timed = write_export("clarity", tmp / f"clarity-{days}d.csv", days=days, until=until, tz=TIMEZONE)

@@ -35,9 +35,9 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.nightscout import DAY_MS, FetchWindow, plan_windows
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.tables import GLUCOSE_ENTRIES
+from engine.ingest.nightscout import DAY_MS, FetchWindow, plan_windows
+from engine.ingest.tables import GLUCOSE_ENTRIES
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 if __package__ in (None, ""):
     # Run as `python bench/ingest.py` (also in the spawned children): the repository root holds `bench`.
@@ -114,8 +114,8 @@ def import_dlt() -> float:
 
 
 def _engine(home: Path, url: str) -> Any:
+    from engine.api.facade import Engine
     from engine.config import load_settings
-    from engine.facade import Engine
 
     env = {"PHLO_HOME": str(home), "NIGHTSCOUT_URL": url, "PHLO_TIMEZONE": TIMEZONE}
     return Engine(load_settings(env=env, config_path=home / "no-config.toml"))
@@ -148,7 +148,7 @@ def engine_backfill(conn: Connection, home: str, url: str, since: str) -> None:
 def engine_hourly(conn: Connection, home: str, url: str) -> None:
     """Scheduled runs on request ("run"), one per message, until "stop"."""
     with _engine(Path(home), url) as engine:
-        from engine.runstore import RunTrigger
+        from engine.runs.store import RunTrigger
 
         conn.send("ready")
         while conn.recv() == "run":
@@ -170,9 +170,9 @@ def engine_hourly(conn: Connection, home: str, url: str) -> None:
 
 def pieces_backfill(conn: Connection, home: str, url: str, since_ms: int, until_ms: int) -> None:
     """The engine's ingest functions back to back, with no run store, watermark or layers."""
-    from engine.lake import Lake
-    from engine.nightscout import NightscoutConfig, configure_dlt, fetch_window
-    from engine.validation import validate_glucose_entries
+    from engine.ingest.nightscout import NightscoutConfig, configure_dlt, fetch_window
+    from engine.ingest.validation import validate_glucose_entries
+    from engine.lake.store import Lake
 
     configure_dlt(Path(home))
     import_dlt()

@@ -37,15 +37,15 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.lake import Lake
-from engine.layers import LayerBuilder
-from engine.models import Materialized, Model, table_references
-from engine.promotion import promote
-from engine.runstore import RunRecord, RunStore, RunTrigger
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES, TableDef
+from engine.ingest.tables import GLUCOSE_ENTRIES, RAW_TABLES, TableDef
+from engine.lake.promotion import promote
+from engine.lake.store import Lake
+from engine.runs.store import RunRecord, RunStore, RunTrigger
+from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.transform.layers import LayerBuilder
+from engine.transform.models import Materialized, Model, table_references
 
 if __package__ in (None, ""):
     # Run as `python bench/layers.py`: the repository root holds `bench`.
@@ -108,7 +108,7 @@ GENERATE_SCHEMA_NAME = """\
 """
 
 # An incremental build reads its partitioned inputs restricted to the touched months and their
-# neighbours, as engine.models.build_model registers them.
+# neighbours, as engine.transform.models.build_model registers them.
 PHLO_INPUT = """\
 {% macro phlo_input(relation, column='reading_month') -%}
 {%- if is_incremental() -%}

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.lake import Lake
-from engine.maintenance import run_maintenance
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.lake.maintenance import run_maintenance
+from engine.lake.store import Lake
 
 FIVE_MINUTES = 300
 HOURLY_RUNS = 300

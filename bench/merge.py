@@ -11,8 +11,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from engine.lake import Lake, MergeResult
-from engine.tables import GLUCOSE_ENTRIES
+from engine.ingest.tables import GLUCOSE_ENTRIES
+from engine.lake.store import Lake, MergeResult
 
 FIVE_MINUTES = 300
 HOURLY_COMMITS = 150

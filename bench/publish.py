@@ -15,10 +15,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.pgcluster import ROOT_CLUSTERS
-from engine.publish import (
+from engine.publish.pgcluster import ROOT_CLUSTERS
+from engine.publish.publisher import (
     PUBLICATIONS,
     Publication,
     Publisher,
@@ -26,8 +26,8 @@ from engine.publish import (
     _copy_rows,
     _create_staging,
 )
-from engine.runstore import PromotionRecord, RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.store import PromotionRecord, RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 HOUR = 3600.0
 HOURLY_RUNS = 5

@@ -44,19 +44,26 @@ import httpx
 import psutil
 import pyarrow as pa
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV, parse_instant
 from engine.config import load_settings
 from engine.errors import ConfigError
-from engine.facade import Engine
-from engine.lake import Lake
-from engine.lake_views import connect, create_view
-from engine.models import build_model, discover_models
-from engine.nightscout import DAY_MS, FetchWindow, NightscoutConfig, configure_dlt, fetch_window, plan_windows
-from engine.publish import Publisher
-from engine.runstore import RunStore, RunTrigger
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES
-from engine.validation import validate_glucose_entries
+from engine.ingest.nightscout import (
+    DAY_MS,
+    FetchWindow,
+    NightscoutConfig,
+    configure_dlt,
+    fetch_window,
+    plan_windows,
+)
+from engine.ingest.tables import GLUCOSE_ENTRIES, RAW_TABLES
+from engine.ingest.validation import validate_glucose_entries
+from engine.lake.store import Lake
+from engine.lake.views import connect, create_view
+from engine.publish.publisher import Publisher
+from engine.runs.store import RunStore, RunTrigger
+from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.transform.models import build_model, discover_models
 
 if __package__ in (None, ""):
     # Run as `python bench/run.py` (also in the spawned engine child): the repository root holds `bench`.

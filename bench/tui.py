@@ -29,8 +29,8 @@ from pathlib import Path
 from textual import events
 from textual.message import Message
 
+from engine.api.facade import Engine
 from engine.config import Settings, load_settings
-from engine.facade import Engine
 from phlo_tui.app import PhloApp, freeze_heap
 from phlo_tui.screens.overview import OverviewLoaded
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
-from engine.catalog_uri import check_catalog_uri
 from engine.clock import NOW_ENV, parse_instant
 from engine.errors import ConfigError
+from engine.lake.catalog_uri import check_catalog_uri
 
 log = logging.getLogger(__name__)
 

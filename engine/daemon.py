@@ -14,13 +14,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.backup_schedule import ScheduledBackups
+from engine.api.facade import Engine, exit_code
 from engine.config import Settings
 from engine.errors import PhloError
-from engine.facade import Engine, exit_code
-from engine.logs import setup_logging
-from engine.retry import RetryPolicy
-from engine.runstore import CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
+from engine.outputs.backup_schedule import ScheduledBackups
+from engine.runs.logs import setup_logging
+from engine.runs.retry import RetryPolicy
+from engine.runs.store import CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.arguments import check_backfill, check_export_file
+from engine.api.arguments import check_backfill, check_export_file
+from engine.api.fastread import record_files
 from engine.clock import Clock, wall_clock
 from engine.config import Settings
 from engine.errors import Interrupted, PhloError, SourceError
-from engine.extjson import plain_record
-from engine.fastread import record_files
-from engine.lake import Lake
-from engine.layers import LayerBuilder, local_months
-from engine.logs import CURRENT_RUN
-from engine.maintenance import run_maintenance, snapshots_in_use
-from engine.models import Model
-from engine.nightscout import (
+from engine.ingest.extjson import plain_record
+from engine.ingest.nightscout import (
     EndpointNotFound,
     FetchWindow,
     NightscoutConfig,
@@ -34,16 +29,21 @@ from engine.nightscout import (
     plan_windows,
     redact_url,
 )
-from engine.promotion import promote
-from engine.publish import Publisher
-from engine.quality import GateReport, quarantine_ratio_check
-from engine.runstore import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger, blocking_text
-from engine.sources import GLUCOSE, SOURCES, Source
-from engine.tables import RAW_TABLES
-from engine.validation import CheckResult, Severity
+from engine.ingest.sources import GLUCOSE, SOURCES, Source
+from engine.ingest.tables import RAW_TABLES
+from engine.ingest.validation import CheckResult, Severity
+from engine.lake.maintenance import run_maintenance, snapshots_in_use
+from engine.lake.promotion import promote
+from engine.lake.store import Lake
+from engine.publish.publisher import Publisher
+from engine.runs.logs import CURRENT_RUN
+from engine.runs.store import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger, blocking_text
+from engine.transform.layers import LayerBuilder, local_months
+from engine.transform.models import Model
+from engine.transform.quality import GateReport, quarantine_ratio_check
 
 if TYPE_CHECKING:
-    from engine.imports import CsvImport
+    from engine.ingest.imports import CsvImport
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +185,10 @@ class Pipeline:
         date_order: str | None = None,
     ) -> RunRecord:
         """An export file through the same validation and merge: Nightscout entries (JSON array, plain
-        or gzip), or a Dexcom Clarity or LibreView CSV (engine.imports), its format told by its content
+        or gzip), or a Dexcom Clarity or LibreView CSV (engine.ingest.imports), its format told by its content
         unless `file_format` names it; CSV local times are read in `timezone` (default the setting)."""
-        from engine.imports import NIGHTSCOUT, read_csv_import
-        from engine.imports import file_format as detected_format
+        from engine.ingest.imports import NIGHTSCOUT, read_csv_import
+        from engine.ingest.imports import file_format as detected_format
 
         fmt = detected_format(path, file_format)
         if fmt != NIGHTSCOUT:
@@ -200,7 +200,7 @@ class Pipeline:
             csv_run = self.store.create_run(RunTrigger.IMPORT, imported.params())
 
             def store_csv(totals: _Totals) -> None:
-                from engine.imports.ingest import store_import
+                from engine.pipeline_import import store_import
 
                 nonlocal imported
                 assert imported is not None
@@ -404,7 +404,7 @@ class Pipeline:
 
     def _expire_history(self, run_id: str) -> None:
         """Every few hours, drop lake history older than the retention and the files only it used;
-        once a week, also compact partitions of many small files (`engine.maintenance`).
+        once a week, also compact partitions of many small files (`engine.lake.maintenance`).
 
         pyiceberg slows every commit by about 1 ms per snapshot a table keeps, and each merge leaves
         its old partition files behind, so history cannot grow without bound. Runs before ingest,
@@ -585,7 +585,7 @@ class _Totals:
         self.by_source: dict[str, dict[str, int]] = {}
         self.not_served: list[str] = []
         self.extra: dict[str, Any] = {}
-        """More of the summary: what an import of a CSV export counts (engine.imports.ingest)."""
+        """More of the summary: what an import of a CSV export counts (engine.pipeline_import)."""
 
     def add(self, outcome: BatchOutcome, source: Source = GLUCOSE) -> None:
         self.fetched += outcome.fetched
@@ -624,9 +624,9 @@ _COUNTS = ("fetched", "stored", "unchanged", "quarantined")
 def read_export(path: Path) -> list[object]:
     """Entries of a Nightscout export: a JSON array or JSON Lines, optionally gzip-compressed (detected
     by content); MongoDB Extended JSON values (mongoexport's `{"$oid": ...}`, `{"$date": ...}`) are read
-    as the API sends them (`engine.extjson`)."""
+    as the API sends them (`engine.ingest.extjson`)."""
     check_export_file(path)
-    from engine.imports.detect import read_bytes
+    from engine.ingest.imports.detect import read_bytes
 
     raw = read_bytes(path)
     try:

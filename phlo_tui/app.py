@@ -23,8 +23,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.clock import Clock, clock_from_env
 from engine.config import Settings, check_ready, load_settings
 from engine.errors import PhloError, PromotionError
-from engine.logs import setup_logging
-from engine.runstore import RunStatus
+from engine.runs.logs import setup_logging
+from engine.runs.store import RunStatus
 from phlo_tui.commands import CommandApp, next_scheduled
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
 from phlo_tui.messages import EngineReady, PromotionFinished, RunFinished, StatusPolled
@@ -43,7 +43,7 @@ from phlo_tui.snapshot import PipelineStatus, load_status
 from phlo_tui.snapshot.status import load_early_status
 
 if TYPE_CHECKING:
-    from engine.facade import Engine
+    from engine.api.facade import Engine
 
 __all__ = [
     "EngineReady",
@@ -75,7 +75,7 @@ ERROR_TITLES = {
 }
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 EARLY_READ_WAIT_S = 2.0
-"""The longest the engine's import waits for the Overview's early read (engine.fastread)."""
+"""The longest the engine's import waits for the Overview's early read (engine.api.fastread)."""
 ACTIVE_POLL_S = 0.5
 """How often to poll while a run is in progress, so its progress bar moves."""
 
@@ -186,7 +186,7 @@ class PhloApp(CommandApp):
         try:
             # The early read takes a few hundred ms alone, several times that beside this import.
             self.early_read.wait(timeout=EARLY_READ_WAIT_S)
-            from engine.facade import Engine  # pyiceberg, pandas, pyarrow: seconds
+            from engine.api.facade import Engine  # pyiceberg, pandas, pyarrow: seconds
 
             if get_current_worker().is_cancelled:
                 return  # q came first: an import cannot be stopped, the construction can be skipped

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.arguments import check_backfill, check_export_file, check_period, check_query
+from engine.api.arguments import check_backfill, check_export_file, check_period, check_query
+from engine.api.reads import metrics_answer
 from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
-from engine.reads import metrics_answer
 from phlo_tui import cli_data, report
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ def _check_args(args: argparse.Namespace, settings: Settings) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
     if args.command == "simulate" and args.export:
-        from engine.sim_export import export_command
+        from engine.sim.export import export_command
 
         print(
             export_command(
@@ -343,7 +343,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "simulate":
-        from engine.simulator import serve_forever
+        from engine.sim.server import serve_forever
 
         serve_forever(
             port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone, uploader=args.uploader
@@ -373,7 +373,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return code
     # Imported here, not above: the dashboard paints before it loads the lake (see run_app), and the
     # light commands answer without it.
-    from engine.facade import Engine, exit_code
+    from engine.api.facade import Engine, exit_code
 
     with Engine(settings) as engine:
         if args.command in ("run", "backfill", "import"):
@@ -405,14 +405,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 LIGHT_COMMANDS = ("status", "quality", "metrics", "diff")
-"""Answered from the run store and the lake's metadata without the engine when they can be (engine.fastread)."""
+"""Answered from the run store and the lake's metadata without the engine when they can be (engine.api.fastread)."""
 
 
 def _answer_light(settings: Settings, args: argparse.Namespace) -> int | None:
-    """A LIGHT_COMMANDS command answered by engine.fastread, which imports in a tenth of the engine's time;
+    """A LIGHT_COMMANDS command answered by engine.api.fastread, which imports in a tenth of the engine's time;
     None when it cannot answer exactly what the engine would (anything not recorded, unreadable or
     refused, a user error included): the engine then answers, and says what is wrong."""
-    from engine.fastread import FastReader, NotRecorded
+    from engine.api.fastread import FastReader, NotRecorded
 
     try:
         reader = FastReader(settings)

@@ -13,13 +13,13 @@ from textual.timer import Timer
 
 from engine.clock import wall_clock
 from engine.errors import PhloError, PromotionError
-from engine.runstore import RunRecord, RunStatus, RunTrigger
+from engine.runs.store import RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
 from phlo_tui.snapshot import PipelineStatus
 
 if TYPE_CHECKING:
+    from engine.api.facade import Engine
     from engine.config import Settings
-    from engine.facade import Engine
 
 DEMO_DAYS = 14
 

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from engine.runstore import RunRecord
+from engine.runs.store import RunRecord
 from phlo_tui.snapshot import PipelineStatus
 
 if TYPE_CHECKING:
-    from engine.facade import Engine
+    from engine.api.facade import Engine
 
 
 class EngineReady(Message):
@@ -26,7 +26,7 @@ class StatusPolled(Message):
         super().__init__()
         self.status = status
         self.early = early
-        """Read before the engine was there (engine.fastread): the engine's polls replace it."""
+        """Read before the engine was there (engine.api.fastread): the engine's polls replace it."""
 
 
 class RunFinished(Message):

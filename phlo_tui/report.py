@@ -1,6 +1,6 @@
-"""`phlo-tui report` and the dashboard's `e`: the clinic report of a period, written over engine.report.
+"""`phlo-tui report` and the dashboard's `e`: the clinic report of a period, written over engine.outputs.report.
 
-Importing this module imports nothing heavy (the command line builds its parser with it); engine.report
+Importing this module imports nothing heavy (the command line builds its parser with it); engine.outputs.report
 and matplotlib are imported when a report is written.
 """
 
@@ -16,10 +16,10 @@ from engine.clock import clock_from_env
 from engine.config import UNITS, Settings
 
 if TYPE_CHECKING:
-    from engine.facade import Engine
-    from engine.report.data import ReportReader
-    from engine.report.export import ReportResult
-    from engine.report.period import Period
+    from engine.api.facade import Engine
+    from engine.outputs.report.data import ReportReader
+    from engine.outputs.report.export import ReportResult
+    from engine.outputs.report.period import Period
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def _units(text: str) -> str:
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
     """The command: writes the report and prints where, the period and whether the data was sufficient.
     The period ends at data time (engine.clock: $PHLO_NOW, else the wall clock), as `metrics`' does."""
-    from engine.report.export import default_report_path
-    from engine.report.period import resolve_period
+    from engine.outputs.report.export import default_report_path
+    from engine.outputs.report.period import resolve_period
 
     now = clock_from_env()()
     period = resolve_period(settings.zone, now, days=args.days, since=args.since, until=args.until)
@@ -60,7 +60,7 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
     units = args.units or settings.units
     result = _export_light(settings, period, out, units, args.branch, args.force, now)
     if result is None:
-        from engine.facade import Engine
+        from engine.api.facade import Engine
 
         with Engine(settings) as engine:
             result = export_from(engine, settings, period, out, units, args.branch, args.force, now)
@@ -72,9 +72,9 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
 def _export_light(
     settings: Settings, period: Period, out: Path, units: str, branch: str, force: bool, now: datetime
 ) -> ReportResult | None:
-    """Through engine.fastread, which reads the recorded files of the same snapshots without importing the
+    """Through engine.api.fastread, which reads the recorded files of the same snapshots without importing the
     engine; None when it cannot (the engine then reads)."""
-    from engine.fastread import FastReader, NotRecorded
+    from engine.api.fastread import FastReader, NotRecorded
 
     try:
         reader = FastReader(settings)
@@ -100,7 +100,7 @@ def export_from(
     force: bool,
     now: datetime,
 ) -> ReportResult:
-    from engine.report.export import export_report
+    from engine.outputs.report.export import export_report
 
     return export_report(
         reader, settings, period=period, out=out, units=units, branch=branch, force=force, now=now
@@ -112,8 +112,8 @@ def export_on_screen(
 ) -> ReportResult:
     """The dashboard's `e`: the report of local days `since`..`until` (the period on screen, `now` the
     dashboard's clock) into PHLO_HOME/reports/, replacing an earlier export of the same period."""
-    from engine.report.export import default_report_path
-    from engine.report.period import Period
+    from engine.outputs.report.export import default_report_path
+    from engine.outputs.report.period import Period
 
     period = Period(since, until)
     directory = engine.settings.home / "reports"

@@ -52,7 +52,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def sim_server() -> Iterator[object]:
-    from engine.simulator import GlucoseSimulator, SimulatorServer
+    from engine.sim.server import GlucoseSimulator, SimulatorServer
 
     with SimulatorServer(GlucoseSimulator(seed=7)) as server:
         yield server

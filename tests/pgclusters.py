@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.pgcluster import PrivateCluster, find_server_binaries
+from engine.publish.pgcluster import PrivateCluster, find_server_binaries
 
 
 def cluster_of(home: Path) -> PrivateCluster:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from engine.tables import GLUCOSE_ENTRIES, TREATMENTS
+from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("bronze", "silver", "gold", "marts")

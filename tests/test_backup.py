@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from engine.clock import NOW_ENV
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.pgserver import PgServer, server_bindir
 from tests.simclock import HOUR, START, Clock
 
@@ -187,8 +187,8 @@ def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     # Manifests are compressed Avro: read them to see where the data files they list are.
     from pyiceberg.table import StaticTable
 
-    from engine.backup import catalog_tables
-    from engine.lake import _referenced_files
+    from engine.lake.store import _referenced_files
+    from engine.outputs.backup import catalog_tables
 
     catalog = catalog_tables(other / "lake" / "catalog.sqlite")
     assert {t for t, _ in catalog} >= set(TABLES)
@@ -198,7 +198,7 @@ def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     assert referenced and {p for p in referenced if not p.startswith(f"{other}/")} == set()
     # Exactly what the kept snapshots reference: the orphan sweep finds nothing to delete (and
     # would refuse if a referenced file were missing).
-    from engine.lake import Lake
+    from engine.lake.store import Lake
 
     lake = Lake(other / "lake")
     future = datetime.now(UTC) + timedelta(days=1)

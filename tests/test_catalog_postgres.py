@@ -16,13 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from engine.catalog_uri import CATALOG_NAME, redacted
+from engine.api.fastread import FastReader
 from engine.clock import NOW_ENV
 from engine.config import load_settings
-from engine.fastread import FastReader
-from engine.lake import MOVED_CATALOG, Lake
-from engine.maintenance import run_maintenance
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.lake.catalog_uri import CATALOG_NAME, redacted
+from engine.lake.maintenance import run_maintenance
+from engine.lake.store import MOVED_CATALOG, Lake
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.pgserver import PgServer, server_bindir
 from tests.simclock import HOUR, START, Clock
 

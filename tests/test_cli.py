@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.simulator import SimulatorServer
+from engine.sim.server import SimulatorServer
 from tests.simclock import START
 
 

@@ -1,4 +1,4 @@
-"""`status`, `quality`, `metrics` and `diff` answered without the engine (engine.fastread), as the engine would.
+"""`status`, `quality`, `metrics` and `diff` answered without the engine (engine.api.fastread), as the engine would.
 
 On a real home (a run from the simulator over HTTP, a promotion, then an import held by the quality
 gate): each command's output from the light read, through the real command line, is the engine's
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.facade import Engine
+from engine.api.reads import RAW_TABLE_NAMES, lake_table_names
 from engine.clock import NOW_ENV
 from engine.config import load_settings
-from engine.facade import Engine
+from engine.ingest.tables import RAW_TABLES
 from engine.pipeline import ENTRIES_SOURCE
-from engine.reads import RAW_TABLE_NAMES, lake_table_names
-from engine.runstore import ENTRIES_WATERMARK
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.tables import RAW_TABLES
+from engine.runs.store import ENTRIES_WATERMARK
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui import cli
 from tests.simclock import START, START_S
 
@@ -228,7 +228,7 @@ def test_the_light_read_imports_no_heavy_library(lake: Lake) -> None:
 
 
 def test_table_names_are_the_engines(tmp_path: Path) -> None:
-    """engine.reads lists the lake tables without pyiceberg or sqlglot: the same names as the engine."""
+    """engine.api.reads lists the lake tables without pyiceberg or sqlglot: the same names as the engine."""
     assert tuple(t.name for t in RAW_TABLES) == RAW_TABLE_NAMES
     assert ENTRIES_WATERMARK == ENTRIES_SOURCE
     env = {"PHLO_HOME": str(tmp_path / "home"), "PHLO_CONFIG": str(tmp_path / "no-config.toml")}

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV, StartedClock, clock_from_env
 from engine.config import load_settings
 from engine.errors import ConfigError
-from engine.facade import Engine
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import START, Clock, follow
 from tests.test_cli import phlo
 

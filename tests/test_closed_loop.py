@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
 from tests.test_treatments import build_layers, load_raw, series, sgv
 
 GOLD = "gold.fct_daily_treatment_totals"
@@ -348,9 +348,9 @@ def test_a_lake_written_before_the_new_raw_columns_gains_them(tmp_path: Path) ->
     from pyiceberg.schema import Schema
     from pyiceberg.transforms import IdentityTransform
 
-    from engine.lake import Lake
-    from engine.sources import TREATMENTS_SOURCE
-    from engine.tables import TREATMENTS
+    from engine.ingest.sources import TREATMENTS_SOURCE
+    from engine.ingest.tables import TREATMENTS
+    from engine.lake.store import Lake
 
     old_fields = TREATMENTS.schema.fields[
         : TREATMENTS.schema.fields.index(TREATMENTS.schema.find_field("_phlo_run_id")) + 1

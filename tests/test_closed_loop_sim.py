@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.runstore import RunRecord, RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.simulator_loop import DELETED_AFTER_S, REMOVED_AT, UPLOADERS
+from engine.runs.store import RunRecord, RunStatus
+from engine.sim.loop import DELETED_AFTER_S, REMOVED_AT, UPLOADERS
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock
 
 DAY_MS = 86_400_000

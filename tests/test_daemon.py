@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock
 
 DAY = 86400.0
@@ -230,8 +230,8 @@ def test_a_daemon_whose_lease_is_taken_over_stops_writing(env: dict[str, str], h
     """
     from datetime import timedelta
 
-    from engine.lease import HEARTBEAT_EVERY_S
-    from engine.runstore import RunStore, utcnow
+    from engine.runs.lease import HEARTBEAT_EVERY_S
+    from engine.runs.store import RunStore, utcnow
 
     daemon = start_daemon(env)
     try:

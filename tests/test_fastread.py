@@ -1,4 +1,4 @@
-"""The Overview's early read (engine.fastread): what the engine shows, from recorded files, or nothing.
+"""The Overview's early read (engine.api.fastread): what the engine shows, from recorded files, or nothing.
 
 On a real lake built by the engine from the simulator over HTTP: the early Overview equals the engine's
 for the same instant, on main and after a dev commit that was not promoted; a snapshot without a record
@@ -26,12 +26,12 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.widgets import Digits
 
+from engine.api.facade import Engine
+from engine.api.fastread import RECORDED_TABLES, FastReader, NotRecorded
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
-from engine.facade import Engine
-from engine.fastread import RECORDED_TABLES, FastReader, NotRecorded
-from engine.promotion import promote
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.lake.promotion import promote
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import EngineReady, PhloApp, StatusPolled
 from phlo_tui.screens.overview import OverviewLoaded
 from phlo_tui.snapshot.overview import READINGS, load_early_overview, load_overview

@@ -80,9 +80,9 @@ def test_import_of_a_directory_or_an_empty_file_says_what_it_is(home: Path, tmp_
 
 def test_engine_refuses_the_same_mistakes(home: Path, tmp_path: Path) -> None:
     """The engine's own entry points make the same checks (the TUI and the daemon call them)."""
+    from engine.api.facade import Engine
     from engine.config import load_settings
     from engine.errors import PhloError
-    from engine.facade import Engine
 
     with Engine(load_settings(demo=True)) as engine:
         with pytest.raises(PhloError, match="is a directory"):

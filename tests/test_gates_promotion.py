@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from engine.api.facade import Engine, exit_code
 from engine.config import load_settings
 from engine.errors import PromotionError
-from engine.facade import Engine, exit_code
-from engine.runstore import PromotionState, RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.store import PromotionState, RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import START, START_S
 
 HOUR_MS = 3_600_000
@@ -125,8 +125,8 @@ def test_backfill_of_history_skips_freshness(home: Path, server: SimulatorServer
 _KILL_DURING_PROMOTION = """
 import os, signal, sys
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.lake import Lake
+from engine.api.facade import Engine
+from engine.lake.store import Lake
 
 moved = []
 original = Lake.set_branch

@@ -14,25 +14,25 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.errors import PromotionError
-from engine.facade import Engine
-from engine.freshness import freshness
-from engine.lake import Lake
-from engine.model_files import SQL_DIR
-from engine.models import discover_models
+from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE
+from engine.ingest.tables import GLUCOSE_ENTRIES, RAW_TABLES
+from engine.ingest.validation import Severity
+from engine.lake.promotion import promote
+from engine.lake.store import Lake
 from engine.pipeline import BatchOutcome, Pipeline, _Totals
-from engine.promotion import promote
-from engine.quality import (
+from engine.runs.store import RunStatus, RunStore
+from engine.sim.server import GlucoseSimulator
+from engine.transform.freshness import freshness
+from engine.transform.model_files import SQL_DIR
+from engine.transform.models import discover_models
+from engine.transform.quality import (
     freshness_check,
     quarantine_ratio_check,
     reconciliation_check,
 )
-from engine.runstore import RunStatus, RunStore
-from engine.simulator import GlucoseSimulator
-from engine.sources import GLUCOSE, TREATMENTS_SOURCE
-from engine.tables import GLUCOSE_ENTRIES, RAW_TABLES
-from engine.validation import Severity
 from tests.test_lake import glucose_rows
 
 PINNED = datetime(2024, 5, 1, tzinfo=UTC)

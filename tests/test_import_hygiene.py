@@ -8,7 +8,7 @@ import sys
 
 def test_engine_imports_without_textual() -> None:
     code = (
-        "import sys, engine.facade, engine.pipeline, engine.config;"
+        "import sys, engine.api.facade, engine.pipeline, engine.config;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'phlo_tui')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -20,7 +20,7 @@ def test_dashboard_imports_without_the_lake() -> None:
     """The dashboard paints before the engine loads: its modules leave the heavy libraries to the worker
     that constructs the engine (they take seconds to import), and matplotlib to the report's writer."""
     code = (
-        "import sys, phlo_tui.app, phlo_tui.cli, engine.report.export;"
+        "import sys, phlo_tui.app, phlo_tui.cli, engine.outputs.report.export;"
         "heavy = ('pyiceberg', 'pandas', 'pyarrow', 'dlt', 'duckdb', 'pandera', 'sqlalchemy', 'matplotlib');"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & set(heavy));"
         "print(bad); sys.exit(1 if bad else 0)"

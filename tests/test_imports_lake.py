@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.runstore import RunStatus
-from engine.sim_export import PATIENT, ExportOptions, write_export
-from engine.tables import RAW_TABLES
+from engine.ingest.tables import RAW_TABLES
+from engine.runs.store import RunStatus
+from engine.sim.export import PATIENT, ExportOptions, write_export
 
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
 CLARITY_HEADER = (

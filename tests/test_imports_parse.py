@@ -1,5 +1,5 @@
 """Dexcom Clarity and LibreView CSV exports read without a lake: detection, variants, units, local time,
-ids, quarantine, counts. Hand-written files and files the simulator writes (engine/sim_export.py)."""
+ids, quarantine, counts. Hand-written files and files the simulator writes (engine/sim/export.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError, SourceError
-from engine.imports import file_format, read_csv_import
-from engine.imports.common import CsvImport, glucose_mg_dl
-from engine.sim_export import PATIENT, ExportOptions, write_export
+from engine.ingest.imports import file_format, read_csv_import
+from engine.ingest.imports.common import CsvImport, glucose_mg_dl
+from engine.sim.export import PATIENT, ExportOptions, write_export
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CLARITY_HEADER = (

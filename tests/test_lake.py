@@ -1,4 +1,4 @@
-"""Tests of engine.lake on a real Iceberg warehouse in tmp_path, read back through real DuckDB."""
+"""Tests of engine.lake.store on a real Iceberg warehouse in tmp_path, read back through real DuckDB."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pytest
 
 from engine.errors import LakeError
-from engine.lake import ExpiryResult, Lake
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.lake.store import ExpiryResult, Lake
 
 UTC = dt.UTC
 ENTRIES = GLUCOSE_ENTRIES.name
@@ -134,8 +134,8 @@ def test_ensure_table_from_concurrent_processes(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         from pathlib import Path
-        from engine.lake import ExpiryResult, Lake
-        from engine.tables import GLUCOSE_ENTRIES
+        from engine.lake.store import ExpiryResult, Lake
+        from engine.ingest.tables import GLUCOSE_ENTRIES
         lake = Lake(Path({str(root)!r}))
         lake.ensure_table(GLUCOSE_ENTRIES)
         print(lake.snapshot_id("{ENTRIES}", "main"), lake.snapshot_id("{ENTRIES}", "dev"))
@@ -707,8 +707,8 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_lake import kill_test_batches
-from engine.lake import Lake
-from engine.tables import GLUCOSE_ENTRIES
+from engine.lake.store import Lake
+from engine.ingest.tables import GLUCOSE_ENTRIES
 
 lake = Lake(Path({root!r}))
 lake.ensure_table(GLUCOSE_ENTRIES)

@@ -1,4 +1,4 @@
-"""Tests of engine.maintenance on a real Iceberg warehouse in tmp_path, read back through real DuckDB."""
+"""Tests of engine.lake.maintenance on a real Iceberg warehouse in tmp_path, read back through real DuckDB."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-import engine.lake as lake_module
+import engine.lake.store as lake_module
 from engine.errors import LakeError
-from engine.lake import Lake
-from engine.maintenance import MaintenanceResult, TableMaintenance, run_maintenance, snapshots_in_use
-from engine.promotion import plan_moves, promote
-from engine.runstore import RunStore
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.lake.maintenance import MaintenanceResult, TableMaintenance, run_maintenance, snapshots_in_use
+from engine.lake.promotion import plan_moves, promote
+from engine.lake.store import Lake
+from engine.runs.store import RunStore
 
 UTC = dt.UTC
 ENTRIES = GLUCOSE_ENTRIES.name
@@ -388,8 +388,8 @@ _MAINTAINER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from engine.lake import Lake
-    from engine.maintenance import run_maintenance
+    from engine.lake.store import Lake
+    from engine.lake.maintenance import run_maintenance
 
     def announced(method):
         original = getattr(Lake, method)

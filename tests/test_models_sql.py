@@ -13,8 +13,8 @@ import pandera.pandas as pa_model
 import pyarrow as pa
 import pytest
 
-from engine.models import Materialized, discover_models
-from engine.tables import GLUCOSE_ENTRIES, TREATMENTS
+from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
+from engine.transform.models import Materialized, discover_models
 from schemas.bronze import StgGlucoseEntries
 from schemas.gold import FactDailyGlucoseMetrics, FactHourlyGlucoseProfile
 from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview

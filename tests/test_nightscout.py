@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from engine.errors import SourceError
-from engine.nightscout import (
+from engine.ingest.nightscout import (
     DAY_MS,
     FetchWindow,
     NightscoutConfig,
@@ -35,7 +35,7 @@ from engine.nightscout import (
     redact_url,
     site_status,
 )
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 NOW_S = 1_748_736_000.0  # 2025-06-01T00:00:00Z: a fixed clock keeps every query repeatable
 NOW_MS = int(NOW_S * 1000)
@@ -485,7 +485,7 @@ def test_dlt_writes_only_under_the_home_and_telemetry_is_off(server: SimulatorSe
         f"""
         import json, os, sys
         from pathlib import Path
-        from engine.nightscout import FetchWindow, NightscoutConfig, configure_dlt, fetch_window
+        from engine.ingest.nightscout import FetchWindow, NightscoutConfig, configure_dlt, fetch_window
         assert "dlt" not in sys.modules
         configure_dlt(Path({str(home)!r}))
         entries = fetch_window(NightscoutConfig(url={server.url!r}), FetchWindow({ONE_DAY.start_ms}, {ONE_DAY.end_ms}))

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from engine.api.facade import Engine, exit_code
 from engine.config import load_settings
-from engine.facade import Engine, exit_code
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock, follow
 
 HOUR = 3600.0

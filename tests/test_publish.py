@@ -28,20 +28,20 @@ from pandera.typing import Series
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-import engine.publish as publish_module
+import engine.publish.publisher as publish_module
+from engine.api.facade import Engine
 from engine.config import Secret, Settings, load_settings
-from engine.facade import Engine
-from engine.pgcluster import PrivateCluster
-from engine.publish import (
+from engine.publish.pgcluster import PrivateCluster
+from engine.publish.publisher import (
     NO_POSTGRES,
     Publisher,
     PublishError,
     PublishStatus,
     redact_dsn,
 )
-from engine.retry import RetryPolicy, call_with_retry
-from engine.runstore import PromotionRecord, RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.retry import RetryPolicy, call_with_retry
+from engine.runs.store import PromotionRecord, RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from schemas.marts import MrtGlucoseOverview
 from tests.pgclusters import cluster_of, leftover_clusters, remove_private_cluster
 from tests.pgserver import PgServer, free_port, server_bindir
@@ -643,9 +643,9 @@ KILLED_APP = textwrap.dedent(
     import json, sys, threading
     from pathlib import Path
     from engine.config import load_settings
-    from engine.lake import Lake
-    from engine.publish import Publisher
-    from engine.runstore import RunStore
+    from engine.lake.store import Lake
+    from engine.publish.publisher import Publisher
+    from engine.runs.store import RunStore
 
     lake_home, app_home = Path(sys.argv[1]), Path(sys.argv[2])
     settings = load_settings({"PHLO_HOME": str(app_home)}, config_path=app_home / "no-config.toml")

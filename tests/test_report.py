@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.errors import PhloError
-from engine.facade import Engine
-from engine.report.data import load_report, sufficient_data
-from engine.report.period import Period, resolve_period
-from engine.report.render import PAPER_INCHES, PNG_DPI
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.outputs.report.data import load_report, sufficient_data
+from engine.outputs.report.period import Period, resolve_period
+from engine.outputs.report.render import PAPER_INCHES, PNG_DPI
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 ZONE = "America/New_York"
 PINNED = datetime(2025, 3, 26, 12, tzinfo=UTC).timestamp()

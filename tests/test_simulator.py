@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 NOW = 1_718_000_000.25  # 2024-06-10T06:13:20.250Z, pinned so every run sees the same trace
 NOW_MS = int(NOW * 1000)
@@ -539,7 +539,7 @@ def test_unknown_time_zone_is_refused() -> None:
 
 
 def test_serve_forever_prints_its_url_and_stops_on_ctrl_c() -> None:
-    code = "from engine.simulator import serve_forever; serve_forever(0, seed=7)"
+    code = "from engine.sim.server import serve_forever; serve_forever(0, seed=7)"
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=Path(__file__).resolve().parents[1],

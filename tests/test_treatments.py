@@ -15,14 +15,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.layers import LayerBuilder
-from engine.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, NightscoutConfig, fetch_records
-from engine.runstore import RunStatus, RunTrigger
-from engine.simulator import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
-from engine.sources import TREATMENTS_SOURCE
-from engine.tables import RAW_TABLES, TREATMENTS
+from engine.ingest.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, NightscoutConfig, fetch_records
+from engine.ingest.sources import TREATMENTS_SOURCE
+from engine.ingest.tables import RAW_TABLES, TREATMENTS
+from engine.runs.store import RunStatus, RunTrigger
+from engine.sim.server import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
+from engine.transform.layers import LayerBuilder
 from tests.simclock import Clock, follow
 
 HOUR = 3600.0
@@ -174,7 +174,7 @@ def test_meal_boluses_come_before_the_meal_rises(server: SimulatorServer, clock:
 
 
 def test_fetch_pages_treatments_by_created_at(server: SimulatorServer, clock: Clock, tmp_path: Path) -> None:
-    from engine.nightscout import configure_dlt
+    from engine.ingest.nightscout import configure_dlt
 
     configure_dlt(tmp_path)
     now_ms = int(clock.now * 1000)
@@ -249,7 +249,8 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
         assert engine.query(f"select count(*) from {MART}", "main").rows[0][0] == boluses
 
         snapshots = {
-            t: engine.lake.snapshot_id(t, "dev") for t in ("raw.treatments", "raw.treatments_quarantine")
+            t: engine.lake.snapshot_id(t, "dev")
+            for t in ("raw.treatments", "raw.treatments_quarantine")
         }
         rerun = engine.run_now()
         assert rerun.status is RunStatus.SUCCEEDED, rerun.error
@@ -371,8 +372,8 @@ def constructed_day() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def load_raw(engine: Engine, readings: list[dict[str, Any]], treatments: list[dict[str, Any]]) -> None:
-    from engine.tables import GLUCOSE_ENTRIES
-    from engine.validation import validate_glucose_entries
+    from engine.ingest.tables import GLUCOSE_ENTRIES
+    from engine.ingest.validation import validate_glucose_entries
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     for tdef in RAW_TABLES:

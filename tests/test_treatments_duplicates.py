@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.facade import Engine
 from tests.test_treatments import MART, build_layers, constructed_day, load_raw, mart_rows
 
 GOLD = "gold.fct_daily_treatment_totals"

@@ -8,12 +8,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import Secret, load_settings
 from engine.errors import PhloError
-from engine.facade import Engine
-from engine.publish import Publication, Publisher, PublishStatus, discover_publications
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.publish.publisher import Publication, Publisher, PublishStatus, discover_publications
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.pgserver import PgServer, server_bindir
 
 ZONE = "Europe/Paris"

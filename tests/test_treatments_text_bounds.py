@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.nightscout import (
+from engine.ingest.nightscout import (
     CREATED_AT,
     TREATMENTS_PATH,
     FetchWindow,
@@ -21,8 +21,8 @@ from engine.nightscout import (
     fetch_records,
     plan_windows,
 )
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock
 from tests.test_treatments import DAY_MS, instant_ms, make_engine
 

@@ -21,12 +21,12 @@ from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Digits, Input, Label
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
-from engine.facade import Engine
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import EngineReady, PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
 from phlo_tui.screens.branches import BranchesScreen, DiffComputed
 from phlo_tui.screens.charts import ChartsLoaded, ChartsScreen
@@ -221,7 +221,7 @@ async def test_overview_shows_the_newest_reading(promoted: LakeHome) -> None:
         assert str(app.screen.query_one("#reading-arrow", Label).render()) == arrow(newest[1])
         bands = app.screen.query_one(BandPanel).render().plain
         assert "today" in bands and "14 d" in bands
-        # Three days of history are not enough (engine.sufficiency): the period says so, with no GMI.
+        # Three days of history are not enough (engine.api.sufficiency): the period says so, with no GMI.
         assert "not enough data" in bands and "GMI" not in bands
         assert "dev, not yet promoted" not in bands
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.errors import PhloError
-from engine.facade import Engine
 from phlo_tui.app import EngineReady, PhloApp, check_startable
 from phlo_tui.screens.overview import OverviewLoaded
 from phlo_tui.screens.text_modal import TextModal
@@ -108,7 +108,7 @@ def test_the_charts_title_says_what_history_a_long_window_has() -> None:
     from datetime import date
     from zoneinfo import ZoneInfo
 
-    from engine.sufficiency import assess
+    from engine.api.sufficiency import assess
     from phlo_tui.snapshot import ChartsSnapshot
     from phlo_tui.snapshot.charts import DayMetrics
 

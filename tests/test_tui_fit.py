@@ -20,9 +20,9 @@ from textual.widgets import DataTable, Footer, Static
 from textual.widgets._footer import FooterKey
 
 import phlo_tui
+from engine.api.facade import Engine
+from engine.api.sufficiency import Sufficiency
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.sufficiency import Sufficiency
 from phlo_tui.app import PhloApp
 from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen

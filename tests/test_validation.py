@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ValidationError
-from engine.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
-from engine.validation import (
+from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
+from engine.ingest.validation import (
     MAX_SAMPLES,
     CheckResult,
     Severity,

@@ -15,13 +15,13 @@ from textual.widgets import DataTable, Label, Log
 from textual.worker import get_current_worker
 
 from engine.clock import wall_clock
-from engine.runstore import RunRecord, RunStatus
+from engine.runs.store import RunRecord, RunStatus
 from phlo_tui.screens.base import PhloScreen, cursor_key, restore_cursor
 from phlo_tui.snapshot import PipelineStatus, RunsSnapshot, load_runs
 from phlo_tui.widgets.glucose import duration_text
 from phlo_tui.widgets.pipeline_bar import STATUS_ICONS
 
-# 2026-11-25 21:43:04,262 INFO run=<id> engine.pgcluster: message -> 21:43:04 INFO engine.pgcluster: message
+# 2026-11-25 21:43:04,262 INFO run=<id> engine.publish.pgcluster: message -> 21:43:04 INFO engine.publish.pgcluster: message
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d),\d+ (\w+) run=\S+ (.*)$")
 
 

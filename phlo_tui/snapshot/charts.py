@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from engine.sufficiency import Sufficiency, assess
+from engine.api.sufficiency import Sufficiency, assess
 from phlo_tui.snapshot.status import existing_tables
 from phlo_tui.snapshot.treatments import (
     BolusOutcome,
@@ -16,7 +16,7 @@ from phlo_tui.snapshot.treatments import (
 )
 
 if TYPE_CHECKING:
-    from engine.facade import Engine
+    from engine.api.facade import Engine
 
 DAILY = "gold.fct_daily_glucose_metrics"
 PROFILE = "gold.fct_hourly_glucose_profile"
@@ -57,7 +57,7 @@ class ChartsSnapshot:
     treatments: tuple[DayTreatments, ...] = ()
     boluses: tuple[BolusOutcome, ...] = ()
     data: Sufficiency | None = None
-    """Whether the window's readings are enough for its figures (engine.sufficiency)."""
+    """Whether the window's readings are enough for its figures (engine.api.sufficiency)."""
 
     def note(self) -> str:
         """What the window's figures stand on, when they stand on less than the window: the history

@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from engine.sufficiency import MIN_DAYS, Sufficiency, assess, assess_day
+from engine.api.sufficiency import MIN_DAYS, Sufficiency, assess, assess_day
 from phlo_tui.snapshot.status import read_early
 from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
 
 if TYPE_CHECKING:
     from engine.config import Settings
-    from engine.lake_views import LakeReader
+    from engine.lake.views import LakeReader
 
 
 READINGS = "silver.fct_glucose_readings"
@@ -69,7 +69,7 @@ class OverviewSnapshot:
     today: BandShares | None = None
     window: BandShares | None = None
     today_data: Sufficiency | None = None
-    """Whether today's readings are enough (engine.sufficiency: 70 % of the time elapsed so far)."""
+    """Whether today's readings are enough (engine.api.sufficiency: 70 % of the time elapsed so far)."""
     window_data: Sufficiency | None = None
     """Whether the last 14 days' readings are enough for their figures (14 days, 70 %)."""
     window_days: int = MIN_DAYS
@@ -152,7 +152,7 @@ def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
 
 
 def load_early_overview(settings: Settings, now: datetime) -> OverviewSnapshot | None:
-    """The Overview before the engine is imported (engine.fastread), or None when the recorded files
+    """The Overview before the engine is imported (engine.api.fastread), or None when the recorded files
     cannot tell what the engine would show: then the engine's read follows."""
     return read_early(settings, "overview", lambda reader: load_overview(reader, settings.timezone, now))
 

@@ -9,19 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import PromotionError
-from engine.runstore import CheckRecord, PromotionRecord, RunRecord
+from engine.runs.store import CheckRecord, PromotionRecord, RunRecord
 from phlo_tui.snapshot.status import existing_tables
 
 if TYPE_CHECKING:
-    from engine.diff import TableDiff
-    from engine.facade import Engine
+    from engine.api.facade import Engine
+    from engine.lake.diff import TableDiff
 
 
 def quarantines() -> tuple[str, ...]:
     """Each source's quarantine (glucose entries, treatments): the Quality page lists them together.
 
     Read when the page loads (in its worker): the sources' schemas import pandera and the lake."""
-    from engine.sources import SOURCES
+    from engine.ingest.sources import SOURCES
 
     return tuple(source.quarantine.name for source in SOURCES)
 
@@ -112,7 +112,7 @@ class QualitySnapshot:
     run_started: dict[str, datetime]
     quarantine: tuple[QuarantinedRow, ...]
     quarantine_ratio_max: float = 0.05
-    """The share of a batch the quarantine may take before the gate holds (engine.quality)."""
+    """The share of a batch the quarantine may take before the gate holds (engine.transform.quality)."""
 
     def quarantining(self) -> bool:
         """Whether error checks of raw tables are listed: their rows went to the quarantine and hold
@@ -151,6 +151,6 @@ def load_quality(engine: Engine) -> QualitySnapshot:
         )
         for r in rows
     )
-    from engine.quality import QUARANTINE_RATIO_MAX  # loaded with the engine: this runs in a worker
+    from engine.transform.quality import QUARANTINE_RATIO_MAX  # loaded with the engine: this runs in a worker
 
     return QualitySnapshot(checks, started, quarantine, QUARANTINE_RATIO_MAX)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from engine.freshness import Freshness, freshness
-from engine.runstore import LeaseRecord, PromotionRecord, RunRecord, RunStatus
+from engine.runs.store import LeaseRecord, PromotionRecord, RunRecord, RunStatus
+from engine.transform.freshness import Freshness, freshness
 
 if TYPE_CHECKING:
+    from engine.api.facade import Engine
+    from engine.api.fastread import FastReader
     from engine.config import Settings
-    from engine.facade import Engine
-    from engine.fastread import FastReader
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -97,13 +97,13 @@ def load_status(source: StatusSource, now: datetime, next_run: datetime | None) 
 
 
 def load_early_status(settings: Settings, now: datetime) -> PipelineStatus | None:
-    """The pipeline bar before the engine is imported (engine.fastread), or None without a run store."""
+    """The pipeline bar before the engine is imported (engine.api.fastread), or None without a run store."""
     return read_early(settings, "status", lambda reader: load_status(reader, now, None))
 
 
 def read_early(settings: Settings, what: str, read: Callable[[FastReader], _T]) -> _T | None:
     """`read` over a FastReader of the home, or None (logged) when what is recorded cannot answer."""
-    from engine.fastread import FastReader, NotRecorded
+    from engine.api.fastread import FastReader, NotRecorded
 
     try:
         reader = FastReader(settings)

@@ -1,7 +1,7 @@
 """Boluses and carbs (issue 7): markers for the traces, daily totals and each bolus's effect, or nothing.
 
 The tables are built by the treatment models; a home without them (older data, no treatments uploaded)
-reads as no treatments, never as an error (engine.treatment_reads, shared with the clinic report).
+reads as no treatments, never as an error (engine.api.treatment_reads, shared with the clinic report).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from engine.treatment_reads import (
+from engine.api.treatment_reads import (
     BolusOutcome,
     DayTreatments,
     load_bolus_outcomes,
@@ -19,7 +19,7 @@ from engine.treatment_reads import (
 )
 
 if TYPE_CHECKING:
-    from engine.lake_views import LakeReader
+    from engine.lake.views import LakeReader
 
 
 TREATMENTS = "silver.fct_treatments"

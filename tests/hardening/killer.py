@@ -32,12 +32,9 @@ import psycopg  # noqa: F401
 import pyiceberg.table  # noqa: F401
 import sqlglot  # noqa: F401
 
-import engine.facade
-import engine.layers
-import engine.pipeline  # noqa: F401
 import phlo_tui.cli
 import schemas  # noqa: F401
-from engine.runstore import RunStore, StepHandle
+from engine.runs.store import RunStore, StepHandle
 
 
 def _die() -> None:
@@ -76,7 +73,7 @@ def _patch(when: str, target: str) -> None:
 
         MetastoreCatalog._write_metadata = staticmethod(write_then_die)  # type: ignore[method-assign]
     elif when == "call":
-        from engine.lake import Lake
+        from engine.lake.store import Lake
 
         method, _, nth = target.partition(":")
         original_method = getattr(Lake, method)

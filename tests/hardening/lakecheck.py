@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.facade import BRANCHES, Engine
-from engine.lake_views import connect
-from engine.runstore import PromotionState
+from engine.api.facade import BRANCHES, Engine
+from engine.lake.views import connect
+from engine.runs.store import PromotionState
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.logs import setup_logging
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.logs import setup_logging
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO, assert_lake_sound
 from tests.simclock import START
 

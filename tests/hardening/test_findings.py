@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.extjson import plain_record
-from engine.facade import Engine
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
-from engine.sources import SOURCES
-from engine.tables import RAW_TABLES
-from engine.validation import validate_glucose_entries
+from engine.ingest.extjson import plain_record
+from engine.ingest.sources import SOURCES
+from engine.ingest.tables import RAW_TABLES
+from engine.ingest.validation import validate_glucose_entries
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from schemas import TABLE_SCHEMAS
 from tests.pgserver import PgServer, server_bindir
 from tests.simclock import START, START_S

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.errors import PhloError
-from engine.facade import Engine
-from engine.quality import schema_checks
-from engine.runstore import RunRecord, RunStatus
-from engine.sources import GLUCOSE, SOURCES, TREATMENTS_SOURCE, Source
-from engine.validation import Severity
+from engine.ingest.sources import GLUCOSE, SOURCES, TREATMENTS_SOURCE, Source
+from engine.ingest.validation import Severity
+from engine.runs.store import RunRecord, RunStatus
+from engine.transform.quality import schema_checks
 from schemas import TABLE_SCHEMAS
 from tests.simclock import START, START_S
 

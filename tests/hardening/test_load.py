@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.lease import LEASE_TIMEOUT
-from engine.runstore import RunStatus, utcnow
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.lease import LEASE_TIMEOUT
+from engine.runs.store import RunStatus, utcnow
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO, assert_lake_sound
 from tests.simclock import START
 

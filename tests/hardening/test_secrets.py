@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
-from engine.facade import Engine
-from engine.logs import setup_logging
-from engine.runstore import RunStatus
-from engine.simulator import GlucoseSimulator, SimulatorServer
+from engine.runs.logs import setup_logging
+from engine.runs.store import RunStatus
+from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO
 from tests.pgserver import PgServer, free_port, server_bindir
 from tests.simclock import START

@@ -1,0 +1,454 @@
+"""The engine's one surface: what the CLI, the daemon and the TUI may ask of it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import stat
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from engine.api.fastread import record_files
+from engine.api.reads import BRANCHES, home_freshness, home_status, lake_table_names, metrics_query
+from engine.clock import Clock, clock_from_env, epoch_seconds
+from engine.config import Settings, check_ready
+from engine.errors import PhloError, PromotionError
+from engine.ingest.nightscout import NightscoutConfig, configure_dlt
+from engine.ingest.tables import RAW_TABLES
+from engine.lake.diff import TableDiff, branch_diff
+from engine.lake.promotion import promote, recover
+from engine.lake.store import Lake
+from engine.lake.views import QueryResult
+from engine.publish.pgcluster import PrivateCluster, find_server_binaries
+from engine.runs.lease import WriterLock, live_daemon
+from engine.runs.store import (
+    ENTRIES_WATERMARK,
+    CheckRecord,
+    CommandRecord,
+    CommandStatus,
+    LeaseRecord,
+    PromotionRecord,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    RunTrigger,
+)
+
+if TYPE_CHECKING:
+    from engine.pipeline import Pipeline
+    from engine.publish.publisher import Publisher
+    from engine.transform.freshness import Freshness
+    from engine.transform.models import Model
+
+log = logging.getLogger(__name__)
+
+DEMO_SEED = 42
+
+EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
+
+
+class Engine:
+    """Everything a front end can do with one phlo home. Use as a context manager; `close()` frees all."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        """On `settings`, with data time from `clock` (default: $PHLO_NOW or the wall clock, engine.clock).
+
+        Raises PhloError when the home cannot be used, ConfigError for a bad $PHLO_NOW."""
+        self.settings = settings
+        self.clock = clock if clock is not None else clock_from_env()
+        """Data time: fetch windows, freshness, today (engine.clock)."""
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if stat.S_IMODE(settings.home.stat().st_mode) != 0o700:
+                settings.home.chmod(0o700)
+        except OSError as e:
+            raise PhloError(
+                f"cannot use the phlo home {settings.home}: {e.strerror}",
+                "check that it is a writable directory of yours, or set PHLO_HOME",
+            ) from e
+        configure_dlt(settings.home)
+        self.store = RunStore(settings.runs_db)
+        self.lake = Lake(settings.lake_dir, settings.catalog_uri)
+        self._lock = WriterLock(settings.home, self.store)
+        self._publisher_: Publisher | None = None
+        self._simulator: Any = None
+        self._models: list[Model] | None = None
+        self.stop_requested = threading.Event()
+        """Set to end the current run at its next step boundary (SIGTERM in the daemon)."""
+        self.role = "cli"
+        """What the writer lease calls this process: cli, daemon or tui."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the demo simulator, release the writer lock, close the run store."""
+        if self._simulator is not None:
+            self._simulator.stop()
+            self._simulator = None
+        if self._publisher_ is not None:
+            self._publisher_.close()
+        self._lock.release()
+        self.store.close()
+
+    @property
+    def _publisher(self) -> Publisher:
+        # Made on first use: engine.publish.publisher loads psycopg, pandera's schemas and numpy, which reads and
+        # `diff` do not need.
+        if self._publisher_ is None:
+            from engine.publish.publisher import Publisher
+
+            self._publisher_ = Publisher(self.settings, self.lake)
+        return self._publisher_
+
+    # writing: each takes the writer lock first
+
+    def run_now(self, trigger: RunTrigger = RunTrigger.MANUAL, *, full_refresh: bool = False) -> RunRecord:
+        """One run: ingest from the watermark, build the layers, gate, promote when configured.
+
+        Returns the finished run (succeeded, held or failed); raises LeaseHeldError, ConfigError.
+        """
+        return self._pipeline().run(trigger, full_refresh=full_refresh)
+
+    def backfill(self, since: str, until: str | None = None) -> RunRecord:
+        """Ingest local days `since`..`until` (YYYY-MM-DD) in windows. Raises PhloError for bad dates."""
+        return self._pipeline().backfill(since, until)
+
+    def import_file(
+        self,
+        path: Path,
+        *,
+        file_format: str | None = None,
+        timezone: str | None = None,
+        date_order: str | None = None,
+    ) -> RunRecord:
+        """Ingest a Nightscout entries export (JSON, plain or gzip) or a Dexcom Clarity or LibreView CSV
+        (plain or gzip), the format detected unless `file_format` (nightscout, clarity, libreview)
+        names it; CSV local times are read in `timezone` (default PHLO_TIMEZONE), LibreView dates in
+        `date_order` (dmy, mdy) when the file cannot tell. Raises SourceError for an unreadable or
+        unknown file, ConfigError for an unknown format, zone or date order.
+
+        Needs no Nightscout site: the export is the source.
+        """
+        return self._pipeline(require_site=False).import_file(
+            path, file_format=file_format, timezone=timezone, date_order=date_order
+        )
+
+    def promote(self) -> PromotionRecord | None:
+        """Fast-forward main of every table to dev in one recorded promotion; None when nothing differs.
+
+        Raises PromotionError listing the standing error checks while the last gate on dev failed,
+        or when a table's branches have diverged.
+        """
+        pipeline = self._pipeline(require_site=False)
+        blocking = self.store.standing_gate_errors()
+        if blocking:
+            raise PromotionError(
+                "promotion refused: error checks of the last gate on dev still fail: " + "; ".join(blocking),
+                "see `phlo-tui quality`; fix the source and run again",
+            )
+        pipeline.ensure_tables()
+        record = promote(self.lake, self.store, None, self.lake_tables())
+        if record is not None:
+            record_files(self.lake, self.store)
+            from engine.publish.publisher import PublishError
+
+            try:
+                self._publisher.publish(record)
+            except PublishError as e:
+                # The promotion stands; the next run publishes what is missing.
+                log.warning("promoted, but publishing failed: %s", e)
+        return record
+
+    def remove_private_cluster(self) -> list[Path]:
+        """Stop the private PostgreSQL of this home and delete it, data included: PHLO_HOME/postgres
+        and, as root, /var/lib/phlo-tui/postgres-<id>. The next publish creates a new one.
+
+        Takes the writer lease first, so no run publishes meanwhile. Returns the paths deleted (none
+        without a cluster); raises LeaseHeldError while another process writes the home, ClusterError
+        when the server does not stop or a path cannot be deleted.
+        """
+        self.become_writer()
+        if self._publisher_ is not None:
+            self._publisher_.close()
+        return PrivateCluster(self.settings.home / "postgres", find_server_binaries() or Path()).remove()
+
+    def become_writer(self) -> None:
+        """Take the writer lease (or raise LeaseHeldError), then repair what a crashed writer left."""
+        if not self._lock.held:
+            self._lock.acquire(self.role)
+            self.store.fail_abandoned_runs()
+            self.store.abandon_commands()
+            recover(self.lake, self.store)
+
+    def backup_cut(self) -> Path:
+        """Take a backup's consistent cut (engine.outputs.backup.take_cut) as the writer: through the daemon's
+        command queue when one runs, else under the writer lease, held for the cut only. Returns the
+        staging folder, which the caller packs and removes. Raises BackupError, LeaseHeldError."""
+        from engine.outputs.backup import BackupError, take_cut
+
+        if self.daemon() is not None:
+            command = self.submit("backup_cut", {})
+            result = command.result or {}
+            if command.exit_code != 0 or "staging" not in result:
+                raise BackupError(
+                    str(result.get("error", "the daemon could not take the backup")), result.get("hint", "")
+                )
+            return Path(result["staging"])
+        held = self._lock.held
+        self.become_writer()
+        try:
+            return take_cut(self.settings)
+        finally:
+            if not held:
+                self._lock.release()
+
+    def record_early_files(self) -> None:
+        """Record the files the dashboard's first read needs (engine.api.fastread); a no-op when they are.
+        Never raises: without them the next start waits for the engine."""
+        record_files(self.lake, self.store)
+
+    def lease_lost(self) -> bool:
+        return self._lock.lost.is_set()
+
+    def set_next_run(self, when: datetime | None) -> None:
+        """Record when the next run is due; written at once (not at the next heartbeat), so a reader
+        never sees a retrying run without its next attempt."""
+        self._lock.next_run_at = when
+        self._lock.beat_now()
+
+    def daemon(self) -> LeaseRecord | None:
+        """The running daemon that owns this home, if any: then writes go through `submit`."""
+        return None if self._lock.held else live_daemon(self.store)
+
+    def submit(self, kind: str, args: dict[str, Any], *, timeout_s: float | None = None) -> CommandRecord:
+        """Queue a command for the running daemon and wait for its result.
+
+        Raises PhloError when the daemon stops before answering, or after `timeout_s`.
+        """
+        command_id = self.store.enqueue(kind, args)
+        started = time.monotonic()
+        while True:
+            command = self.store.command(command_id)
+            if command.status in (CommandStatus.DONE, CommandStatus.FAILED):
+                return command
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                raise PhloError(f"the daemon did not answer command {command_id} in time", "see its log")
+            if command.status is CommandStatus.QUEUED and live_daemon(self.store) is None:
+                raise PhloError(
+                    "the daemon stopped before it took the command",
+                    "start it again, or run the command without a daemon",
+                )
+            time.sleep(0.2)
+
+    def freshness(self) -> Freshness:
+        """How old the newest stored reading is: ok, warning (after freshness_warning_minutes), error (24 h)."""
+        return home_freshness(self.settings, self.store, self.clock())
+
+    def _pipeline(self, *, require_site: bool = True) -> Pipeline:
+        """The pipeline, as the writer."""
+        from engine.pipeline import Pipeline
+
+        if require_site:
+            check_ready(self.settings)
+        self.become_writer()
+        return Pipeline(
+            self.settings,
+            self.store,
+            self.lake,
+            self.nightscout_config,
+            self.clock,
+            tables=self.lake_tables(),
+            models=self.models(),
+            should_stop=self.stop_requested.is_set,
+            publisher=self._publisher,
+        )
+
+    def nightscout_config(self) -> NightscoutConfig:
+        """The site to read; in the demo, starts the built-in simulator on loopback first."""
+        s = self.settings
+        url = s.nightscout_url
+        if s.demo:
+            url = self._start_simulator()
+        assert url is not None
+        return NightscoutConfig(
+            url=url,
+            token=s.nightscout_token.reveal() if s.nightscout_token else None,
+            api_secret=s.nightscout_api_secret.reveal() if s.nightscout_api_secret else None,
+            page_size=s.page_size,
+            timeout_s=s.request_timeout_s,
+            max_attempts=s.max_attempts,
+        )
+
+    def _start_simulator(self) -> str:
+        if self._simulator is None:
+            from engine.sim.server import GlucoseSimulator, SimulatorServer
+
+            self._simulator = SimulatorServer(
+                GlucoseSimulator(seed=DEMO_SEED, tz=self.settings.timezone, clock=epoch_seconds(self.clock))
+            ).start()
+        return str(self._simulator.url)
+
+    # reading: never takes the lock
+
+    def models(self) -> list[Model]:
+        """The SQL models in dependency order."""
+        if self._models is None:
+            from engine.transform.models import discover_models
+
+            self._models = discover_models(sources=[t.name for t in RAW_TABLES])
+        return self._models
+
+    def model_count(self) -> int:
+        """How many SQL models a run builds (each one step)."""
+        return len(self.models())
+
+    def lake_tables(self) -> list[str]:
+        """Every lake table: the raw tables, then the models in dependency order."""
+        return [t.name for t in RAW_TABLES] + [m.name for m in self.models()]
+
+    def watermark_ms(self) -> int | None:
+        """Epoch ms of the newest stored reading (the ingest watermark); None before any. Run store only."""
+        return self.store.watermark(ENTRIES_WATERMARK)
+
+    def gate_errors(self) -> list[str]:
+        """The error checks of the last gate on dev that still fail (they block promotion). Run store only."""
+        return self.store.standing_gate_errors()
+
+    def has_table(self, name: str) -> bool:
+        """Whether `name` is one of this version's lake tables and has been created (queries can read it)."""
+        return name in self.lake_tables() and self.lake.table_exists(name)
+
+    def last_promotion(self) -> PromotionRecord | None:
+        """The newest finished promotion: what readers of main see."""
+        return self.store.last_promotion()
+
+    def main_snapshots(self) -> dict[str, int | None]:
+        """The snapshot of each table that readers of main see (RunStore.main_snapshots)."""
+        return self.store.main_snapshots()
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """Runs newest first, each with its steps."""
+        return self.store.list_runs(limit)
+
+    def quality(self, run_id: str | None = None) -> list[CheckRecord]:
+        """Failed checks (errors and warnings) of one run, or of the recent runs."""
+        return self.store.checks(run_id)
+
+    def diff(self) -> list[TableDiff]:
+        """dev against main per table: snapshots ahead, rows added and removed, local days, schema changes.
+
+        Raises PromotionError when a table's branches have diverged. Tables are listed in
+        lake_table_names() order, as `status` lists them and engine.api.fastread's diff does.
+        """
+        tables = [t for t in lake_table_names() if self.lake.table_exists(t)]
+        return branch_diff(self.lake, tables, self.settings.timezone)
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads, gate.
+
+        Tables are listed in lake_table_names() order (raw, then layer by layer), which the command
+        line's light read (engine.api.fastread) gives without parsing the models."""
+        tables: dict[str, dict[str, int | None]] = {}
+        for name in lake_table_names():
+            if self.lake.table_exists(name):
+                tables[name] = {b: self.lake.snapshot_id(name, b) for b in BRANCHES}
+        return home_status(self.settings, self.store, tables, self._publisher.describe_target(), self.clock())
+
+    def metrics(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        days: int | None = None,
+        branch: str = "main",
+    ) -> QueryResult:
+        """Rows of gold.fct_daily_glucose_metrics, oldest first: `since`..`until` (YYYY-MM-DD), or
+        the last `days` (default 14) local days ending today. Raises PhloError for bad dates."""
+        sql, params = metrics_query(self.settings, since, until, days, self.clock())
+        if not self.lake.table_exists("gold.fct_daily_glucose_metrics"):
+            raise PhloError("no daily metrics yet", f"run `{self.settings.command('run')}` first")
+        return self.query(sql, branch, params=params)
+
+    def lineage(self, table: str, column: str) -> dict[str, Any]:
+        """Where a model's output column comes from: a tree of {"name", "source", "children"} (sqlglot)."""
+        from sqlglot.lineage import Node, lineage
+
+        model = next((m for m in self.models() if m.name == table), None)
+        if model is None:
+            raise PhloError(f"no model builds {table!r}", "models are the .sql files under sql/")
+        try:
+            node = lineage(column, model.sql, dialect="duckdb")
+        except Exception as e:
+            raise PhloError(f"no lineage for {table}.{column}: {e}", "check the column name") from e
+
+        def walk(n: Node) -> dict[str, Any]:
+            return {
+                "name": n.name,
+                "source": n.source.sql(dialect="duckdb")[:200],
+                "children": [walk(c) for c in n.downstream],
+            }
+
+        return walk(node)
+
+    def query(self, sql: str, branch: str = "main", params: dict[str, Any] | None = None) -> QueryResult:
+        """Run DuckDB SQL over the lake's tables as of `branch`, by their Iceberg names (raw.glucose_entries).
+
+        `main` is read as of the last recorded promotion, so its tables are one consistent set.
+        Raises PhloError with DuckDB's message for a bad query or an unknown branch.
+        """
+        import duckdb
+
+        from engine.lake.views import connect
+
+        if branch not in BRANCHES:
+            raise PhloError(f"unknown branch {branch!r}", f"use one of {', '.join(BRANCHES)}")
+        con = connect(_zone_literal(self.settings.timezone))
+        try:
+            pinned = self.main_snapshots() if branch == "main" else {}
+            registered = 0
+            for name in self.lake_tables():
+                if not self.lake.table_exists(name):
+                    continue
+                self.lake.register_duckdb(con, name, branch, snapshot_id=pinned.get(name))
+                registered += 1
+            try:
+                relation = con.sql(sql, params=params)
+                if relation is None:
+                    return QueryResult((), [])
+                return QueryResult(tuple(relation.columns), relation.fetchall())
+            except duckdb.CatalogException as e:
+                if registered:
+                    raise PhloError(
+                        f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
+                    ) from e
+                raise PhloError(
+                    f"the lake of {self.settings.home} has no tables yet",
+                    f"run `{self.settings.command('run')}` first",
+                ) from e
+            except duckdb.Error as e:
+                raise PhloError(
+                    f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
+                ) from e
+        finally:
+            con.close()
+
+
+def _zone_literal(zone: str) -> str:
+    # Settings validated the zone as an IANA name; this keeps the literal safe regardless.
+    if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", zone):
+        raise PhloError(f"bad time zone {zone!r}", "use an IANA name such as Europe/Berlin")
+    return zone
+
+
+def exit_code(run: RunRecord) -> int:
+    return EXIT_CODES.get(run.status, 1)

@@ -1,0 +1,644 @@
+"""What Clarity and LibreView imports share: local time to instants, mmol/L to mg/dL, deterministic ids,
+validation by the format's pandera model, and the records, entries and treatments they become."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandera.config import ValidationDepth, config_context
+from pandera.errors import SchemaErrors
+
+from engine.errors import SourceError, ValidationError
+from engine.ingest.imports.detect import delimiter
+from engine.ingest.tables import IMPORT_RECORDS
+from engine.ingest.validation import CheckResult, Severity
+from schemas.imports import FRAME_CHECK_COLUMN, GLUCOSE_KINDS, HIGH_MG_DL, LOW_MG_DL, NOW_MS_ATTR
+
+MMOL_TO_MG_DL = 18.016
+"""Sensors measure integer mg/dL and portals print mmol/L to one decimal: round(mmol x 18.016) gives
+back the sensor's integer, which keeps the consensus edges in their bands (3.9 -> 70, 10.0 -> 180)."""
+LOW_TEXTS = frozenset({"low", "lo"})
+HIGH_TEXTS = frozenset({"high", "hi"})
+ENTERED_BY = "phlo-tui import"
+MAX_SAMPLES = 20
+
+#: The columns a format module fills, one row per data record of the file (all text, None when empty),
+#: plus `local_ts` (naive datetime64, NaT when unreadable).
+ROW_COLUMNS = (
+    "record_type",
+    "record_kind",
+    "event_subtype",
+    "device",
+    "device_serial",
+    "local_time",
+    "value_text",
+    "value_unit",
+    "glucose_text",
+    "glucose_unit",
+    "insulin_text",
+    "long_insulin_text",
+    "carbs_text",
+    "notes",
+    "identity",
+)
+
+
+@dataclass
+class ParsedRows:
+    """A CSV export split into its data records and the lines that are no data."""
+
+    fmt: str
+    table: CsvTable
+    rows: pd.DataFrame
+    """One row per data record, `ROW_COLUMNS` + `local_ts`, indexed by the record's position in `records`."""
+    skipped: dict[str, int]
+    """Records that are no data, by why: header, metadata (never kept: they name the patient), blank."""
+    date_order: str | None = None
+    redact: dict[int, str] = field(default_factory=dict)
+    """Positions of cells never to be quoted, by their column name (Clarity's Patient Info)."""
+
+
+@dataclass(frozen=True)
+class CsvImport:
+    """A CSV export read, checked and shaped for the lake; every record of the file is counted once."""
+
+    fmt: str
+    timezone: str
+    date_order: str | None
+    lines: int
+    records: pa.Table
+    """Rows of raw.import_records (no run bookkeeping yet), scans excluded."""
+    scans: pa.Table
+    readings: pd.DataFrame
+    """Readings, calibrations and strips, in columns (`_id`, `kind`, `date`, `value`, `device`, `offset`):
+    made into Nightscout entries a batch at a time (`entry_batch`), for memory's sake."""
+    treatments: list[dict[str, Any]]
+    """Insulin and carbs as Nightscout treatments."""
+    quarantine: list[dict[str, Any]]
+    """Bad records: check, column, reason, the original line."""
+    checks: tuple[CheckResult, ...]
+    skipped: dict[str, int]
+    digest: str
+
+    @property
+    def entry_count(self) -> int:
+        return len(self.readings)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """Every reading as a Nightscout entry."""
+        return self.entry_batch(0, len(self.readings))
+
+    def entry_batch(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Readings `start`..`stop` as Nightscout entries: sgv, or mbg for a finger-stick (mg/dL, epoch ms)."""
+        part = self.readings.iloc[start:stop]
+        millis = part["date"].to_numpy()
+        entries = []
+        for entry_id, kind, ms, value, device, offset, iso in zip(
+            part["_id"].to_numpy(),
+            part["kind"].to_numpy(),
+            millis,
+            part["value"].to_numpy(),
+            part["device"].to_numpy(),
+            part["offset"].to_numpy(),
+            _iso_utc(millis),
+            strict=True,
+        ):
+            entry_type = "sgv" if kind == "reading" else "mbg"
+            entries.append(
+                {
+                    "_id": entry_id,
+                    "type": entry_type,
+                    "date": int(ms),
+                    "dateString": iso,
+                    entry_type: int(value),
+                    "device": device,
+                    "utcOffset": int(offset),
+                }
+            )
+        return entries
+
+    def params(self) -> dict[str, Any]:
+        """What the run records about the import: never the file's name, which often holds the
+        patient's (CLARITY_Export_<Last>_<First>_..., <Name>_glucose_<date>.csv)."""
+        return {
+            "format": self.fmt,
+            "timezone": self.timezone,
+            "date_order": self.date_order,
+            "lines": self.lines,
+            "sha256": self.digest,
+        }
+
+
+@dataclass
+class CsvTable:
+    """A CSV file's records as text cells ("" when empty), one row per record in file order."""
+
+    text: str
+    delimiter: str
+    cells: pd.DataFrame
+    _originals: list[str] | None = None
+
+    @property
+    def lines(self) -> int:
+        """How many records the file has (a quoted field may hold a line break: one record, two lines)."""
+        return len(self.cells)
+
+    def original(self, position: int) -> str:
+        """The text of record `position` as the file holds it; split out only when a record is quoted."""
+        if self._originals is None:
+            self._originals = _split_records(self.text, self.delimiter)
+        return self._originals[position]
+
+    def column(self, index: int | None, rows: pd.Index) -> pd.Series:
+        """Column `index`'s cells of `rows`, stripped, as objects: None where empty or where the file has
+        no such column."""
+        if index is None or index not in self.cells.columns:
+            return pd.Series(None, index=rows, dtype=object)
+        stripped = pc.utf8_trim_whitespace(
+            pa.array(self.cells[index].loc[rows].to_numpy(dtype=object), pa.string())
+        )
+        values = pc.if_else(pc.equal(stripped, ""), None, stripped)
+        return pd.Series(values.to_numpy(zero_copy_only=False), index=rows, dtype=object)
+
+    def blank(self, rows: pd.Index) -> np.ndarray:
+        """Rows whose every cell is empty."""
+        positions = np.asarray(rows, dtype="int64")
+        empty = np.ones(len(positions), dtype=bool)
+        for column in self.cells.columns:
+            # Compared whole (no copy of the table), then cut to the rows.
+            empty &= (self.cells[column] == "").to_numpy(dtype=bool)[positions]
+        return empty
+
+
+def read_table(text: str, delimiter: str, width: int) -> CsvTable:
+    """The CSV text as a table of text cells, `width` columns and more when rows have them."""
+    try:
+        cells = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=None,
+            names=list(range(width + 8)),
+            dtype=str,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError):
+        # Rows far wider than the header: the csv module takes any shape.
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        cells = pd.DataFrame(rows, dtype=object)
+    cells = cells.fillna("")
+    cells.index = pd.RangeIndex(len(cells))
+    return CsvTable(text=text, delimiter=delimiter, cells=cells)
+
+
+def header_table(
+    path: Path, text: str, marker: str, is_header: Callable[[list[str]], bool], what: str, hint: str
+) -> tuple[CsvTable, int, list[str]]:
+    """The file as a table, the position of its header among the first lines (found by `is_header`;
+    its delimiter read from the first line holding `marker`) and the header's cells. Raises
+    SourceError naming `what` when there is none."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines[:3]) if marker in line), 0)
+    first = lines[start] if lines else ""
+    sep = delimiter(first)
+    table = read_table(text, sep, len(next(csv.reader(io.StringIO(first), delimiter=sep), [])))
+    for position in range(min(3, table.lines)):
+        cells = [str(c).strip() for c in table.cells.iloc[position]]
+        if is_header(cells):
+            return table, position, cells
+    raise SourceError(f"{path}: no {what} header in its first lines", hint)
+
+
+def column_index(header: list[str], *names: str, prefix: bool = False) -> int | None:
+    """The position of the first header cell named (or, with `prefix`, starting with) one of `names`."""
+    for index, cell in enumerate(header):
+        for name in names:
+            if cell == name or (prefix and cell.startswith(name)):
+                return index
+    return None
+
+
+def unit_of(header_cell: str) -> str:
+    """The glucose unit a column's name gives."""
+    return "mmol/L" if "mmol" in header_cell else "mg/dL"
+
+
+def _split_records(text: str, delimiter: str) -> list[str]:
+    """Each CSV record's original text."""
+    physical = text.splitlines()
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    originals: list[str] = []
+    start = 0
+    for _ in reader:
+        end = reader.line_num
+        originals.append(physical[start] if end == start + 1 else "\n".join(physical[start:end]))
+        start = end
+    return originals
+
+
+def number(values: pd.Series) -> pd.Series:
+    """Text as float64, a decimal comma read as a point; NaN for anything else."""
+    text = values.astype("string").str.strip().str.replace(",", ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
+def glucose_mg_dl(text: pd.Series, unit: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Glucose text as integer mg/dL (float64 holding integers, NaN where no number) and its flag:
+    Low and High, outside the sensor's range, as Nightscout stores Dexcom's: 39 and 401."""
+    lowered = text.astype("string").str.strip().str.lower()
+    is_low = lowered.isin(LOW_TEXTS).to_numpy(dtype=bool)
+    is_high = lowered.isin(HIGH_TEXTS).to_numpy(dtype=bool)
+    flags: list[str | None] = [
+        "Low" if low else "High" if high else None for low, high in zip(is_low, is_high, strict=True)
+    ]
+    flag = pd.Series(flags, index=text.index, dtype=object)
+    values = number(text)
+    mmol = (unit == "mmol/L").to_numpy()
+    converted = values.to_numpy().copy()
+    # floor(x + 0.5): numpy rounds halves to even, a meter rounds them up.
+    converted[mmol] = np.floor(converted[mmol] * MMOL_TO_MG_DL + 0.5)
+    converted[is_low] = LOW_MG_DL
+    converted[is_high] = HIGH_MG_DL
+    return pd.Series(converted, index=text.index), flag
+
+
+def localise(naive: pd.Series, zone: str, groups: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local date-times as epoch ms (float64, NaN where NaT), each row's fold and whether it was moved.
+
+    A local time the autumn change repeats is both instants: in file order, the first copy of a
+    time within its group (device and record kind) is the earlier instant, a repeat or anything after
+    a step back in time is the later one (reversed when the file runs newest first). A local time
+    the spring change skips is read with the offset before the change, which moves it forward by the
+    gap, as a clock left unchanged would have shown it.
+    """
+    index = pd.DatetimeIndex(naive).as_unit("ns")
+    try:
+        zoned = index.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    except Exception as e:  # pandas raises several types for one cause: a zone it cannot use
+        raise ValidationError(
+            f"cannot read local times in zone {zone!r}: {e}", "use an IANA zone name"
+        ) from e
+    missing = np.asarray(zoned.isna(), dtype=bool)
+    unreadable = np.asarray(index.isna(), dtype=bool)
+    stamps = index.asi8
+    millis = np.where(missing, np.nan, zoned.asi8 // 1_000_000).astype("float64")
+    folds = np.zeros(len(index), dtype="int8")
+    moved = np.zeros(len(index), dtype=bool)
+    unresolved = np.flatnonzero(missing & ~unreadable)
+    if len(unresolved) == 0:
+        return millis, folds, moved
+    tz = ZoneInfo(zone)
+    valid = stamps[~unreadable]
+    descending = len(valid) > 1 and bool(np.median(np.diff(valid)) < 0)
+    seen: dict[tuple[object, object], set[int]] = {}
+    last: dict[tuple[object, object], int] = {}
+    stepped_back: set[tuple[object, object]] = set()
+    group_values = groups.to_numpy()
+    for position in unresolved:
+        stamp = int(stamps[position])
+        local = pd.Timestamp(stamp).to_pydatetime()
+        early = local.replace(tzinfo=tz, fold=0)
+        late = local.replace(tzinfo=tz, fold=1)
+        if early.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != local:
+            moved[position] = True
+            millis[position] = _epoch_ms(early)
+            continue
+        key = (group_values[position], local.date())
+        if key in last and stamp < last[key]:
+            stepped_back.add(key)
+        times = seen.setdefault(key, set())
+        repeat = stamp in times or key in stepped_back
+        times.add(stamp)
+        last[key] = stamp
+        fold = int(repeat) ^ int(descending)
+        folds[position] = fold
+        millis[position] = _epoch_ms(late if fold else early)
+    return millis, folds, moved
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+def record_ids(fmt: str, rows: pd.DataFrame, folds: np.ndarray) -> list[str]:
+    """A deterministic `_id` per row from the format, device serial, local time (and which of a
+    repeated autumn hour), record type and subtype, and the row's rank among rows alike: the same
+    record in another or overlapping export gets the same id."""
+    local = rows["local_ts"].dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("").to_numpy()
+    serial = rows["device_serial"].fillna("").to_numpy()
+    kind = rows["record_type"].fillna("").to_numpy()
+    subtype = rows["event_subtype"].fillna("").to_numpy()
+    keys = [
+        f"{fmt}|{s}|{t}|{f}|{k}|{e}"
+        for s, t, f, k, e in zip(serial, local, folds, kind, subtype, strict=True)
+    ]
+    rank = pd.Series(keys).groupby(keys).cumcount().to_numpy()
+    return [hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:24] for key, n in zip(keys, rank, strict=True)]
+
+
+def failures(schema: Any, frame: pd.DataFrame) -> dict[int, list[tuple[str, str | None]]]:
+    """(check, column) of every failed check per row position, from a lazy pandera validation."""
+    with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+        try:
+            schema.validate(frame, lazy=True)
+        except SchemaErrors as failed:
+            cases = failed.failure_cases
+        else:
+            return {}
+    unplaced = cases[cases["index"].isna()]
+    if not unplaced.empty:
+        raise ValidationError(
+            f"the import schema could not run check(s) {', '.join(sorted(set(unplaced['check'].astype(str))))}",
+            "this is a bug in schemas/imports.py, not bad data",
+        )
+    found: dict[int, list[tuple[str, str | None]]] = {}
+    for position, check, column in zip(cases["index"], cases["check"], cases["column"], strict=True):
+        named = FRAME_CHECK_COLUMN.get(str(check)) or (column if isinstance(column, str) else None)
+        entry = (str(check), named)
+        found.setdefault(int(position), [])
+        if entry not in found[int(position)]:
+            found[int(position)].append(entry)
+    return found
+
+
+def rules(schema: Any) -> dict[str, str]:
+    """What each check of a schema requires, by name: the check's docstring."""
+    named = {check.name: str(check.description) for check in schema.checks}
+    for column in schema.columns.values():
+        for check in column.checks:
+            named[check.name] = str(check.description)
+    return named
+
+
+def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str) -> CsvImport:
+    """The parsed export checked by its format's `schema`, in local time `zone`, as lake rows."""
+    rows = parsed.rows
+    skipped = dict(parsed.skipped)
+    content = [c for c in ROW_COLUMNS if c != "local_time"] + ["local_time"]
+    repeated = rows.duplicated(content, keep="first").to_numpy()
+    skipped["repeated"] = int(repeated.sum())
+    rows = rows[~repeated]
+    glucose, flag = glucose_mg_dl(rows["glucose_text"], rows["glucose_unit"])
+    groups = rows["device_serial"].fillna("") + "|" + rows["record_kind"]
+    millis, folds, moved = localise(rows["local_ts"], zone, groups)
+    frame = pd.DataFrame(
+        {
+            "record_kind": rows["record_kind"],
+            "record_type": rows["record_type"],
+            "local_ts": rows["local_ts"],
+            "instant_ms": millis,
+            "glucose_text": rows["glucose_text"],
+            "glucose": glucose,
+            "insulin_text": rows["insulin_text"],
+            "insulin": number(rows["insulin_text"]),
+            "long_insulin_text": rows["long_insulin_text"],
+            "long_insulin": number(rows["long_insulin_text"]),
+            "carbs_text": rows["carbs_text"],
+            "carbs": number(rows["carbs_text"]),
+        },
+        index=rows.index,
+    )
+    frame.attrs[NOW_MS_ATTR] = _epoch_ms(now)
+    failed = failures(schema, frame)
+    explained = rules(schema)
+    bad = np.isin(rows.index.to_numpy(), list(failed))
+    ids = record_ids(parsed.fmt, rows, folds)
+    quarantine = [
+        _quarantine_row(parsed, position, failed[position], explained, frame, entry_id)
+        for position, entry_id in zip(rows.index[bad], np.asarray(ids, dtype=object)[bad], strict=True)
+    ]
+    keep = ~bad
+    good = rows[keep].assign(
+        _id=np.asarray(ids, dtype=object)[keep],
+        instant_ms=millis[keep],
+        glucose=glucose[keep],
+        flag=flag[keep],
+        insulin=frame["insulin"][keep],
+        long_insulin=frame["long_insulin"][keep],
+        carbs=frame["carbs"][keep],
+    )
+    is_scan = (good["record_kind"] == "scan").to_numpy()
+    skipped["scans"] = int(is_scan.sum())
+    checks = list(_quarantine_checks(quarantine)) + list(_moved_check(rows, moved, millis, zone))
+    return CsvImport(
+        fmt=parsed.fmt,
+        timezone=zone,
+        date_order=parsed.date_order,
+        lines=parsed.table.lines,
+        records=_records_table(good[~is_scan], parsed.fmt, zone),
+        scans=_records_table(good[is_scan], parsed.fmt, zone),
+        readings=_readings(good, parsed.fmt, zone),
+        treatments=_treatments(good, parsed.fmt),
+        quarantine=quarantine,
+        checks=tuple(checks),
+        skipped=skipped,
+        digest=digest,
+    )
+
+
+def _shown(value: object) -> str:
+    return "missing" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(value)
+
+
+_REASON_COLUMN = {"local_ts": "local_time", "instant_ms": "local_time", "glucose": "glucose_text"}
+
+
+def _quarantine_row(
+    parsed: ParsedRows,
+    position: int,
+    failed: list[tuple[str, str | None]],
+    explained: dict[str, str],
+    frame: pd.DataFrame,
+    entry_id: str,
+) -> dict[str, Any]:
+    row = parsed.rows.loc[position]
+    reasons = []
+    for check, column in failed:
+        source = _REASON_COLUMN.get(column or "", column or "")
+        shown = _shown(row[source]) if source in row.index else "the record"
+        reasons.append(f'{check}: {source}={shown} fails "{explained.get(check, check)}"')
+    check, column = failed[0]
+    return {
+        "entry_id": entry_id,
+        "check": f"{parsed.fmt}_{check}",
+        "column": _REASON_COLUMN.get(column or "", column),
+        "reason": f"line {position + 1}: " + "; ".join(reasons),
+        "payload": _redacted(parsed, position),
+    }
+
+
+def _redacted(parsed: ParsedRows, position: int) -> str:
+    """The original record, with the cells that may name the patient emptied."""
+    text = parsed.table.original(position)
+    if not parsed.redact:
+        return text
+    cells = next(csv.reader(io.StringIO(text), delimiter=parsed.table.delimiter), [])
+    for index in parsed.redact:
+        if index < len(cells) and cells[index]:
+            cells[index] = ""
+    out = io.StringIO()
+    csv.writer(out, delimiter=parsed.table.delimiter, lineterminator="").writerow(cells)
+    return out.getvalue()
+
+
+def _quarantine_checks(quarantine: list[dict[str, Any]]) -> Iterator[CheckResult]:
+    by_check: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for row in quarantine:
+        by_check.setdefault((row["check"], row["column"]), []).append(row)
+    for (check, column), rows in sorted(by_check.items(), key=lambda item: item[0][0]):
+        yield CheckResult(
+            check=check,
+            table=IMPORT_RECORDS.name,
+            column=column,
+            severity=Severity.ERROR,
+            failing_count=len(rows),
+            samples=tuple({"reason": r["reason"], "line": r["payload"]} for r in rows[:MAX_SAMPLES]),
+        )
+
+
+def _moved_check(
+    rows: pd.DataFrame, moved: np.ndarray, millis: np.ndarray, zone: str
+) -> Iterator[CheckResult]:
+    """A warning naming the local times the spring change skipped, and where they moved."""
+    if not moved.any():
+        return
+    tz = ZoneInfo(zone)
+    samples = tuple(
+        {
+            "local_time": str(local),
+            "read_as": datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).isoformat(),
+        }
+        for local, ms in zip(
+            rows["local_time"].to_numpy()[moved][:MAX_SAMPLES], millis[moved][:MAX_SAMPLES], strict=True
+        )
+    )
+    yield CheckResult(
+        check="local_time_exists",
+        table=IMPORT_RECORDS.name,
+        column="local_time",
+        severity=Severity.WARNING,
+        failing_count=int(moved.sum()),
+        samples=samples,
+    )
+
+
+def _iso_utc(millis: np.ndarray) -> list[str]:
+    return np.datetime_as_string(
+        millis.astype("int64").astype("datetime64[ms]"), unit="ms", timezone="UTC"
+    ).tolist()
+
+
+def _records_table(good: pd.DataFrame, fmt: str, zone: str) -> pa.Table:
+    count = len(good)
+    millis = good["instant_ms"].to_numpy().astype("int64")
+    glucose = good["glucose"].to_numpy()
+    insulin = good["insulin"].to_numpy()
+    long_insulin = good["long_insulin"].to_numpy()
+    insulin_total = np.where(
+        np.isnan(insulin), long_insulin, np.where(np.isnan(long_insulin), insulin, insulin + long_insulin)
+    )
+    carbs = good["carbs"].to_numpy()
+    columns: dict[str, pa.Array] = {
+        "_id": pa.array(good["_id"].to_numpy(), pa.string()),
+        "import_format": pa.array([fmt] * count, pa.string()),
+        "record_type": pa.array(good["record_type"].to_numpy(), pa.string()),
+        "record_kind": pa.array(good["record_kind"].to_numpy(), pa.string()),
+        "event_subtype": _text(good["event_subtype"]),
+        "device": _text(good["device"]),
+        "device_serial": _text(good["device_serial"]),
+        "local_time": pa.array(good["local_time"].to_numpy(), pa.string()),
+        "timezone": pa.array([zone] * count, pa.string()),
+        "value_text": _text(good["value_text"]),
+        "value_unit": _text(good["value_unit"]),
+        "glucose_mg_dl": pa.array(np.nan_to_num(glucose).astype("int32"), pa.int32(), mask=np.isnan(glucose)),
+        "value_flag": _text(good["flag"]),
+        "insulin": pa.array(insulin_total, pa.float64(), mask=np.isnan(insulin_total)),
+        "carbs": pa.array(carbs, pa.float64(), mask=np.isnan(carbs)),
+        "notes": _text(good["notes"]),
+        "record_ts": pa.array(millis * 1000, pa.timestamp("us", tz="UTC")),
+        "record_month": pa.array(
+            np.datetime_as_string(millis.astype("datetime64[ms]"), unit="M"), pa.string()
+        ),
+    }
+    return pa.table(columns)
+
+
+def _text(values: pd.Series) -> pa.Array:
+    return pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
+
+
+def _offsets(millis: np.ndarray, zone: str) -> np.ndarray:
+    """Each instant's UTC offset in the zone, in minutes."""
+    instants = pd.DatetimeIndex(millis.astype("int64").astype("datetime64[ms]"), tz="UTC").as_unit("ns")
+    local = instants.tz_convert(zone).tz_localize(None)
+    return ((local.asi8 - instants.tz_localize(None).asi8) // 60_000_000_000).astype("int64")
+
+
+def _readings(good: pd.DataFrame, fmt: str, zone: str) -> pd.DataFrame:
+    """Readings (sgv) and finger-sticks (mbg: Clarity calibrations, LibreView strips), in columns."""
+    kinds = good["record_kind"].to_numpy()
+    glucose = good["glucose"].to_numpy()
+    chosen = good[np.isin(kinds, list(GLUCOSE_KINDS - {"scan"})) & ~np.isnan(glucose)]
+    millis = chosen["instant_ms"].to_numpy().astype("int64")
+    return pd.DataFrame(
+        {
+            "_id": chosen["_id"].to_numpy(),
+            "kind": chosen["record_kind"].to_numpy(),
+            "date": millis,
+            "value": chosen["glucose"].to_numpy().astype("int64"),
+            "device": (chosen["device"].fillna(fmt).astype(str) + f" ({fmt} import)").to_numpy(),
+            "offset": _offsets(millis, zone),
+        }
+    )
+
+
+def _treatments(good: pd.DataFrame, fmt: str) -> list[dict[str, Any]]:
+    """Insulin and carbs as Nightscout treatments: rapid-acting insulin a Correction Bolus, carbs a
+    Carb Correction, as Nightscout's Care Portal names them; long-acting insulin a Long-Acting Insulin
+    event, which no model counts as a bolus."""
+    treatments: list[dict[str, Any]] = []
+    for column, event, key in (
+        ("insulin", "Correction Bolus", "insulin"),
+        ("long_insulin", "Long-Acting Insulin", "insulin"),
+        ("carbs", "Carb Correction", "carbs"),
+    ):
+        values = good[column].to_numpy()
+        wanted = ~np.isnan(values) & (values > 0)
+        if not wanted.any():
+            continue
+        chosen = good[wanted]
+        millis = chosen["instant_ms"].to_numpy().astype("int64")
+        suffix = "" if column != "long_insulin" or fmt == "clarity" else "-long"
+        for entry_id, amount, iso, notes in zip(
+            chosen["_id"].to_numpy(),
+            values[wanted],
+            _iso_utc(millis),
+            chosen["notes"].to_numpy(),
+            strict=True,
+        ):
+            treatment: dict[str, Any] = {
+                "_id": f"{entry_id}{suffix}",
+                "eventType": event,
+                "created_at": iso,
+                key: float(amount),
+                "enteredBy": f"{ENTERED_BY} ({fmt})",
+            }
+            if isinstance(notes, str) and notes:
+                treatment["notes"] = notes
+            treatments.append(treatment)
+    treatments.sort(key=lambda t: t["created_at"])
+    return treatments

@@ -1,0 +1,607 @@
+"""The Nightscout source: records of an API v1 endpoint (sgv entries, treatments) of a time window
+through a dlt rest_api source, with retries."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from requests import PreparedRequest, RequestException, Response
+from requests.auth import AuthBase
+from requests.exceptions import (
+    ChunkedEncodingError,
+    ConnectionError,
+    HTTPError,
+    SSLError,
+    Timeout,
+)
+
+from engine.errors import SourceError
+
+if TYPE_CHECKING:
+    from dlt.sources.helpers.rest_client.paginators import BasePaginator
+    from requests import Request, Session
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+DAY_MS = 86_400_000
+API_PATH = "/api/v1/"
+ENTRIES_PATH = "entries/sgv.json"
+TREATMENTS_PATH = "treatments.json"
+STATUS_PATH = "status.json"
+SECRET_HINT = "check NIGHTSCOUT_TOKEN / NIGHTSCOUT_API_SECRET (the token needs read access)"
+URL_HINT = "check NIGHTSCOUT_URL: it should be the site's base URL, e.g. https://my-site.example.org"
+LATER_HINT = "the site may be down, asleep or overloaded: try again later"
+
+
+@dataclass(frozen=True)
+class NightscoutConfig:
+    """How to reach one Nightscout site. The secrets never show in a repr."""
+
+    url: str
+    """Site base URL, e.g. https://x.herokuapp.com; a `?token=` in it is used when `token` is unset."""
+    token: str | None = None
+    """Access token, sent as ?token=."""
+    api_secret: str | None = None
+    """The site's API_SECRET, sent as its SHA-1 hex in the api-secret header."""
+    page_size: int = 10000
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    """Attempts per request on timeouts, connection errors, 5xx, 429, HTML-200 and broken JSON."""
+    backoff_s: float = 1.0
+    """First retry delay; it doubles per attempt up to `max_retry_delay_s` (Retry-After wins)."""
+    max_retry_delay_s: float = 30.0
+
+    def __repr__(self) -> str:
+        # The URL may carry ?token=...; the secrets are only said to be set.
+        return (
+            f"NightscoutConfig(url={redact_url(self.url)!r}, token={_set(self.token)},"
+            f" api_secret={_set(self.api_secret)}, page_size={self.page_size},"
+            f" timeout_s={self.timeout_s}, max_attempts={self.max_attempts},"
+            f" backoff_s={self.backoff_s}, max_retry_delay_s={self.max_retry_delay_s})"
+        )
+
+
+class EndpointNotFound(SourceError):
+    """The site answered 404 for an endpoint: it does not serve that kind of record."""
+
+
+@dataclass(frozen=True)
+class TimeField:
+    """How an endpoint's records are dated, and so filtered and paged: `date` holds epoch
+    milliseconds (entries), `created_at` an ISO 8601 string (treatments).
+
+    The site compares an ISO field as text: it turns the bound into UTC ISO text with milliseconds
+    and MongoDB compares that with each stored string, which may carry any offset or form
+    (`04:30:00-05:00` is 09:30Z yet sorts before `09:00:00.000Z`). So a query reaches `margin_ms`
+    beyond the window on both sides, every record returned is kept whatever its instant (the merge
+    by `_id` makes the overlap free), and pages move by text, not by instant.
+    """
+
+    name: str
+    iso: bool = False
+    margin_ms: int = 0
+    """How far beyond a window the query bounds reach, so that every text form of an instant in
+    the window sorts inside them; it also takes an incremental run back that far before its
+    watermark, where a late upload whose text sorts early is found."""
+
+    def bound(self, ms: int) -> int | str:
+        """The query value for instant `ms`: the number itself, or UTC ISO text with milliseconds."""
+        if not self.iso:
+            return ms
+        moment = _EPOCH + timedelta(milliseconds=ms)  # exact: no float seconds
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    def text(self, record: object) -> str | None:
+        """A record's field as the site stores and compares it: the string, or None."""
+        value = record.get(self.name) if isinstance(record, dict) else None
+        return value if isinstance(value, str) else None
+
+    def of(self, record: object) -> int | None:
+        """A record's time as whole epoch milliseconds, or None when it has no usable one."""
+        if not self.iso:
+            return _date_ms(record, self.name)
+        value = record.get(self.name) if isinstance(record, dict) else None
+        if not isinstance(value, str):
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return math.floor(moment.timestamp() * 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DATE = TimeField("date")
+# Offsets run from -12:00 to +14:00, and a date and time joined by a space instead of `T` sorts
+# before every `T` form of its date (up to a day early): two days either side covers both.
+CREATED_AT = TimeField("created_at", iso=True, margin_ms=2 * DAY_MS)
+
+
+@dataclass(frozen=True)
+class FetchWindow:
+    """Entries with start_ms <= date < end_ms (epoch milliseconds, UTC)."""
+
+    start_ms: int
+    end_ms: int
+
+
+def configure_dlt(home: Path) -> None:
+    """Keep everything dlt writes under `home/dlt` and turn its telemetry off.
+
+    Call before the first fetch: dlt reads these when it is imported and when it first resolves its
+    runtime configuration, and as root it would otherwise write under /var/dlt.
+    """
+    root = home / "dlt"
+    os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    os.environ["DLT_DATA_DIR"] = str(root / "data")
+    os.environ["DLT_PROJECT_DIR"] = str(root / "project")
+    os.environ["DLT_LOCAL_DIR"] = str(root / "local")
+
+
+def plan_windows(since_ms: int, until_ms: int, max_days: int = 30) -> list[FetchWindow]:
+    """Contiguous windows covering [since_ms, until_ms), oldest first, each at most `max_days` long."""
+    if max_days < 1:
+        raise ValueError(f"max_days must be at least 1, got {max_days}")
+    step = max_days * DAY_MS
+    return [FetchWindow(start, min(start + step, until_ms)) for start in range(since_ms, until_ms, step)]
+
+
+def redact_url(url: str) -> str:
+    """The URL without userinfo, query string and fragment: safe for logs, errors and records."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def fetch_window(config: NightscoutConfig, window: FetchWindow) -> list[dict[str, Any]]:
+    """Every sgv entry with window.start_ms <= date < window.end_ms, as the site sent it.
+
+    Pages newest first through `find[date][$lt]` until a short page. Raises SourceError (without
+    any secret, and with no chained cause that could hold one) when the site cannot be read.
+    """
+    return fetch_records(config, ENTRIES_PATH, DATE, window)
+
+
+def fetch_records(
+    config: NightscoutConfig, path: str, time_field: TimeField, window: FetchWindow
+) -> list[dict[str, Any]]:
+    """Every record of endpoint `path` (under /api/v1/) dated in the window, as the site sent it;
+    for a field the site compares as text, also those within `time_field.margin_ms` of it.
+
+    Filters and pages on `time_field` (`find[<field>][$gte|$lt]`, newest first, always with an
+    explicit `count`: Nightscout's default is 10). Raises EndpointNotFound when the site answers
+    404, SourceError for every other failure to read it (no secret in either).
+    """
+    margin = time_field.margin_ms
+    queried = FetchWindow(window.start_ms - margin, window.end_ms + margin)
+    records = _read(config, path, lambda session: list(_resource(config, path, time_field, queried, session)))
+    log.info(
+        "fetched %d records for [%d, %d) from %s",
+        len(records),
+        queried.start_ms,
+        queried.end_ms,
+        _endpoint(config, path),
+    )
+    return records
+
+
+def site_status(config: NightscoutConfig) -> dict[str, Any]:
+    """GET /api/v1/status.json: the site's name, version and settings (a connection check)."""
+
+    def read_status(session: Session) -> dict[str, Any]:
+        from dlt.sources.helpers.rest_client import RESTClient
+
+        client = RESTClient(base_url=_api_base(config), session=session)
+        hooks = {"response": [_json_body_hook(dict), _raise_for_status]}
+        status: dict[str, Any] = client.get(STATUS_PATH, hooks=hooks).json()
+        return status
+
+    return _read(config, STATUS_PATH, read_status)
+
+
+# -- requests and dlt plumbing -----------------------------------------------------------------
+
+
+def _read(config: NightscoutConfig, path: str, read: Callable[[Session], _T]) -> _T:
+    """Run `read` on a configured session; turn what it raises into a secret-free SourceError."""
+    _require_dlt_configured()
+    try:
+        with _session(config) as session:
+            return read(session)
+    except Exception as e:
+        failure = _source_error(e, config, _endpoint(config, path))
+        if failure is None:  # not a site problem but a bug: keep its traceback
+            raise
+    # Raised outside the handler so that no exception of requests (whose messages carry the full
+    # URL, token included) is kept as __context__ and printed or recorded with it.
+    raise failure
+
+
+def _set(secret: str | None) -> str:
+    return "'set'" if secret else "None"
+
+
+def _reveal(secret: str) -> str:
+    # engine.config.Secret prints as "***"; the wire needs the characters themselves.
+    return str.__str__(secret)
+
+
+def _api_base(config: NightscoutConfig) -> str:
+    # Userinfo would only reach dlt's request log: Nightscout authenticates by token or api-secret.
+    return redact_url(config.url).rstrip("/") + API_PATH
+
+
+def _endpoint(config: NightscoutConfig, path: str) -> str:
+    return redact_url(_api_base(config) + path)
+
+
+def _token(config: NightscoutConfig) -> str | None:
+    if config.token:
+        return _reveal(config.token)
+    return dict(parse_qsl(urlsplit(config.url).query)).get("token") or None
+
+
+class _NightscoutAuth(AuthBase):
+    """Adds the credentials to the prepared request only, so dlt's request logs never see them."""
+
+    def __init__(self, token: str | None, api_secret_sha1: str | None) -> None:
+        self._token = token
+        self._api_secret_sha1 = api_secret_sha1
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        if self._token:
+            request.prepare_url(str(request.url), {"token": self._token})
+        if self._api_secret_sha1:
+            request.headers["api-secret"] = self._api_secret_sha1
+        return request
+
+    def __repr__(self) -> str:
+        return "_NightscoutAuth(***)"
+
+
+class _GarbledPage(Exception):
+    """A 200 answer that is an HTML page or cut-short JSON: usually a proxy fault, so retried."""
+
+    def __init__(self, html: bool) -> None:
+        super().__init__("HTML page" if html else "truncated or invalid JSON")
+        self.html = html
+
+
+class _WrongShape(Exception):
+    """A 200 answer with valid JSON of the wrong type: the URL points at something else."""
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"expected {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+_RETRIED_EXCEPTIONS = (Timeout, ChunkedEncodingError, _GarbledPage)
+
+
+def _retry_connection_error(response: Response | None, error: BaseException | None) -> bool:
+    """Retry a failed connection, but not a refused one: nothing listens at that address, and asking
+    again four times over 17 s only delays saying so (the next run tries again)."""
+    return isinstance(error, ConnectionError) and _connection_reason(error) != "connection refused"
+
+
+_JSON_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def _json_body_hook(expected: type) -> Callable[..., None]:
+    """A response hook that decodes a 200 body once, inside dlt's retry loop, and checks its type.
+
+    Running inside the retried `send` is what lets HTML pages and truncated JSON be retried like a
+    5xx; the decoded body replaces `response.json` so dlt does not parse it a second time.
+    """
+
+    def check(response: Response, *args: Any, **kwargs: Any) -> None:
+        if response.status_code != 200:
+            return
+        # JSON never starts with "<"; the content type is not trusted, proxies get it wrong both ways.
+        if response.content[:64].lstrip()[:1] == b"<":
+            raise _GarbledPage(html=True)
+        try:
+            payload = json.loads(response.content)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+            raise _GarbledPage(html=False) from None
+        if not isinstance(payload, expected):
+            got = _JSON_TYPE_NAMES.get(type(payload), "a number" if payload is not None else "null")
+            raise _WrongShape(_JSON_TYPE_NAMES[expected], got)
+        response.json = lambda **_: payload  # type: ignore[method-assign]
+
+    return check
+
+
+def _raise_for_status(response: Response, *args: Any, **kwargs: Any) -> None:
+    response.raise_for_status()
+
+
+class _RedactTokens(logging.Filter):
+    """urllib3 logs each request line, query string included, at DEBUG: hide the token in it."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._TOKEN.sub(r"\1***", message), None
+        return True
+
+
+_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
+_URLLIB3_LOG.addFilter(_RedactTokens())
+
+
+@contextmanager
+def _session(config: NightscoutConfig) -> Iterator[Session]:
+    """A dlt requests session with the config's retries, timeout and credentials."""
+    from dlt.sources.helpers.requests import Client
+
+    secret = config.api_secret and hashlib.sha1(_reveal(config.api_secret).encode()).hexdigest()
+    client = Client(
+        request_timeout=config.timeout_s,
+        # dlt's rest client raises through its response hooks, inside the retry loop.
+        raise_for_status=False,
+        exceptions=_RETRIED_EXCEPTIONS,
+        retry_condition=_retry_connection_error,
+        request_max_attempts=config.max_attempts,
+        request_backoff_factor=config.backoff_s,
+        request_max_retry_delay=config.max_retry_delay_s,
+        respect_retry_after_header=True,
+        session_attrs={"auth": _NightscoutAuth(_token(config), secret or None)},
+    )
+    session = client.session
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _require_dlt_configured() -> None:
+    if "DLT_DATA_DIR" not in os.environ:
+        raise RuntimeError("call engine.ingest.nightscout.configure_dlt(home) before fetching")
+
+
+def _resource(
+    config: NightscoutConfig, path: str, time_field: TimeField, window: FetchWindow, session: Session
+) -> Any:
+    from dlt.sources.rest_api import rest_api_source
+
+    source = rest_api_source(
+        {
+            "client": {"base_url": _api_base(config), "session": session},
+            "resources": [
+                {
+                    "name": "records",
+                    "endpoint": {
+                        "path": path,
+                        "params": {
+                            "count": config.page_size,
+                            f"find[{time_field.name}][$gte]": time_field.bound(window.start_ms),
+                            f"find[{time_field.name}][$lt]": time_field.bound(window.end_ms),
+                        },
+                        "paginator": _paginator_class()(
+                            window, config.page_size, _endpoint(config, path), time_field
+                        ),
+                        "data_selector": "$",
+                        "response_actions": [_json_body_hook(list)],
+                    },
+                }
+            ],
+        }
+    )
+    return source.resources["records"]
+
+
+def _date_ms(entry: object, name: str = "date") -> int | None:
+    """An entry's `name` field (epoch milliseconds) as whole milliseconds, or None when it has no usable one."""
+    value = entry.get(name) if isinstance(entry, dict) else None
+    if type(value) is int:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return math.floor(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return math.floor(number) if math.isfinite(number) else None
+    return None
+
+
+def _first_bound_above(time_field: TimeField, text: str, low_ms: int, high_ms: int) -> int:
+    """The smallest instant in (low_ms, high_ms] whose bound text sorts above `text`, assuming
+    `high_ms`'s does; UTC ISO texts sort as their instants, so a bisection finds it."""
+    while high_ms - low_ms > 1:
+        middle = (low_ms + high_ms) // 2
+        if str(time_field.bound(middle)) > text:
+            high_ms = middle
+        else:
+            low_ms = middle
+    return high_ms
+
+
+@functools.cache
+def _paginator_class() -> Callable[[FetchWindow, int, str, TimeField], BasePaginator]:
+    # Defined on first use: subclassing dlt's paginator imports dlt, which must wait for configure_dlt.
+    from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
+    class NewestFirstPaginator(BasePaginator):
+        """Nightscout's only paging: ask again with `find[<time>][$lt]` below the page, until a short page.
+
+        A full page's oldest date may have more entries than fit on it (two uploaders, same ms), so
+        those are held back and the next page asks for `$lt` oldest + 1, which returns all of them.
+        A stuck page (every entry shares one date) cannot move `$lt`: the same range is asked for
+        again with twice the count, until the page reaches an older date or comes back short.
+        A field the site compares as text (`created_at`) pages by its strings the same way.
+        """
+
+        def __init__(self, window: FetchWindow, page_size: int, url: str, time_field: TimeField) -> None:
+            super().__init__()
+            self._time = time_field
+            self._start_ms = window.start_ms
+            self._lt = window.end_ms
+            self._page_size = page_size
+            self._count = page_size
+            self._url = url
+
+        def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+            # paginate() yields this very list after update_state, so trimming it holds entries back.
+            page = data if data is not None else []
+            if len(page) < self._count:
+                self._has_next_page = False
+                return
+            if self._time.iso:
+                self._next_by_text(page)
+                return
+            dates = [self._time.of(entry) for entry in page]
+            known = [d for d in dates if d is not None]
+            if not known:
+                raise SourceError(
+                    f"a full page from {self._url} has no entry with a usable `{self._time.name}`",
+                    "the site's entries look corrupt: check them in Nightscout",
+                )
+            oldest, newest = min(known), max(known)
+            if oldest == newest:
+                page.clear()
+                self._count *= 2
+                return
+            page[:] = [e for e, d in zip(page, dates, strict=True) if d is None or d > oldest]
+            if oldest + 1 >= self._lt:
+                raise SourceError(
+                    f"{self._url} ignored find[{self._time.name}][$lt] and sent entries dated {newest}",
+                    "this does not behave like a Nightscout site: " + URL_HINT,
+                )
+            self._lt = oldest + 1
+            self._count = self._page_size
+            self._has_next_page = self._lt > self._start_ms
+
+        def _next_by_text(self, page: list[Any]) -> None:
+            """The site sorts and filters the stored strings: the next `$lt` is the first bound the
+            site can be sent (UTC ISO text) above the page's smallest string. Records below that
+            bound come again on the next page, so they are held back from this one."""
+            texts = [self._time.text(record) for record in page]
+            known = [t for t in texts if t is not None]
+            if not known:
+                raise SourceError(
+                    f"a full page from {self._url} has no record with a text `{self._time.name}`",
+                    "the site's records look corrupt: check them in Nightscout",
+                )
+            oldest = min(known)
+            if oldest >= str(self._time.bound(self._lt)):
+                raise SourceError(
+                    f"{self._url} ignored find[{self._time.name}][$lt] and sent {oldest!r}",
+                    "this does not behave like a Nightscout site: " + URL_HINT,
+                )
+            below = _first_bound_above(self._time, oldest, self._start_ms, self._lt)
+            if below == self._lt:  # the whole page sorts between two bounds: ask for more at once
+                page.clear()
+                self._count *= 2
+                return
+            cut = str(self._time.bound(below))
+            page[:] = [r for r, t in zip(page, texts, strict=True) if t is None or t >= cut]
+            self._lt = below
+            self._count = self._page_size
+            self._has_next_page = self._lt > self._start_ms
+
+        def update_request(self, request: Request) -> None:
+            # dlt built the params as a dict from the endpoint config.
+            params = cast(dict[str, Any], request.params)
+            params["count"] = self._count
+            params[f"find[{self._time.name}][$lt]"] = self._time.bound(self._lt)
+
+    return NewestFirstPaginator
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what it wraps: dlt wraps whatever a resource raised in its own exceptions."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _source_error(error: Exception, config: NightscoutConfig, url: str) -> SourceError | None:
+    """A user-facing SourceError for what fetching raised, naming `url` and no secret; None for a bug."""
+    attempts = f"after {config.max_attempts} attempt{'s' if config.max_attempts != 1 else ''}"
+    for cause in _causes(error):
+        if isinstance(cause, SourceError):
+            return type(cause)(cause.message, cause.hint, transient=cause.transient)
+        if isinstance(cause, _GarbledPage) and cause.html:
+            return SourceError(
+                f"got an HTML page instead of JSON from {url} ({attempts})",
+                "is the site up and the URL right? " + URL_HINT,
+                transient=True,
+            )
+        if isinstance(cause, _GarbledPage | ChunkedEncodingError):
+            return SourceError(
+                f"got truncated or invalid JSON from {url} ({attempts})",
+                "the site or a proxy cut the answer short: try again later",
+                transient=True,
+            )
+        if isinstance(cause, _WrongShape):
+            return SourceError(
+                f"expected {cause.expected} in JSON from {url}, got {cause.got}",
+                "this does not look like a Nightscout site: " + URL_HINT,
+            )
+        if isinstance(cause, HTTPError) and cause.response is not None:
+            return _http_error(cause.response.status_code, url, attempts)
+        if isinstance(cause, Timeout):
+            return SourceError(
+                f"{url} did not answer within {config.timeout_s:g} s ({attempts})", LATER_HINT, transient=True
+            )
+        if isinstance(cause, ConnectionError):
+            reason = _connection_reason(cause)
+            if reason == "connection refused":
+                attempts = "after 1 attempt: a refused connection is not retried"
+            return SourceError(
+                f"could not connect to {url}: {reason} ({attempts})",
+                "check NIGHTSCOUT_URL and that the site is up",
+                transient=True,
+            )
+        if isinstance(cause, RequestException):
+            return SourceError(f"request to {url} failed: {type(cause).__name__}", URL_HINT)
+    return None
+
+
+def _http_error(status: int, url: str, attempts: str) -> SourceError:
+    if status in (401, 403):
+        return SourceError(f"{url} refused access (HTTP {status})", SECRET_HINT)
+    if status == 404:
+        return EndpointNotFound(f"{url} was not found (HTTP 404)", URL_HINT)
+    if status == 429 or status >= 500:
+        return SourceError(f"{url} kept answering HTTP {status} ({attempts})", LATER_HINT, transient=True)
+    return SourceError(f"{url} answered HTTP {status}", URL_HINT)
+
+
+def _connection_reason(error: ConnectionError) -> str:
+    if isinstance(error, SSLError):
+        return "TLS/SSL error"
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
+    return "connection failed"

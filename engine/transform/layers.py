@@ -1,0 +1,155 @@
+"""Builds the SQL layers on `dev` for the local months a run touched, then gates the outputs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+from engine.ingest.tables import RAW_TABLES
+from engine.ingest.validation import CheckResult
+from engine.lake.scratch import scratch, views_cursor
+from engine.lake.store import Lake
+from engine.lake.views import in_zone
+from engine.runs.store import RunStore
+from engine.transform.models import (
+    Materialized,
+    Model,
+    ModelResult,
+    build_model,
+    discover_models,
+)
+from engine.transform.quality import (
+    GateReport,
+    continuity_check,
+    freshness_check,
+    reconciliation_check,
+    report,
+    schema_checks,
+)
+
+log = logging.getLogger(__name__)
+
+SILVER_READINGS = "silver.fct_glucose_readings"
+GOLD_DAILY = "gold.fct_daily_glucose_metrics"
+
+
+@dataclass(frozen=True)
+class LayerBuild:
+    """What one layer build wrote: each model's result, and the months it rebuilt (None: everything)."""
+
+    results: tuple[ModelResult, ...]
+    months: frozenset[str] | None
+
+    def output(self, name: str) -> pa.Table | None:
+        for result in self.results:
+            if result.name == name:
+                return result.output
+        return None
+
+
+def local_months(rows: pa.Table, timezone: str) -> set[str]:
+    """The local 'YYYY-MM' months of the readings in a raw batch."""
+    if rows.num_rows == 0:
+        return set()
+    with scratch() as con:
+        in_zone(con, timezone).register("batch", rows.select(["reading_ts"]))
+        found = con.sql(
+            "select distinct strftime(timezone(getvariable('phlo_timezone'), reading_ts), '%Y-%m') from batch"
+        ).fetchall()
+    return {m for (m,) in found if m is not None}
+
+
+class LayerBuilder:
+    """Runs every model of sql/ in dependency order and writes each to the lake on a branch."""
+
+    def __init__(self, lake: Lake, store: RunStore, timezone: str, models: list[Model] | None = None) -> None:
+        self.lake = lake
+        self.store = store
+        self.timezone = timezone
+        self.models = models if models is not None else discover_models(sources=[t.name for t in RAW_TABLES])
+
+    def build(
+        self,
+        run_id: str,
+        months: set[str] | None,
+        branch: str = "dev",
+        checkpoint: Callable[[], None] = lambda: None,
+    ) -> LayerBuild:
+        """Rebuild the local `months` (None: a full refresh of every model).
+
+        Each model is one recorded step with its rows and seconds; a SQL error names the file and
+        line. Raises StepFailed from the first model that fails; models already written stay on
+        `dev`, and the months stay pending in the run store for the next run.
+        """
+        results = []
+        # The process's shared DuckDB database (opening one costs more than a small model's query),
+        # whose views registered for the build are dropped when it ends; and, as the run holds the
+        # writer lease, each table is loaded from the catalog once for the build.
+        with self.lake.pinned(), views_cursor() as cursor:
+            con = in_zone(cursor, self.timezone)
+            for model in self.models:
+                checkpoint()
+                with self.store.step(run_id, f"model {model.name}") as step:
+                    result = build_model(con, model, months, self._registrar(branch))
+                    self.lake.write_model(
+                        model.name,
+                        result.output if result.output is not None else pa.table({}),
+                        partition_by=model.partition_by,
+                        partitions=set(result.partitions)
+                        if months is not None and model.materialized is Materialized.INCREMENTAL
+                        else None,
+                        branch=branch,
+                        snapshot_properties={"phlo.run-id": run_id},
+                    )
+                    step.rows = result.rows
+                    step.detail.update(
+                        seconds=round(result.seconds, 4),
+                        partitions=list(result.partitions),
+                        file=str(model.path.relative_to(model.path.parents[2])),
+                    )
+                results.append(result)
+        return LayerBuild(tuple(results), frozenset(months) if months is not None else None)
+
+    def _registrar(self, branch: str) -> Callable[[duckdb.DuckDBPyConnection, str, set[str] | None], None]:
+        def register(con: duckdb.DuckDBPyConnection, name: str, months: set[str] | None) -> None:
+            self.lake.register_duckdb(con, name, branch, partitions=months)
+
+        return register
+
+    def freshness(self, now: datetime) -> CheckResult | None:
+        """The freshness check alone: the newest reading on dev against `now`."""
+        return freshness_check(self._newest_reading(), now, SILVER_READINGS)
+
+    def gate(
+        self, build: LayerBuild | None, *, now: datetime, check_freshness: bool, extra: list[CheckResult]
+    ) -> GateReport:
+        """Every gate over what the build wrote (none without a build), plus `extra` results."""
+        from schemas import TABLE_SCHEMAS
+
+        results: list[CheckResult | None] = list(extra)
+        if check_freshness:
+            results.append(self.freshness(now))
+        if build is None:
+            return report(results)
+        for result in build.results:
+            model = TABLE_SCHEMAS.get(result.name)
+            if model is not None and result.output is not None:
+                results.extend(schema_checks(model, result.name, result.output))
+        silver = build.output(SILVER_READINGS)
+        gold = build.output(GOLD_DAILY)
+        if silver is not None:
+            results.append(continuity_check(silver, SILVER_READINGS))
+            if gold is not None:
+                results.append(reconciliation_check(silver, gold, GOLD_DAILY))
+        return report(results)
+
+    def _newest_reading(self) -> datetime | None:
+        if not self.lake.table_exists(SILVER_READINGS):  # before the first build nothing is fresh
+            return None
+        value = self.lake.column_max(SILVER_READINGS, "dev", "reading_ts")
+        return value if isinstance(value, datetime) else None
