@@ -148,7 +148,7 @@ def engine_backfill(conn: Connection, home: str, url: str, since: str) -> None:
 def engine_hourly(conn: Connection, home: str, url: str) -> None:
     """Scheduled runs on request ("run"), one per message, until "stop"."""
     with _engine(Path(home), url) as engine:
-        from engine.runs.store import RunTrigger
+        from engine.runs.records import RunTrigger
 
         conn.send("ready")
         while conn.recv() == "run":

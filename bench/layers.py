@@ -42,7 +42,8 @@ from engine.config import load_settings
 from engine.ingest.tables import GLUCOSE_ENTRIES, RAW_TABLES, TableDef
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
-from engine.runs.store import RunRecord, RunStore, RunTrigger
+from engine.runs.records import RunRecord, RunTrigger
+from engine.runs.store import RunStore
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from engine.transform.layers import LayerBuilder
 from engine.transform.models import Materialized, Model, table_references

@@ -26,7 +26,7 @@ from engine.publish.publisher import (
     _copy_rows,
     _create_staging,
 )
-from engine.runs.store import PromotionRecord, RunStatus
+from engine.runs.records import PromotionRecord, RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 
 HOUR = 3600.0

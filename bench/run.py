@@ -61,7 +61,8 @@ from engine.ingest.validation import validate_glucose_entries
 from engine.lake.store import Lake
 from engine.lake.views import connect, create_view
 from engine.publish.publisher import Publisher
-from engine.runs.store import RunStore, RunTrigger
+from engine.runs.records import RunTrigger
+from engine.runs.store import RunStore
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from engine.transform.models import build_model, discover_models
 

@@ -19,8 +19,8 @@ from engine.config import Settings
 from engine.errors import PhloError
 from engine.outputs.backup_schedule import ScheduledBackups
 from engine.runs.logs import setup_logging
+from engine.runs.records import CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
 from engine.runs.retry import RetryPolicy
-from engine.runs.store import CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,8 @@ from engine.lake.promotion import promote
 from engine.lake.store import Lake
 from engine.publish.publisher import Publisher
 from engine.runs.logs import CURRENT_RUN
-from engine.runs.store import CheckRecord, RunRecord, RunStatus, RunStore, RunTrigger, blocking_text
+from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger
+from engine.runs.store import RunStore, blocking_text
 from engine.transform.layers import LayerBuilder, local_months
 from engine.transform.models import Model
 from engine.transform.quality import GateReport, quarantine_ratio_check

@@ -24,7 +24,7 @@ from engine.clock import Clock, clock_from_env
 from engine.config import Settings, check_ready, load_settings
 from engine.errors import PhloError, PromotionError
 from engine.runs.logs import setup_logging
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from phlo_tui.commands import CommandApp, next_scheduled
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
 from phlo_tui.messages import EngineReady, PromotionFinished, RunFinished, StatusPolled

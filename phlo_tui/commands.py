@@ -13,7 +13,7 @@ from textual.timer import Timer
 
 from engine.clock import wall_clock
 from engine.errors import PhloError, PromotionError
-from engine.runs.store import RunRecord, RunStatus, RunTrigger
+from engine.runs.records import RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
 from phlo_tui.snapshot import PipelineStatus
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from engine.runs.store import RunRecord
+from engine.runs.records import RunRecord
 from phlo_tui.snapshot import PipelineStatus
 
 if TYPE_CHECKING:

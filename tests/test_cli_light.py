@@ -30,7 +30,7 @@ from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.ingest.tables import RAW_TABLES
 from engine.pipeline import ENTRIES_SOURCE
-from engine.runs.store import ENTRIES_WATERMARK
+from engine.runs.records import ENTRIES_WATERMARK
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui import cli
 from tests.simclock import START, START_S

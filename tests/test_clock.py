@@ -15,7 +15,7 @@ from engine.api.facade import Engine
 from engine.clock import NOW_ENV, StartedClock, clock_from_env
 from engine.config import load_settings
 from engine.errors import ConfigError
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import START, Clock, follow
 from tests.test_cli import phlo

@@ -12,7 +12,7 @@ import pytest
 
 from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.runs.store import RunRecord, RunStatus
+from engine.runs.records import RunRecord, RunStatus
 from engine.sim.loop import DELETED_AFTER_S, REMOVED_AT, UPLOADERS
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock

@@ -17,7 +17,7 @@ import pytest
 from engine.api.facade import Engine, exit_code
 from engine.config import load_settings
 from engine.errors import PromotionError
-from engine.runs.store import PromotionState, RunStatus
+from engine.runs.records import PromotionState, RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import START, START_S
 

@@ -23,7 +23,8 @@ from engine.ingest.validation import Severity
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
 from engine.pipeline import BatchOutcome, Pipeline, _Totals
-from engine.runs.store import RunStatus, RunStore
+from engine.runs.records import RunStatus
+from engine.runs.store import RunStore
 from engine.sim.server import GlucoseSimulator
 from engine.transform.freshness import freshness
 from engine.transform.model_files import SQL_DIR

@@ -15,7 +15,7 @@ from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.ingest.tables import RAW_TABLES
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.export import PATIENT, ExportOptions, write_export
 
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)

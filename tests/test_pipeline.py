@@ -13,7 +13,7 @@ import pytest
 
 from engine.api.facade import Engine, exit_code
 from engine.config import load_settings
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock, follow
 

@@ -39,8 +39,8 @@ from engine.publish.publisher import (
     PublishStatus,
     redact_dsn,
 )
+from engine.runs.records import PromotionRecord, RunStatus
 from engine.runs.retry import RetryPolicy, call_with_retry
-from engine.runs.store import PromotionRecord, RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from schemas.marts import MrtGlucoseOverview
 from tests.pgclusters import cluster_of, leftover_clusters, remove_private_cluster

@@ -9,7 +9,8 @@ import pytest
 
 from engine.errors import LeaseHeldError, StepFailed
 from engine.runs.lease import WriterLock
-from engine.runs.store import CheckRecord, RunStatus, RunStore, RunTrigger, StepStatus
+from engine.runs.records import CheckRecord, RunStatus, RunTrigger, StepStatus
+from engine.runs.store import RunStore
 
 
 def test_step_wrapper_records_success_and_failure(tmp_path: Path) -> None:
@@ -108,7 +109,7 @@ def test_lease_of_dead_holder_on_another_host_waits_for_staleness(tmp_path: Path
 
 
 def test_command_queue_round_trip(tmp_path: Path) -> None:
-    from engine.runs.store import CommandStatus
+    from engine.runs.records import CommandStatus
 
     store = RunStore(tmp_path / "runs.sqlite")
     first = store.enqueue("run", {"full_refresh": False})

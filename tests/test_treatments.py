@@ -20,7 +20,7 @@ from engine.config import load_settings
 from engine.ingest.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, NightscoutConfig, fetch_records
 from engine.ingest.sources import TREATMENTS_SOURCE
 from engine.ingest.tables import RAW_TABLES, TREATMENTS
-from engine.runs.store import RunStatus, RunTrigger
+from engine.runs.records import RunStatus, RunTrigger
 from engine.sim.server import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
 from engine.transform.layers import LayerBuilder
 from tests.simclock import Clock, follow
@@ -249,8 +249,7 @@ def test_treatments_ingest_with_quarantine_and_an_incremental_rerun_adds_nothing
         assert engine.query(f"select count(*) from {MART}", "main").rows[0][0] == boluses
 
         snapshots = {
-            t: engine.lake.snapshot_id(t, "dev")
-            for t in ("raw.treatments", "raw.treatments_quarantine")
+            t: engine.lake.snapshot_id(t, "dev") for t in ("raw.treatments", "raw.treatments_quarantine")
         }
         rerun = engine.run_now()
         assert rerun.status is RunStatus.SUCCEEDED, rerun.error

@@ -12,7 +12,7 @@ from engine.api.facade import Engine
 from engine.config import Secret, load_settings
 from engine.errors import PhloError
 from engine.publish.publisher import Publication, Publisher, PublishStatus, discover_publications
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.pgserver import PgServer, server_bindir
 

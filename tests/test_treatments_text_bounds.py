@@ -21,7 +21,7 @@ from engine.ingest.nightscout import (
     fetch_records,
     plan_windows,
 )
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock
 from tests.test_treatments import DAY_MS, instant_ms, make_engine

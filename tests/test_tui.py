@@ -25,7 +25,7 @@ from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import EngineReady, PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
 from phlo_tui.screens.branches import BranchesScreen, DiffComputed

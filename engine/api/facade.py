@@ -25,7 +25,7 @@ from engine.lake.store import Lake
 from engine.lake.views import QueryResult
 from engine.publish.pgcluster import PrivateCluster, find_server_binaries
 from engine.runs.lease import WriterLock, live_daemon
-from engine.runs.store import (
+from engine.runs.records import (
     ENTRIES_WATERMARK,
     CheckRecord,
     CommandRecord,
@@ -34,9 +34,9 @@ from engine.runs.store import (
     PromotionRecord,
     RunRecord,
     RunStatus,
-    RunStore,
     RunTrigger,
 )
+from engine.runs.store import RunStore
 
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline

@@ -40,15 +40,8 @@ from engine.lake.diff import TableDiff
 from engine.lake.views import QueryResult, connect, create_view, select_sql
 from engine.publish.target import describe_target, private_cluster
 from engine.runs.lease import live_daemon
-from engine.runs.store import (
-    ENTRIES_WATERMARK,
-    CheckRecord,
-    LeaseRecord,
-    PromotionRecord,
-    RunRecord,
-    RunStore,
-    query_only,
-)
+from engine.runs.records import ENTRIES_WATERMARK, CheckRecord, LeaseRecord, PromotionRecord, RunRecord
+from engine.runs.store import RunStore, query_only
 from engine.transform.model_files import model_files
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from engine.config import Settings
 from engine.errors import PhloError
 from engine.outputs.backup import backup_state
 from engine.runs.lease import live_daemon
-from engine.runs.store import ENTRIES_WATERMARK, RunStore
+from engine.runs.records import ENTRIES_WATERMARK
+from engine.runs.store import RunStore
 from engine.transform.freshness import Freshness, freshness
 from engine.transform.model_files import model_files
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from engine.ingest.nightscout import CREATED_AT, ENTRIES_PATH, TREATMENTS_PATH, TimeField
 from engine.ingest.tables import TREATMENTS, TREATMENTS_QUARANTINE, TableDef
 from engine.ingest.validation import GLUCOSE_ENTRIES_SPEC, RawSpec, ValidatedBatch, validate_records
-from engine.runs.store import ENTRIES_WATERMARK
+from engine.runs.records import ENTRIES_WATERMARK
 from schemas.raw import RAW_TREATMENTS_SCHEMA, TREATMENT_SOURCE_KEYS, RawTreatments
 
 

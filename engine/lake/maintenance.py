@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.lake.store import Lake
-from engine.runs.store import PromotionState, RunStore
+from engine.runs.records import PromotionState
+from engine.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 

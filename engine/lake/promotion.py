@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from engine.errors import PromotionError
 from engine.lake.store import Lake
-from engine.runs.store import PromotionRecord, PromotionState, RunStore
+from engine.runs.records import PromotionRecord, PromotionState
+from engine.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO
 
 from engine.errors import LeaseHeldError
-from engine.runs.store import LeaseRecord, RunStore, utcnow
+from engine.runs.records import LeaseRecord
+from engine.runs.store import RunStore, utcnow
 
 HEARTBEAT_EVERY_S = 5.0
 LEASE_TIMEOUT = timedelta(seconds=60)

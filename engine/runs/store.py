@@ -11,148 +11,29 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from engine.errors import LeaseHeldError, PhloError, RunStoreError, StepFailed
+from engine.runs.records import (
+    CheckRecord,
+    CommandRecord,
+    CommandStatus,
+    LeaseRecord,
+    PromotionRecord,
+    PromotionState,
+    RunRecord,
+    RunStatus,
+    RunTrigger,
+    StepHandle,
+    StepRecord,
+    StepStatus,
+    _iso,
+    _ts,
+)
 
 log = logging.getLogger(__name__)
-
-ENTRIES_WATERMARK = "nightscout:entries"
-"""Run-store key of the glucose entries' watermark (engine/ingest/sources.py): the newest reading stored."""
-
-
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    HELD = "held"
-    FAILED = "failed"
-
-    ACTIVE: ClassVar[frozenset[RunStatus]]
-    FINISHED: ClassVar[frozenset[RunStatus]]
-
-
-RunStatus.ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING})
-RunStatus.FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.HELD, RunStatus.FAILED})
-
-
-class RunTrigger(StrEnum):
-    MANUAL = "manual"
-    SCHEDULE = "schedule"
-    BACKFILL = "backfill"
-    IMPORT = "import"
-    MAINTENANCE = "maintenance"
-
-
-class StepStatus(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    run_id: str
-    seq: int
-    name: str
-    status: StepStatus
-    started_at: datetime
-    finished_at: datetime | None = None
-    rows: int | None = None
-    error: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float | None:
-        return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
-
-    @property
-    def label(self) -> str:
-        """The name with what it worked on: `fetch glucose 3/12`, `validate treatments`."""
-        parts = [self.name]
-        source = self.detail.get("source")
-        if isinstance(source, str):
-            parts.append(source)
-        window, windows = self.detail.get("window"), self.detail.get("windows")
-        if isinstance(window, int) and isinstance(windows, int) and windows > 1:
-            parts.append(f"{window}/{windows}")
-        return " ".join(parts)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "name": self.name,
-            "status": self.status.value,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "seconds": self.seconds,
-            "rows": self.rows,
-            "error": self.error,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    trigger: RunTrigger
-    status: RunStatus
-    started_at: datetime
-    finished_at: datetime | None = None
-    error: str | None = None
-    hint: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-    steps: tuple[StepRecord, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "trigger": self.trigger.value,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "error": self.error,
-            "hint": self.hint,
-            "params": self.params,
-            "summary": self.summary,
-            "steps": [s.to_json() for s in self.steps],
-        }
-
-
-@dataclass(frozen=True)
-class CheckRecord:
-    run_id: str
-    check: str
-    table: str
-    column: str | None
-    severity: str
-    failing_count: int
-    samples: tuple[dict[str, Any], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "check": self.check,
-            "table": self.table,
-            "column": self.column,
-            "severity": self.severity,
-            "failing_count": self.failing_count,
-            "samples": list(self.samples),
-        }
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.isoformat()
-
-
-def _ts(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 def utcnow() -> datetime:
@@ -911,80 +792,3 @@ class RunStore:
                 ),
             )
             return cur.rowcount
-
-
-class CommandStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class CommandRecord:
-    id: int
-    kind: str
-    args: dict[str, Any]
-    status: CommandStatus
-    created_at: datetime
-    run_id: str | None = None
-    exit_code: int | None = None
-    result: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class LeaseRecord:
-    role: str
-    pid: int
-    host: str
-    acquired_at: datetime
-    heartbeat_at: datetime
-    next_run_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "pid": self.pid,
-            "host": self.host,
-            "since": _iso(self.acquired_at),
-            "heartbeat_at": _iso(self.heartbeat_at),
-            "next_run_at": _iso(self.next_run_at),
-        }
-
-
-class PromotionState(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    ROLLED_BACK = "rolled_back"
-
-
-@dataclass(frozen=True)
-class PromotionRecord:
-    id: int
-    run_id: str | None
-    state: PromotionState
-    created_at: datetime
-    finished_at: datetime | None
-    tables: dict[str, dict[str, int | None]]
-
-    def snapshot(self, table: str) -> int | None:
-        entry = self.tables.get(table)
-        return None if entry is None else entry.get("to")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "run_id": self.run_id,
-            "state": self.state.value,
-            "created_at": _iso(self.created_at),
-            "finished_at": _iso(self.finished_at),
-            "tables": self.tables,
-        }
-
-
-@dataclass
-class StepHandle:
-    """What a running step reports back to its wrapper."""
-
-    rows: int | None = None
-    detail: dict[str, Any] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 from textual.worker import get_current_worker
 
-from engine.runs.store import CheckRecord
+from engine.runs.records import CheckRecord
 from phlo_tui.screens.base import PhloScreen, cursor_key, restore_cursor
 from phlo_tui.screens.text_modal import TextModal
 from phlo_tui.snapshot import QualitySnapshot, load_quality

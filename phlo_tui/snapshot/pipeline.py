@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import PromotionError
-from engine.runs.store import CheckRecord, PromotionRecord, RunRecord
+from engine.runs.records import CheckRecord, PromotionRecord, RunRecord
 from phlo_tui.snapshot.status import existing_tables
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from engine.runs.store import LeaseRecord, PromotionRecord, RunRecord, RunStatus
+from engine.runs.records import LeaseRecord, PromotionRecord, RunRecord, RunStatus
 from engine.transform.freshness import Freshness, freshness
 
 if TYPE_CHECKING:

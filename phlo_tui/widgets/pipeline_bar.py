@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from rich.text import Text
 from textual.widget import Widget
 
-from engine.runs.store import RunRecord, RunStatus, StepStatus
+from engine.runs.records import RunRecord, RunStatus, StepStatus
 from phlo_tui.snapshot import PipelineStatus
 from phlo_tui.widgets.glucose import ago, duration_text
 

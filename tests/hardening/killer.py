@@ -34,7 +34,8 @@ import sqlglot  # noqa: F401
 
 import phlo_tui.cli
 import schemas  # noqa: F401
-from engine.runs.store import RunStore, StepHandle
+from engine.runs.records import StepHandle
+from engine.runs.store import RunStore
 
 
 def _die() -> None:

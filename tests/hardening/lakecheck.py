@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.api.facade import BRANCHES, Engine
 from engine.lake.views import connect
-from engine.runs.store import PromotionState
+from engine.runs.records import PromotionState
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

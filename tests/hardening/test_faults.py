@@ -18,7 +18,7 @@ from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.ingest.sources import SOURCES
 from engine.ingest.tables import RAW_TABLES
-from engine.runs.store import PromotionState, RunStatus, RunTrigger
+from engine.runs.records import PromotionState, RunStatus, RunTrigger
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from engine.transform.models import discover_models
 from tests.hardening.lakecheck import Zygote, assert_lake_sound
@@ -145,9 +145,7 @@ def test_kill_then_restart(bench: Bench, tmp_path: Path, when: str, target: str)
     with _engine(env) as engine:
         counts = _main_counts(engine)
         assert counts == bench.expected
-        assert all(d.changed is False for d in engine.diff()), (
-            "dev is ahead of main after a successful run"
-        )
+        assert all(d.changed is False for d in engine.diff()), "dev is ahead of main after a successful run"
         runs = engine.list_runs(2)
         assert runs[0].status is RunStatus.SUCCEEDED
         assert runs[1].id == killed.id and runs[1].status is RunStatus.FAILED

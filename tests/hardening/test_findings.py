@@ -21,7 +21,7 @@ from engine.ingest.extjson import plain_record
 from engine.ingest.sources import SOURCES
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import validate_glucose_entries
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from schemas import TABLE_SCHEMAS
 from tests.pgserver import PgServer, server_bindir

@@ -24,7 +24,7 @@ from engine.config import load_settings
 from engine.errors import PhloError
 from engine.ingest.sources import GLUCOSE, SOURCES, TREATMENTS_SOURCE, Source
 from engine.ingest.validation import Severity
-from engine.runs.store import RunRecord, RunStatus
+from engine.runs.records import RunRecord, RunStatus
 from engine.transform.quality import schema_checks
 from schemas import TABLE_SCHEMAS
 from tests.simclock import START, START_S

@@ -21,7 +21,8 @@ from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.runs.lease import LEASE_TIMEOUT
-from engine.runs.store import RunStatus, utcnow
+from engine.runs.records import RunStatus
+from engine.runs.store import utcnow
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO, assert_lake_sound
 from tests.simclock import START

@@ -20,7 +20,7 @@ from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.runs.logs import setup_logging
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO
 from tests.pgserver import PgServer, free_port, server_bindir
