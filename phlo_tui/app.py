@@ -20,10 +20,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.api.commands import setup_logging
+from engine.api.pages import PipelineStatus, load_status
+from engine.api.pages.status import load_early_status
 from engine.clock import Clock, clock_from_env
 from engine.config import Settings, check_ready, load_settings
 from engine.errors import PhloError, PromotionError
-from engine.runs.logs import setup_logging
 from engine.runs.records import RunStatus
 from phlo_tui.commands import CommandApp, next_scheduled
 from phlo_tui.keys import APP_BINDINGS, binding_ids, check_keymap, key_rows
@@ -39,8 +41,6 @@ from phlo_tui.screens.quality import QualityScreen
 from phlo_tui.screens.runs import RunsScreen
 from phlo_tui.screens.sql import SqlScreen
 from phlo_tui.screens.text_modal import TextModal
-from phlo_tui.snapshot import PipelineStatus, load_status
-from phlo_tui.snapshot.status import load_early_status
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine

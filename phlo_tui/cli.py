@@ -327,7 +327,7 @@ def _check_args(args: argparse.Namespace, settings: Settings) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
     if args.command == "simulate" and args.export:
-        from engine.sim.export import export_command
+        from engine.api.commands import export_command
 
         print(
             export_command(
@@ -343,7 +343,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "simulate":
-        from engine.sim.server import serve_forever
+        from engine.api.commands import serve_forever
 
         serve_forever(
             port=args.port, seed=args.seed, tz=load_settings(demo=True).timezone, uploader=args.uploader
@@ -356,7 +356,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command is not None:
             print("phlo-tui: error: --daemon takes no command", file=sys.stderr)
             return EXIT_USAGE
-        from engine.daemon import Daemon
+        from engine.api.commands import Daemon
 
         return Daemon(settings).serve()
     if args.command is None:

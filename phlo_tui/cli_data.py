@@ -49,7 +49,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return _export(settings, args)
     if args.command == "tables":
         return _tables(settings, args)
-    from engine.outputs.backup import backup, restore, verify
+    from engine.api.commands import backup, restore, verify
 
     progress = _Progress("verifying" if args.command == "restore" or args.verify else "backing up")
     if args.command == "backup" and args.verify:
@@ -76,9 +76,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.api.commands import ENTRIES_TABLE, export_nightscout_entries, export_table
     from engine.api.facade import Engine
     from engine.errors import PhloError
-    from engine.outputs.export import ENTRIES_TABLE, export_nightscout_entries, export_table
 
     nightscout = args.fmt == "nightscout"
     if nightscout != (args.table == "entries"):
@@ -100,9 +100,9 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _tables(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.api.commands import reader_tables
     from engine.api.facade import Engine
     from engine.errors import PhloError
-    from engine.outputs.export import reader_tables
 
     if not settings.runs_db.exists():
         raise PhloError(f"there is no phlo home at {settings.home}", "check PHLO_HOME (or --demo)")

@@ -11,11 +11,11 @@ from textual import work
 from textual.app import App
 from textual.timer import Timer
 
+from engine.api.pages import PipelineStatus
 from engine.clock import wall_clock
 from engine.errors import PhloError, PromotionError
 from engine.runs.records import RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
-from phlo_tui.snapshot import PipelineStatus
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine

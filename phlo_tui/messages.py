@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
+from engine.api.pages import PipelineStatus
 from engine.runs.records import RunRecord
-from phlo_tui.snapshot import PipelineStatus
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine

@@ -16,10 +16,8 @@ from engine.clock import clock_from_env
 from engine.config import UNITS, Settings
 
 if TYPE_CHECKING:
+    from engine.api.commands import Period, ReportReader, ReportResult
     from engine.api.facade import Engine
-    from engine.outputs.report.data import ReportReader
-    from engine.outputs.report.export import ReportResult
-    from engine.outputs.report.period import Period
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +49,7 @@ def _units(text: str) -> str:
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
     """The command: writes the report and prints where, the period and whether the data was sufficient.
     The period ends at data time (engine.clock: $PHLO_NOW, else the wall clock), as `metrics`' does."""
-    from engine.outputs.report.export import default_report_path
-    from engine.outputs.report.period import resolve_period
+    from engine.api.commands import default_report_path, resolve_period
 
     now = clock_from_env()()
     period = resolve_period(settings.zone, now, days=args.days, since=args.since, until=args.until)
@@ -100,7 +97,7 @@ def export_from(
     force: bool,
     now: datetime,
 ) -> ReportResult:
-    from engine.outputs.report.export import export_report
+    from engine.api.commands import export_report
 
     return export_report(
         reader, settings, period=period, out=out, units=units, branch=branch, force=force, now=now
@@ -112,8 +109,7 @@ def export_on_screen(
 ) -> ReportResult:
     """The dashboard's `e`: the report of local days `since`..`until` (the period on screen, `now` the
     dashboard's clock) into PHLO_HOME/reports/, replacing an earlier export of the same period."""
-    from engine.outputs.report.export import default_report_path
-    from engine.outputs.report.period import Period
+    from engine.api.commands import Period, default_report_path
 
     period = Period(since, until)
     directory = engine.settings.home / "reports"

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from textual.message import Message
 from textual.screen import Screen
 
+from engine.api.commands import ReportResult
 from engine.api.sufficiency import MIN_DAYS
-from engine.outputs.report.export import ReportResult
 from phlo_tui.screens.charts import ChartsScreen
 from phlo_tui.screens.overview import OverviewScreen
 

@@ -28,14 +28,14 @@ from textual.widgets import Digits
 
 from engine.api.facade import Engine
 from engine.api.fastread import RECORDED_TABLES, FastReader, NotRecorded
+from engine.api.pages.overview import READINGS, load_early_overview, load_overview
+from engine.api.pages.status import load_early_status, load_status
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.lake.promotion import promote
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import EngineReady, PhloApp, StatusPolled
 from phlo_tui.screens.overview import OverviewLoaded
-from phlo_tui.snapshot.overview import READINGS, load_early_overview, load_overview
-from phlo_tui.snapshot.status import load_early_status, load_status
 from phlo_tui.widgets.pipeline_bar import PipelineBar
 from tests.simclock import HOUR, START, Clock
 from tests.test_tui import settle
@@ -220,7 +220,7 @@ def test_the_early_read_imports_no_heavy_library(lake: Home) -> None:
         "import sys;"
         "from engine.clock import clock_from_env;"
         "from engine.config import load_settings;"
-        "from phlo_tui.snapshot.overview import load_early_overview;"
+        "from engine.api.pages.overview import load_early_overview;"
         "snapshot = load_early_overview(load_settings(), clock_from_env()());"
         "heavy = ('pyiceberg', 'pandas', 'dlt', 'pandera', 'sqlalchemy', 'pyarrow');"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), snapshot is not None)"

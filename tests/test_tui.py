@@ -22,6 +22,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Digits, Input, Label
 
 from engine.api.facade import Engine
+from engine.api.pages import BandShares, BolusOutcome, ChartsSnapshot, DayTreatments, TreatmentMark
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
@@ -37,7 +38,6 @@ from phlo_tui.screens.quality import QualityLoaded
 from phlo_tui.screens.runs import RunsLoaded
 from phlo_tui.screens.sql import QueryFinished
 from phlo_tui.screens.text_modal import TextModal
-from phlo_tui.snapshot import BandShares, BolusOutcome, ChartsSnapshot, DayTreatments, TreatmentMark
 from phlo_tui.widgets.band_panel import BandPanel, bar_cells
 from phlo_tui.widgets.bolus_table import BolusTable
 from phlo_tui.widgets.glucose import BANDS, ago, arrow, band_of, glucose_text

@@ -108,9 +108,9 @@ def test_the_charts_title_says_what_history_a_long_window_has() -> None:
     from datetime import date
     from zoneinfo import ZoneInfo
 
+    from engine.api.pages import ChartsSnapshot
+    from engine.api.pages.charts import DayMetrics
     from engine.api.sufficiency import assess
-    from phlo_tui.snapshot import ChartsSnapshot
-    from phlo_tui.snapshot.charts import DayMetrics
 
     until = date(2026, 3, 18)
     since = until - timedelta(days=89)

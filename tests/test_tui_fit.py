@@ -21,12 +21,12 @@ from textual.widgets._footer import FooterKey
 
 import phlo_tui
 from engine.api.facade import Engine
+from engine.api.pages import BandShares, ChartsSnapshot, DayMetrics, HourProfile, OverviewSnapshot
 from engine.api.sufficiency import Sufficiency
 from engine.config import load_settings
 from phlo_tui.app import PhloApp
 from phlo_tui.screens.confirm_promote import ConfirmPromote
 from phlo_tui.screens.help import HelpScreen
-from phlo_tui.snapshot import BandShares, ChartsSnapshot, DayMetrics, HourProfile, OverviewSnapshot
 from phlo_tui.widgets.band_panel import BandPanel
 from phlo_tui.widgets.charts_plot import ChartsPlot
 from phlo_tui.widgets.glucose import BANDS

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from textual.worker import Worker
 
-from phlo_tui.snapshot import PipelineStatus
+from engine.api.pages import PipelineStatus
 from phlo_tui.widgets.nav import ScreenTabs
 from phlo_tui.widgets.pipeline_bar import PipelineBar
 

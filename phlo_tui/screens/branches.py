@@ -12,10 +12,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 from textual.worker import get_current_worker
 
+from engine.api.pages import BranchesSnapshot, load_branches
 from phlo_tui.screens.base import PhloScreen
 from phlo_tui.screens.confirm_promote import DIFF_COLUMNS, ConfirmPromote, diff_row
 from phlo_tui.screens.text_modal import TextModal
-from phlo_tui.snapshot import BranchesSnapshot, load_branches
 
 
 class DiffComputed(Message):

@@ -9,8 +9,8 @@ from textual.message import Message
 from textual.widgets import ContentSwitcher, Label
 from textual.worker import get_current_worker
 
+from engine.api.pages import ChartsSnapshot, load_charts
 from phlo_tui.screens.base import PhloScreen
-from phlo_tui.snapshot import ChartsSnapshot, load_charts
 from phlo_tui.widgets.agp_chart import AgpChart
 from phlo_tui.widgets.bolus_table import BolusTable
 from phlo_tui.widgets.hourly_chart import HourlyChart

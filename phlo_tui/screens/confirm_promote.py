@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label
 
 if TYPE_CHECKING:
-    from engine.lake.diff import TableDiff
+    from engine.api.commands import TableDiff
 
 
 def days_text(days: tuple[str, ...]) -> str:

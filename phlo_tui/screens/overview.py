@@ -9,9 +9,9 @@ from textual.message import Message
 from textual.widgets import Label
 from textual.worker import get_current_worker
 
+from engine.api.pages import OverviewSnapshot, PipelineStatus, load_overview
+from engine.api.pages.overview import load_early_overview
 from phlo_tui.screens.base import PhloScreen
-from phlo_tui.snapshot import OverviewSnapshot, PipelineStatus, load_overview
-from phlo_tui.snapshot.overview import load_early_overview
 from phlo_tui.widgets.band_panel import BandPanel
 from phlo_tui.widgets.reading import LatestReading
 from phlo_tui.widgets.trace_plot import TracePlot

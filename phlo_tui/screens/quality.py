@@ -14,11 +14,11 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 from textual.worker import get_current_worker
 
+from engine.api.pages import QualitySnapshot, load_quality
+from engine.api.pages.pipeline import QUARANTINE_ROWS
 from engine.runs.records import CheckRecord
 from phlo_tui.screens.base import PhloScreen, cursor_key, restore_cursor
 from phlo_tui.screens.text_modal import TextModal
-from phlo_tui.snapshot import QualitySnapshot, load_quality
-from phlo_tui.snapshot.pipeline import QUARANTINE_ROWS
 
 SEVERITIES = ("all", "error", "warning")
 MAX_SAMPLES = 20

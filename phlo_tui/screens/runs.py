@@ -14,10 +14,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, Log
 from textual.worker import get_current_worker
 
+from engine.api.pages import PipelineStatus, RunsSnapshot, load_runs
 from engine.clock import wall_clock
 from engine.runs.records import RunRecord, RunStatus
 from phlo_tui.screens.base import PhloScreen, cursor_key, restore_cursor
-from phlo_tui.snapshot import PipelineStatus, RunsSnapshot, load_runs
 from phlo_tui.widgets.glucose import duration_text
 from phlo_tui.widgets.pipeline_bar import STATUS_ICONS
 

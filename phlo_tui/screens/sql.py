@@ -16,7 +16,7 @@ from textual.worker import get_current_worker
 from phlo_tui.screens.base import PhloScreen
 
 if TYPE_CHECKING:
-    from engine.lake.views import QueryResult
+    from engine.api.commands import QueryResult
 
 MAX_ROWS = 1000
 EXAMPLE = "select reading_date, round(time_in_range_pct, 1) as tir from gold.fct_daily_glucose_metrics order by 1 desc"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from phlo_tui.snapshot import BandShares, OverviewSnapshot
+from engine.api.pages import BandShares, OverviewSnapshot
 from phlo_tui.widgets.glucose import BANDS, glucose_text
 
 LABEL_WIDTH = 7

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
-from phlo_tui.snapshot import BolusOutcome, ChartsSnapshot
+from engine.api.pages import BolusOutcome, ChartsSnapshot
 from phlo_tui.widgets.glucose import MMOL_PER_MG, glucose_text
 
 COLUMNS = ("bolus at", "U", "carbs", "before", "after", "change", "lowest", "low min", "hypo")

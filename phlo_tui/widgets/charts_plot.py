@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phlo_tui.snapshot import ChartsSnapshot
+from engine.api.pages import ChartsSnapshot
 from phlo_tui.widgets.band_plot import BandPlot
 
 

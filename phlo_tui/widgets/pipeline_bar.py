@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from rich.text import Text
 from textual.widget import Widget
 
+from engine.api.pages import PipelineStatus
 from engine.runs.records import RunRecord, RunStatus, StepStatus
-from phlo_tui.snapshot import PipelineStatus
 from phlo_tui.widgets.glucose import ago, duration_text
 
 STATUS_ICONS = {

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Digits, Label
 
-from phlo_tui.snapshot import OverviewSnapshot
+from engine.api.pages import OverviewSnapshot
 from phlo_tui.widgets.glucose import ARROWS, BANDS, ago, arrow, band_of, glucose_text
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from phlo_tui.snapshot import OverviewSnapshot
+from engine.api.pages import OverviewSnapshot
 from phlo_tui.widgets.band_plot import BandPlot
 from phlo_tui.widgets.glucose import Band, band_of
 

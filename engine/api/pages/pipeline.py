@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.api.pages.status import existing_tables
 from engine.errors import PromotionError
 from engine.runs.records import CheckRecord, PromotionRecord, RunRecord
-from phlo_tui.snapshot.status import existing_tables
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine

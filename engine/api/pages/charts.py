@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from engine.api.sufficiency import Sufficiency, assess
-from phlo_tui.snapshot.status import existing_tables
-from phlo_tui.snapshot.treatments import (
+from engine.api.pages.status import existing_tables
+from engine.api.pages.treatments import (
     BolusOutcome,
     DayTreatments,
     load_bolus_outcomes,
     load_daily_treatments,
 )
+from engine.api.sufficiency import Sufficiency, assess
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine

@@ -1,9 +1,9 @@
 """What each page shows, read from the engine facade into frozen snapshots; workers call the loaders,
 renderers read the snapshots and do no I/O."""
 
-from phlo_tui.snapshot.charts import ChartsSnapshot, DayMetrics, HourProfile, load_charts
-from phlo_tui.snapshot.overview import BandShares, OverviewSnapshot, Reading, load_overview
-from phlo_tui.snapshot.pipeline import (
+from engine.api.pages.charts import ChartsSnapshot, DayMetrics, HourProfile, load_charts
+from engine.api.pages.overview import BandShares, OverviewSnapshot, Reading, load_overview
+from engine.api.pages.pipeline import (
     BranchesSnapshot,
     QualitySnapshot,
     QuarantinedRow,
@@ -13,8 +13,8 @@ from phlo_tui.snapshot.pipeline import (
     load_runs,
     tail_run_log,
 )
-from phlo_tui.snapshot.status import PipelineStatus, existing_tables, load_status
-from phlo_tui.snapshot.treatments import BolusOutcome, DayTreatments, TreatmentMark
+from engine.api.pages.status import PipelineStatus, existing_tables, load_status
+from engine.api.pages.treatments import BolusOutcome, DayTreatments, TreatmentMark
 
 __all__ = [
     "BandShares",

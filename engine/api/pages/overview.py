@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from engine.api.pages.status import read_early
+from engine.api.pages.treatments import TreatmentMark, load_marks
 from engine.api.sufficiency import MIN_DAYS, Sufficiency, assess, assess_day
-from phlo_tui.snapshot.status import read_early
-from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
 
 if TYPE_CHECKING:
     from engine.config import Settings
