@@ -19,7 +19,7 @@ from engine.config import Settings
 from engine.errors import PhloError
 from engine.outputs.backup_schedule import ScheduledBackups
 from engine.runs.logs import setup_logging
-from engine.runs.records import CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
+from engine.runs.records import CommandKind, CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
 from engine.runs.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -35,22 +35,22 @@ def execute_command(engine: Engine, command: CommandRecord) -> tuple[int, str | 
     args = command.args
     try:
         run: RunRecord
-        if command.kind == "run":
+        if command.kind is CommandKind.RUN:
             run = engine.run_now(
                 RunTrigger(args.get("trigger", "manual")), full_refresh=bool(args.get("full_refresh"))
             )
-        elif command.kind == "backfill":
+        elif command.kind is CommandKind.BACKFILL:
             run = engine.backfill(str(args["since"]), args.get("until"))
-        elif command.kind == "import":
+        elif command.kind is CommandKind.IMPORT:
             run = engine.import_file(
                 Path(str(args["path"])),
                 file_format=args.get("format"),
                 timezone=args.get("timezone"),
                 date_order=args.get("date_order"),
             )
-        elif command.kind == "backup_cut":
+        elif command.kind is CommandKind.BACKUP_CUT:
             return 0, None, {"staging": str(engine.backup_cut())}
-        elif command.kind == "promote":
+        elif command.kind is CommandKind.PROMOTE:
             record = engine.promote()
             return 0, None, {"promotion": record.to_json() if record else None}
         else:

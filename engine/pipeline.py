@@ -31,13 +31,13 @@ from engine.ingest.nightscout import (
 )
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 from engine.ingest.tables import RAW_TABLES
-from engine.ingest.validation import CheckResult, Severity
+from engine.ingest.validation import CheckResult
 from engine.lake.maintenance import run_maintenance, snapshots_in_use
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
 from engine.publish.publisher import Publisher
 from engine.runs.logs import CURRENT_RUN
-from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger
+from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger, Severity
 from engine.runs.store import RunStore, blocking_text
 from engine.transform.layers import LayerBuilder, local_months
 from engine.transform.models import Model
@@ -529,7 +529,7 @@ class Pipeline:
                         check=r.check,
                         table=r.table,
                         column=r.column,
-                        severity=str(r.severity.value),
+                        severity=r.severity,
                         failing_count=r.failing_count,
                         samples=r.samples,
                     )

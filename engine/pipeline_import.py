@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE, Source
 from engine.ingest.tables import IMPORT_RECORDS
-from engine.ingest.validation import Severity
+from engine.runs.records import Severity
 
 if TYPE_CHECKING:
     from engine.ingest.imports.common import CsvImport

@@ -19,6 +19,7 @@ from engine.api.reads import metrics_answer
 from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
+from engine.runs.records import CommandKind
 from phlo_tui import cli_data, report
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def _promote(engine: Any, args: argparse.Namespace) -> int:
             print("not promoted")
             return 1
     if engine.daemon() is not None:
-        return _through_daemon(engine, "promote", {}, args.json)
+        return _through_daemon(engine, CommandKind.PROMOTE, {}, args.json)
     record = engine.promote()
     if args.json:
         _print_json(record.to_json() if record else None)
@@ -290,7 +291,7 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def _through_daemon(engine: Any, kind: str, command_args: dict[str, Any], as_json: bool) -> int:
+def _through_daemon(engine: Any, kind: CommandKind, command_args: dict[str, Any], as_json: bool) -> int:
     """A daemon owns this home: queue the command to it, wait, and report as if run here."""
     daemon = engine.daemon()
     print(f"queued to the running daemon (pid {daemon.pid})", file=sys.stderr)
@@ -379,7 +380,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command in ("run", "backfill", "import"):
             command_args = _command_args(args)
             if engine.daemon() is not None:
-                return _through_daemon(engine, args.command, command_args, args.json)
+                return _through_daemon(engine, CommandKind(args.command), command_args, args.json)
             if args.command == "run":
                 run = engine.run_now(full_refresh=args.full_refresh)
             elif args.command == "backfill":

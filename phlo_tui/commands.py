@@ -14,7 +14,7 @@ from textual.timer import Timer
 from engine.api.pages import PipelineStatus
 from engine.clock import wall_clock
 from engine.errors import PhloError, PromotionError
-from engine.runs.records import RunRecord, RunStatus, RunTrigger
+from engine.runs.records import CommandKind, RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class CommandApp(App[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="command")
     def run_pipeline(self, trigger: RunTrigger) -> None:
         if self.engine.daemon() is not None:
-            command = self.engine.submit("run", {"trigger": trigger.value})
+            command = self.engine.submit(CommandKind.RUN, {"trigger": trigger.value})
             result = command.result or {}
             if result.get("error"):
                 raise PhloError(str(result["error"]), str(result.get("hint") or ""))
@@ -159,7 +159,7 @@ class CommandApp(App[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="command")
     def promote_branches(self) -> None:
         if self.engine.daemon() is not None:
-            result = self.engine.submit("promote", {}).result or {}
+            result = self.engine.submit(CommandKind.PROMOTE, {}).result or {}
             if result.get("error"):
                 raise PromotionError(str(result["error"]), str(result.get("hint") or ""))
             promotion = result.get("promotion")

@@ -19,11 +19,10 @@ from engine.config import load_settings
 from engine.errors import PromotionError
 from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE
 from engine.ingest.tables import GLUCOSE_ENTRIES, RAW_TABLES
-from engine.ingest.validation import Severity
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
 from engine.pipeline import BatchOutcome, Pipeline, _Totals
-from engine.runs.records import RunStatus
+from engine.runs.records import RunStatus, Severity
 from engine.runs.store import RunStore
 from engine.sim.server import GlucoseSimulator
 from engine.transform.freshness import freshness

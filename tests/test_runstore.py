@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import LeaseHeldError, StepFailed
 from engine.runs.lease import WriterLock
-from engine.runs.records import CheckRecord, RunStatus, RunTrigger, StepStatus
+from engine.runs.records import CheckRecord, RunStatus, RunTrigger, Severity, StepStatus
 from engine.runs.store import RunStore
 
 
@@ -73,7 +73,7 @@ def test_quality_results_keep_twenty_samples(tmp_path: Path) -> None:
     run = store.create_run(RunTrigger.MANUAL)
     samples = tuple({"i": i} for i in range(50))
     store.record_checks(
-        [CheckRecord(run.id, "sgv_in_range", "raw.glucose_entries", "sgv", "error", 50, samples)]
+        [CheckRecord(run.id, "sgv_in_range", "raw.glucose_entries", "sgv", Severity.ERROR, 50, samples)]
     )
     (check,) = store.checks(run.id)
     assert check.failing_count == 50
@@ -109,11 +109,11 @@ def test_lease_of_dead_holder_on_another_host_waits_for_staleness(tmp_path: Path
 
 
 def test_command_queue_round_trip(tmp_path: Path) -> None:
-    from engine.runs.records import CommandStatus
+    from engine.runs.records import CommandKind, CommandStatus
 
     store = RunStore(tmp_path / "runs.sqlite")
-    first = store.enqueue("run", {"full_refresh": False})
-    second = store.enqueue("promote", {})
+    first = store.enqueue(CommandKind.RUN, {"full_refresh": False})
+    second = store.enqueue(CommandKind.PROMOTE, {})
     claimed = store.claim_command()
     assert claimed is not None and claimed.id == first and claimed.status is CommandStatus.RUNNING
     store.finish_command(first, CommandStatus.DONE, exit_code=3, run_id="r1", result={"status": "held"})
@@ -128,6 +128,23 @@ def test_command_queue_round_trip(tmp_path: Path) -> None:
     assert store.claim_command() is None
     assert store.abandon_commands() == 1
     assert store.command(second).status is CommandStatus.FAILED
+
+
+def test_a_command_kind_this_version_does_not_know_is_answered_not_crashed_on(tmp_path: Path) -> None:
+    """A newer phlo-tui may queue a kind an older daemon does not know: the record reads back as text,
+    the typed kinds as their enum, and the daemon answers the unknown one with exit 2 and a hint."""
+    from engine.daemon import execute_command
+    from engine.runs.records import CommandKind
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    known = store.enqueue(CommandKind.BACKFILL, {"since": "2026-01-01"})
+    unknown = store.enqueue("compact", {})  # type: ignore[arg-type]
+    assert store.command(known).kind is CommandKind.BACKFILL
+    record = store.command(unknown)
+    assert record.kind == "compact" and not isinstance(record.kind, CommandKind)
+    code, run_id, result = execute_command(None, record)  # type: ignore[arg-type]
+    assert (code, run_id) == (2, None)
+    assert "unknown command 'compact'" in result["error"] and result["hint"]
 
 
 def test_step_labels_name_the_source_and_the_window(tmp_path: Path) -> None:

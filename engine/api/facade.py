@@ -28,6 +28,7 @@ from engine.runs.lease import WriterLock, live_daemon
 from engine.runs.records import (
     ENTRIES_WATERMARK,
     CheckRecord,
+    CommandKind,
     CommandRecord,
     CommandStatus,
     LeaseRecord,
@@ -197,7 +198,7 @@ class Engine:
         from engine.outputs.backup import BackupError, take_cut
 
         if self.daemon() is not None:
-            command = self.submit("backup_cut", {})
+            command = self.submit(CommandKind.BACKUP_CUT, {})
             result = command.result or {}
             if command.exit_code != 0 or "staging" not in result:
                 raise BackupError(
@@ -230,7 +231,9 @@ class Engine:
         """The running daemon that owns this home, if any: then writes go through `submit`."""
         return None if self._lock.held else live_daemon(self.store)
 
-    def submit(self, kind: str, args: dict[str, Any], *, timeout_s: float | None = None) -> CommandRecord:
+    def submit(
+        self, kind: CommandKind, args: dict[str, Any], *, timeout_s: float | None = None
+    ) -> CommandRecord:
         """Queue a command for the running daemon and wait for its result.
 
         Raises PhloError when the daemon stops before answering, or after `timeout_s`.

@@ -9,7 +9,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +21,7 @@ from pandera.errors import SchemaErrors
 from engine.errors import ValidationError
 from engine.ingest.nightscout import DATE, TimeField
 from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE, TableDef
+from engine.runs.records import Severity
 from schemas.raw import (
     INT32_MAX,
     INT32_MIN,
@@ -41,13 +41,6 @@ ENTRY_IS_OBJECT = "entry_is_object"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-
-
-class Severity(StrEnum):
-    """How a failed check acts: an error quarantines the entry, a warning only reports it."""
-
-    ERROR = "error"
-    WARNING = "warning"
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from engine.config import Settings
-from engine.ingest.validation import CheckResult, Severity
+from engine.ingest.validation import CheckResult
 from engine.lake.store import Lake
 from engine.lake.views import connect
 from engine.publish.pgcluster import ClusterError, PrivateCluster, find_server_binaries
 from engine.publish.target import NO_POSTGRES, PublishError, describe_target, private_cluster, redact_dsn
-from engine.runs.records import PromotionRecord, PromotionState
+from engine.runs.records import PromotionRecord, PromotionState, Severity
 from engine.runs.retry import RetryPolicy, call_with_retry
 from engine.transform.model_files import LAYERS, SQL_DIR
 from engine.transform.quality import schema_checks

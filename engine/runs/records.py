@@ -12,6 +12,13 @@ ENTRIES_WATERMARK = "nightscout:entries"
 """Run-store key of the glucose entries' watermark (engine/ingest/sources.py): the newest reading stored."""
 
 
+class Severity(StrEnum):
+    """How a failed check acts: an error quarantines the entry, a warning only reports it."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
 class RunStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -118,7 +125,7 @@ class CheckRecord:
     check: str
     table: str
     column: str | None
-    severity: str
+    severity: Severity
     failing_count: int
     samples: tuple[dict[str, Any], ...] = ()
 
@@ -142,6 +149,24 @@ def _ts(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+class CommandKind(StrEnum):
+    """What a process queues to the daemon that owns the home (engine.daemon.execute_command runs it)."""
+
+    RUN = "run"
+    BACKFILL = "backfill"
+    IMPORT = "import"
+    BACKUP_CUT = "backup_cut"
+    PROMOTE = "promote"
+
+    @classmethod
+    def read(cls, text: str) -> CommandKind | str:
+        """The kind as stored; a kind this version does not know (queued by a newer one) stays text."""
+        try:
+            return cls(text)
+        except ValueError:
+            return text
+
+
 class CommandStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -152,7 +177,7 @@ class CommandStatus(StrEnum):
 @dataclass(frozen=True)
 class CommandRecord:
     id: int
-    kind: str
+    kind: CommandKind | str
     args: dict[str, Any]
     status: CommandStatus
     created_at: datetime

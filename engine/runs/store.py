@@ -18,6 +18,7 @@ from typing import Any
 from engine.errors import LeaseHeldError, PhloError, RunStoreError, StepFailed
 from engine.runs.records import (
     CheckRecord,
+    CommandKind,
     CommandRecord,
     CommandStatus,
     LeaseRecord,
@@ -26,6 +27,7 @@ from engine.runs.records import (
     RunRecord,
     RunStatus,
     RunTrigger,
+    Severity,
     StepHandle,
     StepRecord,
     StepStatus,
@@ -496,7 +498,9 @@ class RunStore:
             "order by r.started_at desc, q.rowid",
             args,
         ).fetchall()
-        return [CheckRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6]))) for r in rows]
+        return [
+            CheckRecord(r[0], r[1], r[2], r[3], Severity(r[4]), r[5], tuple(json.loads(r[6]))) for r in rows
+        ]
 
     # watermarks
 
@@ -629,7 +633,7 @@ class RunStore:
         return [
             blocking_text(c.table, c.check, c.column, c.failing_count)
             for c in self.checks(row[0])
-            if c.severity == "error"
+            if c.severity is Severity.ERROR
         ]
 
     # local months whose layers must be rebuilt; kept until a layer build commits them
@@ -712,7 +716,7 @@ class RunStore:
 
     # the command queue: what other processes ask the daemon to do
 
-    def enqueue(self, kind: str, args: dict[str, Any]) -> int:
+    def enqueue(self, kind: CommandKind, args: dict[str, Any]) -> int:
         with self._tx() as con:
             cur = con.execute(
                 "insert into commands (kind, args, status, created_at) values (?, ?, ?, ?)",
@@ -770,7 +774,7 @@ class RunStore:
             raise PhloError(f"no command {command_id} in {self.path}")
         return CommandRecord(
             id=row[0],
-            kind=row[1],
+            kind=CommandKind.read(row[1]),
             args=json.loads(row[2]),
             status=CommandStatus(row[3]),
             created_at=datetime.fromisoformat(row[4]),

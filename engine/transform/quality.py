@@ -14,7 +14,8 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 from pandera.errors import SchemaErrors
 
-from engine.ingest.validation import MAX_SAMPLES, CheckResult, Severity
+from engine.ingest.validation import MAX_SAMPLES, CheckResult
+from engine.runs.records import Severity
 
 CONTINUITY_GAP_MINUTES = 30
 FRESH_WARNING = timedelta(hours=1)

@@ -23,8 +23,7 @@ from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.errors import PhloError
 from engine.ingest.sources import GLUCOSE, SOURCES, TREATMENTS_SOURCE, Source
-from engine.ingest.validation import Severity
-from engine.runs.records import RunRecord, RunStatus
+from engine.runs.records import RunRecord, RunStatus, Severity
 from engine.transform.quality import schema_checks
 from schemas import TABLE_SCHEMAS
 from tests.simclock import START, START_S

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.api.pages.status import existing_tables
 from engine.errors import PromotionError
-from engine.runs.records import CheckRecord, PromotionRecord, RunRecord
+from engine.runs.records import CheckRecord, PromotionRecord, RunRecord, Severity
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine
@@ -118,7 +118,7 @@ class QualitySnapshot:
         """Whether error checks of raw tables are listed: their rows went to the quarantine and hold
         nothing by themselves (the quarantine-ratio check, also on a raw table, is the one that holds)."""
         return any(
-            c.severity == "error" and c.table.startswith("raw.") and c.check != "quarantine_ratio"
+            c.severity is Severity.ERROR and c.table.startswith("raw.") and c.check != "quarantine_ratio"
             for c in self.checks
         )
 

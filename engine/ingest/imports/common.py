@@ -23,7 +23,8 @@ from pandera.errors import SchemaErrors
 from engine.errors import SourceError, ValidationError
 from engine.ingest.imports.detect import delimiter
 from engine.ingest.tables import IMPORT_RECORDS
-from engine.ingest.validation import CheckResult, Severity
+from engine.ingest.validation import CheckResult
+from engine.runs.records import Severity
 from schemas.imports import FRAME_CHECK_COLUMN, GLUCOSE_KINDS, HIGH_MG_DL, LOW_MG_DL, NOW_MS_ATTR
 
 MMOL_TO_MG_DL = 18.016
