@@ -46,6 +46,7 @@ from engine.runs.records import RunRecord, RunTrigger
 from engine.runs.store import RunStore
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from engine.transform.layers import LayerBuilder
+from engine.transform.model_files import macro_files
 from engine.transform.models import Materialized, Model, table_references
 
 if __package__ in (None, ""):
@@ -75,6 +76,7 @@ flags:
   send_anonymous_usage_stats: false
   partial_parse: true
 on-run-start:
+  - "{{{{ phlo_sql_macros() }}}}"
   - "SET GLOBAL TimeZone = '{zone}'"
   - "SET VARIABLE phlo_timezone = '{zone}'"
 models:
@@ -191,6 +193,12 @@ def write_dbt_project(root: Path, databases: DbtDatabases, models: list[Model], 
     )
     (root / "macros" / "generate_schema_name.sql").write_text(GENERATE_SCHEMA_NAME)
     (root / "macros" / "phlo_input.sql").write_text(PHLO_INPUT)
+    # sql/macros/ (DuckDB table macros the models call), defined in the database before any model runs.
+    (root / "macros" / "phlo_sql_macros.sql").write_text(
+        "{% macro phlo_sql_macros() %}\n"
+        + ";\n".join(path.read_text().strip().rstrip(";") for path in macro_files())
+        + "\n{% endmacro %}\n"
+    )
     raw_tables = sorted({d.split(".")[1] for m in models for d in m.depends_on if d.startswith("raw.")})
     (root / "models").mkdir()
     (root / "models" / "sources.yml").write_text(

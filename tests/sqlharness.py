@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
+from engine.transform.models import define_macros
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("bronze", "silver", "gold", "marts")
@@ -90,6 +91,7 @@ def connect(zone: str, session_zone: str | None = None) -> duckdb.DuckDBPyConnec
     con.execute("set variable phlo_timezone = $1", [zone])
     for layer in ("raw", *LAYERS):
         con.execute(f"create schema {layer}")
+    define_macros(con)
     return con
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
-from engine.transform.models import Materialized, discover_models
+from engine.transform.models import Materialized, define_macros, discover_models
 from schemas.bronze import StgGlucoseEntries
 from schemas.gold import FactDailyGlucoseMetrics, FactHourlyGlucoseProfile
 from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview
@@ -597,6 +597,7 @@ def test_schemas_reject_doctored_rows_with_their_severity(realistic: duckdb.Duck
 
 def test_models_refuse_to_guess_the_time_zone() -> None:
     con = duckdb.connect()
+    define_macros(con)
     con.execute("create schema raw")
     con.register("arrow_raw", raw_entries([(datetime(2024, 5, 1, 8), 100)], "UTC"))
     con.execute("create view raw.glucose_entries as select * from arrow_raw")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from engine.errors import PhloError
-from engine.transform.model_files import SQL_DIR, model_files
+from engine.transform.model_files import SQL_DIR, macro_files, model_files
 
 PARTITION_COLUMN = "reading_month"
 
@@ -175,6 +176,17 @@ def sql_error(model: Model, error: duckdb.Error) -> ModelError:
 Registrar = Callable[[duckdb.DuckDBPyConnection, str, "set[str] | None"], None]
 
 
+@functools.cache
+def _macro_sql() -> tuple[str, ...]:
+    return tuple(path.read_text() for path in macro_files())
+
+
+def define_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Define sql/macros/ on `con`: the models call them. Idempotent (each file is a `create or replace`)."""
+    for sql in _macro_sql():
+        con.execute(sql)
+
+
 def build_model(
     con: duckdb.DuckDBPyConnection, model: Model, months: set[str] | None, register: Registrar
 ) -> ModelResult:
@@ -184,6 +196,7 @@ def build_model(
     and their neighbours, and keeps only output rows of `months`. Raises ModelError on SQL errors.
     """
     started = time.perf_counter()
+    define_macros(con)
     incremental = months is not None and model.materialized is Materialized.INCREMENTAL
     for dep in model.depends_on:
         register(con, dep, neighbour_months(months) if incremental and months is not None else None)

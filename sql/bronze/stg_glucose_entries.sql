@@ -12,7 +12,7 @@
 -- Before that, one version per document (an API v3 identifier, else the _id: the one the site
 -- changed last), and a document whose version says isValid false (deleted, as API v3 deletes)
 -- goes no further (docs/closed-loop.md).
-with recursive versions as (
+with versions as (
     select *
     from raw.glucose_entries
     qualify row_number() over (
@@ -37,62 +37,16 @@ sgv_entries as (
     where type = 'sgv' and sgv is not null and coalesce(is_valid, true)
 ),
 
--- Entries of the same value closer than 60 s to the previous one form a chain; almost every
--- chain is a single entry, so only the longer ones go through the greedy walk below.
-chained as (
-    select
-        *,
-        reading_epoch_ms - lag(reading_epoch_ms) over same_value < 60000 as continues_chain
+-- Duplicate uploads collapse by the sgv (sql/macros/keep_first_upload.sql).
+uploads as (
+    select sgv as dup_key, reading_epoch_ms as dup_epoch_ms, entry_id as dup_id
     from sgv_entries
-    window same_value as (partition by sgv order by reading_epoch_ms, entry_id)
-),
-
-chains as (
-    select
-        *,
-        sum(case when continues_chain then 0 else 1 end) over (
-            partition by sgv order by reading_epoch_ms, entry_id rows unbounded preceding
-        ) as chain_no
-    from chained
-),
-
-numbered as (
-    select
-        *,
-        row_number() over (partition by sgv, chain_no order by reading_epoch_ms, entry_id) as chain_pos,
-        count(*) over (partition by sgv, chain_no) as chain_length
-    from chains
-),
-
-in_long_chains as (
-    select sgv, chain_no, chain_pos, entry_id, reading_epoch_ms
-    from numbered
-    where chain_length > 1
-),
-
--- Walks each chain one position per step, carrying the date of the entry last kept.
-greedy (sgv, chain_no, chain_pos, entry_id, is_kept, kept_epoch_ms) as (
-    select sgv, chain_no, chain_pos, entry_id, true, reading_epoch_ms
-    from in_long_chains
-    where chain_pos = 1
-    union all
-    select
-        n.sgv,
-        n.chain_no,
-        n.chain_pos,
-        n.entry_id,
-        n.reading_epoch_ms - g.kept_epoch_ms >= 60000,
-        case when n.reading_epoch_ms - g.kept_epoch_ms >= 60000 then n.reading_epoch_ms else g.kept_epoch_ms end
-    from greedy as g
-    inner join in_long_chains as n
-        on n.sgv = g.sgv and n.chain_no = g.chain_no and n.chain_pos = g.chain_pos + 1
 ),
 
 kept as (
-    select n.*
-    from numbered as n
-    left join greedy as g on g.entry_id = n.entry_id
-    where n.chain_length = 1 or g.is_kept
+    select *
+    from sgv_entries
+    where entry_id in (select dup_id from keep_first_upload('uploads'))
 ),
 
 -- Without the zone every local month would be null and an incremental run would keep nothing.

@@ -23,7 +23,7 @@
 -- has the same canonical event type, insulin, carbs, duration and basal rate (nulls equal) less
 -- than 60 s earlier. The same bolus given again minutes later is a second bolus and stays.
 -- Greedy, not chained, as for glucose.
-with recursive versions as (
+with versions as (
     select *
     from raw.treatments
     qualify row_number() over (
@@ -118,64 +118,16 @@ keyed as (
     from localised
 ),
 
--- Treatments of the same dose closer than 60 s to the previous one form a chain; almost every
--- chain is a single treatment, so only the longer ones go through the greedy walk below.
-chained as (
-    select
-        *,
-        treatment_epoch_ms - lag(treatment_epoch_ms) over same_dose < 60000 as continues_chain
+-- Duplicate uploads collapse by the dose (sql/macros/keep_first_upload.sql).
+uploads as (
+    select dose_key as dup_key, treatment_epoch_ms as dup_epoch_ms, treatment_id as dup_id
     from keyed
-    window same_dose as (partition by dose_key order by treatment_epoch_ms, treatment_id)
-),
-
-chains as (
-    select
-        *,
-        sum(case when continues_chain then 0 else 1 end) over (
-            partition by dose_key order by treatment_epoch_ms, treatment_id rows unbounded preceding
-        ) as chain_no
-    from chained
-),
-
-numbered as (
-    select
-        *,
-        row_number() over (partition by dose_key, chain_no order by treatment_epoch_ms, treatment_id) as chain_pos,
-        count(*) over (partition by dose_key, chain_no) as chain_length
-    from chains
-),
-
-in_long_chains as (
-    select dose_key, chain_no, chain_pos, treatment_id, treatment_epoch_ms
-    from numbered
-    where chain_length > 1
-),
-
--- Walks each chain one position per step, carrying the time of the treatment last kept.
-greedy (dose_key, chain_no, chain_pos, treatment_id, is_kept, kept_epoch_ms) as (
-    select dose_key, chain_no, chain_pos, treatment_id, true, treatment_epoch_ms
-    from in_long_chains
-    where chain_pos = 1
-    union all
-    select
-        n.dose_key,
-        n.chain_no,
-        n.chain_pos,
-        n.treatment_id,
-        n.treatment_epoch_ms - g.kept_epoch_ms >= 60000,
-        case
-            when n.treatment_epoch_ms - g.kept_epoch_ms >= 60000 then n.treatment_epoch_ms else g.kept_epoch_ms
-        end
-    from greedy as g
-    inner join in_long_chains as n
-        on n.dose_key = g.dose_key and n.chain_no = g.chain_no and n.chain_pos = g.chain_pos + 1
 ),
 
 kept as (
-    select n.*
-    from numbered as n
-    left join greedy as g on g.treatment_id = n.treatment_id
-    where n.chain_length = 1 or g.is_kept
+    select *
+    from keyed
+    where treatment_id in (select dup_id from keep_first_upload('uploads'))
 ),
 
 delivered as (
