@@ -7,6 +7,7 @@ import logging
 import os
 import stat
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,77 +53,155 @@ def _system_timezone() -> str:
         return "UTC"
 
 
+def _check_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {value!r}") from e
+
+
+def _check_url(value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """How one setting is read and checked, declared beside its field in `Settings` (by `setting`)."""
+
+    env: str | None = None
+    """Its environment variable when not PHLO_<NAME>."""
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    """The values it takes, matched in any case (mmol/l is mmol/L)."""
+    check: Callable[[Any], None] | None = None
+    """Raises ValueError for a value it refuses."""
+    unit: str | None = None
+    hint: str | None = None
+    """How to fix a bad value; by default said from the kind, the range or the choices."""
+    configurable: bool = True
+    """False: set by the program (--demo), never by the file or the environment."""
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    env: str | None = None,
+    range: tuple[float, float] | None = None,
+    choices: tuple[str, ...] | None = None,
+    check: Callable[[Any], None] | None = None,
+    unit: str | None = None,
+    hint: str | None = None,
+    configurable: bool = True,
+) -> Any:
+    """A field of `Settings` with everything about it in one place: default, variable, range or choices,
+    check and hint. Its kind is the field's type."""
+    spec = SettingSpec(env, range, choices, check, unit, hint, configurable)
+    if factory is not None:
+        return field(default_factory=factory, metadata={"setting": spec})
+    return field(default=default, metadata={"setting": spec})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the engine can be told. Each field documents its key in the file and its variable."""
 
-    home: Path
+    home: Path = setting(env="PHLO_HOME")
     """Where the lake, run store, logs and private PostgreSQL live. PHLO_HOME."""
-    nightscout_url: str | None = None
+    nightscout_url: str | None = setting(
+        None,
+        env="NIGHTSCOUT_URL",
+        check=_check_url,
+        hint="use the site's base URL, e.g. https://my-site.example.org",
+    )
     """Base URL of the Nightscout site. NIGHTSCOUT_URL."""
-    nightscout_token: Secret | None = None
+    nightscout_token: Secret | None = setting(None, env="NIGHTSCOUT_TOKEN")
     """Access token, sent as ?token=. NIGHTSCOUT_TOKEN."""
-    nightscout_api_secret: Secret | None = None
+    nightscout_api_secret: Secret | None = setting(None, env="NIGHTSCOUT_API_SECRET")
     """API_SECRET of the site, sent as its SHA-1 in the api-secret header. NIGHTSCOUT_API_SECRET."""
-    postgres_dsn: Secret | None = None
+    postgres_dsn: Secret | None = setting(None, env="PHLO_POSTGRES_DSN")
     """PostgreSQL to publish the marts to. PHLO_POSTGRES_DSN."""
-    catalog_uri: Secret | None = None
+    catalog_uri: Secret | None = setting(
+        None,
+        check=check_catalog_uri,
+        hint="use postgresql://user:password@host:port/database, or leave it unset for the catalog file in the home",
+    )
     """Where the lake's Iceberg catalog lives: unset, PHLO_HOME/lake/catalog.sqlite; a
     postgresql://user:password@host:port/database URI keeps it in PostgreSQL, in the tables of
     Iceberg's JDBC catalog, for Trino or Spark (docs/scale-out.md). PHLO_CATALOG_URI."""
-    manage_postgres: bool = True
+    manage_postgres: bool = setting(True)
     """Without PHLO_POSTGRES_DSN, run a private PostgreSQL under PHLO_HOME/postgres when its server
     binaries are installed; false skips publishing instead. PHLO_MANAGE_POSTGRES."""
-    timezone: str = field(default_factory=_system_timezone)
+    timezone: str = setting(
+        factory=_system_timezone,
+        check=_check_zone,
+        hint="use an IANA zone name such as Europe/Berlin or America/Los_Angeles",
+    )
     """IANA zone that defines a person's days and hours. PHLO_TIMEZONE."""
-    units: str = "mg/dL"
+    units: str = setting("mg/dL", choices=UNITS)
     """Display units, mg/dL or mmol/L. PHLO_UNITS."""
-    initial_days: int = 14
+    initial_days: int = setting(14, range=(1, 3650), unit="days")
     """How much history a first run without a watermark fetches. PHLO_INITIAL_DAYS."""
-    backfill_window_days: int = 30
+    backfill_window_days: int = setting(30, range=(1, 30), unit="days")
     """Largest window one Nightscout query asks for. PHLO_BACKFILL_WINDOW_DAYS."""
-    page_size: int = 10000
+    page_size: int = setting(10000, range=(10, 100000))
     """Entries per Nightscout request (its `count`). PHLO_PAGE_SIZE."""
-    lookback_minutes: int = 60
+    lookback_minutes: int = setting(60, range=(0, 1440), unit="minutes")
     """An incremental run re-reads this much before its watermark, to pick up late uploads. PHLO_LOOKBACK_MINUTES."""
-    reread_hours: int = 48
+    reread_hours: int = setting(48, range=(0, 720), unit="hours")
     """Every run also re-reads the last this many hours, to see records the site changed or deleted
     since (isValid false) after they were stored (docs/closed-loop.md); 0 turns it off. PHLO_REREAD_HOURS."""
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = setting(30.0, range=(1, 600), unit="seconds")
     """Seconds before a Nightscout request times out. PHLO_REQUEST_TIMEOUT_S."""
-    max_attempts: int = 5
+    max_attempts: int = setting(5, range=(1, 20))
     """Attempts per Nightscout request on timeouts, 5xx and 429. PHLO_MAX_ATTEMPTS."""
-    auto_promote: bool = True
+    auto_promote: bool = setting(True)
     """Promote dev to main after a run whose gates pass. PHLO_AUTO_PROMOTE."""
-    schedule_minute: int = 5
+    schedule_minute: int = setting(5, range=(0, 59), hint="use a minute from 0 to 59")
     """Minute of the hour the scheduled run fires. PHLO_SCHEDULE_MINUTE."""
-    schedule_interval_seconds: int = 0
+    schedule_interval_seconds: int = setting(
+        0,
+        range=(0, 86400),
+        hint="use 0 (hourly) or a number of seconds up to 86400",
+    )
     """Run every N seconds instead of hourly at schedule_minute (0: hourly). PHLO_SCHEDULE_INTERVAL_SECONDS."""
-    retry_max: int = 3
+    retry_max: int = setting(3, range=(0, 20))
     """Retries of a scheduled run that failed for a transient reason (site or database down). PHLO_RETRY_MAX."""
-    retry_delay_s: float = 120.0
+    retry_delay_s: float = setting(120.0, range=(0, 86400), unit="seconds")
     """Seconds before the first retry; each next one waits twice as long. PHLO_RETRY_DELAY_S."""
-    freshness_warning_minutes: int = 30
+    freshness_warning_minutes: int = setting(
+        30,
+        range=(1, 1440),
+        unit="minutes",
+    )
     """Warn when no new reading has arrived for this long (an error after 24 h). PHLO_FRESHNESS_WARNING_MINUTES."""
-    alert_command: str | None = None
+    alert_command: str | None = setting(None)
     """A command run on a freshness alert, with PHLO_ALERT_LEVEL and PHLO_ALERT_MESSAGE set. PHLO_ALERT_COMMAND."""
-    snapshot_retention_hours: int = 24
+    snapshot_retention_hours: int = setting(
+        24,
+        range=(1, 8760),
+        unit="hours",
+    )
     """Hours of lake history (time travel) kept; older snapshots and their files are removed. PHLO_SNAPSHOT_RETENTION_HOURS."""
-    backup_dir: Path | None = None
+    backup_dir: Path | None = setting(None)
     """Folder the daemon writes a backup into once a day (phlo-backup-<UTC time>.tar.gz); unset: none.
     PHLO_BACKUP_DIR."""
-    backup_keep: int = 7
+    backup_keep: int = setting(7, range=(1, 1000))
     """How many of the daemon's backups backup_dir keeps, newest first. PHLO_BACKUP_KEEP."""
-    theme: str = "dark"
+    theme: str = setting("dark", choices=THEMES)
     """Dashboard colours, dark or light. PHLO_THEME."""
-    keys: tuple[tuple[str, str], ...] = ()
+    keys: tuple[tuple[str, str], ...] = setting(
+        (),
+        hint='use a [keys] table of binding id = key, e.g. promote = "P"; `?` in the dashboard lists the ids',
+    )
     """Dashboard keys remapped by binding id: a [keys] table such as `promote = "P"`, or
     PHLO_KEYS="promote=P,run=ctrl+r". The dashboard rejects ids it does not have. PHLO_KEYS."""
-    report_name: str | None = None
+    report_name: str | None = setting(None)
     """The person's name printed at the top of the clinic report (`phlo-tui report`). PHLO_REPORT_NAME."""
-    report_paper: str = "A4"
+    report_paper: str = setting("A4", choices=PAPERS)
     """The clinic report's paper, A4 or Letter. PHLO_REPORT_PAPER."""
-    demo: bool = False
+    demo: bool = setting(False, configurable=False)
     """Use the built-in simulator and the demo home (set by --demo, not by the file)."""
 
     @property
@@ -163,20 +242,51 @@ class Settings:
         return out
 
 
-# Variables with a name of their own; every other field is PHLO_<FIELD>.
-_ENV_NAMES = {
-    "home": "PHLO_HOME",
-    "nightscout_url": "NIGHTSCOUT_URL",
-    "nightscout_token": "NIGHTSCOUT_TOKEN",
-    "nightscout_api_secret": "NIGHTSCOUT_API_SECRET",
-    "postgres_dsn": "PHLO_POSTGRES_DSN",
-}
-_NOT_CONFIGURABLE = {"demo"}
 _EXTRA_ENV = {"PHLO_CONFIG", NOW_ENV}
 
 
+def _kind(annotation: Any) -> type:
+    """The type a setting's value is read as: its field's type without None; `_Keymap` for the keys."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is tuple:
+        return _Keymap
+    return args[0] if args else annotation
+
+
+def _specs() -> dict[str, tuple[type, SettingSpec]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: (_kind(hints[f.name]), f.metadata["setting"]) for f in dataclasses.fields(Settings)}
+
+
 def env_name(field_name: str) -> str:
-    return _ENV_NAMES.get(field_name, f"PHLO_{field_name.upper()}")
+    return _SPECS[field_name][1].env or f"PHLO_{field_name.upper()}"
+
+
+def _hint(name: str) -> str:
+    kind, spec = _SPECS[name]
+    if spec.hint:
+        return spec.hint
+    if spec.choices:
+        return "use " + " or ".join(spec.choices)
+    if kind is bool:
+        return "use true or false"
+    if spec.range:
+        number = "a whole number" if kind is int else "a number"
+        unit = f" of {spec.unit}" if spec.unit else ""
+        return f"use {number}{unit} from {spec.range[0]:g} to {spec.range[1]:g}"
+    return ""
+
+
+def _check(name: str, value: Any) -> None:
+    spec = _SPECS[name][1]
+    if value is None:
+        return
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        raise ValueError(f"{value} is outside {spec.range[0]:g}..{spec.range[1]:g}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(spec.choices)}")
+    if spec.check is not None:
+        spec.check(value)
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -200,16 +310,9 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-_CASELESS: dict[str, dict[str, str]] = {
-    "units": {u.casefold(): u for u in UNITS},
-    "theme": {t.casefold(): t for t in THEMES},
-}
-"""Settings whose values are names a person types in any case (mmol/l is mmol/L)."""
-
-
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Turn a file or environment value into the field's type, or raise a one-line ConfigError."""
-    kind = _FIELD_KINDS[name]
+    kind, spec = _SPECS[name]
     try:
         value: Any
         if kind is bool:
@@ -228,58 +331,14 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             value = Secret(str(raw)) if str(raw) else None
         else:
             value = str(raw) if str(raw) else None
-        if name in _CASELESS and value is not None:
-            value = _CASELESS[name].get(value.casefold(), value)
+        if spec.choices and value is not None:
+            value = {c.casefold(): c for c in spec.choices}.get(value.casefold(), value)
         _check(name, value)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{source}: bad value for {name}: {e}", _FIX.get(name, "")) from e
+        raise ConfigError(f"{source}: bad value for {name}: {e}", _hint(name)) from e
     return value
-
-
-_FIX = {
-    "timezone": "use an IANA zone name such as Europe/Berlin or America/Los_Angeles",
-    "units": "use mg/dL or mmol/L",
-    "nightscout_url": "use the site's base URL, e.g. https://my-site.example.org",
-    "initial_days": "use a whole number of days from 1 to 3650",
-    "backfill_window_days": "use a whole number of days from 1 to 30",
-    "page_size": "use a whole number from 10 to 100000",
-    "schedule_minute": "use a minute from 0 to 59",
-    "auto_promote": "use true or false",
-    "manage_postgres": "use true or false",
-    "lookback_minutes": "use a whole number of minutes from 0 to 1440",
-    "reread_hours": "use a whole number of hours from 0 to 720",
-    "max_attempts": "use a whole number from 1 to 20",
-    "request_timeout_s": "use a number of seconds from 1 to 600",
-    "snapshot_retention_hours": "use a whole number of hours from 1 to 8760",
-    "schedule_interval_seconds": "use 0 (hourly) or a number of seconds up to 86400",
-    "retry_max": "use a whole number from 0 to 20",
-    "retry_delay_s": "use a number of seconds from 0 to 86400",
-    "freshness_warning_minutes": "use a whole number of minutes from 1 to 1440",
-    "theme": "use dark or light",
-    "report_paper": "use A4 or Letter",
-    "catalog_uri": "use postgresql://user:password@host:port/database, or leave it unset for the catalog file in the home",
-    "backup_keep": "use a whole number from 1 to 1000",
-    "keys": 'use a [keys] table of binding id = key, e.g. promote = "P"; `?` in the dashboard lists the ids',
-}
-
-_RANGES: dict[str, tuple[float, float]] = {
-    "initial_days": (1, 3650),
-    "backfill_window_days": (1, 30),
-    "page_size": (10, 100000),
-    "schedule_minute": (0, 59),
-    "snapshot_retention_hours": (1, 8760),
-    "schedule_interval_seconds": (0, 86400),
-    "retry_max": (0, 20),
-    "retry_delay_s": (0, 86400),
-    "freshness_warning_minutes": (1, 1440),
-    "lookback_minutes": (0, 1440),
-    "backup_keep": (1, 1000),
-    "reread_hours": (0, 720),
-    "max_attempts": (1, 20),
-    "request_timeout_s": (1, 600),
-}
 
 
 class _Keymap:
@@ -302,61 +361,8 @@ def _parse_keys(raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(keys))
 
 
-def _check(name: str, value: Any) -> None:
-    if name in _RANGES and value is not None:
-        low, high = _RANGES[name]
-        if not low <= value <= high:
-            raise ValueError(f"{value} is outside {low:g}..{high:g}")
-    if name == "timezone":
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise ValueError(f"unknown time zone {value!r}") from e
-    if name == "theme" and value not in THEMES:
-        raise ValueError(f"{value!r} is not a theme")
-    if name == "report_paper" and value not in PAPERS:
-        raise ValueError(f"{value!r} is not a paper size")
-    if name == "units" and value not in UNITS:
-        raise ValueError(f"{value!r} is not a known unit")
-    if name == "catalog_uri" and value is not None:
-        check_catalog_uri(value)
-    if name == "nightscout_url" and value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-
-
-_FIELD_KINDS: dict[str, Callable[..., Any] | type] = {
-    "home": Path,
-    "nightscout_url": str,
-    "nightscout_token": Secret,
-    "nightscout_api_secret": Secret,
-    "postgres_dsn": Secret,
-    "catalog_uri": Secret,
-    "manage_postgres": bool,
-    "timezone": str,
-    "units": str,
-    "initial_days": int,
-    "backfill_window_days": int,
-    "page_size": int,
-    "lookback_minutes": int,
-    "reread_hours": int,
-    "request_timeout_s": float,
-    "max_attempts": int,
-    "auto_promote": bool,
-    "schedule_minute": int,
-    "snapshot_retention_hours": int,
-    "schedule_interval_seconds": int,
-    "retry_max": int,
-    "retry_delay_s": float,
-    "freshness_warning_minutes": int,
-    "alert_command": str,
-    "backup_dir": Path,
-    "backup_keep": int,
-    "theme": str,
-    "keys": _Keymap,
-    "report_name": str,
-    "report_paper": str,
-    "demo": bool,
-}
+_SPECS = _specs()
+"""Every setting's kind and spec, from the fields of `Settings`."""
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -372,7 +378,7 @@ def _read_file(path: Path) -> dict[str, Any]:
             f"{path}: cannot read the config file: {e.strerror}", "check its permissions"
         ) from e
     _warn_if_exposed(path, data)
-    known = set(_FIELD_KINDS) - _NOT_CONFIGURABLE
+    known = {name for name, (_, spec) in _SPECS.items() if spec.configurable}
     for key in data:
         if key not in known:
             raise ConfigError(
@@ -388,7 +394,7 @@ def _warn_if_exposed(path: Path, data: dict[str, Any]) -> None:
     A warning, not a refusal: the secret has already been readable, and refusing would also stop the
     scheduled ingest; the message says how to close it.
     """
-    held = sorted(k for k in data if _FIELD_KINDS.get(k) is Secret)
+    held = sorted(k for k in data if k in _SPECS and _SPECS[k][0] is Secret)
     if not held:
         return
     mode = stat.S_IMODE(path.stat().st_mode)
@@ -415,7 +421,7 @@ def load_settings(
     values: dict[str, Any] = {}
     for key, raw in _read_file(path).items():
         values[key] = _coerce(key, raw, str(path))
-    known_env = {env_name(n) for n in _FIELD_KINDS if n not in _NOT_CONFIGURABLE} | _EXTRA_ENV
+    known_env = {env_name(n) for n, (_, spec) in _SPECS.items() if spec.configurable} | _EXTRA_ENV
     for var in env:
         if var.startswith("PHLO_") and var not in known_env:
             raise ConfigError(
@@ -424,8 +430,8 @@ def load_settings(
             )
     if env.get(NOW_ENV):
         parse_instant(env[NOW_ENV], NOW_ENV)  # read by engine.clock; refused here, with the other settings
-    for name in _FIELD_KINDS:
-        if name in _NOT_CONFIGURABLE:
+    for name, (_, spec) in _SPECS.items():
+        if not spec.configurable:
             continue
         var = env_name(name)
         if var in env and env[var] != "":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
-from engine.config import Secret, check_ready, load_settings
+from engine.config import Secret, Settings, SettingSpec, check_ready, env_name, load_settings
 from engine.errors import ConfigError
 
 
@@ -87,3 +89,43 @@ def test_demo_uses_demo_home_and_ignores_real_site(tmp_path: Path) -> None:
 def test_not_ready_without_site(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="NIGHTSCOUT_URL"):
         check_ready(load_settings({}, tmp_path / "none.toml"))
+
+
+def _declared() -> dict[str, tuple[type, SettingSpec]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: (hints[f.name], f.metadata["setting"]) for f in dataclasses.fields(Settings)}
+
+
+def test_every_setting_is_declared_once_with_its_spec_and_documented_in_the_readme(tmp_path: Path) -> None:
+    """Each field of Settings carries its spec (variable, range or choices, hint); the README's settings
+    table has a row for each configurable one, with its variable."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name, (_, spec) in _declared().items():
+        assert isinstance(spec, SettingSpec), name
+        if spec.configurable:
+            assert f"`{name}`" in readme and f"`{env_name(name)}`" in readme, f"README lacks {name}"
+
+
+@pytest.mark.parametrize("name", [n for n, (_, s) in _declared().items() if s.range is not None])
+def test_a_value_outside_a_settings_range_is_refused_with_the_range_as_the_fix(
+    name: str, tmp_path: Path
+) -> None:
+    low, high = _declared()[name][1].range  # type: ignore[misc]
+    for bad in (low - 1, high + 1):
+        with pytest.raises(ConfigError) as caught:
+            load_settings({env_name(name): f"{bad:g}"}, tmp_path / "none.toml")
+        assert name in caught.value.message and f"{high:g}" in caught.value.hint
+    assert getattr(load_settings({env_name(name): f"{high:g}"}, tmp_path / "none.toml"), name) == high
+
+
+@pytest.mark.parametrize("name", [n for n, (_, s) in _declared().items() if s.choices])
+def test_a_choice_is_taken_in_any_case_and_anything_else_names_the_choices(name: str, tmp_path: Path) -> None:
+    choices = _declared()[name][1].choices or ()
+    for choice in choices:
+        assert (
+            getattr(load_settings({env_name(name): choice.swapcase()}, tmp_path / "none.toml"), name)
+            == choice
+        )
+    with pytest.raises(ConfigError) as caught:
+        load_settings({env_name(name): "neither"}, tmp_path / "none.toml")
+    assert all(c in caught.value.hint for c in choices)
