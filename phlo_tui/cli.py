@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.api.arguments import check_backfill, check_export_file, check_period, check_query
-from engine.api.reads import metrics_answer
+from engine.api.reads import HomeStatus, metrics_answer
 from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
@@ -476,11 +476,11 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
                 [(c.run_id, c.severity, c.table, c.check, c.column, c.failing_count) for c in checks],
             )
         return 0
-    status = source.status()
+    status: HomeStatus = source.status()
     if args.json:
-        _print_json(status)
+        _print_json(status.to_json())
         return 0
-    print(f"home: {status['home']}{'  (demo)' if status['demo'] else ''}")
+    print(f"home: {status.home}{'  (demo)' if status.demo else ''}")
     for label, text in _status_summary(status):
         print(f"{label + ':':<11}{text}")
     print()
@@ -488,63 +488,65 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
         ("run", "status", "trigger", "started", "fetched", "stored", "quarantined"),
         [
             (
-                r["id"],
-                r["status"],
-                r["trigger"],
-                r["started_at"][:19],
-                r["summary"].get("fetched", ""),
-                r["summary"].get("stored", ""),
-                r["summary"].get("quarantined", ""),
+                r.id,
+                r.status.value,
+                r.trigger.value,
+                r.started_at.isoformat()[:19],
+                r.summary.get("fetched", ""),
+                r.summary.get("stored", ""),
+                r.summary.get("quarantined", ""),
             )
-            for r in status["runs"]
+            for r in status.runs
         ],
     )
     return 0
 
 
-def _status_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
+def _status_summary(status: HomeStatus) -> list[tuple[str, str]]:
     """What `status` prints above its runs: the writer, the gate, main, freshness and publishing,
     each a line a person reads at a glance (times in the configured zone; `--json` has it all)."""
-    zone = ZoneInfo(status["settings"]["timezone"])
+    zone = ZoneInfo(status.settings["timezone"])
 
-    def at(iso: str | None, form: str = "%Y-%m-%d %H:%M") -> str:
-        return "?" if not iso else datetime.fromisoformat(iso).astimezone(zone).strftime(form)
+    def at(when: datetime | None, form: str = "%Y-%m-%d %H:%M") -> str:
+        return "?" if when is None else when.astimezone(zone).strftime(form)
 
-    writer = status.get("writer")
+    writer = status.writer
     if writer:
-        text = f"{writer['role']} pid {writer['pid']} on {writer['host']}"
-        if writer.get("next_run_at"):
-            text += f", next run {at(writer['next_run_at'], '%H:%M')}"
+        text = f"{writer.role} pid {writer.pid} on {writer.host}"
+        if writer.next_run_at:
+            text += f", next run {at(writer.next_run_at, '%H:%M')}"
     else:
-        cli = "phlo-tui --demo" if status["demo"] else "phlo-tui"
+        cli = "phlo-tui --demo" if status.demo else "phlo-tui"
         text = f"none running (runs start with `{cli}`, `{cli} --daemon` or `{cli} run`)"
     lines = [("writer", text)]
-    errors = status.get("gate_errors") or []
     gate = "ok: no error check holds promotion"
-    if errors:
-        gate = f"held by {len(errors)} error check(s): " + "; ".join(errors)
+    if status.gate_errors:
+        gate = f"held by {len(status.gate_errors)} error check(s): " + "; ".join(status.gate_errors)
     lines.append(("gate", gate))
-    promotion = status.get("last_promotion")
+    promotion = status.last_promotion
     main_text = "never promoted"
     if promotion:
-        main_text = f"promotion {promotion['id']} at {at(promotion['created_at'])} ({promotion['state']})"
+        main_text = f"promotion {promotion.id} at {at(promotion.created_at)} ({promotion.state.value})"
     lines.append(("main", main_text))
-    fresh = status.get("freshness")
-    if fresh:
-        lines.append(("freshness", f"{fresh['level']}: {fresh['message']}"))
-    backup = status.get("backup")
+    lines.append(("freshness", f"{status.freshness.level}: {status.freshness.message}"))
+    backup = status.backup
     if backup:
         lines.append(("backup", f"{backup['level']}: {backup['message']}"))
-    target = status.get("publish_target") or {}
+    target = status.publish_target
     if target.get("kind") == "none":
         lines.append(("publish", "off (no PostgreSQL configured)"))
     elif target.get("host"):
         where = f"{target['host']}:{target.get('port') or 5432}/{target.get('database') or ''}"
         kind = "private PostgreSQL" if target["kind"] != "dsn" else "PostgreSQL"
         lines.append(("publish", f"{kind} {where}"))
-    pending = status.get("pending_months") or []
-    if pending:
-        lines.append(("pending", f"{len(pending)} local month(s) to rebuild: " + ", ".join(pending)))
+    if status.pending_months:
+        lines.append(
+            (
+                "pending",
+                f"{len(status.pending_months)} local month(s) to rebuild: "
+                + ", ".join(status.pending_months),
+            )
+        )
     return lines
 
 

@@ -164,7 +164,7 @@ def test_auth_sent_and_never_recorded(home: Path, clock: Clock, monkeypatch, cap
         clock.now += HOUR
         failed = engine.run_now()
         assert failed.status is RunStatus.FAILED
-        blob = json.dumps(engine.status()) + json.dumps([r.to_json() for r in engine.list_runs()])
+        blob = json.dumps(engine.status().to_json()) + json.dumps([r.to_json() for r in engine.list_runs()])
         blob += (home / "runs.sqlite").read_bytes().decode("latin-1")
         out = capfd.readouterr()
         for text in (blob, out.out, out.err):

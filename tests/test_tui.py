@@ -307,7 +307,7 @@ async def test_branches_shows_the_diff_and_p_promotes_after_confirming(unpromote
 @pytest.mark.anyio
 async def test_p_is_refused_with_the_reason_while_an_error_gate_fails(held: LakeHome) -> None:
     async with dashboard(held) as (app, pilot, _, engine):
-        gate_errors = engine.status()["gate_errors"]
+        gate_errors = engine.gate_errors()
         assert gate_errors, "the fixture must leave a failing error gate"
         await pilot.press("4")
         await settle(pilot)

@@ -13,7 +13,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from engine.api.fastread import record_files
-from engine.api.reads import BRANCHES, home_freshness, home_status, lake_table_names, metrics_query
+from engine.api.reads import (
+    BRANCHES,
+    HomeStatus,
+    home_freshness,
+    home_status,
+    lake_table_names,
+    metrics_query,
+)
 from engine.clock import Clock, clock_from_env, epoch_seconds
 from engine.config import Settings, check_ready
 from engine.errors import PhloError, PromotionError
@@ -356,16 +363,22 @@ class Engine:
         tables = [t for t in lake_table_names() if self.lake.table_exists(t)]
         return branch_diff(self.lake, tables, self.settings.timezone)
 
-    def status(self) -> dict[str, Any]:
-        """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads, gate.
+    def status(self) -> HomeStatus:
+        """The home at a glance: settings without secrets, runs, watermark, table heads, gate.
 
         Tables are listed in lake_table_names() order (raw, then layer by layer), which the command
         line's light read (engine.api.fastread) gives without parsing the models."""
-        tables: dict[str, dict[str, int | None]] = {}
-        for name in lake_table_names():
-            if self.lake.table_exists(name):
-                tables[name] = {b: self.lake.snapshot_id(name, b) for b in BRANCHES}
-        return home_status(self.settings, self.store, tables, self._publisher.describe_target(), self.clock())
+        return home_status(
+            self.settings, self.store, self.table_heads(), self._publisher.describe_target(), self.clock()
+        )
+
+    def table_heads(self) -> dict[str, dict[str, int | None]]:
+        """Each existing lake table with its dev and main snapshot ids, in lake_table_names() order."""
+        return {
+            name: {b: self.lake.snapshot_id(name, b) for b in BRANCHES}
+            for name in lake_table_names()
+            if self.lake.table_exists(name)
+        }
 
     def metrics(
         self,

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import duckdb
 
-from engine.api.reads import BRANCHES, DAILY_METRICS, home_status, lake_table_names, metrics_query
+from engine.api.reads import BRANCHES, DAILY_METRICS, HomeStatus, home_status, lake_table_names, metrics_query
 from engine.api.treatment_reads import DAILY_TREATMENTS, EFFECTIVENESS
 from engine.clock import Clock, clock_from_env
 from engine.config import Settings
@@ -124,7 +124,7 @@ class FastReader:
         with self._boundary("reading the checks"):
             return self._store_().checks(run_id)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> HomeStatus:
         """Engine.status, with the table heads from each table's current metadata.json."""
         with self._boundary("reading the status"):
             tables: dict[str, dict[str, int | None]] = {}

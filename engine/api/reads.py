@@ -6,6 +6,8 @@ Imports nothing heavy (no pyiceberg, sqlglot, pyarrow or psycopg): the light rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +18,7 @@ from engine.config import Settings
 from engine.errors import PhloError
 from engine.outputs.backup import backup_state
 from engine.runs.lease import live_daemon
-from engine.runs.records import ENTRIES_WATERMARK
+from engine.runs.records import ENTRIES_WATERMARK, LeaseRecord, PromotionRecord, RunRecord
 from engine.runs.store import RunStore
 from engine.transform.freshness import Freshness, freshness
 from engine.transform.model_files import model_files
@@ -48,32 +50,73 @@ def home_freshness(settings: Settings, store: RunStore, now: datetime) -> Freshn
     return freshness(store.watermark(ENTRIES_WATERMARK), now, warning)
 
 
+@dataclass(frozen=True)
+class HomeStatus:
+    """A picture of the home, read in one go (Engine.status and FastReader.status): settings without
+    secrets, the writer and daemon, table heads, the gate, freshness, backup, publish target, runs."""
+
+    home: str
+    demo: bool
+    settings: Mapping[str, Any]
+    """The settings as `Settings.public()` gives them: every secret only as "set"."""
+    watermark_ms: int | None
+    writer: LeaseRecord | None
+    daemon: LeaseRecord | None
+    tables: Mapping[str, Mapping[str, int | None]]
+    """Each existing lake table with its dev and main snapshot ids."""
+    last_promotion: PromotionRecord | None
+    gate_errors: tuple[str, ...]
+    freshness: Freshness
+    backup: Mapping[str, Any] | None
+    publish_target: Mapping[str, Any]
+    pending_months: tuple[str, ...]
+    runs: tuple[RunRecord, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """What `status --json` prints."""
+        return {
+            "home": self.home,
+            "demo": self.demo,
+            "settings": dict(self.settings),
+            "watermark_ms": self.watermark_ms,
+            "writer": self.writer.to_json() if self.writer else None,
+            "daemon": self.daemon.to_json() if self.daemon else None,
+            "tables": {name: dict(heads) for name, heads in self.tables.items()},
+            "last_promotion": self.last_promotion.to_json() if self.last_promotion else None,
+            "gate_errors": list(self.gate_errors),
+            "freshness": self.freshness.to_json(),
+            "backup": dict(self.backup) if self.backup is not None else None,
+            "publish_target": dict(self.publish_target),
+            "pending_months": list(self.pending_months),
+            "runs": [r.to_json() for r in self.runs],
+        }
+
+
 def home_status(
     settings: Settings,
     store: RunStore,
     tables: dict[str, dict[str, int | None]],
     publish_target: dict[str, Any],
     now: datetime,
-) -> dict[str, Any]:
-    """A JSON-safe picture of the home: settings without secrets, runs, watermark, table heads (`tables`,
-    existing ones with their dev and main snapshot ids), gate, publish target, freshness at `now` (data time)."""
-    promotion = store.last_promotion()
-    return {
-        "home": str(settings.home),
-        "demo": settings.demo,
-        "settings": settings.public(),
-        "watermark_ms": store.watermark(ENTRIES_WATERMARK),
-        "writer": lease.to_json() if (lease := store.lease()) else None,
-        "daemon": daemon.to_json() if (daemon := live_daemon(store)) else None,
-        "tables": tables,
-        "last_promotion": promotion.to_json() if promotion else None,
-        "gate_errors": store.standing_gate_errors(),
-        "freshness": home_freshness(settings, store, now).to_json(),
-        "backup": backup_state(settings, wall_clock()),  # a backup's age is process time
-        "publish_target": publish_target,
-        "pending_months": sorted(store.pending_months()),
-        "runs": [r.to_json() for r in store.list_runs(20)],
-    }
+) -> HomeStatus:
+    """The home's status: `tables` are the existing ones with their dev and main snapshot ids, freshness
+    is at `now` (data time)."""
+    return HomeStatus(
+        home=str(settings.home),
+        demo=settings.demo,
+        settings=settings.public(),
+        watermark_ms=store.watermark(ENTRIES_WATERMARK),
+        writer=store.lease(),
+        daemon=live_daemon(store),
+        tables=tables,
+        last_promotion=store.last_promotion(),
+        gate_errors=tuple(store.standing_gate_errors()),
+        freshness=home_freshness(settings, store, now),
+        backup=backup_state(settings, wall_clock()),  # a backup's age is process time
+        publish_target=publish_target,
+        pending_months=tuple(sorted(store.pending_months())),
+        runs=tuple(store.list_runs(20)),
+    )
 
 
 def metrics_query(

@@ -86,7 +86,7 @@ def layer_order(diff: TableDiff) -> tuple[int, str]:
 
 def load_branches(engine: Engine) -> BranchesSnapshot:
     """dev against main per table, and whether the last gate on dev lets a promotion through."""
-    gate_errors = tuple(engine.status()["gate_errors"])
+    gate_errors = tuple(engine.gate_errors())
     try:
         diffs, error = tuple(sorted(engine.diff(), key=layer_order)), None
     except PromotionError as e:

@@ -121,5 +121,4 @@ def read_early(settings: Settings, what: str, read: Callable[[FastReader], _T]) 
 
 def existing_tables(engine: Engine) -> dict[str, dict[str, int | None]]:
     """Lake tables that exist, with their dev and main snapshot ids."""
-    tables: dict[str, dict[str, int | None]] = engine.status()["tables"]
-    return tables
+    return engine.table_heads()
