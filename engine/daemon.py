@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.api.facade import Engine, exit_code
+from engine.api.facade import Engine
+from engine.api.schedule import ScheduledRuns
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.outputs.backup_schedule import ScheduledBackups
 from engine.runs.logs import setup_logging
-from engine.runs.records import CommandKind, CommandRecord, CommandStatus, RunRecord, RunStatus, RunTrigger
-from engine.runs.retry import RetryPolicy
+from engine.runs.records import CommandKind, CommandRecord, CommandStatus
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +29,13 @@ GRACE_S = 15.0
 
 def execute_command(engine: Engine, command: CommandRecord) -> tuple[int, str | None, dict[str, Any]]:
     """Carry out one queued command as the CLI would in-process: (exit code, run id, result)."""
-    args = command.args
+    if not isinstance(command.kind, CommandKind):
+        return 2, None, {"error": f"unknown command {command.kind!r}", "hint": "upgrade phlo-tui"}
     try:
-        run: RunRecord
-        if command.kind is CommandKind.RUN:
-            run = engine.run_now(
-                RunTrigger(args.get("trigger", "manual")), full_refresh=bool(args.get("full_refresh"))
-            )
-        elif command.kind is CommandKind.BACKFILL:
-            run = engine.backfill(str(args["since"]), args.get("until"))
-        elif command.kind is CommandKind.IMPORT:
-            run = engine.import_file(
-                Path(str(args["path"])),
-                file_format=args.get("format"),
-                timezone=args.get("timezone"),
-                date_order=args.get("date_order"),
-            )
-        elif command.kind is CommandKind.BACKUP_CUT:
-            return 0, None, {"staging": str(engine.backup_cut())}
-        elif command.kind is CommandKind.PROMOTE:
-            record = engine.promote()
-            return 0, None, {"promotion": record.to_json() if record else None}
-        else:
-            return 2, None, {"error": f"unknown command {command.kind!r}", "hint": "upgrade phlo-tui"}
+        outcome = engine.execute_here(command.kind, command.args)
     except PhloError as e:
         return e.exit_code, None, {"error": e.message, "hint": e.hint}
-    return exit_code(run), run.id, {"run": run.to_json()}
+    return outcome.exit_code, outcome.run.id if outcome.run else None, outcome.result()
 
 
 class Daemon:
@@ -70,14 +48,9 @@ class Daemon:
         self._stop = threading.Event()
         self._run_due = threading.Event()
         self._signals = 0
-        self._retry_at: datetime | None = None
-        self._retry_of: RunRecord | None = None
-        self._attempt = 0
+        self.runs = ScheduledRuns(self.engine)
         self._alert_level = "ok"
         self._backups = ScheduledBackups(self.engine, self._alert)
-        self.policy = RetryPolicy(
-            max_retries=settings.retry_max, delay=settings.retry_delay_s, backoff=2.0, jitter=0.1
-        )
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT. Raises LeaseHeldError when another process writes this home."""
@@ -101,10 +74,10 @@ class Daemon:
                     self._execute(command)
                 elif self._run_due.is_set():
                     self._run_due.clear()
-                    self._scheduled_run(RunTrigger.SCHEDULE)
-                elif self._retry_at is not None and datetime.now(UTC) >= self._retry_at:
-                    self._retry_at = None
-                    self._scheduled_run(RunTrigger.SCHEDULE, retry=True)
+                    self.runs.retry_at = None  # the scheduled run supersedes a retry still waiting
+                    self.runs.run(stopping=self._stop.is_set)
+                elif self.runs.retry_due():
+                    self.runs.run(stopping=self._stop.is_set)
                 elif time.monotonic() - last_freshness > FRESHNESS_EVERY_S:
                     last_freshness = time.monotonic()
                     self._check_freshness()
@@ -142,7 +115,7 @@ class Daemon:
 
     def _update_next_run(self, scheduler: Any) -> None:
         job = scheduler.get_job("hourly-run")
-        next_run = self._retry_at or (job.next_run_time if job is not None else None)
+        next_run = self.runs.retry_at or (job.next_run_time if job is not None else None)
         self.engine.set_next_run(next_run)
 
     def _execute(self, command: CommandRecord) -> None:
@@ -150,38 +123,6 @@ class Daemon:
         code, run_id, result = execute_command(self.engine, command)
         status = CommandStatus.DONE if code in (0, 3) else CommandStatus.FAILED
         self.engine.store.finish_command(command.id, status, exit_code=code, run_id=run_id, result=result)
-
-    def _scheduled_run(self, trigger: RunTrigger, *, retry: bool = False) -> None:
-        if self._retry_of is not None:
-            # A new attempt supersedes the one waiting: it ends failed, the new run carries on.
-            self.engine.store.finish_run(
-                self._retry_of.id,
-                RunStatus.FAILED,
-                error=self._retry_of.error,
-                hint=self._retry_of.hint,
-                summary=self._retry_of.summary,
-            )
-            self._retry_of = None
-        try:
-            run = self.engine.run_now(trigger)
-        except PhloError as e:
-            log.error("scheduled run could not start: %s", e)
-            return
-        if run.status is RunStatus.FAILED:
-            log.error("run %s failed: %s", run.id, run.error)
-        if run.status is RunStatus.FAILED and run.summary.get("transient") and not self._stop.is_set():
-            self._attempt = self._attempt + 1 if retry else 1
-            if self._attempt <= self.policy.max_retries:
-                wait = self.policy.delay_for(self._attempt, random.random())
-                self._retry_at = datetime.now(UTC) + timedelta(seconds=wait)
-                # The next attempt is recorded before the run shows `retrying`, so readers see both.
-                self.engine.set_next_run(self._retry_at)
-                self._retry_of = self.engine.store.mark_retrying(run.id, self._retry_at, self._attempt)
-                log.warning(
-                    "run %s failed for a transient reason; retry %s in %.0f s", run.id, self._attempt, wait
-                )
-                return
-        self._attempt = 0
 
     def _check_freshness(self) -> None:
         state = self.engine.freshness()

@@ -44,6 +44,7 @@ from phlo_tui.screens.text_modal import TextModal
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine
+    from engine.api.schedule import ScheduledRuns
 
 __all__ = [
     "EngineReady",
@@ -142,6 +143,7 @@ class PhloApp(CommandApp):
         self._polling = False
         self._poll_again = False
         self._schedule_timer: Timer | None = None
+        self._scheduled_runs: ScheduledRuns | None = None
         self._reported: set[str] = set()
         self._poll_error: str | None = None
         check_keymap(settings.keymap, known_binding_ids())

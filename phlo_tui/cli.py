@@ -243,13 +243,13 @@ def _promote(engine: Any, args: argparse.Namespace) -> int:
         if input("promote these tables from dev to main? [y/N] ").strip().lower() not in ("y", "yes"):
             print("not promoted")
             return 1
-    if engine.daemon() is not None:
-        return _through_daemon(engine, CommandKind.PROMOTE, {}, args.json)
-    record = engine.promote()
+    promotion = engine.execute(CommandKind.PROMOTE, {}, on_queued=_say_queued).promotion
     if args.json:
-        _print_json(record.to_json() if record else None)
-    elif record:
-        print(f"promotion {record.id}: main of {len(diffs)} table(s) now equals dev")
+        _print_json(promotion)
+    elif promotion:
+        print(f"promotion {promotion['id']}: main of {len(diffs)} table(s) now equals dev")
+    else:
+        print("nothing to promote: main already equals dev")
     return 0
 
 
@@ -291,26 +291,8 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def _through_daemon(engine: Any, kind: CommandKind, command_args: dict[str, Any], as_json: bool) -> int:
-    """A daemon owns this home: queue the command to it, wait, and report as if run here."""
-    daemon = engine.daemon()
-    print(f"queued to the running daemon (pid {daemon.pid})", file=sys.stderr)
-    command = engine.submit(kind, command_args)
-    result = command.result or {}
-    if result.get("run"):
-        _report_run(engine.store.get_run(command.run_id), as_json)
-    elif result.get("error"):
-        print(f"phlo-tui: error: {result['error']}", file=sys.stderr)
-        if result.get("hint"):
-            print(f"  hint: {result['hint']}", file=sys.stderr)
-    elif "promotion" in result:
-        if as_json:
-            _print_json(result["promotion"])
-        elif result["promotion"]:
-            print(f"promotion {result['promotion']['id']}: main now equals dev")
-        else:
-            print("nothing to promote: main already equals dev")
-    return int(command.exit_code if command.exit_code is not None else 1)
+def _say_queued(pid: int) -> None:
+    print(f"queued to the running daemon (pid {pid})", file=sys.stderr)
 
 
 def _check_args(args: argparse.Namespace, settings: Settings) -> None:
@@ -374,23 +356,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return code
     # Imported here, not above: the dashboard paints before it loads the lake (see run_app), and the
     # light commands answer without it.
-    from engine.api.facade import Engine, exit_code
+    from engine.api.facade import Engine
 
     with Engine(settings) as engine:
         if args.command in ("run", "backfill", "import"):
-            command_args = _command_args(args)
-            if engine.daemon() is not None:
-                return _through_daemon(engine, CommandKind(args.command), command_args, args.json)
-            if args.command == "run":
-                run = engine.run_now(full_refresh=args.full_refresh)
-            elif args.command == "backfill":
-                run = engine.backfill(args.since, args.until)
-            else:
-                run = engine.import_file(
-                    args.file, file_format=args.format, timezone=args.timezone, date_order=args.date_order
-                )
-            _report_run(run, args.json)
-            return exit_code(run)
+            outcome = engine.execute(CommandKind(args.command), _command_args(args), on_queued=_say_queued)
+            if outcome.run is not None:
+                _report_run(outcome.run, args.json)
+            return outcome.exit_code
         if args.command == "promote":
             return _promote(engine, args)
         if args.command == "remove-postgres":

@@ -13,12 +13,12 @@ from textual.timer import Timer
 
 from engine.api.pages import PipelineStatus
 from engine.clock import wall_clock
-from engine.errors import PhloError, PromotionError
 from engine.runs.records import CommandKind, RunRecord, RunStatus, RunTrigger
 from phlo_tui.messages import PromotionFinished, RunFinished
 
 if TYPE_CHECKING:
     from engine.api.facade import Engine
+    from engine.api.schedule import ScheduledRuns
     from engine.config import Settings
 
 DEMO_DAYS = 14
@@ -44,6 +44,7 @@ class CommandApp(App[None]):
     schedule: bool
     next_run: datetime | None
     _schedule_timer: Timer | None
+    _scheduled_runs: ScheduledRuns | None
 
     def poll_now(self) -> None:
         raise NotImplementedError
@@ -77,15 +78,24 @@ class CommandApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="command")
     def run_pipeline(self, trigger: RunTrigger) -> None:
-        if self.engine.daemon() is not None:
-            command = self.engine.submit(CommandKind.RUN, {"trigger": trigger.value})
-            result = command.result or {}
-            if result.get("error"):
-                raise PhloError(str(result["error"]), str(result.get("hint") or ""))
-            run = next((r for r in self.engine.list_runs(10) if r.id == command.run_id), None)
-            self.post_message(RunFinished(run, queued=True))
+        if trigger is RunTrigger.SCHEDULE and self.engine.daemon() is None:
+            # The in-process schedule: the daemon's runs and retry policy (engine.api.schedule).
+            run = self.scheduled_runs().run()
+            retry_at = self.scheduled_runs().retry_at
+            if retry_at is not None:
+                self.call_from_thread(self._schedule_retry, retry_at)
+            self.post_message(RunFinished(run, queued=False))
             return
-        self.post_message(RunFinished(self.engine.run_now(trigger), queued=False))
+        outcome = self.engine.execute(CommandKind.RUN, {"trigger": trigger.value})
+        self.post_message(RunFinished(outcome.run, queued=outcome.queued_to is not None))
+
+    def scheduled_runs(self) -> ScheduledRuns:
+        """Made in a worker on first use: engine.api.schedule imports the facade."""
+        if self._scheduled_runs is None:
+            from engine.api.schedule import ScheduledRuns
+
+            self._scheduled_runs = ScheduledRuns(self.engine)
+        return self._scheduled_runs
 
     def fill_demo(self) -> None:
         """A fresh demo home gets 14 days of simulated history at once, shown as a run in progress."""
@@ -125,10 +135,28 @@ class CommandApp(App[None]):
 
     def _scheduled_run(self) -> None:
         self._schedule_next_run()
+        self._start_scheduled()
+
+    def _start_scheduled(self) -> None:
         attached = self.pipeline is not None and self.pipeline.daemon is not None
-        running = self.pipeline is not None and self.pipeline.active is not None
+        active = self.pipeline.active if self.pipeline is not None else None
+        # A run waiting for its retry is not running: the next scheduled attempt supersedes it.
+        running = active is not None and active.status is not RunStatus.RETRYING
         if not attached and not running and self.busy is None:
             self.start_run(RunTrigger.SCHEDULE)
+
+    def _schedule_retry(self, when: datetime) -> None:
+        """A scheduled run failed for a transient reason: try again at `when` (the run shows `retrying`);
+        the hourly schedule goes on beside it, and whichever comes first runs."""
+        scheduled = self.next_run
+        self.next_run = when if scheduled is None else min(scheduled, when)
+
+        def retry() -> None:
+            if self.next_run == when:  # the hourly run did not come first: show it as next again
+                self.next_run = scheduled
+            self._start_scheduled()
+
+        self.set_timer(max(0.0, (when - wall_clock()).total_seconds()), retry, name="retry")
 
     def on_run_finished(self, message: RunFinished) -> None:
         if message.run is not None:
@@ -158,15 +186,8 @@ class CommandApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="command")
     def promote_branches(self) -> None:
-        if self.engine.daemon() is not None:
-            result = self.engine.submit(CommandKind.PROMOTE, {}).result or {}
-            if result.get("error"):
-                raise PromotionError(str(result["error"]), str(result.get("hint") or ""))
-            promotion = result.get("promotion")
-            self.post_message(PromotionFinished(promotion["id"] if promotion else None))
-            return
-        record = self.engine.promote()
-        self.post_message(PromotionFinished(record.id if record else None))
+        promotion = self.engine.execute(CommandKind.PROMOTE, {}).promotion
+        self.post_message(PromotionFinished(promotion["id"] if promotion else None))
 
     def on_promotion_finished(self, message: PromotionFinished) -> None:
         if message.promotion_id is None:

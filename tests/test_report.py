@@ -437,6 +437,6 @@ def test_report_settings(tmp_path: Path) -> None:
     assert (settings.report_name, settings.report_paper) == ("Ada Example", "Letter")
     assert load_settings({}, tmp_path / "none.toml").report_paper == "A4"
     with pytest.raises(
-        PhloError, match="PHLO_REPORT_PAPER: bad value for report_paper: 'B5' is not a paper size"
+        PhloError, match="PHLO_REPORT_PAPER: bad value for report_paper: 'B5' is not one of A4, Letter"
     ):
         load_settings({"PHLO_REPORT_PAPER": "B5"}, tmp_path / "none.toml")

@@ -26,7 +26,7 @@ from engine.api.pages import BandShares, BolusOutcome, ChartsSnapshot, DayTreatm
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
-from engine.runs.records import RunStatus
+from engine.runs.records import RunStatus, RunTrigger
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from phlo_tui.app import EngineReady, PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
 from phlo_tui.screens.branches import BranchesScreen, DiffComputed
@@ -487,6 +487,43 @@ def test_band_bar_keeps_a_cell_for_rare_lows() -> None:
     assert cells[0] == 1 and cells[1] >= 1
     assert cells[BANDS.index(band_of(100))] == max(cells)
     assert shares.gri == pytest.approx(3.0 * 0.4 + 2.4 * 1.0 + 1.6 * 3.0 + 0.8 * 15.0)
+
+
+@pytest.mark.anyio
+async def test_the_in_process_schedule_retries_a_transient_failure_as_the_daemon_does(tmp_path: Path) -> None:
+    """Without a daemon, the dashboard's own scheduled run that fails for a transient reason (the site
+    answers 503) shows `retrying` with its next attempt, as the daemon's does; the next attempt, once
+    the site is back, succeeds and ends the waiting one as failed."""
+    with lake_home(
+        tmp_path / "home", behind(1), lambda engine: engine.run_now(), PHLO_RETRY_DELAY_S="30"
+    ) as home:
+        engine = Engine(home.settings)
+        engine.role = "tui"
+        recorder = Recorder()
+        app = PhloApp(engine, poll_interval=60.0, schedule=False)
+        try:
+            async with app.run_test(size=SIZE, message_hook=recorder) as pilot:
+                await settle(pilot)
+                home.server.inject("http_503", times=1000)
+                app.start_run(RunTrigger.SCHEDULE)
+                await settle(pilot)
+                failed = recorder.of(RunFinished)[-1].run  # type: ignore[attr-defined]
+                waiting = engine.store.get_run(failed.id)
+                assert waiting.status is RunStatus.RETRYING and waiting.summary["attempt"] == 1
+                retry_at = app.scheduled_runs().retry_at
+                assert retry_at is not None and app.next_run == retry_at
+                assert waiting.summary["next_attempt_at"] == retry_at.isoformat()
+
+                home.server.clear_faults()
+                app.scheduled_runs().retry_at = retry_at - timedelta(hours=1)  # the retry is due
+                app._start_scheduled()
+                await settle(pilot)
+                retried = recorder.of(RunFinished)[-1].run  # type: ignore[attr-defined]
+                assert retried.id != failed.id and retried.status is RunStatus.SUCCEEDED
+                assert engine.store.get_run(failed.id).status is RunStatus.FAILED
+                assert app.scheduled_runs().retry_at is None
+        finally:
+            engine.close()
 
 
 def test_in_process_schedule_is_hourly_at_the_minute_or_every_interval() -> None:

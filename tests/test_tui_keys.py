@@ -31,7 +31,7 @@ def test_keys_from_the_environment_win(home: Path, monkeypatch: pytest.MonkeyPat
     [
         ("PHLO_KEYS", "promote", "expected id=key pairs"),
         ("PHLO_KEYS", "promote=", "must be a non-empty string"),
-        ("PHLO_THEME", "blue", "'blue' is not a theme"),
+        ("PHLO_THEME", "blue", "'blue' is not one of dark, light"),
     ],
 )
 def test_bad_keys_and_themes_are_refused(

@@ -7,6 +7,8 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +59,28 @@ log = logging.getLogger(__name__)
 DEMO_SEED = 42
 
 EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a write command came to, whether this process ran it or the daemon that owns the home did."""
+
+    exit_code: int
+    run: RunRecord | None = None
+    promotion: dict[str, Any] | None = None
+    """promote: the promotion recorded (its to_json()), None when main already equalled dev."""
+    staging: Path | None = None
+    """backup_cut: where the consistent cut was staged."""
+    queued_to: int | None = None
+    """The pid of the daemon that ran it; None when it ran in this process."""
+
+    def result(self) -> dict[str, Any]:
+        """The command's result as the run store keeps it for the process that queued it."""
+        if self.run is not None:
+            return {"run": self.run.to_json()}
+        if self.staging is not None:
+            return {"staging": str(self.staging)}
+        return {"promotion": self.promotion}
 
 
 class Engine:
@@ -151,6 +175,58 @@ class Engine:
             path, file_format=file_format, timezone=timezone, date_order=date_order
         )
 
+    def execute(
+        self, kind: CommandKind, args: Mapping[str, Any], *, on_queued: Callable[[int], None] | None = None
+    ) -> Outcome:
+        """Carry out a write command (run, backfill, import, promote): queued to the daemon when one owns
+        the home, else in this process. The one place that decides; the command line, the dashboard and
+        its schedule all come here. `on_queued(pid)` is told before waiting on a daemon.
+
+        Raises PhloError as the command does in this process, and as the daemon answered it (its exit
+        code kept) when it ran there.
+        """
+        daemon = self.daemon()
+        if daemon is None:
+            return self.execute_here(kind, args)
+        if on_queued is not None:
+            on_queued(daemon.pid)
+        command = self.submit(kind, dict(args))
+        result = command.result or {}
+        code = command.exit_code if command.exit_code is not None else 1
+        if result.get("error") and not command.run_id:
+            # The daemon's refusal, as this process would have raised it (a promotion's as PromotionError).
+            refused = (PromotionError if kind is CommandKind.PROMOTE else PhloError)(
+                str(result["error"]), str(result.get("hint") or "")
+            )
+            refused.exit_code = code
+            raise refused
+        run = self.store.get_run(command.run_id) if command.run_id else None
+        return Outcome(code, run=run, promotion=result.get("promotion"), queued_to=daemon.pid)
+
+    def execute_here(self, kind: CommandKind, args: Mapping[str, Any]) -> Outcome:
+        """Carry out a write command in this process, as its writer (the daemon runs queued ones so)."""
+        run: RunRecord
+        if kind is CommandKind.RUN:
+            trigger = RunTrigger(args.get("trigger", RunTrigger.MANUAL.value))
+            run = self.run_now(trigger, full_refresh=bool(args.get("full_refresh")))
+        elif kind is CommandKind.BACKFILL:
+            run = self.backfill(str(args["since"]), args.get("until"))
+        elif kind is CommandKind.IMPORT:
+            run = self.import_file(
+                Path(str(args["path"])),
+                file_format=args.get("format"),
+                timezone=args.get("timezone"),
+                date_order=args.get("date_order"),
+            )
+        elif kind is CommandKind.PROMOTE:
+            record = self.promote()
+            return Outcome(0, promotion=record.to_json() if record else None)
+        elif kind is CommandKind.BACKUP_CUT:
+            return Outcome(0, staging=self._take_cut_here())
+        else:  # pragma: no cover - every CommandKind is handled above
+            raise PhloError(f"unknown command {kind!r}", "upgrade phlo-tui")
+        return Outcome(exit_code(run), run=run)
+
     def promote(self) -> PromotionRecord | None:
         """Fast-forward main of every table to dev in one recorded promotion; None when nothing differs.
 
@@ -202,7 +278,7 @@ class Engine:
         """Take a backup's consistent cut (engine.outputs.backup.take_cut) as the writer: through the daemon's
         command queue when one runs, else under the writer lease, held for the cut only. Returns the
         staging folder, which the caller packs and removes. Raises BackupError, LeaseHeldError."""
-        from engine.outputs.backup import BackupError, take_cut
+        from engine.outputs.backup import BackupError
 
         if self.daemon() is not None:
             command = self.submit(CommandKind.BACKUP_CUT, {})
@@ -212,6 +288,11 @@ class Engine:
                     str(result.get("error", "the daemon could not take the backup")), result.get("hint", "")
                 )
             return Path(result["staging"])
+        return self._take_cut_here()
+
+    def _take_cut_here(self) -> Path:
+        from engine.outputs.backup import take_cut
+
         held = self._lock.held
         self.become_writer()
         try:
