@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from engine.config import UNITS, Settings
 
 if TYPE_CHECKING:
     from engine.facade import Engine
-    from engine.report.data import ReportReader
+    from engine.report.data import ReportData, ReportReader
     from engine.report.export import ReportResult
     from engine.report.period import Period
 
@@ -73,7 +74,12 @@ def _export_light(
     settings: Settings, period: Period, out: Path, units: str, branch: str, force: bool, now: datetime
 ) -> ReportResult | None:
     """Through engine.fastread, which reads the recorded files of the same snapshots without importing the
-    engine; None when it cannot (the engine then reads)."""
+    engine; None when it cannot (the engine then reads). Where it can, in a forked child process, while
+    this one imports matplotlib (engine.report.forked)."""
+    from engine.report.forked import can_fork
+
+    if can_fork():
+        return _export_forked(settings, period, out, units, branch, force, now)
     from engine.fastread import FastReader, NotRecorded
 
     try:
@@ -88,6 +94,42 @@ def _export_light(
         return None
     finally:
         reader.close()
+
+
+class _EngineReads(Exception):
+    """The child's FastReader could not read the report: the engine reads it (engine.fastread.NotRecorded,
+    which the parent does not import: that would import DuckDB, the child's half of the work)."""
+
+
+def _export_forked(
+    settings: Settings, period: Period, out: Path, units: str, branch: str, force: bool, now: datetime
+) -> ReportResult | None:
+    from engine.report.export import export_loaded
+    from engine.report.forked import ForkedCall
+
+    reading = ForkedCall(partial(_read_light, settings, period, branch, now))
+    try:
+        return export_loaded(reading.result, settings, period=period, out=out, units=units, force=force)
+    except _EngineReads as e:
+        log.info("the engine reads the report: %s", e)
+        return None
+    finally:
+        reading.cancel()
+
+
+def _read_light(settings: Settings, period: Period, branch: str, now: datetime) -> ReportData:
+    """In the child: the period's figures through a FastReader."""
+    from engine.fastread import FastReader, NotRecorded
+    from engine.report.data import load_report
+
+    try:
+        reader = FastReader(settings)
+        try:
+            return load_report(reader, settings, period, branch, now)
+        finally:
+            reader.close()
+    except NotRecorded as e:
+        raise _EngineReads(str(e)) from None
 
 
 def export_from(
