@@ -462,21 +462,20 @@ def _daily_profiles(fig: Figure, data: ReportData, units: str, top: float) -> No
 
 def _profile_row(ax: Axes, days: list[tuple[date, DayProfile | None]], units: str, columns: int) -> None:
     ax.set_xlim(0, 24 * columns)
-    _glucose_axis(ax, units)
-    ax.set_yticks([70, 180, 250])
-    ax.set_yticklabels([tick_text(v, units) for v in (70, 180, 250)])
-    ax.set_xticks([24 * i + 12 for i in range(len(days))])
-    ax.set_xticklabels([])
+    ax.set_ylim(0, 350)
+    ax.set_yticks([70, 180, 250], [tick_text(v, units) for v in (70, 180, 250)])
+    ax.set_xticks([])
     ax.tick_params(length=0, pad=1)
-    ax.grid(axis="x", color="#BBBBBB", linewidth=0.4)
     ax.axhspan(70, 180, xmax=len(days) / columns, color=TARGET_FILL, zorder=0, linewidth=0)
+    # Noon of each day, and the lines between the days: two artists (a tick or an axvline each would be
+    # one to create and draw per line).
+    ax.vlines([24 * i + 12 for i in range(len(days))], 0, 350, color="#BBBBBB", linewidth=0.4, zorder=1.5)
+    ax.vlines([24 * i for i in range(1, len(days))], 0, 350, color=MUTED, linewidth=0.6)
     # The row's traces are one line, one fill per band and one set of markers (a NaN between days breaks
     # them): four artists to create and draw instead of four a day.
     traces: list[tuple[np.ndarray, np.ndarray]] = []
     for i, (day, profile) in enumerate(days):
         start = 24 * i
-        if i:
-            ax.axvline(start, color=MUTED, linewidth=0.6)
         ax.text(start + 12, 362, f"{day:%a %d %b}", ha="center", va="bottom", fontsize=6.5, color=INK)
         if profile is None or not profile.minutes:
             ax.text(start + 12, 175, "no data", ha="center", va="center", fontsize=6, color=MUTED)
