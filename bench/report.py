@@ -3,11 +3,12 @@ seconds from starting `python -m phlo_tui.cli --demo report --days N --out FILE 
 last 14 and the last 90 full days (PDF, and the 14 days as PNG). Prints medians of wall and CPU seconds;
 asserts nothing about time.
 
-    uv run --extra bench python bench/report.py [--days 365] [--repeats 5] [--base DIR]
+    uv run --extra bench python bench/report.py [--days 365] [--repeats 5] [--base DIR] [--home DIR]
 
 `--base DIR` also times the source tree at DIR (say `git archive 0be4ab1 | tar -x -C DIR`) with this
 interpreter on the same home, alternating with this tree, and prints the ratios base / ours of each case:
-on a shared machine those are the comparable figures, not the seconds.
+on a shared machine those are the comparable figures, not the seconds. `--home DIR` reports on a demo home
+built before (by an earlier run, or `phlo-tui --demo backfill`) instead of building a year in a temporary one.
 
 `fresh_report_seconds(env, days, repeats)` is what bench/run.py calls on its own history (`report_14d_s`,
 `report_90d_s`).
@@ -84,10 +85,14 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=365, help="days of history on the home")
     parser.add_argument("--repeats", type=int, default=5, help="report processes per case")
     parser.add_argument("--base", type=Path, help="another source tree to time against this one")
+    parser.add_argument("--home", type=Path, help="an existing demo home to report on (nothing is built)")
     args = parser.parse_args()
     trees = {"ours": ROOT} | ({"base": args.base.resolve()} if args.base else {})
     with tempfile.TemporaryDirectory(prefix="phlo-bench-report-") as tmp:
-        build_year(demo_settings(Path(tmp) / "home"), args.days)
+        if args.home is not None:
+            demo_settings(args.home.resolve())
+        else:
+            build_year(demo_settings(Path(tmp) / "home"), args.days)
         env = dict(os.environ)
         times = {(tree, key): [] for tree in trees for key, _, _ in CASES}
         cpu = {(tree, key): [] for tree in trees for key, _, _ in CASES}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from engine.clock import clock_from_env
 from engine.config import UNITS, Settings
 
 if TYPE_CHECKING:
-    from engine.api.commands import Period, ReportReader, ReportResult
+    from engine.api.commands import Period, ReportData, ReportReader, ReportResult
     from engine.api.facade import Engine
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,12 @@ def _export_light(
     settings: Settings, period: Period, out: Path, units: str, branch: str, force: bool, now: datetime
 ) -> ReportResult | None:
     """Through engine.api.fastread, which reads the recorded files of the same snapshots without importing the
-    engine; None when it cannot (the engine then reads)."""
+    engine; None when it cannot (the engine then reads). Where it can, in a forked child process, while
+    this one imports matplotlib (engine.outputs.report.forked)."""
+    from engine.api.commands import can_fork
+
+    if can_fork():
+        return _export_forked(settings, period, out, units, branch, force, now)
     from engine.api.fastread import FastReader, NotRecorded
 
     try:
@@ -85,6 +91,41 @@ def _export_light(
         return None
     finally:
         reader.close()
+
+
+class _EngineReads(Exception):
+    """The child's FastReader could not read the report: the engine reads it (engine.api.fastread.NotRecorded,
+    which the parent does not import: that would import DuckDB, the child's half of the work)."""
+
+
+def _export_forked(
+    settings: Settings, period: Period, out: Path, units: str, branch: str, force: bool, now: datetime
+) -> ReportResult | None:
+    from engine.api.commands import ForkedCall, export_loaded
+
+    reading = ForkedCall(partial(_read_light, settings, period, branch, now))
+    try:
+        return export_loaded(reading.result, settings, period=period, out=out, units=units, force=force)
+    except _EngineReads as e:
+        log.info("the engine reads the report: %s", e)
+        return None
+    finally:
+        reading.cancel()
+
+
+def _read_light(settings: Settings, period: Period, branch: str, now: datetime) -> ReportData:
+    """In the child: the period's figures through a FastReader."""
+    from engine.api.commands import load_report
+    from engine.api.fastread import FastReader, NotRecorded
+
+    try:
+        reader = FastReader(settings)
+        try:
+            return load_report(reader, settings, period, branch, now)
+        finally:
+            reader.close()
+    except NotRecorded as e:
+        raise _EngineReads(str(e)) from None
 
 
 def export_from(

@@ -12,6 +12,8 @@ import json
 import math
 import os
 import re
+import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -316,6 +318,25 @@ def test_an_existing_file_is_kept_without_force(untreated: Home, tmp_path: Path)
     assert replaced.returncode == 0, replaced.stderr
     assert out.read_bytes().startswith(b"%PDF") and oct(out.stat().st_mode & 0o777) == "0o600"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agp.pdf"]
+
+
+def test_when_the_light_reader_cannot_answer_the_engine_reads_the_same(
+    untreated: Home, tmp_path: Path
+) -> None:
+    """The command line reads in a forked child through engine.api.fastread; on a home whose snapshot files
+    were not recorded that child cannot answer, and the engine reads the period instead: same page."""
+    args = ["report", "--since", "2025-03-12", "--until", "2025-03-18", "--force"]
+    light = phlo(*args, "--out", str(tmp_path / "light.pdf"), env=untreated.env)
+    assert light.returncode == 0, light.stderr
+    copy = {**untreated.env, "PHLO_HOME": str(tmp_path / "home")}
+    shutil.copytree(untreated.env["PHLO_HOME"], copy["PHLO_HOME"])
+    with sqlite3.connect(load_settings(copy).runs_db) as db:
+        assert db.execute("delete from snapshot_files").rowcount > 0
+    db.close()
+    engine = phlo("-v", *args, "--out", str(tmp_path / "engine.pdf"), env=copy)
+    assert engine.returncode == 0, engine.stderr
+    assert "the engine reads the report: snapshot" in engine.stderr
+    assert pdf_text(tmp_path / "engine.pdf") == pdf_text(tmp_path / "light.pdf")
 
 
 def test_the_command_lines_period_ends_at_data_time(untreated: Home, tmp_path: Path) -> None:

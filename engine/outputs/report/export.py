@@ -77,19 +77,29 @@ def export_report(
     never left half-written; an existing file is replaced only with `force`.
 
     Raises PhloError for an unknown format, an unwritable or existing path, or a period without readings."""
+    load = partial(load_report, reader, settings, period, branch, now)
+    return export_loaded(load, settings, period=period, out=out, units=units, force=force)
+
+
+def export_loaded(
+    load: Callable[[], ReportData], settings: Settings, *, period: Period, out: Path, units: str, force: bool
+) -> ReportResult:
+    """export_report with the period's figures from `load()` (called once, after the output path is checked,
+    while matplotlib is imported)."""
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise PhloError(f"cannot write a report as {out.name!r}", "name the file .pdf or .png")
     _check_writable(out, force)
     keep_matplotlib_cache(settings.home)
     # matplotlib takes a second or more to import: on a second core while DuckDB reads the period (it
-    # runs without the GIL), waited for before anything else happens, an error included.
+    # runs without the GIL), or while a child process reads it, waited for before anything else happens,
+    # an error included.
     importing = threading.Thread(
         target=importlib.import_module, args=("engine.outputs.report.render",), name="import-matplotlib"
     )
     importing.start()
     try:
-        data = load_report(reader, settings, period, branch, now)
+        data = load()
     finally:
         importing.join()
     from engine.outputs.report.render import render_pages, write_pdf, write_png

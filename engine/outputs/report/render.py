@@ -9,18 +9,24 @@ without it.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from statistics import mean, median
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from engine.api.treatment_reads import BolusOutcome
 from engine.outputs.report.data import (
@@ -140,6 +146,7 @@ def render_pages(data: ReportData, units: str, paper: str, name: str | None) -> 
 
 
 def write_pdf(pages: list[Figure], path: str, title: str) -> None:
+    _defer_import("fontTools.subset")
     from matplotlib.backends.backend_pdf import PdfPages
 
     with _style(), PdfPages(path, metadata={"Title": title, "Creator": "phlo-tui"}) as pdf:
@@ -150,6 +157,25 @@ def write_pdf(pages: list[Figure], path: str, title: str) -> None:
 def write_png(page: Figure, path: str) -> None:
     with _style():
         page.savefig(path, format="png", dpi=PNG_DPI, facecolor="white")
+
+
+def _defer_import(name: str) -> None:
+    """Put module `name` in place without running it: it runs when first used. matplotlib's PDF backend
+    imports fontTools.subset (0.2 s or more) but uses it only to embed TrueType (`pdf.fonttype` 42), never
+    for the Type 3 fonts the report embeds."""
+    if name in sys.modules:
+        return
+    parent, _, child = name.rpartition(".")
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    # As the parent's attribute, so that `from parent import child` takes it without touching it (the
+    # import system would read its __spec__, and so run it).
+    setattr(importlib.import_module(parent), child, module)
 
 
 # the AGP page
@@ -436,21 +462,20 @@ def _daily_profiles(fig: Figure, data: ReportData, units: str, top: float) -> No
 
 def _profile_row(ax: Axes, days: list[tuple[date, DayProfile | None]], units: str, columns: int) -> None:
     ax.set_xlim(0, 24 * columns)
-    _glucose_axis(ax, units)
-    ax.set_yticks([70, 180, 250])
-    ax.set_yticklabels([tick_text(v, units) for v in (70, 180, 250)])
-    ax.set_xticks([24 * i + 12 for i in range(len(days))])
-    ax.set_xticklabels([])
+    ax.set_ylim(0, 350)
+    ax.set_yticks([70, 180, 250], [tick_text(v, units) for v in (70, 180, 250)])
+    ax.set_xticks([])
     ax.tick_params(length=0, pad=1)
-    ax.grid(axis="x", color="#BBBBBB", linewidth=0.4)
     ax.axhspan(70, 180, xmax=len(days) / columns, color=TARGET_FILL, zorder=0, linewidth=0)
+    # Noon of each day, and the lines between the days: two artists (a tick or an axvline each would be
+    # one to create and draw per line).
+    ax.vlines([24 * i + 12 for i in range(len(days))], 0, 350, color="#BBBBBB", linewidth=0.4, zorder=1.5)
+    ax.vlines([24 * i for i in range(1, len(days))], 0, 350, color=MUTED, linewidth=0.6)
     # The row's traces are one line, one fill per band and one set of markers (a NaN between days breaks
     # them): four artists to create and draw instead of four a day.
     traces: list[tuple[np.ndarray, np.ndarray]] = []
     for i, (day, profile) in enumerate(days):
         start = 24 * i
-        if i:
-            ax.axvline(start, color=MUTED, linewidth=0.6)
         ax.text(start + 12, 362, f"{day:%a %d %b}", ha="center", va="bottom", fontsize=6.5, color=INK)
         if profile is None or not profile.minutes:
             ax.text(start + 12, 175, "no data", ha="center", va="center", fontsize=6, color=MUTED)
@@ -497,6 +522,53 @@ def _footer(fig: Figure, data: ReportData) -> None:
 
 
 # the treatments page
+
+
+TABLE_HEADER_HEIGHT, TABLE_ROW_HEIGHT = 0.036, 0.0225
+"""Figure fractions of the per-bolus table's header row and of each of its rows."""
+TABLE_LINE = "#999999"
+
+
+def _table(
+    fig: Figure, header: list[str], rows: list[list[str]], *, left: float, top: float, widths: list[float]
+) -> None:
+    """A table drawn as one grid of lines and a text per cell (matplotlib.table draws a patch and lays out
+    each cell again: a quarter of the page's drawing time): a grey header row, the last row in bold."""
+    edges = [left]
+    for width in widths:
+        edges.append(edges[-1] + width)
+    bottom = top - TABLE_HEADER_HEIGHT - len(rows) * TABLE_ROW_HEIGHT
+    fig.add_artist(
+        Rectangle(
+            (left, top - TABLE_HEADER_HEIGHT),
+            edges[-1] - left,
+            TABLE_HEADER_HEIGHT,
+            transform=fig.transFigure,
+            facecolor="#EEEEEE",
+            linewidth=0,
+        )
+    )
+    levels = [top] + [top - TABLE_HEADER_HEIGHT - i * TABLE_ROW_HEIGHT for i in range(len(rows) + 1)]
+    segments = [[(left, y), (edges[-1], y)] for y in levels]
+    segments += [[(x, top), (x, bottom)] for x in edges]
+    fig.add_artist(LineCollection(segments, transform=fig.transFigure, colors=TABLE_LINE, linewidths=0.4))
+    middles = [(a + b) / 2 for a, b in pairwise(edges)]
+    for x, text in zip(middles, header, strict=True):
+        fig.text(
+            x,
+            top - TABLE_HEADER_HEIGHT / 2,
+            text,
+            ha="center",
+            va="center",
+            fontsize=7,
+            weight="bold",
+            color=INK,
+        )
+    for i, row in enumerate(rows):
+        y = top - TABLE_HEADER_HEIGHT - (i + 0.5) * TABLE_ROW_HEIGHT
+        weight = "bold" if i == len(rows) - 1 else "normal"
+        for x, text in zip(middles, row, strict=True):
+            fig.text(x, y, text, ha="center", va="center", fontsize=7, weight=weight, color=INK)
 
 
 @dataclass(frozen=True)
@@ -609,21 +681,7 @@ def _treatments_page(data: ReportData, units: str, paper: str, name: str | None)
         "Hypo\nwithin 4 h",
     ]
     rows = [g.row(units) for g in bolus_groups(data.boluses)]
-    ax = fig.add_axes((0.06, table_top - 0.22, 0.88, 0.17))
-    ax.set_axis_off()
-    widths = [0.17, 0.08, 0.09, 0.09, 0.09, 0.09, 0.09, 0.1, 0.12]
-    table = ax.table(cellText=rows, colLabels=header, colWidths=widths, loc="upper center", cellLoc="center")
-    table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    table.scale(1, 1.6)
-    for (r, _c), cell in table.get_celld().items():
-        if r == 0:
-            cell.set_height(cell.get_height() * 1.6)
-        cell.set_edgecolor("#999999")
-        cell.set_linewidth(0.4)
-        if r == 0 or r == len(rows):
-            cell.set_text_props(weight="bold")
-        if r == 0:
-            cell.set_facecolor("#EEEEEE")
+    widths = [0.151, 0.071, 0.08, 0.08, 0.08, 0.08, 0.08, 0.089, 0.107]
+    _table(fig, header, rows, left=0.091, top=table_top - 0.054, widths=widths)
     _footer(fig, data)
     return fig

@@ -1,0 +1,106 @@
+"""What `phlo-tui report`'s speed-ups promise, on real processes and real PDFs: the forked child that reads
+the period (engine.outputs.report.forked) hands back its value or its error, and is ended when not needed; the PDF
+backend's fontTools.subset is not run for the report's Type 3 fonts, yet still works when used. (The
+seconds are in bench/report.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.errors import PhloError
+from engine.outputs.report.forked import ForkedCall
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+
+
+class TwoPartError(Exception):
+    """Pickles, but does not unpickle: its __init__ wants two arguments and its args hold one."""
+
+    def __init__(self, what: str, where: str) -> None:
+        super().__init__(f"{what} at {where}")
+
+
+def test_the_childs_value_comes_back() -> None:
+    call = ForkedCall(lambda: (os.getpid(), {"readings": [1, 2, 3]}))
+    pid, value = call.result()
+    assert pid != os.getpid()
+    assert value == {"readings": [1, 2, 3]}
+
+
+def _no_readings() -> None:
+    raise PhloError("no readings from 2020-01-01 to 2020-01-20 on main", "choose another period")
+
+
+def test_the_childs_error_is_raised_here_with_its_hint() -> None:
+    with pytest.raises(PhloError) as raised:
+        ForkedCall(_no_readings).result()
+    assert raised.value.message == "no readings from 2020-01-01 to 2020-01-20 on main"
+    assert raised.value.hint == "choose another period"
+
+
+def _two_part() -> None:
+    raise TwoPartError("a bad page", "row 3")
+
+
+def test_an_error_that_cannot_come_back_comes_back_as_its_text() -> None:
+    with pytest.raises(RuntimeError, match="TwoPartError: a bad page at row 3"):
+        ForkedCall(_two_part).result()
+
+
+def test_cancel_ends_the_child_at_once() -> None:
+    call = ForkedCall(lambda: time.sleep(60))
+    pid = call._pid
+    assert pid is not None
+    started = time.monotonic()
+    call.cancel()
+    assert time.monotonic() - started < 10
+    with pytest.raises(ProcessLookupError):  # ended and reaped
+        os.kill(pid, 0)
+    with pytest.raises(RuntimeError, match="already read or cancelled"):
+        call.result()
+    call.cancel()  # a second time does nothing
+
+
+SCRIPT = """
+import sys
+import matplotlib
+from matplotlib.figure import Figure
+from engine.outputs.report.render import write_pdf
+
+def page():
+    fig = Figure(figsize=(4, 3))
+    fig.text(0.1, 0.5, "Time in range 70–180: 66.6 % ✓ met")
+    return fig
+
+write_pdf([page()], sys.argv[1], title="t")
+print(type(sys.modules["fontTools.subset"]).__name__)
+with matplotlib.rc_context({"pdf.fonttype": 42}):  # TrueType: the deferred module runs now
+    page().savefig(sys.argv[2], format="pdf")
+print(type(sys.modules["fontTools.subset"]).__name__)
+"""
+
+
+def test_the_pdf_leaves_fonttools_subset_unrun_and_truetype_still_works(tmp_path: Path) -> None:
+    type3, truetype = tmp_path / "type3.pdf", tmp_path / "truetype.pdf"
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(type3), str(truetype)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.stdout.split() == ["_LazyModule", "module"], result.stdout + result.stderr
+    for path, kind in ((type3, "Type 3"), (truetype, "CID TrueType")):
+        fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+        rows = fonts.splitlines()[2:]
+        assert rows and all(kind in row and " yes yes yes " in row for row in rows), fonts
+    text = subprocess.run(
+        ["pdftotext", str(truetype), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "66.6 % ✓ met" in text
