@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from engine.nightscout_v3 import HistoryClient, position_key
 from engine.runstore import RunStatus
 from engine.simulator import GlucoseSimulator, SimulatorServer
 from engine.simulator_loop import DELETED_AFTER_S, EDITED_AFTER_S
+from engine.treatment_reads import load_daily_treatments
 from tests.simclock import Clock
 from tests.test_closed_loop_sim import given, gold_totals
 
@@ -201,10 +203,13 @@ def test_a_change_older_than_the_reread_window_reaches_the_layers_through_histor
         position = engine.store.watermark(position_key("treatments"))
         runs = json.dumps([r.to_json() for r in engine.list_runs()])
         totals = gold_totals(engine)
+        days = load_daily_treatments(engine, "dev", date(2000, 1, 1), clock.utc().date())
         jwts = {r.headers["authorization"] for r in server.requests if "authorization" in r.headers}
     if serve_v3:
         assert kept == [("edited", None, 15.0)]
         assert totals == given(docs)
+        # The dashboard's read: the automatic share comes through the engine's read API.
+        assert round(sum(d.automatic_units for d in days), 2) == totals[2] > 0
         assert position is not None and position >= changed_ms
         assert jwts
     else:  # API v1 alone still serves the deleted bolus as valid and the carbs as first logged

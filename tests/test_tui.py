@@ -884,3 +884,32 @@ async def test_the_trace_marks_each_bolus_at_its_time(promoted: LakeHome) -> Non
         # Each bolus has its marker in its column (±1 for the plot's rounding), and no marker is elsewhere.
         assert all(any(abs(col - m) <= 1 for m in marked) for col in expected), (expected, marked)
         assert all(any(abs(col - m) <= 1 for m in expected) for col in marked), (expected, marked)
+
+
+@pytest.mark.anyio
+async def test_a_closed_loop_s_automatic_insulin_share_shows_above_the_boluses(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _):
+        await pilot.press("2")
+        await settle(pilot)
+        charts = app.screen
+        assert isinstance(charts, ChartsScreen) and charts.snapshot is not None
+        plain = treatments_snapshot(charts.snapshot)
+        loop = dataclasses.replace(
+            plain,
+            treatments=tuple(
+                dataclasses.replace(d, automatic_units=units)
+                for d, units in zip(plain.treatments, (6.3, 2.4), strict=True)
+            ),
+        )
+        charts.post_message(ChartsLoaded(loop))
+        for _ in range(5):
+            await pilot.press("c")
+        await pilot.pause()
+        summary = label_text(app, "#bolus-summary")
+        # 6.3 + 2.4 of 31.5 + 12.0 U: a fifth, by hand.
+        assert "20% of the 43.5 U automatic (SMBs, loop boluses)" in summary
+        assert "after = mean of hours 2–3" in summary and "2 boluses" in summary
+        charts.post_message(ChartsLoaded(plain))  # no automatic insulin: no such line
+        await pilot.pause()
+        await pilot.pause()
+        assert "automatic" not in label_text(app, "#bolus-summary")

@@ -14,7 +14,7 @@ from phlo_tui.snapshot.pipeline import (
     tail_run_log,
 )
 from phlo_tui.snapshot.status import PipelineStatus, existing_tables, load_status
-from phlo_tui.snapshot.treatments import BolusOutcome, DayTreatments, TreatmentMark
+from phlo_tui.snapshot.treatments import BolusOutcome, DayTreatments, TreatmentMark, automatic_share
 
 __all__ = [
     "BandShares",
@@ -31,6 +31,7 @@ __all__ = [
     "Reading",
     "RunsSnapshot",
     "TreatmentMark",
+    "automatic_share",
     "existing_tables",
     "load_branches",
     "load_charts",
