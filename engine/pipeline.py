@@ -21,6 +21,7 @@ from engine.clock import Clock, wall_clock
 from engine.config import Settings
 from engine.errors import Interrupted, PhloError, SourceError
 from engine.ingest.extjson import plain_record
+from engine.ingest.history_sync import ingest_history
 from engine.ingest.nightscout import (
     EndpointNotFound,
     FetchWindow,
@@ -155,7 +156,7 @@ class Pipeline:
             "full_refresh": full_refresh,
             "sources_since_ms": since,
         }
-        return self._run_windows(trigger, since, until_ms, params, full_refresh=full_refresh)
+        return self._run_windows(trigger, since, until_ms, params, full_refresh=full_refresh, history=True)
 
     def _since_ms(self, source: Source, now: datetime) -> int:
         """From the source's watermark minus the lookback, or the last `initial_days` on its first run;
@@ -235,8 +236,10 @@ class Pipeline:
         params: dict[str, Any],
         *,
         full_refresh: bool = False,
+        history: bool = False,
     ) -> RunRecord:
-        """Fetch every declared source from its own `since_ms` to `until_ms`, window by window."""
+        """Fetch every declared source from its own `since_ms` to `until_ms`, window by window; with
+        `history`, then every change since the sync position where the site serves API v3."""
         windows = {
             source.name: plan_windows(since_ms[source.name], until_ms, self.settings.backfill_window_days)
             for source in SOURCES
@@ -259,6 +262,8 @@ class Pipeline:
                     totals.add(outcome, source)
                     if outcome.newest_ms is not None:
                         self.store.advance_watermark(source.watermark_key, outcome.newest_ms, run.id)
+            if history:
+                ingest_history(self, run.id, config, totals, since_ms)
 
         return self._execute(run, ingest, full_refresh=full_refresh)
 

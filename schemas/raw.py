@@ -17,7 +17,8 @@ WARNING = "warning"
 # Raw entry keys per lake column, in order of preference: the API's camelCase first, then the
 # snake_case a dlt-normalised or exported file may carry.
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {
-    "_id": ("_id",),
+    # API v3 serves no `_id`: its `identifier` is the key (see TREATMENT_SOURCE_KEYS).
+    "_id": ("_id", "identifier"),
     "type": ("type",),
     "date": ("date",),
     "date_string": ("dateString", "date_string"),

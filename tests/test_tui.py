@@ -299,7 +299,7 @@ async def test_branches_shows_the_diff_and_p_promotes_after_confirming(unpromote
         await pilot.press("y")
         await settle(pilot)
         assert engine.query("select count(*) from raw.glucose_entries", "main").rows[0][0] == dev_rows
-        assert not any(d.changed for d in engine.diff())
+        assert not any(d.changed for d in engine.lake.diff())
         assert all(r[2] == "0" for r in table_rows(app, "#diff-table"))
         assert any("main now equals dev" in n for n in recorder.notifications())
 
@@ -327,7 +327,7 @@ async def test_quality_filters_by_severity_and_enter_opens_the_samples(held: Lak
         await pilot.press("5")
         await settle(pilot)
         assert recorder.of(QualityLoaded)
-        checks = engine.quality()
+        checks = engine.transform.quality()
         severities = {c.severity for c in checks}
         assert severities == {"error", "warning"}, "the fixture must fail checks of both severities"
         assert len(table_rows(app, "#checks-table")) == len(checks)
@@ -921,3 +921,32 @@ async def test_the_trace_marks_each_bolus_at_its_time(promoted: LakeHome) -> Non
         # Each bolus has its marker in its column (±1 for the plot's rounding), and no marker is elsewhere.
         assert all(any(abs(col - m) <= 1 for m in marked) for col in expected), (expected, marked)
         assert all(any(abs(col - m) <= 1 for m in expected) for col in marked), (expected, marked)
+
+
+@pytest.mark.anyio
+async def test_a_closed_loop_s_automatic_insulin_share_shows_above_the_boluses(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _):
+        await pilot.press("2")
+        await settle(pilot)
+        charts = app.screen
+        assert isinstance(charts, ChartsScreen) and charts.snapshot is not None
+        plain = treatments_snapshot(charts.snapshot)
+        loop = dataclasses.replace(
+            plain,
+            treatments=tuple(
+                dataclasses.replace(d, automatic_units=units)
+                for d, units in zip(plain.treatments, (6.3, 2.4), strict=True)
+            ),
+        )
+        charts.post_message(ChartsLoaded(loop))
+        for _ in range(5):
+            await pilot.press("c")
+        await pilot.pause()
+        summary = label_text(app, "#bolus-summary")
+        # 6.3 + 2.4 of 31.5 + 12.0 U: a fifth, by hand.
+        assert "20% of the 43.5 U automatic (SMBs, loop boluses)" in summary
+        assert "after = mean of hours 2–3" in summary and "2 boluses" in summary
+        charts.post_message(ChartsLoaded(plain))  # no automatic insulin: no such line
+        await pilot.pause()
+        await pilot.pause()
+        assert "automatic" not in label_text(app, "#bolus-summary")

@@ -26,6 +26,18 @@ class DayTreatments:
     carbs_g: float
     boluses: int
     carb_entries: int
+    automatic_units: float = 0.0
+    """The part of `insulin_units` the loop gave by itself (SMBs, Loop's automatic boluses)."""
+
+
+def automatic_share(days: tuple[DayTreatments, ...]) -> tuple[float, float] | None:
+    """The bolus insulin of `days` and the share of it the loop gave by itself (0..1); None when
+    there is no insulin or none of it was automatic (no closed loop uploads here)."""
+    total = sum(d.insulin_units for d in days)
+    automatic = sum(d.automatic_units for d in days)
+    if total <= 0 or automatic <= 0:
+        return None
+    return total, automatic / total
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,8 @@ def load_daily_treatments(
     if not lake.has_table(DAILY_TREATMENTS):
         return ()
     rows = lake.query(
-        "select reading_date, total_insulin_units, total_carbs_g, bolus_count, carb_entry_count "
+        "select reading_date, total_insulin_units, total_carbs_g, bolus_count, carb_entry_count, "
+        "automatic_insulin_units "
         "from gold.fct_daily_treatment_totals where reading_date between $since and $until "
         "order by reading_date",
         branch,
@@ -66,8 +79,9 @@ def load_daily_treatments(
             optional_float(carbs) or 0.0,
             int(boluses or 0),
             int(entries or 0),
+            optional_float(automatic) or 0.0,
         )
-        for day, units, carbs, boluses, entries in rows
+        for day, units, carbs, boluses, entries, automatic in rows
     )
 
 

@@ -218,14 +218,21 @@ def site_status(config: NightscoutConfig) -> dict[str, Any]:
 # -- requests and dlt plumbing -----------------------------------------------------------------
 
 
-def _read(config: NightscoutConfig, path: str, read: Callable[[Session], _T]) -> _T:
-    """Run `read` on a configured session; turn what it raises into a secret-free SourceError."""
+def _read(
+    config: NightscoutConfig,
+    path: str,
+    read: Callable[[Session], _T],
+    auth: AuthBase | None = None,
+    endpoint: str | None = None,
+) -> _T:
+    """Run `read` on a configured session; turn what it raises into a secret-free SourceError
+    naming `endpoint` (default: API v1's `path`; never a URL that holds a secret)."""
     _require_dlt_configured()
     try:
-        with _session(config) as session:
+        with _session(config, auth) as session:
             return read(session)
     except Exception as e:
-        failure = _source_error(e, config, _endpoint(config, path))
+        failure = _source_error(e, config, endpoint or _endpoint(config, path))
         if failure is None:  # not a site problem but a bug: keep its traceback
             raise
     # Raised outside the handler so that no exception of requests (whose messages carry the full
@@ -336,11 +343,11 @@ def _raise_for_status(response: Response, *args: Any, **kwargs: Any) -> None:
 class _RedactTokens(logging.Filter):
     """urllib3 logs each request line, query string included, at DEBUG: hide the token in it."""
 
-    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+    _TOKEN = re.compile(r"([?&]token=|/authorization/request/)[^&\s\"?]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "token=" in message:
+        if "token=" in message or "/authorization/request/" in message:
             record.msg, record.args = self._TOKEN.sub(r"\1***", message), None
         return True
 
@@ -350,8 +357,9 @@ _URLLIB3_LOG.addFilter(_RedactTokens())
 
 
 @contextmanager
-def _session(config: NightscoutConfig) -> Iterator[Session]:
-    """A dlt requests session with the config's retries, timeout and credentials."""
+def _session(config: NightscoutConfig, auth: AuthBase | None = None) -> Iterator[Session]:
+    """A dlt requests session with the config's retries, timeout and credentials (API v1's, unless
+    `auth` says otherwise: API v3 takes a JWT instead, engine/ingest/nightscout_v3.py)."""
     from dlt.sources.helpers.requests import Client
 
     secret = config.api_secret and hashlib.sha1(_reveal(config.api_secret).encode()).hexdigest()
@@ -365,7 +373,7 @@ def _session(config: NightscoutConfig) -> Iterator[Session]:
         request_backoff_factor=config.backoff_s,
         request_max_retry_delay=config.max_retry_delay_s,
         respect_retry_after_header=True,
-        session_attrs={"auth": _NightscoutAuth(_token(config), secret or None)},
+        session_attrs={"auth": auth or _NightscoutAuth(_token(config), secret or None)},
     )
     session = client.session
     try:

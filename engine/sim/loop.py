@@ -4,6 +4,7 @@ in their payload shapes and conventions (docs/closed-loop.md), duplicates and de
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
@@ -20,6 +21,15 @@ DELETED_AT = "_deleted_ms"
 which the site serves it with isValid false; never served itself."""
 REMOVED_AT = "_removed_ms"
 """Likewise, deleted through API v1 (`DELETE /api/v1/treatments/<_id>`): the site no longer has it."""
+EDITED_AT = "_edited_ms"
+"""When the person edits the document through API v3 (epoch ms): from then on the site serves it
+with the fields of `EDIT` and that srvModified."""
+EDIT = "_edit"
+PRIVATE_KEYS = (DELETED_AT, REMOVED_AT, EDITED_AT, EDIT)
+V3_KEYS = ("identifier", "srvCreated", "srvModified")
+IDENTIFIERS = uuid.UUID("5b0f7124-475f-5db0-824c-a73c5eea0975")
+"""Namespace of the simulated AndroidAPS identifiers (a uuid5 of the _id: no draw from the day's
+stream, so adding them moved no other document)."""
 
 CARBS_PER_UNIT = 10.0
 TEMP_BASAL_EVERY_MIN = 30
@@ -30,6 +40,7 @@ DELETED_ENTRY_RATE = 0.002  # readings the person deleted (compression lows, sen
 PUMP_TYPE, PUMP_SERIAL = "OMNIPOD_DASH", "4241A0F3"
 LOOP_DEVICE = "loop://iPhone"
 DELETED_AFTER_S = 3 * 86_400  # an AndroidAPS mistake is deleted three days after it was logged
+EDITED_AFTER_S = 3 * 86_400  # hypo carbs corrected three days after they were logged
 
 
 class DayPlan(Protocol):
@@ -55,16 +66,23 @@ def _units(units: float) -> float:
 class _Day:
     """The documents of one local day as (upload ms, document)."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, *, v3: bool = False) -> None:
         self.rng = rng
+        self.v3 = v3
+        """Uploaded through API v3 (AndroidAPS's NSClient v3): each document has an identifier and
+        the srvCreated / srvModified the site stamps."""
         self.records: list[tuple[int, dict[str, Any]]] = []
 
     def object_id(self, seconds: float) -> str:
         return f"{int(seconds):08x}{int(self.rng.integers(0, 2**63)):016x}"
 
     def add(self, seconds: float, doc: dict[str, Any], *, uploaded: float | None = None) -> dict[str, Any]:
+        uploaded_ms = int((uploaded or seconds) * 1000)
         full = {"_id": self.object_id(uploaded or seconds), "created_at": _iso(seconds), **doc}
-        self.records.append((int((uploaded or seconds) * 1000), full))
+        if self.v3:
+            identifier = str(uuid.uuid5(IDENTIFIERS, full["_id"]))
+            full.update(identifier=identifier, srvCreated=uploaded_ms, srvModified=uploaded_ms)
+        self.records.append((uploaded_ms, full))
         return full
 
     def reupload(self, doc: dict[str, Any]) -> None:
@@ -75,7 +93,7 @@ class _Day:
         copy = {
             key: value
             for key, value in doc.items()
-            if key not in ("_id", "created_at", DELETED_AT, REMOVED_AT)
+            if key not in ("_id", "created_at", *PRIVATE_KEYS, *V3_KEYS)
         }
         if "date" in copy:
             copy["date"] = int((seconds + skew) * 1000)
@@ -86,7 +104,8 @@ def closed_loop_treatments(
     plan: DayPlan, ordinal: int, seed: int, tz: ZoneInfo, uploader: Uploader
 ) -> tuple[tuple[int, dict[str, Any]], ...]:
     """The treatments `uploader` uploads for the local day `ordinal` of `plan`, as (upload ms, doc)."""
-    day = _Day(np.random.default_rng([seed, TAG_CLOSED_LOOP, ordinal, UPLOADERS.index(uploader)]))
+    rng = np.random.default_rng([seed, TAG_CLOSED_LOOP, ordinal, UPLOADERS.index(uploader)])
+    day = _Day(rng, v3=uploader == "aaps")
     write: Callable[[_Day, DayPlan, float, int], None] = _aaps_day if uploader == "aaps" else _loop_day
     start = datetime.combine(date.fromordinal(ordinal), datetime.min.time(), tz).timestamp()
     write(day, plan, start, ordinal)
@@ -146,6 +165,10 @@ def _aaps_day(day: _Day, plan: DayPlan, start: float, ordinal: int) -> None:
             at, pump({"eventType": "Correction Bolus", "insulin": 2.0, "type": "NORMAL", "isSMB": False})
         )
         mistake[DELETED_AT] = int((at + DELETED_AFTER_S) * 1000)
+    if ordinal % 3 == 1:  # hypo carbs logged as 20 g, corrected to 15 g in AndroidAPS days later
+        at = plan.lows[0] - 300 if plan.lows else start + 15 * 3600
+        hypo = aaps(at, {"eventType": "Carb Correction", "carbs": 20})
+        hypo.update({EDITED_AT: int((at + EDITED_AFTER_S) * 1000), EDIT: {"carbs": 15}})
 
 
 def _loop_day(day: _Day, plan: DayPlan, start: float, ordinal: int) -> None:
@@ -192,25 +215,38 @@ def _loop_day(day: _Day, plan: DayPlan, start: float, ordinal: int) -> None:
 
 def as_served(doc: dict[str, Any], now_ms: int) -> dict[str, Any] | None:
     """A simulated document as the site serves it at `now_ms`: once deleted through API v3, with
-    isValid false and srvModified the deletion (as Nightscout keeps it); once deleted through API
-    v1, not at all."""
+    isValid false and srvModified the deletion (as Nightscout keeps it); once edited through API
+    v3, with the edit and its srvModified; once deleted through API v1, not at all."""
     served = dict(doc)
     deleted_ms = served.pop(DELETED_AT, None)
     removed_ms = served.pop(REMOVED_AT, None)
+    edited_ms = served.pop(EDITED_AT, None)
+    edit = served.pop(EDIT, None)
     if removed_ms is not None and now_ms >= removed_ms:
         return None
+    if edited_ms is not None and now_ms >= edited_ms:
+        served.update(edit, srvModified=edited_ms)
     if deleted_ms is not None and now_ms >= deleted_ms:
         served.update(isValid=False, srvModified=deleted_ms)
     return served
 
 
 def mark_deleted_entries(entries: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Entries with the few readings the person deleted served with isValid false."""
+    """Entries with the few readings the person deleted served with isValid false, deleted (through
+    API v3, so with a srvModified) as they came."""
     for entry in entries:
         date_ms = entry.get("date")
         if (
             isinstance(date_ms, int)
             and (date_ms // 1000 * 2654435761 + seed) % 100_000 < DELETED_ENTRY_RATE * 100_000
         ):
-            entry["isValid"] = False
+            entry.update(isValid=False, srvModified=date_ms)
     return entries
+
+
+def as_v3(document: dict[str, Any]) -> dict[str, Any]:
+    """A document as API v3 serves it: no `_id`, its `identifier` the `_id`'s hex when it has none
+    (lib/api3/storage/mongoCollection/utils.js, normalizeDoc)."""
+    served = {key: value for key, value in document.items() if key != "_id"}
+    served.setdefault("identifier", document["_id"])
+    return served

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
 import re
+import secrets
 import socket
 import threading
 from collections import deque
@@ -19,7 +21,7 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -27,7 +29,15 @@ import numpy.typing as npt
 
 from engine.clock import clock_from_env, epoch_seconds
 from engine.errors import PhloError
-from engine.sim.loop import Uploader, as_served, closed_loop_treatments, mark_deleted_entries
+from engine.sim.loop import (
+    DELETED_AFTER_S,
+    EDITED_AFTER_S,
+    Uploader,
+    as_served,
+    as_v3,
+    closed_loop_treatments,
+    mark_deleted_entries,
+)
 
 EntryKind = Literal["all", "sgv", "mbg", "cal"]
 FloatArray = npt.NDArray[np.float64]
@@ -41,6 +51,9 @@ WARMUP_S = 2 * 3600
 IMPLICIT_WINDOW_MS = 4 * DAY_MS
 # The trace starts here so that an unbounded query ("$lt" only, count=0) still terminates.
 HISTORY_START_MS = 1_262_304_000_000  # 2010-01-01T00:00:00Z
+HISTORY_LIMIT = 1000  # API v3's API3_MAX_LIMIT: the default and the most a history page holds
+MIN_TIMESTAMP_MS = 946_684_800_000  # API v3 refuses a lastModified before 2000-01-01 (HTTP 400)
+JWT_LIFETIME_S = 8 * 3600  # lib/server/enclave.js signJWT's default
 DEFAULT_COUNT = 10
 SENSOR_MIN, SENSOR_MAX = 40, 400
 METER_MIN, METER_MAX = 20, 600
@@ -342,6 +355,38 @@ class GlucoseSimulator:
         found.sort(key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
         limit = count if count > 0 else len(found)
         return found[:limit]
+
+    def history(
+        self, collection: str, last_modified: int, limit: int = HISTORY_LIMIT
+    ) -> list[dict[str, Any]]:
+        """API v3's history of `collection` (entries or treatments): the documents whose srvModified
+        is after `last_modified` (epoch ms) and not after now, the oldest change first, at most
+        `limit`, as API v3 serves them. Only documents written or changed through API v3 have a
+        srvModified: the closed loop's AndroidAPS uploads and the readings the person deleted."""
+        now_ms = int(self.clock() * 1000)
+        changed: list[dict[str, Any]] = []
+        if collection == "treatments":
+            # A document is changed at most this long after the day it belongs to.
+            reach = max(DELETED_AFTER_S, EDITED_AFTER_S) * 1000 + 2 * DAY_MS
+            first = _EPOCH_ORDINAL + max(last_modified - reach, HISTORY_START_MS) // DAY_MS
+            for ordinal in range(first, _EPOCH_ORDINAL + now_ms // DAY_MS + 2):
+                for uploaded_ms, doc in self._treatments(ordinal):
+                    served = as_served(doc, now_ms) if uploaded_ms <= now_ms else None
+                    modified = served.get("srvModified") if served else None
+                    if served and isinstance(modified, int) and last_modified < modified <= now_ms:
+                        changed.append(served)
+        elif collection == "entries" and self.uploader is not None:
+            # A deleted reading's srvModified is its date: read forward a few days at a time.
+            low = max(last_modified + 1, HISTORY_START_MS)
+            while low <= now_ms and len(changed) < limit:
+                high = min(low + 7 * DAY_MS, now_ms + 1)
+                found = mark_deleted_entries(self._select("sgv", low, high - 1, 0), self.seed)
+                changed.extend(
+                    sorted((e for e in found if e.get("isValid") is False), key=lambda e: e["date"])
+                )
+                low = high
+        changed.sort(key=lambda doc: (doc["srvModified"], doc["_id"]))
+        return [as_v3(doc) for doc in changed[:limit]]
 
     def export(self, since_ms: int, until_ms: int, kind: EntryKind = "all") -> list[dict[str, Any]]:
         """Every entry with since_ms <= date < until_ms (and not after now), newest first."""
@@ -865,10 +910,16 @@ class SimulatorServer:
         token: str | None = None,
         api_secret: str | None = None,
         serve_treatments: bool = True,
+        serve_v3: bool = True,
+        jwt_lifetime_s: int = JWT_LIFETIME_S,
     ) -> None:
         _require_loopback(host)
         # False: /api/v1/treatments answers 404, as on a site without that collection.
         self.serve_treatments = serve_treatments
+        # False: /api/v2/authorization and /api/v3 answer 404, as on a site before Nightscout 14.
+        self.serve_v3 = serve_v3
+        self.jwt_lifetime_s = jwt_lifetime_s
+        self._jwt_key = secrets.token_bytes(32)
         self.simulator = simulator if simulator is not None else GlucoseSimulator()
         self.host = host
         self.port = port
@@ -997,6 +1048,43 @@ class SimulatorServer:
             and hmac.compare_digest(secret.strip().lower(), self._secret_sha1)
         )
 
+    def issue_jwt(self, access_token: str) -> dict[str, Any] | None:
+        """`/api/v2/authorization/request/<access token>`'s answer, or None for a token the site
+        does not know (a simulator without a token knows every one). Times are the simulator's."""
+        if self._token is not None and not hmac.compare_digest(access_token, self._token):
+            return None
+        iat = int(self.simulator.clock())
+        claims = {"accessToken": access_token, "iat": iat, "exp": iat + self.jwt_lifetime_s}
+        signing = _b64(b'{"alg":"HS256","typ":"JWT"}') + "." + _b64(json.dumps(claims).encode())
+        signature = _b64(hmac.new(self._jwt_key, signing.encode(), hashlib.sha256).digest())
+        return {
+            "token": f"{signing}.{signature}",
+            "sub": "phlo-reader",
+            "permissionGroups": [["*:*:read"]],
+            "iat": iat,
+            "exp": iat + self.jwt_lifetime_s,
+        }
+
+    def _v3_authorized(self, headers: dict[str, str]) -> bool:
+        """API v3 takes a valid, unexpired JWT only (no token, no API_SECRET); a simulator without
+        credentials is open, as a site with API3_SECURITY_ENABLE=false."""
+        if self._token is None and self._secret_sha1 is None:
+            return True
+        scheme, _, jwt = headers.get("authorization", "").partition(" ")
+        signing, _, signature = jwt.rpartition(".")
+        if scheme.lower() != "bearer" or not signing:
+            return False
+        expected = _b64(hmac.new(self._jwt_key, signing.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(signature, expected):
+            return False
+        payload = signing.partition(".")[2]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return bool(self.simulator.clock() < claims["exp"])
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -1009,6 +1097,8 @@ class _HTTPServer(ThreadingHTTPServer):
 _ENTRY_PATHS = re.compile(r"/api/v1/entries(?:/(sgv|mbg|cal))?(?:\.json)?/?")
 _STATUS_PATH = re.compile(r"/api/v1/status(?:\.json)?/?")
 _TREATMENTS_PATH = re.compile(r"/api/v1/treatments(?:\.json)?/?")
+_AUTHORIZATION_PATH = re.compile(r"/api/v2/authorization/request/([^/]+)")
+_HISTORY_PATH = re.compile(r"/api/v3/(entries|treatments)/history/([^/]+)")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1056,6 +1146,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve_api(owner, query, headers, entries.group(1) if entries else None, entries is None)
             elif _TREATMENTS_PATH.fullmatch(split.path) and owner.serve_treatments:
                 self._serve_api(owner, query, headers, None, False, treatments=True)
+            elif (asked := _AUTHORIZATION_PATH.fullmatch(split.path)) and owner.serve_v3:
+                answer = owner.issue_jwt(unquote(asked.group(1)))
+                if answer is None:
+                    self._send_json(
+                        401, {"status": 401, "message": "Unauthorized", "description": "Invalid/Missing"}
+                    )
+                else:
+                    self._send_json(200, answer)
+            elif (history := _HISTORY_PATH.fullmatch(split.path)) and owner.serve_v3:
+                self._serve_history(owner, query, headers, history.group(1), history.group(2))
             else:
                 self._send_json(404, {"status": 404, "message": "Not Found"})
         except (BrokenPipeError, ConnectionResetError):
@@ -1092,6 +1192,29 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "truncated":
             body = body[: len(body) // 2]
         self._send(200, body, "application/json; charset=utf-8")
+
+    def _serve_history(
+        self,
+        owner: SimulatorServer,
+        query: dict[str, str],
+        headers: dict[str, str],
+        collection: str,
+        since: str,
+    ) -> None:
+        """API v3 HISTORY (lib/api3/generic/history/operation.js), in its JSON envelope."""
+        if not owner._v3_authorized(headers):
+            self._send_json(401, {"status": 401, "message": "Missing or bad access token or JWT"})
+            return
+        last_modified = _v3_timestamp(since)
+        if last_modified is None:
+            self._send_json(400, {"status": 400, "message": "Bad or missing Last-Modified header/parameter"})
+            return
+        limit = _leading_int(query.get("limit", str(HISTORY_LIMIT)))
+        if limit is None or not 0 < limit <= HISTORY_LIMIT:
+            self._send_json(400, {"status": 400, "message": "Parameter limit out of tolerance"})
+            return
+        result = owner.simulator.history(collection, last_modified, limit)
+        self._send_json(200, {"status": 200, "result": result})
 
     def _send_fault(self, fault: _Fault) -> None:
         if fault.kind == "http_500":
@@ -1193,6 +1316,18 @@ def _query_treatments(simulator: GlucoseSimulator, query: dict[str, str]) -> lis
         lte=query.get("find[created_at][$lte]"),
         count=DEFAULT_COUNT if count is None else count,
     )
+
+
+def _v3_timestamp(text: str) -> int | None:
+    """API v3's reading of a timestamp parameter (lib/api3/shared/dateTools.js): epoch ms, or
+    seconds when that would lie before 2000, or ISO 8601; None (HTTP 400) before 2000-01-01."""
+    try:
+        number = float(text)
+    except ValueError:
+        ms = _instant_ms(unquote(text))
+    else:
+        ms = int(number) if number >= MIN_TIMESTAMP_MS else int(number * 1000)
+    return ms if ms is not None and ms >= MIN_TIMESTAMP_MS else None
 
 
 def _instant_ms(text: str) -> int | None:

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
-from engine.api.pages import BolusOutcome, ChartsSnapshot
+from engine.api.pages import BolusOutcome, ChartsSnapshot, automatic_share
 from phlo_tui.widgets.glucose import MMOL_PER_MG, glucose_text
 
 COLUMNS = ("bolus at", "U", "carbs", "before", "after", "change", "lowest", "low min", "hypo")
@@ -66,8 +66,14 @@ class BolusTable(Vertical):
         else:
             size = glucose_text(abs(mean), units)
             moved = f"glucose {'rose' if mean > 0 else 'dropped'} {size} {units} on average"
+        share = automatic_share(snapshot.treatments)
+        # Only a closed loop's site has automatic insulin: the others keep their two lines.
+        loop = (
+            "" if share is None else f"{share[1]:.0%} of the {share[0]:g} U automatic (SMBs, loop boluses)\n"
+        )
+        summary.styles.height = 2 if share is None else 3
         summary.update(
-            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo in 4 h\n"
+            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo in 4 h\n{loop}"
             "after = mean of hours 2–3 · change = after − before · low min = mins to lowest"
         )
         for i, bolus in enumerate(boluses):

@@ -14,7 +14,7 @@ from engine.api.pages.pipeline import (
     tail_run_log,
 )
 from engine.api.pages.status import PipelineStatus, existing_tables, load_status
-from engine.api.pages.treatments import BolusOutcome, DayTreatments, TreatmentMark
+from engine.api.pages.treatments import BolusOutcome, DayTreatments, TreatmentMark, automatic_share
 
 __all__ = [
     "BandShares",
@@ -31,6 +31,7 @@ __all__ = [
     "Reading",
     "RunsSnapshot",
     "TreatmentMark",
+    "automatic_share",
     "existing_tables",
     "load_branches",
     "load_charts",

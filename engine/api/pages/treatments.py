@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from engine.api.treatment_reads import (
     BolusOutcome,
     DayTreatments,
+    automatic_share,
     load_bolus_outcomes,
     load_daily_treatments,
     optional_float,
@@ -52,6 +53,7 @@ __all__ = [
     "BolusOutcome",
     "DayTreatments",
     "TreatmentMark",
+    "automatic_share",
     "load_bolus_outcomes",
     "load_daily_treatments",
     "load_marks",
