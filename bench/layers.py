@@ -45,8 +45,8 @@ from engine.lake.store import Lake
 from engine.runs.records import RunRecord, RunTrigger
 from engine.runs.store import RunStore
 from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sql_macros import macro_files
 from engine.transform.layers import LayerBuilder
-from engine.transform.model_files import macro_files
 from engine.transform.models import Materialized, Model, table_references
 
 if __package__ in (None, ""):

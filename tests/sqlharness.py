@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
-from engine.transform.models import define_macros
+from engine.sql_macros import define_macros
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("bronze", "silver", "gold", "marts")

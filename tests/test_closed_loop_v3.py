@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import nightscout_v3
 from engine.api.facade import Engine
 from engine.api.treatment_reads import load_daily_treatments
 from engine.config import load_settings
 from engine.errors import SourceError
+from engine.ingest import nightscout_v3
 from engine.ingest.nightscout import NightscoutConfig, configure_dlt
 from engine.ingest.nightscout_v3 import HistoryClient, position_key
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.loop import DELETED_AFTER_S, EDITED_AFTER_S
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.simclock import Clock

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 
 from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
-from engine.transform.models import Materialized, define_macros, discover_models
+from engine.sql_macros import define_macros
+from engine.transform.models import Materialized, discover_models
 from schemas.bronze import StgGlucoseEntries
 from schemas.gold import FactDailyGlucoseMetrics, FactHourlyGlucoseProfile
 from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview

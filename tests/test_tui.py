@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Digits, Input, Label
 
 from engine.api.facade import Engine
 from engine.api.pages import BandShares, BolusOutcome, ChartsSnapshot, DayTreatments, TreatmentMark
+from engine.api.pages.overview import load_overview
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
@@ -224,6 +225,19 @@ async def test_overview_shows_the_newest_reading(promoted: LakeHome) -> None:
         # Three days of history are not enough (engine.api.sufficiency): the period says so, with no GMI.
         assert "not enough data" in bands and "GMI" not in bands
         assert "dev, not yet promoted" not in bands
+
+
+def test_the_overviews_gmi_cv_and_gri_are_the_consensus_formulas_of_its_readings(promoted: LakeHome) -> None:
+    """The Overview takes GMI, CV and GRI from sql/macros/glucose_metrics.sql, the gold models' formulas,
+    over the same readings as its band shares and mean: checked here against the published formulas."""
+    with Engine(promoted.settings) as engine:
+        snapshot = load_overview(engine, promoted.settings.timezone, engine.clock())
+    for shares in (snapshot.today, snapshot.window):
+        assert shares is not None and shares.mean_mg_dl is not None and shares.sd_mg_dl is not None
+        assert shares.gmi_pct == pytest.approx(3.31 + 0.02392 * shares.mean_mg_dl)
+        assert shares.cv_pct == pytest.approx(100 * shares.sd_mg_dl / shares.mean_mg_dl)
+        risk = 3.0 * shares.very_low + 2.4 * shares.low + 1.6 * shares.very_high + 0.8 * shares.high
+        assert shares.gri == pytest.approx(min(risk, 100.0))
 
 
 @pytest.mark.anyio
@@ -486,7 +500,6 @@ def test_band_bar_keeps_a_cell_for_rare_lows() -> None:
     assert sum(cells) == 40
     assert cells[0] == 1 and cells[1] >= 1
     assert cells[BANDS.index(band_of(100))] == max(cells)
-    assert shares.gri == pytest.approx(3.0 * 0.4 + 2.4 * 1.0 + 1.6 * 3.0 + 0.8 * 15.0)
 
 
 @pytest.mark.anyio

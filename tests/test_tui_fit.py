@@ -61,7 +61,9 @@ class PanelApp(App[None]):
 
 
 def snapshot(shares: tuple[float, float, float, float, float]) -> OverviewSnapshot:
-    bands = BandShares(4000, *shares, mean_mg_dl=160.0, sd_mg_dl=48.0, days=14)
+    bands = BandShares(
+        4000, *shares, mean_mg_dl=160.0, sd_mg_dl=48.0, days=14, gmi_pct=7.14, cv_pct=30.0, gri=100.0
+    )
     enough = Sufficiency(4000, 4032.0, 14)
     return OverviewSnapshot(
         NOW, "UTC", "main", today=bands, window=bands, today_data=enough, window_data=enough

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import duckdb
 
+from engine.sql_macros import define_macros
+
 Column = tuple[str, str]
 """A table column as (name, DuckDB type), in the order of the snapshot's schema."""
 
@@ -46,6 +48,7 @@ def connect(timezone: str) -> duckdb.DuckDBPyConnection:
 def in_zone(con: duckdb.DuckDBPyConnection, timezone: str) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET TimeZone = '{_zone(timezone)}'")
     con.execute(f"SET VARIABLE phlo_timezone = '{_zone(timezone)}'")
+    define_macros(con)
     return con
 
 

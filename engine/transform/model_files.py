@@ -8,11 +8,6 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 LAYERS = ("bronze", "silver", "gold", "marts")
 
 
-def macro_files(root: Path = SQL_DIR) -> list[Path]:
-    """The SQL macros the models call (sql/macros/*.sql), by name."""
-    return sorted((root / "macros").glob("*.sql"))
-
-
 def model_files(root: Path = SQL_DIR) -> list[Path]:
     """Every model's file, layer by layer, by name within a layer."""
     return [path for layer in LAYERS for path in sorted((root / layer).glob("*.sql"))]

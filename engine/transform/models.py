@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +17,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from engine.errors import PhloError
-from engine.transform.model_files import SQL_DIR, macro_files, model_files
+from engine.sql_macros import define_macros
+from engine.transform.model_files import SQL_DIR, model_files
 
 PARTITION_COLUMN = "reading_month"
 
@@ -174,17 +174,6 @@ def sql_error(model: Model, error: duckdb.Error) -> ModelError:
 
 
 Registrar = Callable[[duckdb.DuckDBPyConnection, str, "set[str] | None"], None]
-
-
-@functools.cache
-def _macro_sql() -> tuple[str, ...]:
-    return tuple(path.read_text() for path in macro_files())
-
-
-def define_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """Define sql/macros/ on `con`: the models call them. Idempotent (each file is a `create or replace`)."""
-    for sql in _macro_sql():
-        con.execute(sql)
 
 
 def build_model(

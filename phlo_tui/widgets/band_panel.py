@@ -124,7 +124,7 @@ class BandPanel(Widget):
         out.append("  CV ", dim)
         out.append("–" if cv is None else f"{cv:.1f}%")
         out.append("  GRI ", dim)
-        out.append(f"{window.gri:.0f}")
+        out.append("–" if window.gri is None else f"{window.gri:.0f}")
         if snapshot.coverage_pct is not None:
             out.append("  CGM ", dim)
             out.append(f"{snapshot.coverage_pct:.0f}%")

@@ -169,15 +169,9 @@ select
     cast(d.time_low_pct as double) as time_low_pct,
     cast(d.time_high_pct as double) as time_high_pct,
     cast(d.time_very_high_pct as double) as time_very_high_pct,
-    cast(100.0 * d.stddev_glucose_mg_dl / d.avg_glucose_mg_dl as double) as cv_pct,
-    cast(3.31 + 0.02392 * d.avg_glucose_mg_dl as double) as estimated_a1c_pct,
-    cast(
-        least(
-            3.0 * d.time_very_low_pct + 2.4 * d.time_low_pct
-            + 1.6 * d.time_very_high_pct + 0.8 * d.time_high_pct,
-            100.0
-        ) as double
-    ) as gri,
+    cast(cv_pct(d.stddev_glucose_mg_dl, d.avg_glucose_mg_dl) as double) as cv_pct,
+    cast(gmi_pct(d.avg_glucose_mg_dl) as double) as estimated_a1c_pct,
+    cast(gri(d.time_very_low_pct, d.time_low_pct, d.time_high_pct, d.time_very_high_pct) as double) as gri,
     cast(d.lbgi as double) as lbgi,
     cast(d.hbgi as double) as hbgi,
     cast(l.expected_reading_count as bigint) as expected_reading_count,

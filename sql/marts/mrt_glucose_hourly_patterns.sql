@@ -38,7 +38,7 @@ select
     cast(h.reading_count as bigint) as reading_count,
     cast(round(h.avg_glucose_mg_dl, 1) as double) as avg_glucose_mg_dl,
     cast(round(h.stddev_glucose_mg_dl, 1) as double) as stddev_glucose_mg_dl,
-    cast(round(100.0 * h.stddev_glucose_mg_dl / h.avg_glucose_mg_dl, 1) as double) as cv_pct,
+    cast(round(cv_pct(h.stddev_glucose_mg_dl, h.avg_glucose_mg_dl), 1) as double) as cv_pct,
     cast(round(h.percentiles[1], 1) as double) as p05_mg_dl,
     cast(round(h.percentiles[2], 1) as double) as p25_mg_dl,
     cast(round(h.percentiles[3], 1) as double) as p50_mg_dl,

@@ -40,22 +40,13 @@ class BandShares:
     sd_mg_dl: float | None
     days: int
 
+    gmi_pct: float | None = None
+    cv_pct: float | None = None
+    gri: float | None = None
+    """GMI, CV and GRI as sql/macros/glucose_metrics.sql computes them, with the gold models."""
+
     def share(self, key: str) -> float:
         return float(getattr(self, key))
-
-    @property
-    def cv_pct(self) -> float | None:
-        if self.mean_mg_dl is None or self.sd_mg_dl is None or self.mean_mg_dl == 0:
-            return None
-        return 100.0 * self.sd_mg_dl / self.mean_mg_dl
-
-    @property
-    def gmi_pct(self) -> float | None:
-        return None if self.mean_mg_dl is None else 3.31 + 0.02392 * self.mean_mg_dl
-
-    @property
-    def gri(self) -> float:
-        return min(100.0, 3.0 * self.very_low + 2.4 * self.low + 1.6 * self.very_high + 0.8 * self.high)
 
 
 @dataclass(frozen=True)
@@ -104,6 +95,10 @@ bands as (
         100.0 * count_if(gl > 250) / count(*) as very_high,
         avg(gl) as mean, stddev_samp(gl) as sd, count(distinct reading_date) as days
     from periods group by period
+),
+figures as (
+    select *, gmi_pct(mean) as gmi, cv_pct(sd, mean) as cv, gri(very_low, low, high, very_high) as gri
+    from bands
 )
 select
     (select reading_ts from latest) as latest_ts,
@@ -111,7 +106,7 @@ select
     (select direction from latest) as latest_direction,
     (select list(struct_pack(ts := reading_ts, gl := gl) order by reading_ts)
         from readings where epoch_ms(reading_ts) >= $trace_ms) as trace,
-    (select list(bands) from bands) as bands
+    (select list(figures) from figures) as bands
 """
 
 
@@ -168,4 +163,7 @@ def _shares(row: dict[str, Any]) -> BandShares:
         mean_mg_dl=row["mean"],
         sd_mg_dl=row["sd"],
         days=int(row["days"]),
+        gmi_pct=row["gmi"],
+        cv_pct=row["cv"],
+        gri=float(row["gri"]),
     )

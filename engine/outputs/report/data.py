@@ -70,24 +70,14 @@ class PeriodStats:
     days_with_readings: int
     last_reading: datetime
     """Local time of the period's newest reading ("data through")."""
+    gmi_pct: float
+    cv_pct: float | None
+    gri: float
+    """GMI, CV and the Glycemia Risk Index as sql/macros/glucose_metrics.sql computes them."""
 
     @property
     def cgm_active_pct(self) -> float:
         return Sufficiency(self.readings, self.expected_readings, days=0).coverage_pct
-
-    @property
-    def cv_pct(self) -> float | None:
-        return None if self.sd_mg_dl is None else 100.0 * self.sd_mg_dl / self.mean_mg_dl
-
-    @property
-    def gmi_pct(self) -> float:
-        return 3.31 + 0.02392 * self.mean_mg_dl
-
-    @property
-    def gri(self) -> float:
-        """Glycemia Risk Index (Klonoff 2022): very low 3.0, low 2.4, very high 1.6, high 0.8; at most 100."""
-        risk = 3.0 * self.very_low_pct + 2.4 * self.low_pct + 1.6 * self.very_high_pct + 0.8 * self.high_pct
-        return min(100.0, risk)
 
     @property
     def gri_zone(self) -> str:
@@ -174,6 +164,14 @@ select
 from readings
 """
 
+_FIGURES_SQL = f"""
+select *,
+    gmi_pct(mean_mg_dl) as gmi_pct,
+    cv_pct(sd_mg_dl, mean_mg_dl) as cv_pct,
+    gri(very_low_pct, low_pct, high_pct, very_high_pct) as gri
+from ({_STATS_SQL})
+"""
+
 _AGP_SQL = """
 with readings as (
     select cast(glucose_mg_dl as double) as gl,
@@ -216,7 +214,7 @@ def load_report(
     if not reader.has_table(READINGS):
         raise PhloError("no readings in the lake yet", "run `phlo-tui run` (or `backfill`) first")
     params: dict[str, Any] = {"since": period.since, "until": period.until}
-    row = reader.query(_STATS_SQL, branch, params=params).records()[0]
+    row = reader.query(_FIGURES_SQL, branch, params=params).records()[0]
     if not row["readings"]:
         raise PhloError(
             f"no readings from {period.since} to {period.until} on {branch}",
@@ -234,6 +232,9 @@ def load_report(
         very_high_pct=float(row["very_high_pct"]),
         days_with_readings=int(row["days_with_readings"]),
         last_reading=row["last_reading"],
+        gmi_pct=float(row["gmi_pct"]),
+        cv_pct=None if row["cv_pct"] is None else float(row["cv_pct"]),
+        gri=float(row["gri"]),
     )
     daily = reader.metrics(since=period.since.isoformat(), until=period.until.isoformat(), branch=branch)
     episodes = daily.records()
