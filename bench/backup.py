@@ -13,7 +13,8 @@ from pathlib import Path
 
 import engine.lake.store  # noqa: F401  - imported before timing, as the daemon has it loaded
 from engine.config import load_settings
-from engine.outputs.backup import take_cut, verify, write_archive
+from engine.outputs.archive import verify, write_archive
+from engine.outputs.backup import take_cut
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ _HOME = {
     "QueryResult": "engine.lake.views",
     "backup": "engine.outputs.backup",
     "restore": "engine.outputs.backup",
-    "verify": "engine.outputs.backup",
+    "verify": "engine.outputs.archive",
     "ENTRIES_TABLE": "engine.outputs.export",
     "export_nightscout_entries": "engine.outputs.export",
     "export_table": "engine.outputs.export",

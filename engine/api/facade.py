@@ -278,7 +278,7 @@ class Engine:
         """Take a backup's consistent cut (engine.outputs.backup.take_cut) as the writer: through the daemon's
         command queue when one runs, else under the writer lease, held for the cut only. Returns the
         staging folder, which the caller packs and removes. Raises BackupError, LeaseHeldError."""
-        from engine.outputs.backup import BackupError
+        from engine.outputs.archive import BackupError
 
         if self.daemon() is not None:
             command = self.submit(CommandKind.BACKUP_CUT, {})

@@ -22,81 +22,40 @@ only then renames the folder into place.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import logging
 import os
 import secrets
 import shutil
 import sqlite3
-import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata as importlib_metadata
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake.catalog_uri import CATALOG_NAME, CATALOG_TABLES, redacted, scrub
+from engine.outputs.archive import (
+    CATALOG_DB,
+    RUNS_DB,
+    BackupError,
+    BackupSummary,
+    Progress,
+    read_archive,
+    write_archive,
+)
+from engine.outputs.relocate import (
+    relocate,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-"""The archive layout this version writes and the newest it reads."""
-HEADER = "phlo-backup.json"
-MANIFEST = "manifest.json"
-RUNS_DB = "runs.sqlite"
-CATALOG_DB = "lake/catalog.sqlite"
 CUT_PREFIX = ".backup-cut-"
-_CHUNK = 1 << 20
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-Progress = Callable[[int, int], None]
-"""Called with (bytes done, bytes in all) as an archive is written or read."""
-
-
-class BackupError(PhloError):
-    """A backup could not be written, read, verified or restored."""
-
-
-@dataclass(frozen=True)
-class BackupSummary:
-    """What a backup holds (or a verified one held): its header fields, files and bytes."""
-
-    path: Path
-    created_at: datetime
-    home: str
-    version: str
-    files: int
-    bytes: int
-    tables: dict[str, str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "created_at": self.created_at.isoformat(),
-            "home": self.home,
-            "version": self.version,
-            "files": self.files,
-            "bytes": self.bytes,
-            "tables": self.tables,
-        }
-
-
-def app_version() -> str:
-    try:
-        return importlib_metadata.version("phlo-tui")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # -- the cut -----------------------------------------------------------------------------------
@@ -282,245 +241,7 @@ def _remove_stale_cuts(home: Path) -> None:
 # -- the archive -------------------------------------------------------------------------------
 
 
-def write_archive(staging: Path, out: Path, *, progress: Progress | None = None) -> BackupSummary:
-    """Pack a cut into `out` (zstd when it ends in .zst, else gzip): header first, the files, the
-    manifest with their SHA-256 last. Written to a temporary file beside `out` and renamed, so `out`
-    is whole or absent. Raises BackupError when the file cannot be written (a full disk included)."""
-    cut = json.loads((staging / "cut.json").read_text())
-    files = sorted(
-        p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file() and p.name != "cut.json"
-    )
-    sizes = {name: (staging / name).stat().st_size for name in files}
-    total = sum(sizes.values())
-    created = cut["created_at"]
-    header = {
-        "format": FORMAT,
-        "app": "phlo-tui",
-        "version": app_version(),
-        "created_at": created,
-        "home": cut["home"],
-        "runstore_schema": _user_version(staging / RUNS_DB),
-        "tables": cut["tables"],
-        "files": len(files),
-        "bytes": total,
-    }
-    partial = out.with_name(f".{out.name}.partial-{secrets.token_hex(3)}")
-    try:
-        with open(partial, "xb") as raw, _compressor(raw, out.name) as stream:
-            with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                _add_bytes(tar, HEADER, json.dumps(header, indent=1).encode())
-                checksums: dict[str, dict[str, Any]] = {}
-                done = 0
-                for name in files:
-                    path = staging / name
-                    info = tar.gettarinfo(str(path), arcname=name)
-                    info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
-                    with path.open("rb") as fh:
-                        hashing = _HashingReader(fh)
-                        tar.addfile(info, hashing)
-                    checksums[name] = {"sha256": hashing.hexdigest(), "bytes": info.size}
-                    done += info.size
-                    if progress is not None:
-                        progress(done, total)
-                _add_bytes(tar, MANIFEST, json.dumps({"format": FORMAT, "files": checksums}).encode())
-            stream.flush()
-        with open(partial, "rb+") as fh:
-            os.fsync(fh.fileno())
-        partial.rename(out)
-    except BaseException as e:
-        partial.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise BackupError(
-                f"cannot write the backup {out}: {e.strerror or e}",
-                f"check free disk space and permissions in {out.parent}; nothing was left behind",
-            ) from e
-        raise
-    return BackupSummary(
-        out, datetime.fromisoformat(created), cut["home"], header["version"], len(files), total, cut["tables"]
-    )
-
-
-def _user_version(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as con:
-        return int(con.execute("pragma user_version").fetchone()[0])
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
-    tar.addfile(info, io.BytesIO(data))
-
-
-class _HashingReader:
-    """A binary file wrapper that hashes what is read through it."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self._fh = fh
-        self._hash = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
-        self._hash.update(data)
-        return data
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-@contextmanager
-def _compressor(raw: IO[bytes], name: str) -> Iterator[Any]:
-    if name.endswith((".zst", ".zstd")):
-        import zstandard
-
-        with zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False) as writer:
-            yield writer
-    else:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as writer:
-            yield writer
-
-
-@contextmanager
-def _decompressor(path: Path) -> Iterator[Any]:
-    try:
-        raw = path.open("rb")
-    except OSError as e:
-        raise BackupError(f"cannot read the backup {path}: {e.strerror or e}", "check the path") from e
-    with raw:
-        magic = raw.read(4)
-        raw.seek(0)
-        if magic.startswith(_GZIP_MAGIC):
-            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                yield stream
-        elif magic == _ZSTD_MAGIC:
-            import zstandard
-
-            with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as reader:
-                yield reader
-        else:
-            raise BackupError(
-                f"{path} is not a phlo-tui backup (neither gzip nor zstd)", "give the file `backup` wrote"
-            )
-
-
-def read_archive(path: Path, into: Path | None, *, progress: Progress | None = None) -> BackupSummary:
-    """Read a whole backup, checking every member's SHA-256 against the manifest; with `into`, also
-    unpack it there. Raises BackupError for a file that is truncated, damaged, not a backup or written
-    by a newer version (before anything is unpacked, for the latter)."""
-    header: dict[str, Any] | None = None
-    manifest: dict[str, Any] | None = None
-    seen: dict[str, str] = {}
-    done = 0
-    try:
-        with _decompressor(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                name = _safe_name(path, member)
-                source = tar.extractfile(member)
-                if source is None:
-                    raise _damaged(path, f"member {name} has no content")
-                if header is None:
-                    if name != HEADER:
-                        raise BackupError(f"{path} is not a phlo-tui backup", "give the file `backup` wrote")
-                    header = _check_header(path, json.loads(source.read()))
-                    continue
-                if name == MANIFEST:
-                    manifest = json.loads(source.read())
-                    continue
-                if manifest is not None:
-                    raise _damaged(path, f"{name} follows the manifest")
-                digest = hashlib.sha256()
-                with _sink(into, name) as sink:
-                    while chunk := source.read(_CHUNK):
-                        digest.update(chunk)
-                        sink.write(chunk)
-                seen[name] = digest.hexdigest()
-                done += member.size
-                if progress is not None:
-                    progress(done, int(header.get("bytes") or done))
-    except BackupError:
-        raise
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _damaged(path, str(e)) from e
-    except OSError as e:
-        if into is not None and e.filename is not None and str(e.filename).startswith(str(into)):
-            raise BackupError(
-                f"cannot unpack the backup into {into.parent}: {e.strerror or e}",
-                "check free disk space and permissions there; nothing was changed",
-            ) from e
-        raise _damaged(path, str(e)) from e
-    except Exception as e:  # zstandard raises its own ZstdError for a damaged frame
-        if type(e).__module__.startswith("zstandard"):
-            raise _damaged(path, str(e)) from e
-        raise
-    if header is None or manifest is None:
-        raise _damaged(path, "the manifest is missing (the file ends early)")
-    expected = {name: str(entry["sha256"]) for name, entry in manifest.get("files", {}).items()}
-    if set(expected) != set(seen):
-        raise _damaged(path, f"{len(set(expected) ^ set(seen))} file(s) differ from the manifest's list")
-    bad = sorted(name for name in seen if seen[name] != expected[name])
-    if bad:
-        raise _damaged(path, f"checksum mismatch in {len(bad)} file(s), such as {bad[0]}")
-    return BackupSummary(
-        path,
-        datetime.fromisoformat(header["created_at"]),
-        str(header["home"]),
-        str(header.get("version", "")),
-        len(seen),
-        done,
-        dict(header.get("tables", {})),
-    )
-
-
-def _damaged(path: Path, detail: str) -> BackupError:
-    return BackupError(
-        f"the backup {path} is truncated or damaged: {detail}",
-        "nothing was restored; use another backup (the daemon keeps the newest backup_keep)",
-    )
-
-
-def _safe_name(path: Path, member: tarfile.TarInfo) -> str:
-    name = PurePosixPath(member.name)
-    if not member.isfile() or name.is_absolute() or ".." in name.parts or not name.parts:
-        raise _damaged(path, f"unexpected member {member.name!r}")
-    return name.as_posix()
-
-
-def _check_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
-    from engine.runs.store import _SCHEMA
-
-    fmt, schema = int(header.get("format", 0)), int(header.get("runstore_schema", 0))
-    if fmt > FORMAT or schema > len(_SCHEMA):
-        raise BackupError(
-            f"the backup {path} was written by a newer phlo-tui ({header.get('version', '?')}: format {fmt}, "
-            f"run store {schema}); this one ({app_version()}) reads format {FORMAT}, run store {len(_SCHEMA)}",
-            "upgrade phlo-tui, then restore",
-        )
-    if fmt < 1 or not header.get("home") or not header.get("created_at"):
-        raise _damaged(path, "its header is incomplete")
-    return header
-
-
-@contextmanager
-def _sink(into: Path | None, name: str) -> Iterator[Any]:
-    if into is None:
-        yield _NullSink()
-        return
-    target = into / name
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
-        yield fh
-
-
-class _NullSink(io.RawIOBase):
-    def write(self, data: Any) -> int:
-        return len(data)
-
-
 # -- backup, verify, restore ---------------------------------------------------------------------
-
-
-def verify(path: Path, *, progress: Progress | None = None) -> BackupSummary:
-    """Check a backup without restoring it. Raises BackupError as read_archive does."""
-    return read_archive(path.absolute(), None, progress=progress)
 
 
 def restore(
@@ -598,130 +319,6 @@ def _refuse_if_in_use(home: Path) -> None:
 
 
 # -- moving a lake ---------------------------------------------------------------------------------
-
-
-def relocate(root: Path, *, old_home: str, new_home: str, tables: dict[str, str]) -> None:
-    """Make the unpacked home at `root` read as `new_home` when it was cut from `old_home`.
-
-    Iceberg keeps absolute paths: the table location and the manifest lists in each metadata.json,
-    the manifests in each manifest list, the data files in each manifest, and the metadata location
-    in the catalog; the run store records data file paths for the light reads. Each is rewritten from
-    `old_home` to `new_home`. Every metadata.json also forgets its log of earlier metadata files, which
-    a backup does not carry.
-    """
-    moved = _mover(old_home, new_home)
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    for metadata_file in tables.values():
-        _rewrite_metadata_json(root / metadata_file, moved)
-    if old_home != new_home:
-        for avro in sorted((root / "lake").rglob("*.avro")):
-            _rewrite_avro(avro, moved)
-    catalog = root / CATALOG_DB
-    if CATALOG_DB in present:
-        with closing(sqlite3.connect(catalog)) as con, con:
-            rows = con.execute(
-                "select rowid, metadata_location, previous_metadata_location from iceberg_tables"
-            ).fetchall()
-            for rowid, location, _previous in rows:
-                con.execute(
-                    "update iceberg_tables set metadata_location = ?, previous_metadata_location = null "
-                    "where rowid = ?",
-                    (moved(location) if location else location, rowid),
-                )
-            con.execute(
-                "update iceberg_namespace_properties set property_value = ? || substr(property_value, ?) "
-                "where substr(property_value, 1, ?) = ?",
-                (
-                    f"file://{new_home}/",
-                    len(f"file://{old_home}/") + 1,
-                    len(f"file://{old_home}/"),
-                    f"file://{old_home}/",
-                ),
-            )
-    with closing(sqlite3.connect(root / RUNS_DB)) as con, con:
-        rows = con.execute("select rowid, files from snapshot_files").fetchall()
-        for rowid, files in rows:
-            con.execute(
-                "update snapshot_files set files = ? where rowid = ?",
-                (json.dumps([moved(f) for f in json.loads(files)]), rowid),
-            )
-
-
-def _mover(old_home: str, new_home: str) -> Callable[[str], str]:
-    old_uri, new_uri = f"file://{old_home}/", f"file://{new_home}/"
-    old_path, new_path = f"{old_home}/", f"{new_home}/"
-
-    def moved(value: str) -> str:
-        if value.startswith(old_uri):
-            return new_uri + value[len(old_uri) :]
-        if value.startswith(old_path):
-            return new_path + value[len(old_path) :]
-        return value
-
-    return moved
-
-
-def _rewrite_metadata_json(path: Path, moved: Callable[[str], str]) -> None:
-    raw = path.read_bytes()
-    zipped = raw.startswith(_GZIP_MAGIC)
-    document = json.loads(gzip.decompress(raw) if zipped else raw)
-    document = _walk(document, moved)
-    # The earlier metadata files are not in the backup; a commit would try to delete them.
-    document["metadata-log"] = []
-    data = json.dumps(document).encode()
-    _replace(path, gzip.compress(data) if zipped else data)
-
-
-def _walk(value: Any, moved: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return moved(value)
-    if isinstance(value, list):
-        return [_walk(v, moved) for v in value]
-    if isinstance(value, dict):
-        return {k: _walk(v, moved) for k, v in value.items()}
-    return value
-
-
-def _rewrite_avro(path: Path, moved: Callable[[str], str]) -> None:
-    """Rewrite every path string in one Iceberg Avro file (a manifest list or a manifest), keeping its
-    schema (with field ids), header metadata and codec."""
-    from pyiceberg.avro.file import AvroFile, AvroOutputFile
-    from pyiceberg.io.pyarrow import PyArrowFileIO
-    from pyiceberg.typedef import Record
-
-    file_io = PyArrowFileIO()
-    with AvroFile[Record](file_io.new_input(str(path))) as reader:
-        meta = dict(reader.header.meta)
-        schema = reader.schema
-        records = [_move_record(record, moved) for record in reader]
-    name = json.loads(meta["avro.schema"]).get("name", "record")
-    meta.pop("avro.schema", None)
-    temporary = path.with_name(f".{path.name}.moving")
-    with AvroOutputFile[Record](file_io.new_output(str(temporary)), schema, name, metadata=meta) as writer:
-        writer.write_block(records)
-    temporary.replace(path)
-
-
-def _move_record(value: Any, moved: Callable[[str], str]) -> Any:
-    from pyiceberg.typedef import Record
-
-    if isinstance(value, str):
-        return moved(value)
-    if isinstance(value, Record):
-        for position in range(len(value)):
-            value[position] = _move_record(value[position], moved)
-        return value
-    if isinstance(value, list):
-        return [_move_record(v, moved) for v in value]
-    if isinstance(value, dict):
-        return {_move_record(k, moved): _move_record(v, moved) for k, v in value.items()}
-    return value
-
-
-def _replace(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.moving")
-    temporary.write_bytes(data)
-    temporary.replace(path)
 
 
 def backup(settings: Settings, out: Path, *, progress: Progress | None = None) -> BackupSummary:
