@@ -14,7 +14,10 @@
 -- Null when a window has no reading. The windows cross month edges: the runner hands an
 -- incremental model the neighbouring months too, and marks a month pending when a reading
 -- within 4 h of its edge arrives.
-with boluses as (
+-- `not materialized`: DuckDB materializes a CTE used more than once, and then plans the range joins
+-- as piecewise merge joins that compare every bolus with every later reading (134 s of a 5-year
+-- import's 250 s); inlined, they are inequality joins (0.5 s for 8 months instead of 28 s).
+with boluses as not materialized (
     select
         treatment_id, event_type, treatment_ts, treatment_local_ts, reading_date, insulin_units, carbs_g, is_automatic,
         reading_month
@@ -22,7 +25,7 @@ with boluses as (
     where is_bolus
 ),
 
-readings as (
+readings as not materialized (
     select reading_ts, glucose_mg_dl
     from silver.fct_glucose_readings
 ),
