@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from engine.scan_reads import load_scans
 from engine.sufficiency import MIN_DAYS, Sufficiency, assess, assess_day
 from phlo_tui.snapshot.status import read_early
 from phlo_tui.snapshot.treatments import TreatmentMark, load_marks
@@ -75,6 +76,8 @@ class OverviewSnapshot:
     window_days: int = MIN_DAYS
     treatments: tuple[TreatmentMark, ...] = ()
     """Boluses and carbs of the trace's 24 h."""
+    scans: tuple[tuple[datetime, int], ...] = ()
+    """Glucose scans of the trace's 24 h (LibreView imports): markers, never readings or in a figure."""
 
     @property
     def coverage_pct(self) -> float | None:
@@ -148,6 +151,7 @@ def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
         today_data=assess_day(today_shares.readings if today_shares else 0, today, zone, now),
         window_data=assess(window.readings if window else 0, window_start, today, zone, now),
         treatments=load_marks(lake, branch, now - timedelta(hours=24), now),
+        scans=load_scans(lake, branch, now - timedelta(hours=24), now),
     )
 
 
