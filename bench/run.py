@@ -70,6 +70,7 @@ if __package__ in (None, ""):
     # Run as `python bench/run.py` (also in the spawned engine child): the repository root holds `bench`.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import import_csv
 from bench.common import (
     HOUR_S,
     SEED,
@@ -123,6 +124,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "peak_rss_mb": ("<=", 600.0),
     "report_14d_s": ("<=", 3.0),
     "report_90d_s": ("<=", 5.0),
+    "import_csv_3mo_s": ("<=", 5.0),
+    "import_csv_5y_s": ("<=", 60.0),
+    "import_csv_5y_peak_rss_mb": ("<=", 600.0),
 }
 
 
@@ -546,6 +550,8 @@ class Figures:
     tui: list[float] = field(default_factory=list)
     report_s: dict[int, float] = field(default_factory=dict)
     """Days of the report -> median seconds of a fresh `phlo-tui report` process."""
+    import_csv: dict[str, Any] = field(default_factory=dict)
+    """bench/import_csv.py's figures: a Clarity export of 3 months (and of 5 years for a 5-year bench)."""
     peak_rss_mb: float = 0.0
 
 
@@ -646,6 +652,8 @@ def measure(
     fetches(out, tmp, url, year, repeats, datetime.fromtimestamp(clock(), UTC))
     daily_metrics(out, lake, repeats)
     reports(out, {**env, NOW_ENV: data_time(clock)}, repeats)
+    # The 5-year export only beside a 5-year history: it takes minutes.
+    out.import_csv = import_csv.figures(pg, five_years=out.days >= 5 * 365)
     for _ in range(min(repeats, 3)):
         out.tui.append(tui_first_paint({**env, NOW_ENV: data_time(clock)}))
         print(f"dashboard first paint: {out.tui[-1]:.2f} s", flush=True)
@@ -884,6 +892,7 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
         "publish_rows": out.publish_rows,
         "tui_first_paint_s": round(median(out.tui), 3),
         **{f"report_{days}d_s": round(seconds, 3) for days, seconds in out.report_s.items()},
+        **out.import_csv,
         "peak_rss_mb": round(out.peak_rss_mb, 1),
         "peak_rss_after_backfill_mb": round(out.backfill["peak_rss_mb"], 1),
         "cli_peak_rss_mb": round(max(c[1] for c in out.cli), 1),
@@ -960,6 +969,20 @@ def report(out: Figures, repeats: int, hours: int, total_s: float) -> None:
     for days in REPORT_DAYS:
         key = f"report_{days}d_s"
         line(f"`phlo-tui report` of the last {days} days (PDF, a fresh process)", key, figures[key])
+    for key, label in (("3mo", "3 months"), ("5y", "5 years")):
+        if f"import_csv_{key}_s" in figures:
+            lines = figures[f"import_csv_{key}_lines"]
+            line(
+                f"`import` of a Clarity export, {label} ({lines:,} lines) to published",
+                f"import_csv_{key}_s",
+                figures[f"import_csv_{key}_s"],
+            )
+            line(
+                "  its peak RSS (a fresh process)",
+                f"import_csv_{key}_peak_rss_mb",
+                figures[f"import_csv_{key}_peak_rss_mb"],
+                unit="MB",
+            )
     line("peak RSS of the engine process", "peak_rss_mb", out.peak_rss_mb, unit="MB")
     line("peak RSS of a `phlo-tui run` process", None, figures["cli_peak_rss_mb"], unit="MB")
 

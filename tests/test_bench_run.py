@@ -37,6 +37,7 @@ KEYS = {
     "peak_rss_mb",
     "report_14d_s",
     "report_90d_s",
+    "import_csv_rows_per_s",
 }
 
 pytestmark = [

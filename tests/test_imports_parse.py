@@ -319,6 +319,29 @@ def test_bad_records_are_quarantined_with_reason_and_line(tmp_path: Path) -> Non
     assert counted(imported) == imported.lines
 
 
+def test_clarity_timestamps_not_readable_are_quarantined_beside_one_digit_hours(tmp_path: Path) -> None:
+    """A cut-off or wordy Timestamp is quarantined with its line; the rest of the file still reads,
+    one-digit hours and a space for the T included."""
+    path = write(
+        tmp_path / "c.csv",
+        [
+            CLARITY_HEADER,
+            *CLARITY_SETTINGS,
+            "5,2026-03-01T08:00:00,EGV,,,,android G6,120,,,,,1000,8AM1EY",
+            "6,2026-03-01 8:05:00,EGV,,,,android G6,121,,,,,1300,8AM1EY",
+            "7,2026-03-0,EGV,,,,android G6,122,,,,,1600,8AM1EY",
+            "8,yesterday,EGV,,,,android G6,123,,,,,1900,8AM1EY",
+            "9,2026-03-01T08:20:00,EGV,,,,android G6,124,,,,,2200,8AM1EY",
+        ],
+    )
+    imported = read(path)
+    assert [r["glucose_mg_dl"] for r in imported.records.to_pylist()] == [120, 121, 124]
+    assert imported.records.to_pylist()[1]["record_ts"] == datetime(2026, 3, 1, 8, 5, tzinfo=UTC)
+    assert sorted(q["reason"].split(":")[0] for q in imported.quarantine) == ["line 8", "line 9"]
+    assert {q["check"] for q in imported.quarantine} == {"clarity_is_local_time"}
+    assert counted(imported) == imported.lines
+
+
 # -- the simulator's exports --------------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """The last 24 hours of readings as a line in each band's colour, between the lines of the 70–180 target range,
-with boluses and carbs marked."""
+with boluses and carbs marked, and glucose scans (LibreView imports) as points of their own."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from phlo_tui.widgets.glucose import Band, band_of
 
 MARKER_STRIP = 0.25
 """The share of the glucose range added above it for the bolus and carb markers."""
+SCAN_MARKER = "○"
+"""A scan: a point in its band's colour, off the line (a scan is no reading: no figure counts it)."""
 MAX_JOINED_GAP = timedelta(minutes=15)
 """Readings further apart than this (three missed 5-minute readings) are not joined by the line."""
 
@@ -55,7 +57,7 @@ class TracePlot(BandPlot):
         assert self.snapshot is not None
         plt, now = self.plt, self.snapshot.now
         zone = ZoneInfo(self.snapshot.timezone)
-        highest = max(mg for _, mg in self.snapshot.trace)
+        highest = max(mg for _, mg in (*self.snapshot.trace, *self.snapshot.scans))
         top: float = max(300, highest + 10)
         if self.snapshot.treatments:
             # A strip above the readings for the markers, so that they never hide a reading.
@@ -66,9 +68,10 @@ class TracePlot(BandPlot):
         for band, points in trace_runs(self.snapshot.trace):
             xs = [(ts - now).total_seconds() / 3600 for ts, _ in points]
             plt.plot(xs, [self.y(mg) for _, mg in points], marker="braille", color=self.band_rgb(band))
+        scans = self.scan_marks()
         plt.xlim(-24, 0)
         plt.ylim(self.y(40), self.y(top))
-        legend = self.treatment_marks(top, highest)
+        legend = self.treatment_marks(top, highest) + scans
         ticks = [-24.0, -18.0, -12.0, -6.0, 0.0]
         plt.xticks(ticks, [(now + timedelta(hours=t)).astimezone(zone).strftime("%H:%M") for t in ticks])
         levels = (54, 70, 180, 250)
@@ -77,6 +80,20 @@ class TracePlot(BandPlot):
             [f"{self.y(v):g}" if self.units == "mg/dL" else f"{self.y(v):.1f}" for v in levels],
         )
         plt.title(f"last 24 h · {self.units}{legend}")
+
+    def scan_marks(self) -> str:
+        """Each scan as SCAN_MARKER at its glucose, in its band's colour; returns the legend, if any."""
+        assert self.snapshot is not None
+        now, scans = self.snapshot.now, self.snapshot.scans
+        for band in dict.fromkeys(band_of(mg) for _, mg in scans):
+            points = [(ts, mg) for ts, mg in scans if band_of(mg) == band]
+            self.plt.scatter(
+                [(ts - now).total_seconds() / 3600 for ts, _ in points],
+                [self.y(mg) for _, mg in points],
+                marker=SCAN_MARKER,
+                color=self.band_rgb(band),
+            )
+        return f" · {SCAN_MARKER} scan" if scans else ""
 
     def treatment_marks(self, top_mg_dl: float, highest_mg_dl: float) -> str:
         """Boluses (▼) along the top edge and carbs (◆) under them, both above the highest reading;

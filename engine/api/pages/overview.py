@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from engine.api.pages.status import read_early
 from engine.api.pages.treatments import TreatmentMark, load_marks
+from engine.api.scan_reads import load_scans
 from engine.api.sufficiency import MIN_DAYS, Sufficiency, assess, assess_day
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class OverviewSnapshot:
     window_days: int = MIN_DAYS
     treatments: tuple[TreatmentMark, ...] = ()
     """Boluses and carbs of the trace's 24 h."""
+    scans: tuple[tuple[datetime, int], ...] = ()
+    """Glucose scans of the trace's 24 h (LibreView imports): markers, never readings or in a figure."""
 
     @property
     def coverage_pct(self) -> float | None:
@@ -143,6 +146,7 @@ def load_overview(lake: LakeReader, tz: str, now: datetime) -> OverviewSnapshot:
         today_data=assess_day(today_shares.readings if today_shares else 0, today, zone, now),
         window_data=assess(window.readings if window else 0, window_start, today, zone, now),
         treatments=load_marks(lake, branch, now - timedelta(hours=24), now),
+        scans=load_scans(lake, branch, now - timedelta(hours=24), now),
     )
 
 

@@ -29,11 +29,14 @@ def parse_local(texts: pd.Series, pattern: str) -> pd.Series:
         return fast.astype("datetime64[ns]")
     parts = texts.astype("string").str.extract(pattern)
     parts.columns = ["year", "month", "day", "hour", "minute", "second"]
-    numbers = parts.apply(pd.to_numeric, errors="coerce")
-    numbers["second"] = numbers["second"].fillna(0).where(numbers["year"].notna())
-    return fast.astype("datetime64[ns]").where(
-        ~rest, pd.to_datetime(numbers, errors="coerce").astype("datetime64[ns]")
-    )
+    numbers = parts.apply(pd.to_numeric, errors="coerce").astype("float64")
+    numbers["second"] = numbers["second"].fillna(0)
+    # Only whole matches are assembled: pandas refuses a missing part instead of giving NaT.
+    whole = numbers.notna().all(axis=1)
+    slow = pd.Series(pd.NaT, index=texts.index, dtype="datetime64[ns]")
+    if whole.any():
+        slow[whole] = pd.to_datetime(numbers[whole], errors="coerce").astype("datetime64[ns]")
+    return fast.astype("datetime64[ns]").where(~rest, slow)
 
 
 def parse(path: Path, text: str) -> ParsedRows:

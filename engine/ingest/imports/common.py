@@ -339,16 +339,20 @@ def record_ids(fmt: str, rows: pd.DataFrame, folds: np.ndarray) -> list[str]:
     """A deterministic `_id` per row from the format, device serial, local time (and which of a
     repeated autumn hour), record type and subtype, and the row's rank among rows alike: the same
     record in another or overlapping export gets the same id."""
-    local = rows["local_ts"].dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("").to_numpy()
+    stamps = rows["local_ts"].to_numpy(dtype="datetime64[ns]")
+    # YYYY-MM-DDThh:mm:ss in C (strftime formats each value in Python).
+    local = np.where(np.isnat(stamps), "", np.datetime_as_string(stamps.astype("datetime64[s]"), unit="s"))
     serial = rows["device_serial"].fillna("").to_numpy()
     kind = rows["record_type"].fillna("").to_numpy()
     subtype = rows["event_subtype"].fillna("").to_numpy()
     keys = [
         f"{fmt}|{s}|{t}|{f}|{k}|{e}"
-        for s, t, f, k, e in zip(serial, local, folds, kind, subtype, strict=True)
+        for s, t, f, k, e in zip(serial, local, folds.tolist(), kind, subtype, strict=True)
     ]
-    rank = pd.Series(keys).groupby(keys).cumcount().to_numpy()
-    return [hashlib.sha1(f"{key}|{n}".encode()).hexdigest()[:24] for key, n in zip(keys, rank, strict=True)]
+    codes = pd.factorize(np.asarray(keys, dtype=object))[0]
+    rank = pd.Series(codes).groupby(codes).cumcount().to_numpy().tolist()
+    sha1 = hashlib.sha1
+    return [sha1(f"{key}|{n}".encode()).hexdigest()[:24] for key, n in zip(keys, rank, strict=True)]
 
 
 def failures(schema: Any, frame: pd.DataFrame) -> dict[int, list[tuple[str, str | None]]]:
