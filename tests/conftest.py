@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.clock import NOW_ENV
+from tests.pgserver import PgServer, server_bindir
 from tests.simclock import START
 
 # Module-scoped fixtures run outside `isolated_env`: they see the suite's data time too.
@@ -27,6 +28,21 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHLO_MANAGE_POSTGRES", "false")
     # Data time of every engine, simulator and subprocess of the test (tests/simclock.py).
     monkeypatch.setenv(NOW_ENV, START.isoformat())
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgServer]:
+    """A real PostgreSQL started from the system's server binaries (as user postgres when root), one per
+    test module: each test makes its own database (`pg.create_database(name)`). Skips the module's tests
+    that use it when the binaries are not installed."""
+    bindir = server_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    server = PgServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,7 +23,7 @@ from engine.lake.catalog_uri import CATALOG_NAME, redacted
 from engine.lake.maintenance import run_maintenance
 from engine.lake.store import MOVED_CATALOG, Lake
 from engine.sim.server import GlucoseSimulator, SimulatorServer
-from tests.pgserver import PgServer, server_bindir
+from tests.pgserver import PgServer
 from tests.simclock import HOUR, START, Clock
 
 pytestmark = pytest.mark.timeout(1200)
@@ -117,19 +117,12 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
+def site(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("catalog-pg")
-    pg = PgServer(bindir).start()
     clock = Clock()
     clock.now -= 6 * HOUR  # behind the engine's data time: room for a second run
-    try:
-        with SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server:
-            yield Site(root, pg, server.url, clock)
-    finally:
-        pg.cleanup()
+    with SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server:
+        yield Site(root, pg, server.url, clock)
 
 
 def test_a_home_with_its_catalog_in_postgresql_runs_promotes_maintains_and_backs_up(site: Site) -> None:

@@ -123,18 +123,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltLake]:
             remove_private_cluster(home)  # each promotion was published to it
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    server = PgServer(bindir).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 def publisher_for(built: BuiltLake, dsn: str | None, home: Path | None = None, **kwargs: Any) -> Publisher:
     settings: Settings = dataclasses.replace(
         built.engine.settings,

@@ -14,7 +14,7 @@ from engine.errors import PhloError
 from engine.publish.publisher import Publication, Publisher, PublishStatus, discover_publications
 from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
-from tests.pgserver import PgServer, server_bindir
+from tests.pgserver import PgServer
 
 ZONE = "Europe/Paris"
 COLUMNS = (
@@ -47,71 +47,64 @@ def test_a_malformed_publish_header_names_its_file(tmp_path: Path) -> None:
         discover_publications(tmp_path)
 
 
-@pytest.mark.skipif(server_bindir() is None, reason="PostgreSQL server binaries are not installed")
-def test_effectiveness_is_published_and_readable_as_web_anon(tmp_path: Path) -> None:
-    bindir = server_bindir()
-    assert bindir is not None
-    pg = PgServer(bindir).start()
+def test_effectiveness_is_published_and_readable_as_web_anon(tmp_path: Path, pg: PgServer) -> None:
     home = tmp_path / "home"
-    try:
-        with SimulatorServer(GlucoseSimulator(seed=5, tz=ZONE)) as server:
-            env = {
-                "PHLO_HOME": str(home),
-                "NIGHTSCOUT_URL": server.url,
-                "PHLO_TIMEZONE": ZONE,
-                "PHLO_INITIAL_DAYS": "10",
-                "PHLO_LOOKBACK_MINUTES": "0",
-                "PHLO_MANAGE_POSTGRES": "false",
-            }
-            with Engine(load_settings(env, config_path=home / "no-config.toml")) as engine:
-                run = engine.run_now()
-                assert run.status is RunStatus.SUCCEEDED, run.error
-                promotion = engine.store.last_promotion()
-                assert promotion is not None
-                lake_rows = engine.query(
-                    f"select {COLUMNS} from marts.mrt_medication_effectiveness order by treatment_id", "main"
-                ).rows
-                assert len(lake_rows) > 10 * 3
-                dsn = pg.create_database("effectiveness")
-                settings = dataclasses.replace(engine.settings, postgres_dsn=Secret(dsn))
-                publisher = Publisher(settings, engine.lake)
-                try:
-                    outcome = publisher.publish(promotion, run_id=run.id)
-                finally:
-                    publisher.close()
-        published = {t.target_table: t for t in outcome.tables}
-        assert published["medication_effectiveness"].status is PublishStatus.PUBLISHED
-        assert published["medication_effectiveness"].rows == len(lake_rows)
-        with psycopg.connect(pg.dsn(dbname="effectiveness")) as con, con.transaction():
-            con.execute("set local role web_anon")
-            rows = con.execute(
-                f"select {COLUMNS} from api.medication_effectiveness order by treatment_id"
+    with SimulatorServer(GlucoseSimulator(seed=5, tz=ZONE)) as server:
+        env = {
+            "PHLO_HOME": str(home),
+            "NIGHTSCOUT_URL": server.url,
+            "PHLO_TIMEZONE": ZONE,
+            "PHLO_INITIAL_DAYS": "10",
+            "PHLO_LOOKBACK_MINUTES": "0",
+            "PHLO_MANAGE_POSTGRES": "false",
+        }
+        with Engine(load_settings(env, config_path=home / "no-config.toml")) as engine:
+            run = engine.run_now()
+            assert run.status is RunStatus.SUCCEEDED, run.error
+            promotion = engine.store.last_promotion()
+            assert promotion is not None
+            lake_rows = engine.query(
+                f"select {COLUMNS} from marts.mrt_medication_effectiveness order by treatment_id", "main"
+            ).rows
+            assert len(lake_rows) > 10 * 3
+            dsn = pg.create_database("effectiveness")
+            settings = dataclasses.replace(engine.settings, postgres_dsn=Secret(dsn))
+            publisher = Publisher(settings, engine.lake)
+            try:
+                outcome = publisher.publish(promotion, run_id=run.id)
+            finally:
+                publisher.close()
+    published = {t.target_table: t for t in outcome.tables}
+    assert published["medication_effectiveness"].status is PublishStatus.PUBLISHED
+    assert published["medication_effectiveness"].rows == len(lake_rows)
+    with psycopg.connect(pg.dsn(dbname="effectiveness")) as con, con.transaction():
+        con.execute("set local role web_anon")
+        rows = con.execute(
+            f"select {COLUMNS} from api.medication_effectiveness order by treatment_id"
+        ).fetchall()
+        types = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'api' and table_name = 'medication_effectiveness'"
             ).fetchall()
-            types = dict(
-                con.execute(
-                    "select column_name, data_type from information_schema.columns "
-                    "where table_schema = 'api' and table_name = 'medication_effectiveness'"
-                ).fetchall()
-            )
-        assert rows == [tuple(r) for r in lake_rows]
-        assert types["bolus_local_ts"] == "timestamp without time zone"
-        assert types["reading_date"] == "date"
-        assert types["hypo_within_4h"] == "boolean"
-        assert types["glucose_reduction"] == "double precision"
-        with psycopg.connect(pg.dsn(dbname="effectiveness")) as con:
-            key = con.execute(
-                "select kcu.column_name from information_schema.table_constraints tc "
-                "join information_schema.key_column_usage kcu using (constraint_schema, constraint_name) "
-                "where tc.table_schema = 'api' and tc.table_name = 'medication_effectiveness' "
-                "and tc.constraint_type = 'PRIMARY KEY'"
-            ).fetchall()
-        assert key == [("treatment_id",)]
-        with (
-            psycopg.connect(pg.dsn(dbname="effectiveness")) as con,
-            pytest.raises(psycopg.errors.InsufficientPrivilege),
-            con.transaction(),
-        ):
-            con.execute("set local role web_anon")
-            con.execute("delete from api.medication_effectiveness")
-    finally:
-        pg.cleanup()
+        )
+    assert rows == [tuple(r) for r in lake_rows]
+    assert types["bolus_local_ts"] == "timestamp without time zone"
+    assert types["reading_date"] == "date"
+    assert types["hypo_within_4h"] == "boolean"
+    assert types["glucose_reduction"] == "double precision"
+    with psycopg.connect(pg.dsn(dbname="effectiveness")) as con:
+        key = con.execute(
+            "select kcu.column_name from information_schema.table_constraints tc "
+            "join information_schema.key_column_usage kcu using (constraint_schema, constraint_name) "
+            "where tc.table_schema = 'api' and tc.table_name = 'medication_effectiveness' "
+            "and tc.constraint_type = 'PRIMARY KEY'"
+        ).fetchall()
+    assert key == [("treatment_id",)]
+    with (
+        psycopg.connect(pg.dsn(dbname="effectiveness")) as con,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        con.transaction(),
+    ):
+        con.execute("set local role web_anon")
+        con.execute("delete from api.medication_effectiveness")

@@ -22,7 +22,7 @@ from engine.runs.records import PromotionState, RunStatus, RunTrigger
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from engine.transform.models import discover_models
 from tests.hardening.lakecheck import Zygote, assert_lake_sound
-from tests.pgserver import PgServer, server_bindir
+from tests.pgserver import PgServer
 from tests.simclock import START
 
 pytestmark = pytest.mark.hardening
@@ -81,12 +81,8 @@ def _main_counts(engine: Engine) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
+def bench(tmp_path_factory: pytest.TempPathFactory, pg: PgServer) -> Iterator[Bench]:
     tmp = tmp_path_factory.mktemp("faults")
-    pg = PgServer(bindir).start()
     zygote = Zygote()
     try:
         with SimulatorServer(GlucoseSimulator(seed=11)) as sim:
@@ -115,7 +111,6 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
             yield Bench(zygote, base, env, backfill, pg, expected)
     finally:
         zygote.close()
-        pg.cleanup()
 
 
 @pytest.mark.parametrize(("when", "target"), CASES, ids=[f"{w}-{t}" for w, t in CASES])
