@@ -202,16 +202,20 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
+def _or_blank(value: object) -> object:
+    return "" if value is None else value
+
+
 def _report_run(run: Any, as_json: bool) -> None:
     if as_json:
         _print_json(run.to_json())
         return
-    s = run.summary
+    s = run.totals
     seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     print(
-        f"run {run.id} {run.status.value} in {seconds:.1f}s: fetched {s.get('fetched', 0)}, "
-        f"stored {s.get('stored', 0)}, unchanged {s.get('unchanged', 0)}, quarantined {s.get('quarantined', 0)}"
-        + (f", skipped {s['skipped']} of {s['lines']} lines" if "lines" in s else "")
+        f"run {run.id} {run.status.value} in {seconds:.1f}s: fetched {s.fetched or 0}, "
+        f"stored {s.stored or 0}, unchanged {s.unchanged or 0}, quarantined {s.quarantined or 0}"
+        + (f", skipped {s.skipped} of {s.lines} lines" if s.lines is not None else "")
     )
     if run.error:
         print(f"  error: {run.error}", file=sys.stderr)
@@ -465,9 +469,9 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
                 r.status.value,
                 r.trigger.value,
                 r.started_at.isoformat()[:19],
-                r.summary.get("fetched", ""),
-                r.summary.get("stored", ""),
-                r.summary.get("quarantined", ""),
+                _or_blank(r.totals.fetched),
+                _or_blank(r.totals.stored),
+                _or_blank(r.totals.quarantined),
             )
             for r in status.runs
         ],

@@ -165,8 +165,8 @@ class CommandApp(App[None]):
         self.poll_now()
 
     def notify_run(self, run: RunRecord) -> None:
-        s = run.summary
-        text = f"fetched {s.get('fetched', 0)}, stored {s.get('stored', 0)}, quarantined {s.get('quarantined', 0)}"
+        s = run.totals
+        text = f"fetched {s.fetched or 0}, stored {s.stored or 0}, quarantined {s.quarantined or 0}"
         if run.status is RunStatus.SUCCEEDED:
             self.notify(text, title=f"{run.trigger.value} run succeeded")
         elif run.status is RunStatus.HELD:

@@ -160,3 +160,23 @@ def test_step_labels_name_the_source_and_the_window(tmp_path: Path) -> None:
         pass
     labels = [s.label for s in store.get_run(run.id).steps]
     assert labels == ["fetch treatments 2/5", "fetch glucose", "validate glucose", "gates"]
+
+
+def test_a_runs_summary_reads_back_typed_and_missing_figures_are_none(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.create_run(RunTrigger.MANUAL)
+    at = datetime(2026, 5, 13, 14, 30, tzinfo=UTC)
+    store.finish_run(
+        run.id,
+        RunStatus.FAILED,
+        error="site down",
+        summary={"fetched": 12, "stored": 10, "quarantined": 2, "transient": True, "gate": "passed"},
+    )
+    retrying = store.mark_retrying(run.id, at, 2)
+    totals = store.get_run(run.id).totals
+    assert (totals.fetched, totals.stored, totals.quarantined, totals.unchanged) == (12, 10, 2, None)
+    assert totals.transient and totals.gate == "passed" and totals.lines is None
+    assert (totals.attempt, totals.next_attempt_at) == (2, at) == (retrying.totals.attempt, at)
+    assert store.get_run(store.create_run(RunTrigger.MANUAL).id).totals.transient is False

@@ -65,7 +65,7 @@ class ScheduledRuns:
             return None
         if run.status is RunStatus.FAILED:
             log.error("run %s failed: %s", run.id, run.error)
-        if run.status is RunStatus.FAILED and run.summary.get("transient") and not stopping():
+        if run.status is RunStatus.FAILED and run.totals.transient and not stopping():
             self._attempt = self._attempt + 1 if retry else 1
             if self._attempt <= self.policy.max_retries:
                 wait = self.policy.delay_for(self._attempt, self._draw())

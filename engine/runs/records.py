@@ -92,6 +92,50 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """The figures a run's summary holds that the command line and the dashboard show, typed; the run
+    store keeps the whole summary as JSON (`RunRecord.summary`, which `status --json` prints)."""
+
+    fetched: int | None = None
+    stored: int | None = None
+    unchanged: int | None = None
+    quarantined: int | None = None
+    lines: int | None = None
+    """An import's: the file's lines, each stored, unchanged, quarantined or skipped."""
+    skipped: int | None = None
+    gate: str | None = None
+    promotion: int | None = None
+    """The id of the promotion the run made."""
+    transient: bool = False
+    """The run failed for a reason that may pass (the site or the database down): worth a retry."""
+    attempt: int | None = None
+    next_attempt_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, summary: dict[str, Any]) -> RunSummary:
+        def count(key: str) -> int | None:
+            value = summary.get(key)
+            return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        gate = summary.get("gate")
+        promotion = summary.get("promotion")
+        attempt_at = summary.get("next_attempt_at")
+        return cls(
+            fetched=count("fetched"),
+            stored=count("stored"),
+            unchanged=count("unchanged"),
+            quarantined=count("quarantined"),
+            lines=count("lines"),
+            skipped=count("skipped"),
+            gate=gate if isinstance(gate, str) else None,
+            promotion=promotion if isinstance(promotion, int) and not isinstance(promotion, bool) else None,
+            transient=summary.get("transient") is True,
+            attempt=count("attempt"),
+            next_attempt_at=datetime.fromisoformat(attempt_at) if isinstance(attempt_at, str) else None,
+        )
+
+
+@dataclass(frozen=True)
 class RunRecord:
     id: str
     trigger: RunTrigger
@@ -103,6 +147,11 @@ class RunRecord:
     params: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     steps: tuple[StepRecord, ...] = ()
+
+    @property
+    def totals(self) -> RunSummary:
+        """The summary's figures, typed."""
+        return RunSummary.from_json(self.summary)
 
     def to_json(self) -> dict[str, Any]:
         return {

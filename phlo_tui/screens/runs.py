@@ -91,15 +91,15 @@ class RunsScreen(PhloScreen):
         with self.app.batch_update():
             table.clear()
             for run in message.snapshot.runs:
-                s = run.summary
+                s = run.totals
                 table.add_row(
                     f"{STATUS_ICONS[run.status]} {run.status.value}",
                     run.trigger.value,
                     run.started_at.astimezone(zone).strftime("%m-%d %H:%M"),
                     duration_text(run_seconds(run, now)),
-                    s.get("fetched", ""),
-                    s.get("stored", ""),
-                    s.get("quarantined", ""),
+                    "" if s.fetched is None else s.fetched,
+                    "" if s.stored is None else s.stored,
+                    "" if s.quarantined is None else s.quarantined,
                     run.id,
                     key=run.id,
                 )
@@ -155,15 +155,15 @@ class RunsScreen(PhloScreen):
             log.write_lines(lines or ["(no log lines for this run)"])
 
     def describe(self, run: RunRecord) -> str:
-        s = run.summary
+        s = run.totals
         parts = [f"run {run.id}", run.status.value]
-        if s.get("gate"):
-            parts.append(f"gate {s['gate']}")
-        if s.get("promotion"):
-            parts.append(f"promotion {s['promotion']}")
-        if run.status is RunStatus.RETRYING and s.get("next_attempt_at"):
-            at = datetime.fromisoformat(s["next_attempt_at"]).astimezone(ZoneInfo(self.phlo.zone))
-            parts.append(f"next attempt {at:%H:%M:%S} (attempt {s.get('attempt', '?')})")
+        if s.gate:
+            parts.append(f"gate {s.gate}")
+        if s.promotion:
+            parts.append(f"promotion {s.promotion}")
+        if run.status is RunStatus.RETRYING and s.next_attempt_at:
+            at = s.next_attempt_at.astimezone(ZoneInfo(self.phlo.zone))
+            parts.append(f"next attempt {at:%H:%M:%S} (attempt {s.attempt or '?'})")
         text = " · ".join(parts)
         if run.error:
             text += f"\n{run.error}" + (f" — {run.hint}" if run.hint else "")

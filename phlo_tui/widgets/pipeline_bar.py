@@ -86,9 +86,9 @@ class PipelineBar(Widget):
         if active is not None:
             line.append(f" {STATUS_ICONS[active.status]} ", style("pipeline-bar--active"))
             if active.status is RunStatus.RETRYING:
-                at = active.summary.get("next_attempt_at")
-                when = local_time(datetime.fromisoformat(at), self.zone) if at else "soon"
-                line.append(f"retrying (attempt {active.summary.get('attempt', '?')}) at {when}")
+                at = active.totals.next_attempt_at
+                when = local_time(at, self.zone) if at else "soon"
+                line.append(f"retrying (attempt {active.totals.attempt or '?'}) at {when}")
             else:
                 seconds = (status.now - active.started_at).total_seconds()
                 done, planned = run_steps(active, status.planned_steps)
