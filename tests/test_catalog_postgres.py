@@ -21,7 +21,8 @@ from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.lake.catalog_uri import CATALOG_NAME, redacted
 from engine.lake.maintenance import run_maintenance
-from engine.lake.store import MOVED_CATALOG, Lake
+from engine.lake.opening import MOVED_CATALOG
+from engine.lake.store import Lake
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.pgserver import PgServer
 from tests.simclock import HOUR, START, Clock

@@ -76,7 +76,7 @@ def branch_diff(lake: Lake, tables: Sequence[str], timezone: str) -> list[TableD
 def _table_diff(
     con: duckdb.DuckDBPyConnection, lake: Lake, table: str, main: int | None, dev: int, ahead: int
 ) -> TableDiff:
-    from engine.lake.store import BOOKKEEPING_COLUMNS
+    from engine.lake.merge import BOOKKEEPING_COLUMNS
 
     dev_files = set(lake.snapshot_files(table, dev))
     main_files = set(lake.snapshot_files(table, main)) if main is not None else set()

@@ -2,43 +2,31 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import sqlite3
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import (
     AlwaysTrue,
-    And,
     BooleanExpression,
-    GreaterThanOrEqual,
-    In,
-    LessThanOrEqual,
-    Not,
-    Reference,
 )
-from pyiceberg.expressions.literals import literal
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
-from pyiceberg.schema import Schema
-from pyiceberg.table import DataScan, FileScanTask, Table
+from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 from pyiceberg.table.update import (
@@ -48,31 +36,48 @@ from pyiceberg.table.update import (
     TableRequirement,
 )
 from pyiceberg.table.update.snapshot import ManageSnapshots
-from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
-from pyiceberg.types import (
-    BooleanType,
-    DateType,
-    DoubleType,
-    FloatType,
-    IntegerType,
-    LongType,
-    StringType,
-    TimestampType,
-    TimestamptzType,
-)
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from engine.errors import LakeError
 from engine.ingest.tables import TableDef
-from engine.lake.catalog import CachingSqlCatalog, StagedTransaction, manage_snapshots, transaction
-from engine.lake.catalog_uri import CATALOG_NAME, CATALOG_TABLES, redacted, scrub, sqlalchemy_url
+from engine.lake.catalog import StagedTransaction, manage_snapshots, transaction
+from engine.lake.conform import (
+    _arrow_schema,
+    _check_declaration,
+    _conform,
+    _plain_strings,
+)
 from engine.lake.evolve import add_declared_columns
+from engine.lake.files import (
+    _columns,
+    _files,
+    _fingerprint,
+    _ident,
+    _is_in,
+    _local_path,
+    _optional,
+    _partition_column,
+    _partition_files,
+    _planned_files,
+    _planned_tasks,
+    _remember_files,
+    _select_sql,
+    _snapshot_schema,
+    _StoredFile,
+)
+from engine.lake.merge import (
+    _plan_merge,
+    _same_rows,
+)
+from engine.lake.opening import (
+    MOVED_CATALOG,
+    _ensure_branches,
+    _open_catalog,
+    _open_postgres_catalog,
+)
 from engine.lake.scratch import scratch
-from engine.lake.views import Column, create_view, select_sql
-
-BOOKKEEPING_COLUMNS = ("_phlo_ingested_at", "_phlo_run_id")
-"""Columns that record when and by which run a row was stored; a merge ignores them when comparing."""
+from engine.lake.views import Column, create_view
 
 _TABLE_PROPERTIES = {
     # pyiceberg weighs this in uncompressed Arrow bytes: a month of readings (~3 MB) stays one file.
@@ -86,17 +91,6 @@ _TABLE_PROPERTIES = {
     "commit.retry.num-retries": "0",
 }
 
-_DUCKDB_TYPES: dict[type, str] = {
-    BooleanType: "BOOLEAN",
-    DateType: "DATE",
-    FloatType: "FLOAT",
-    TimestampType: "TIMESTAMP",
-    StringType: "VARCHAR",
-    LongType: "BIGINT",
-    IntegerType: "INTEGER",
-    DoubleType: "DOUBLE",
-    TimestamptzType: "TIMESTAMPTZ",
-}
 
 _NO_MATCH_WARNING = "Delete operation did not match any records"
 
@@ -827,270 +821,6 @@ class Lake:
             return files, size
 
 
-def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
-    """Give `main` a snapshot and create `dev` at it, unless present; a lost race counts as done."""
-    name = ".".join(table.name())
-    if table.metadata.snapshot_by_name("main") is None:
-        try:
-            # pyiceberg commits a snapshot even for an empty append: that is main's root.
-            with transaction(table) as tx:
-                tx.append(_arrow_schema(table.schema()).empty_table(), branch="main")
-        except CommitFailedException:
-            table = catalog.load_table(name)
-    main = table.metadata.snapshot_by_name("main")
-    if main is None:
-        raise LakeError(
-            f"branch main of {name} has no snapshot after creating one",
-            "check the catalog under the lake directory; another tool may be writing it",
-        )
-    if "dev" not in table.metadata.refs:
-        try:
-            manage_snapshots(table).create_branch(main.snapshot_id, "dev").commit()
-        except CommitFailedException:
-            if "dev" not in catalog.load_table(name).metadata.refs:
-                raise
-
-
-def _open_catalog(uri: str, warehouse: str) -> CachingSqlCatalog:
-    try:
-        return CachingSqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
-    except (OperationalError, IntegrityError, ProgrammingError):
-        # Another process created the catalog's tables at the same moment ("table iceberg_tables
-        # already exists"); once it has, opening again finds them.
-        time.sleep(0.2)
-        return CachingSqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
-
-
-MOVED_CATALOG = "catalog.sqlite.moved-to-postgres"
-"""What the catalog file of a home becomes once its rows are in the PostgreSQL of catalog_uri."""
-
-
-def _open_postgres_catalog(uri: str, warehouse: str, database: Path) -> CachingSqlCatalog:
-    """The SQL catalog in the PostgreSQL database of `uri`, refused in one line (without the password)
-    when the database cannot be reached or already holds another lake's tables under our catalog name.
-
-    A home whose catalog is still the file `database` (catalog_uri set on an existing home, or a home
-    restored from a backup) moves into an empty PostgreSQL catalog: its rows are copied in one
-    transaction, then the file is renamed MOVED_CATALOG so it cannot be opened stale."""
-    shown = redacted(uri)
-    try:
-        catalog = _open_catalog(sqlalchemy_url(uri), warehouse)
-        if database.exists():
-            _adopt_file_catalog(catalog, database)
-        with catalog.engine.connect() as connection:
-            foreign = connection.exec_driver_sql(
-                "select table_namespace || '.' || table_name, metadata_location from iceberg_tables "
-                "where catalog_name = %(name)s and metadata_location is not null "
-                "and left(metadata_location, length(%(ours)s)) <> %(ours)s limit 1",
-                {"name": CATALOG_NAME, "ours": warehouse + "/"},
-            ).fetchone()
-    except SQLAlchemyError as e:
-        reason = scrub(str(getattr(e, "orig", None) or e).strip().splitlines()[0], uri)
-        raise LakeError(
-            f"cannot open the lake's catalog in PostgreSQL at {shown}: {reason}",
-            "check catalog_uri (PHLO_CATALOG_URI) and that the database server runs and accepts this user",
-        ) from None
-    if foreign is not None:
-        raise LakeError(
-            f"the catalog at {shown} already holds {foreign[0]} of another lake ({foreign[1]})",
-            f"give each phlo home its own database, or point catalog_uri at the one this home's warehouse "
-            f"({warehouse}) belongs to",
-        )
-    return catalog
-
-
-def _adopt_file_catalog(catalog: CachingSqlCatalog, database: Path) -> None:
-    """Copy the rows of the SQLite catalog `database` into `catalog` when it has none of ours, then
-    rename the file; leave both alone when it already has rows (the foreign-rows check follows)."""
-    with closing(sqlite3.connect(database, timeout=30)) as source:
-        rows = {
-            name: source.execute(
-                f"select {', '.join(columns)} from {name} where catalog_name = ?", (CATALOG_NAME,)
-            ).fetchall()
-            for name, columns in CATALOG_TABLES.items()
-        }
-    with catalog.engine.begin() as connection:
-        held: int = connection.exec_driver_sql(
-            "select count(*) from iceberg_tables where catalog_name = %(name)s", {"name": CATALOG_NAME}
-        ).scalar_one()
-        if held:
-            return
-        for name, columns in CATALOG_TABLES.items():
-            if rows[name]:
-                connection.exec_driver_sql(
-                    f"insert into {name} ({', '.join(columns)}) "
-                    f"values ({', '.join(f'%({c})s' for c in columns)})",
-                    [dict(zip(columns, row, strict=True)) for row in rows[name]],
-                )
-    with suppress(FileNotFoundError):  # another process adopted it at the same moment
-        database.rename(database.with_name(MOVED_CATALOG))
-
-
-@dataclass(frozen=True)
-class _MergePlan:
-    """The outcome of comparing a batch with the stored partitions, before anything is written."""
-
-    rows: pa.Table
-    changed: tuple[str, ...]
-    inserted: int
-    updated: int
-    unchanged: int
-
-
-def _plan_merge(
-    table: Table,
-    tdef: TableDef,
-    head: int,
-    incoming: pa.Table,
-    key_column: str,
-    partition_column: str,
-) -> _MergePlan:
-    """Read the partitions the batch touches and compute their new contents in DuckDB."""
-    key, part = _ident(key_column), _ident(partition_column)
-    touched = sorted(pc.unique(incoming[partition_column]).to_pylist())
-    identity = _partition_column(table) == partition_column
-
-    def partition_files(values: list[str]) -> list[str]:
-        if identity:
-            return [f.path for f in _partition_files(table, head, values)]
-        return _files(table, head, _is_in(partition_column, values))
-
-    stored_files = partition_files(touched)
-    # Keys are ObjectIds, which start with their time: the key range prunes nearly every other
-    # partition by file statistics, so finding keys that moved partition costs little.
-    keys = pc.min_max(incoming[key_column])
-    probe_files = _files(
-        table,
-        head,
-        And(
-            Not(_is_in(partition_column, touched)),
-            And(
-                GreaterThanOrEqual(term=Reference(key_column), value=literal(keys["min"].as_py())),
-                LessThanOrEqual(term=Reference(key_column), value=literal(keys["max"].as_py())),
-            ),
-        ),
-    )
-    columns = ", ".join(_ident(field.name) for field in tdef.arrow_schema)
-    content = [field.name for field in tdef.arrow_schema if field.name not in BOOKKEEPING_COLUMNS]
-    same = " AND ".join(f"i.{_ident(c)} IS NOT DISTINCT FROM s.{_ident(c)}" for c in content)
-    with scratch() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("batch", incoming.append_column("__order", pa.array(np.arange(incoming.num_rows))))
-        con.execute(
-            f"CREATE TEMP TABLE incoming AS SELECT {columns} FROM batch "
-            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY __order DESC) = 1"
-        )
-        con.unregister("batch")
-        if probe_files:
-            con.execute(f"CREATE TEMP VIEW probe AS {_select_sql(con, table.schema(), probe_files)}")
-            moved_from = [
-                row[0]
-                for row in con.sql(
-                    f"SELECT DISTINCT {part} FROM probe SEMI JOIN incoming USING ({key})"
-                ).fetchall()
-            ]
-            if moved_from:
-                stored_files += partition_files(moved_from)
-        con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, table.schema(), stored_files)}")
-        con.execute(
-            f"CREATE TEMP TABLE matched AS SELECT i.{key} AS key, s.{part} AS old_part, "
-            f"CASE WHEN s.{key} IS NULL THEN 'insert' WHEN {same} THEN 'unchanged' "
-            f"ELSE 'update' END AS change FROM incoming i LEFT JOIN stored s ON i.{key} = s.{key}"
-        )
-        counts = dict(con.sql("SELECT change, count(*) FROM matched GROUP BY change").fetchall())
-        # A partition changes when a row enters it, or when an updated row leaves it for another.
-        con.execute(
-            f"CREATE TEMP TABLE changed AS SELECT i.{part} AS part FROM incoming i "
-            f"JOIN matched m ON i.{key} = m.key WHERE m.change <> 'unchanged' "
-            "UNION SELECT old_part FROM matched WHERE change = 'update'"
-        )
-        changed = tuple(row[0] for row in con.sql("SELECT part FROM changed ORDER BY 1").fetchall())
-        rows = con.sql(
-            f"SELECT {columns} FROM ("
-            f"SELECT {columns} FROM stored ANTI JOIN matched m "
-            f"ON stored.{key} = m.key AND m.change <> 'unchanged' "
-            f"UNION ALL SELECT {columns} FROM incoming SEMI JOIN matched m "
-            f"ON incoming.{key} = m.key AND m.change <> 'unchanged'"
-            f") WHERE {part} IN (SELECT part FROM changed)"
-        ).to_arrow_table()
-    return _MergePlan(
-        rows=rows,
-        changed=changed,
-        inserted=counts.get("insert", 0),
-        updated=counts.get("update", 0),
-        unchanged=counts.get("unchanged", 0),
-    )
-
-
-_ARROW_COMPARE_MAX_ROWS = 50_000
-
-
-def _same_rows(schema: Schema, files: list[str], rows: pa.Table) -> bool:
-    """Whether `files` hold exactly `rows` (as a multiset, bookkeeping included)."""
-    if not files:
-        return rows.num_rows == 0
-    if rows.num_rows <= _ARROW_COMPARE_MAX_ROWS:
-        same = _same_sorted(files, rows)
-        if same is not None:
-            return same
-    with scratch() as con:
-        con.register("incoming", rows)
-        con.execute(f"CREATE TEMP VIEW stored AS {_select_sql(con, schema, files)}")
-        (stored_rows,) = con.sql("SELECT count(*) FROM stored").fetchall()[0]
-        if stored_rows != rows.num_rows:
-            return False
-        columns = ", ".join(_ident(name) for name in rows.column_names)
-        (missing,) = con.sql(
-            f"SELECT count(*) FROM (SELECT {columns} FROM incoming EXCEPT ALL SELECT {columns} FROM stored)"
-        ).fetchall()[0]
-        return bool(missing == 0)
-
-
-def _same_sorted(files: list[str], rows: pa.Table) -> bool | None:
-    """`_same_rows` in Arrow, both sides sorted by every column: for the small tables of the
-    hourly run, cheaper than a DuckDB query. None when Arrow cannot decide (a file without some
-    column, a type it cannot cast or sort); a NaN compares unequal, which only costs a write."""
-    try:
-        stored = pa.concat_tables([pq.read_table(path) for path in files], promote_options="permissive")
-        if set(stored.column_names) != set(rows.column_names):
-            return None
-        stored = stored.select(rows.column_names).cast(rows.schema)
-        order = [(name, "ascending") for name in rows.column_names]
-        return bool(stored.sort_by(order).equals(rows.sort_by(order)))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
-
-
-def _optional(schema: pa.Schema) -> pa.Schema:
-    """Model tables hold whatever SQL returns: no column is required."""
-    return pa.schema([field.with_nullable(True) for field in schema])
-
-
-def _snapshot_schema(table: Table, snapshot_id: int) -> Schema:
-    """The schema `snapshot_id` was written with; a missing snapshot is a LakeError."""
-    snapshot = table.metadata.snapshot_by_id(snapshot_id)
-    if snapshot is None:
-        raise LakeError(
-            f"snapshot {snapshot_id} of lake table {'.'.join(table.name())} does not exist",
-            "it may have been expired; refresh and use a current snapshot",
-        )
-    if snapshot.schema_id is None:
-        return table.schema()
-    return table.schemas().get(snapshot.schema_id, table.schema())
-
-
-def _partition_column(table: Table) -> str | None:
-    """The source column of the table's identity partition, if it has one."""
-    for field in table.spec().fields:
-        if isinstance(field.transform, IdentityTransform):
-            return table.schema().find_column_name(field.source_id)
-    return None
-
-
-def _is_in(column: str, values: Sequence[str]) -> BooleanExpression:
-    return In(term=Reference(column), values={literal(v) for v in values})
-
-
 def _unpromoted(table: Table, heads: set[int]) -> set[int]:
     """Snapshots between a branch head and the nearest other head among its ancestors (both excluded)."""
     unpromoted: set[int] = set()
@@ -1130,247 +860,6 @@ def _head(table: Table, name: str, branch: str) -> int:
             "run `phlo-tui run` once so the lake tables get their main and dev branches",
         )
     return snapshot.snapshot_id
-
-
-@dataclass(frozen=True)
-class _StoredFile:
-    """A data file of a snapshot: its path, its value of the table's identity partition column (None
-    for an unpartitioned table) and its row count."""
-
-    path: str
-    partition: str | None
-    rows: int
-    file: DataFile = dataclasses.field(compare=False, repr=False)
-
-
-_UNKNOWN_PARTITION = object()
-_PLANNED_MAX = 512
-_planned: OrderedDict[tuple[str, str, int], tuple[tuple[_StoredFile, object], ...]] = OrderedDict()
-_planned_lock = threading.Lock()
-
-
-def _partition_files(table: Table, snapshot_id: int, partitions: Iterable[str] | None) -> list[_StoredFile]:
-    """The data files of one snapshot, or of some values of its identity partition column.
-
-    A snapshot's files never change, so each snapshot is planned from its manifests once per
-    process (pyiceberg reads and filters every manifest on each plan, several times per model).
-    Files of another partition spec than the current one are told apart by pyiceberg instead.
-    """
-    key = _plan_key(table, snapshot_id)
-    with _planned_lock:
-        entries = _planned.get(key)
-        if entries is not None:
-            _planned.move_to_end(key)
-    if entries is None:
-        column = _partition_column(table)
-        spec = table.spec()
-        position = next(
-            (i for i, f in enumerate(spec.fields) if isinstance(f.transform, IdentityTransform)), None
-        )
-        planned = []
-        for path, file in _planned_files(table, snapshot_id, None):
-            value: object = None
-            if column is not None:
-                value = _UNKNOWN_PARTITION
-                if file.spec_id == spec.spec_id and position is not None:
-                    found = file.partition[position]
-                    value = found if isinstance(found, str) or found is None else _UNKNOWN_PARTITION
-            stored = _StoredFile(path, value if isinstance(value, str) else None, file.record_count, file)
-            planned.append((stored, value))
-        entries = tuple(planned)
-        with _planned_lock:
-            _planned[key] = entries
-            while len(_planned) > _PLANNED_MAX:
-                _planned.popitem(last=False)
-    if partitions is None:
-        return [stored for stored, _ in entries]
-    wanted = set(partitions)
-    column = _partition_column(table)
-    if column is None:
-        return [stored for stored, _ in entries]
-    if any(value is _UNKNOWN_PARTITION for _, value in entries):
-        return [
-            _StoredFile(path, None, file.record_count, file)
-            for path, file in _planned_files(table, snapshot_id, _is_in(column, sorted(wanted)))
-        ]
-    return [stored for stored, value in entries if value in wanted]
-
-
-def _plan_key(table: Table, snapshot_id: int) -> tuple[str, str, int]:
-    # The location too: a lake copied elsewhere has the same table uuids and snapshot ids.
-    return (table.location(), str(table.metadata.table_uuid), snapshot_id)
-
-
-def _remember_files(
-    table: Table, parent: int, snapshot_id: int, deleted: list[DataFile], added: list[DataFile]
-) -> None:
-    """Record the files of a snapshot this process just committed on top of `parent` (when the
-    parent's are known): the parent's minus `deleted`, plus `added`, so that it need not be planned."""
-    with _planned_lock:
-        entries = _planned.get(_plan_key(table, parent))
-    if entries is None or any(value is _UNKNOWN_PARTITION for _, value in entries):
-        return
-    gone = set(deleted)
-    kept = [(stored, value) for stored, value in entries if stored.file not in gone]
-    position = next(
-        (i for i, f in enumerate(table.spec().fields) if isinstance(f.transform, IdentityTransform)), None
-    )
-    for file in added:
-        # pyiceberg sets a file's spec id when it reads it from a manifest; this one was written
-        # with the current spec, and deleting it later needs the id.
-        file.spec_id = table.spec().spec_id
-        value = file.partition[position] if position is not None else None
-        if position is not None and not isinstance(value, str):
-            return
-        kept.append((_StoredFile(_local_path(file.file_path), value, file.record_count, file), value))
-    with _planned_lock:
-        _planned[_plan_key(table, snapshot_id)] = tuple(kept)
-        while len(_planned) > _PLANNED_MAX:
-            _planned.popitem(last=False)
-
-
-def _planned_files(
-    table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None
-) -> list[tuple[str, DataFile]]:
-    scan = table.scan(
-        snapshot_id=snapshot_id, row_filter=row_filter if row_filter is not None else AlwaysTrue()
-    )
-    files = []
-    for task in scan.plan_files():
-        if task.delete_files:
-            raise LakeError(
-                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
-                "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
-            )
-        files.append((_local_path(task.file.file_path), task.file))
-    return files
-
-
-def _files(table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None) -> list[str]:
-    """The data files of one snapshot (planned from its manifests, never by listing directories)."""
-    return [path for path, _ in _planned_files(table, snapshot_id, row_filter)]
-
-
-def _local_path(uri: str) -> str:
-    """A file:// URI as the plain path DuckDB reads; other schemes stay URIs."""
-    parsed = urlparse(uri)
-    return parsed.path if parsed.scheme == "file" else uri
-
-
-def _select_sql(con: duckdb.DuckDBPyConnection, schema: Schema, files: list[str]) -> str:
-    """SELECT of the table's columns over `files` (lake_views.select_sql)."""
-    return select_sql(con, _columns(schema), files)
-
-
-def _columns(schema: Schema) -> list[Column]:
-    return [(f.name, _duckdb_type(f.field_type)) for f in schema.fields]
-
-
-def _duckdb_type(field_type: Any) -> str:
-    try:
-        return _DUCKDB_TYPES[type(field_type)]
-    except KeyError:
-        raise LakeError(
-            f"no DuckDB type for Iceberg type {field_type}",
-            "add the type to _DUCKDB_TYPES in engine/lake/store.py",
-        ) from None
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _check_declaration(table: Table, tdef: TableDef) -> None:
-    """Refuse a stored table whose columns or partitioning differ from its declaration."""
-
-    def columns(schema: Schema) -> list[tuple[str, str, bool]]:
-        return [(f.name, str(f.field_type), f.required) for f in schema.fields]
-
-    def partitions(t_schema: Schema, fields: Sequence[Any]) -> list[tuple[str, str]]:
-        return [(t_schema.find_column_name(f.source_id) or "", str(f.transform)) for f in fields]
-
-    stored_spec = table.spec().fields
-    if columns(table.schema()) != columns(tdef.schema) or partitions(
-        table.schema(), stored_spec
-    ) != partitions(tdef.schema, tdef.partition_spec.fields):
-        raise LakeError(
-            f"lake table {tdef.name} exists with other columns or partitioning than declared",
-            "the lake was written by another version of phlo-tui; move the lake directory aside "
-            "and run a backfill",
-        )
-
-
-def _conform(batch: pa.Table, schema: pa.Schema, table: str) -> pa.Table:
-    """`batch` with exactly the Arrow `schema` of lake table `table`; casts only when no value changes.
-
-    Missing nullable columns become nulls. Unknown columns, missing required columns, nulls in
-    required columns, lossy casts and timestamps without a time zone raise LakeError.
-    """
-    unknown = sorted(set(batch.column_names) - set(schema.names))
-    if unknown:
-        raise LakeError(
-            f"batch for {table} has columns the table does not have: {', '.join(unknown)}",
-            "map or drop them before writing, or declare them in engine/ingest/tables.py",
-        )
-    columns = []
-    for field in schema:
-        if field.name not in batch.column_names:
-            if not field.nullable:
-                raise LakeError(
-                    f"batch for {table} lacks required column {field.name!r}",
-                    "fill the column before writing",
-                )
-            columns.append(pa.nulls(batch.num_rows, field.type))
-            continue
-        column = batch[field.name]
-        if column.type != field.type:
-            column = _cast(column, field, table)
-        if not field.nullable and column.null_count:
-            raise LakeError(
-                f"batch for {table} has {column.null_count} null(s) in required column {field.name!r}",
-                "validation should have quarantined these rows; check the schema in schemas/",
-            )
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _cast(column: pa.ChunkedArray, field: pa.Field, table: str) -> pa.ChunkedArray:
-    naive_to_zoned = (
-        pa.types.is_timestamp(column.type)
-        and column.type.tz is None
-        and pa.types.is_timestamp(field.type)
-        and field.type.tz is not None
-    )
-    if naive_to_zoned:
-        raise LakeError(
-            f"column {field.name!r} of the batch for {table} is a timestamp without time zone",
-            "localise it (e.g. to UTC) before writing; the lake stores instants",
-        )
-    try:
-        return column.cast(field.type, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise LakeError(
-            f"column {field.name!r} of the batch for {table} cannot be stored as {field.type} "
-            f"(it is {column.type}): {e}",
-            "convert the values before writing; only lossless casts are made",
-        ) from e
-
-
-def _plain_strings(arrow: pa.Table) -> pa.Table:
-    """pyiceberg returns large_string for some scans and string for others; always use string."""
-    schema = _plain_string_schema(arrow.schema)
-    return arrow.cast(schema) if schema != arrow.schema else arrow
-
-
-def _plain_string_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema(
-        [field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field for field in schema]
-    )
-
-
-def _arrow_schema(schema: Schema) -> pa.Schema:
-    """The Arrow schema rows of a lake table are written with (plain strings, no field ids)."""
-    return _plain_string_schema(schema.as_arrow()).remove_metadata()
 
 
 # -- maintenance helpers ---------------------------------------------------------------------
@@ -1418,29 +907,6 @@ def _head_of(metadata: TableMetadata, name: str, branch: str) -> int:
     if snapshot is None:
         raise LakeError(f"branch {branch} of lake table {name} vanished during a write", "run again")
     return snapshot.snapshot_id
-
-
-def _planned_tasks(table: Table, metadata: TableMetadata, snapshot_id: int) -> list[FileScanTask]:
-    """The scan tasks of one snapshot of `metadata` (which may be a transaction's staged metadata)."""
-    tasks = list(DataScan(table_metadata=metadata, io=table.io, snapshot_id=snapshot_id).plan_files())
-    for task in tasks:
-        if task.delete_files:
-            raise LakeError(
-                f"lake table {'.'.join(table.name())} has delete files on {task.file.file_path}",
-                "phlo-tui only writes copy-on-write; rewrite the table without merge-on-read deletes",
-            )
-    return tasks
-
-
-def _fingerprint(schema: Schema, files: list[str]) -> tuple[int, int]:
-    """Row count and the sum of a hash of every column of every row: equal for the same multiset of rows."""
-    columns = ", ".join(_ident(field.name) for field in schema.fields)
-    with scratch() as con:
-        select = _select_sql(con, schema, files)
-        count, checksum = con.sql(
-            f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0) FROM ({select})"
-        ).fetchall()[0]
-    return int(count), int(checksum)
 
 
 def _metadata_files(table: Table) -> set[str]:

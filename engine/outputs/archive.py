@@ -1,4 +1,5 @@
-"""The backup archive: one tar (gzip or zstd) of a home's consistent cut, with a header and a manifest of every file's size and SHA-256; written, read back and verified as a stream."""
+"""The backup archive: one tar (gzip or zstd) of a home's consistent cut, with a header and a manifest of
+every file's size and SHA-256; written, read back and verified as a stream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A restored lake in a home at another path: every absolute path in its Iceberg metadata (metadata.json, manifest lists and manifests, Avro) and catalog rewritten from the old home to the new."""
+"""A restored lake in a home at another path: every absolute path in its Iceberg metadata (metadata.json,
+manifest lists and manifests, Avro) and catalog rewritten from the old home to the new."""
 
 from __future__ import annotations
 
