@@ -313,7 +313,7 @@ async def test_branches_shows_the_diff_and_p_promotes_after_confirming(unpromote
         await pilot.press("y")
         await settle(pilot)
         assert engine.query("select count(*) from raw.glucose_entries", "main").rows[0][0] == dev_rows
-        assert not any(d.changed for d in engine.lake.diff())
+        assert not any(d.changed for d in engine.diff())
         assert all(r[2] == "0" for r in table_rows(app, "#diff-table"))
         assert any("main now equals dev" in n for n in recorder.notifications())
 
@@ -341,7 +341,7 @@ async def test_quality_filters_by_severity_and_enter_opens_the_samples(held: Lak
         await pilot.press("5")
         await settle(pilot)
         assert recorder.of(QualityLoaded)
-        checks = engine.transform.quality()
+        checks = engine.quality()
         severities = {c.severity for c in checks}
         assert severities == {"error", "warning"}, "the fixture must fail checks of both severities"
         assert len(table_rows(app, "#checks-table")) == len(checks)
