@@ -27,7 +27,7 @@ import pytest
 
 from engine.clock import NOW_ENV
 from engine.sim.server import GlucoseSimulator, SimulatorServer
-from tests.pgserver import PgServer, server_bindir
+from tests.pgserver import PgServer
 from tests.simclock import HOUR, START, Clock
 
 # The module's home is built once by real runs (minutes on a busy machine), inside the first test's time.
@@ -156,18 +156,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         backup = root / "home.tar.gz"
         ok(phlo(env, "backup", str(backup)))
         yield Built(root, root / "home", env, backup, clock, server)
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    server = PgServer(bindir).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(

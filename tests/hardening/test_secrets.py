@@ -9,7 +9,6 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from engine.runs.logs import setup_logging
 from engine.runs.records import RunStatus
 from engine.sim.server import GlucoseSimulator, SimulatorServer
 from tests.hardening.lakecheck import REPO
-from tests.pgserver import PgServer, free_port, server_bindir
+from tests.pgserver import PgServer, free_port
 from tests.simclock import START
 
 pytestmark = pytest.mark.hardening
@@ -41,18 +40,6 @@ NEEDLES = {
     "postgres password": PG_PASSWORD,
     "token in the url": URL_TOKEN,
 }
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    server = PgServer(bindir).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 def _leaks(root: Path) -> list[str]:
