@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,18 +22,20 @@ from pandera.errors import SchemaErrors
 
 from engine.errors import SourceError, ValidationError
 from engine.ingest.imports.detect import delimiter
-from engine.ingest.tables import IMPORT_RECORDS
+from engine.ingest.imports.lake_rows import _iso_utc, _readings, _records_table, _treatments
+from engine.ingest.imports.quarantine import (
+    _moved_check,
+    _quarantine_checks,
+    _quarantine_row,
+)
 from engine.ingest.validation import CheckResult
-from engine.runs.records import Severity
-from schemas.imports import FRAME_CHECK_COLUMN, GLUCOSE_KINDS, HIGH_MG_DL, LOW_MG_DL, NOW_MS_ATTR
+from schemas.imports import FRAME_CHECK_COLUMN, HIGH_MG_DL, LOW_MG_DL, NOW_MS_ATTR
 
 MMOL_TO_MG_DL = 18.016
 """Sensors measure integer mg/dL and portals print mmol/L to one decimal: round(mmol x 18.016) gives
 back the sensor's integer, which keeps the consensus edges in their bands (3.9 -> 70, 10.0 -> 180)."""
 LOW_TEXTS = frozenset({"low", "lo"})
 HIGH_TEXTS = frozenset({"high", "hi"})
-ENTERED_BY = "phlo-tui import"
-MAX_SAMPLES = 20
 
 #: The columns a format module fills, one row per data record of the file (all text, None when empty),
 #: plus `local_ts` (naive datetime64, NaT when unreadable).
@@ -453,197 +455,3 @@ def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str
         skipped=skipped,
         digest=digest,
     )
-
-
-def _shown(value: object) -> str:
-    return "missing" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(value)
-
-
-_REASON_COLUMN = {"local_ts": "local_time", "instant_ms": "local_time", "glucose": "glucose_text"}
-
-
-def _quarantine_row(
-    parsed: ParsedRows,
-    position: int,
-    failed: list[tuple[str, str | None]],
-    explained: dict[str, str],
-    frame: pd.DataFrame,
-    entry_id: str,
-) -> dict[str, Any]:
-    row = parsed.rows.loc[position]
-    reasons = []
-    for check, column in failed:
-        source = _REASON_COLUMN.get(column or "", column or "")
-        shown = _shown(row[source]) if source in row.index else "the record"
-        reasons.append(f'{check}: {source}={shown} fails "{explained.get(check, check)}"')
-    check, column = failed[0]
-    return {
-        "entry_id": entry_id,
-        "check": f"{parsed.fmt}_{check}",
-        "column": _REASON_COLUMN.get(column or "", column),
-        "reason": f"line {position + 1}: " + "; ".join(reasons),
-        "payload": _redacted(parsed, position),
-    }
-
-
-def _redacted(parsed: ParsedRows, position: int) -> str:
-    """The original record, with the cells that may name the patient emptied."""
-    text = parsed.table.original(position)
-    if not parsed.redact:
-        return text
-    cells = next(csv.reader(io.StringIO(text), delimiter=parsed.table.delimiter), [])
-    for index in parsed.redact:
-        if index < len(cells) and cells[index]:
-            cells[index] = ""
-    out = io.StringIO()
-    csv.writer(out, delimiter=parsed.table.delimiter, lineterminator="").writerow(cells)
-    return out.getvalue()
-
-
-def _quarantine_checks(quarantine: list[dict[str, Any]]) -> Iterator[CheckResult]:
-    by_check: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    for row in quarantine:
-        by_check.setdefault((row["check"], row["column"]), []).append(row)
-    for (check, column), rows in sorted(by_check.items(), key=lambda item: item[0][0]):
-        yield CheckResult(
-            check=check,
-            table=IMPORT_RECORDS.name,
-            column=column,
-            severity=Severity.ERROR,
-            failing_count=len(rows),
-            samples=tuple({"reason": r["reason"], "line": r["payload"]} for r in rows[:MAX_SAMPLES]),
-        )
-
-
-def _moved_check(
-    rows: pd.DataFrame, moved: np.ndarray, millis: np.ndarray, zone: str
-) -> Iterator[CheckResult]:
-    """A warning naming the local times the spring change skipped, and where they moved."""
-    if not moved.any():
-        return
-    tz = ZoneInfo(zone)
-    samples = tuple(
-        {
-            "local_time": str(local),
-            "read_as": datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).isoformat(),
-        }
-        for local, ms in zip(
-            rows["local_time"].to_numpy()[moved][:MAX_SAMPLES], millis[moved][:MAX_SAMPLES], strict=True
-        )
-    )
-    yield CheckResult(
-        check="local_time_exists",
-        table=IMPORT_RECORDS.name,
-        column="local_time",
-        severity=Severity.WARNING,
-        failing_count=int(moved.sum()),
-        samples=samples,
-    )
-
-
-def _iso_utc(millis: np.ndarray) -> list[str]:
-    return np.datetime_as_string(
-        millis.astype("int64").astype("datetime64[ms]"), unit="ms", timezone="UTC"
-    ).tolist()
-
-
-def _records_table(good: pd.DataFrame, fmt: str, zone: str) -> pa.Table:
-    count = len(good)
-    millis = good["instant_ms"].to_numpy().astype("int64")
-    glucose = good["glucose"].to_numpy()
-    insulin = good["insulin"].to_numpy()
-    long_insulin = good["long_insulin"].to_numpy()
-    insulin_total = np.where(
-        np.isnan(insulin), long_insulin, np.where(np.isnan(long_insulin), insulin, insulin + long_insulin)
-    )
-    carbs = good["carbs"].to_numpy()
-    columns: dict[str, pa.Array] = {
-        "_id": pa.array(good["_id"].to_numpy(), pa.string()),
-        "import_format": pa.array([fmt] * count, pa.string()),
-        "record_type": pa.array(good["record_type"].to_numpy(), pa.string()),
-        "record_kind": pa.array(good["record_kind"].to_numpy(), pa.string()),
-        "event_subtype": _text(good["event_subtype"]),
-        "device": _text(good["device"]),
-        "device_serial": _text(good["device_serial"]),
-        "local_time": pa.array(good["local_time"].to_numpy(), pa.string()),
-        "timezone": pa.array([zone] * count, pa.string()),
-        "value_text": _text(good["value_text"]),
-        "value_unit": _text(good["value_unit"]),
-        "glucose_mg_dl": pa.array(np.nan_to_num(glucose).astype("int32"), pa.int32(), mask=np.isnan(glucose)),
-        "value_flag": _text(good["flag"]),
-        "insulin": pa.array(insulin_total, pa.float64(), mask=np.isnan(insulin_total)),
-        "carbs": pa.array(carbs, pa.float64(), mask=np.isnan(carbs)),
-        "notes": _text(good["notes"]),
-        "record_ts": pa.array(millis * 1000, pa.timestamp("us", tz="UTC")),
-        "record_month": pa.array(
-            np.datetime_as_string(millis.astype("datetime64[ms]"), unit="M"), pa.string()
-        ),
-    }
-    return pa.table(columns)
-
-
-def _text(values: pd.Series) -> pa.Array:
-    return pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
-
-
-def _offsets(millis: np.ndarray, zone: str) -> np.ndarray:
-    """Each instant's UTC offset in the zone, in minutes."""
-    instants = pd.DatetimeIndex(millis.astype("int64").astype("datetime64[ms]"), tz="UTC").as_unit("ns")
-    local = instants.tz_convert(zone).tz_localize(None)
-    return ((local.asi8 - instants.tz_localize(None).asi8) // 60_000_000_000).astype("int64")
-
-
-def _readings(good: pd.DataFrame, fmt: str, zone: str) -> pd.DataFrame:
-    """Readings (sgv) and finger-sticks (mbg: Clarity calibrations, LibreView strips), in columns."""
-    kinds = good["record_kind"].to_numpy()
-    glucose = good["glucose"].to_numpy()
-    chosen = good[np.isin(kinds, list(GLUCOSE_KINDS - {"scan"})) & ~np.isnan(glucose)]
-    millis = chosen["instant_ms"].to_numpy().astype("int64")
-    return pd.DataFrame(
-        {
-            "_id": chosen["_id"].to_numpy(),
-            "kind": chosen["record_kind"].to_numpy(),
-            "date": millis,
-            "value": chosen["glucose"].to_numpy().astype("int64"),
-            "device": (chosen["device"].fillna(fmt).astype(str) + f" ({fmt} import)").to_numpy(),
-            "offset": _offsets(millis, zone),
-        }
-    )
-
-
-def _treatments(good: pd.DataFrame, fmt: str) -> list[dict[str, Any]]:
-    """Insulin and carbs as Nightscout treatments: rapid-acting insulin a Correction Bolus, carbs a
-    Carb Correction, as Nightscout's Care Portal names them; long-acting insulin a Long-Acting Insulin
-    event, which no model counts as a bolus."""
-    treatments: list[dict[str, Any]] = []
-    for column, event, key in (
-        ("insulin", "Correction Bolus", "insulin"),
-        ("long_insulin", "Long-Acting Insulin", "insulin"),
-        ("carbs", "Carb Correction", "carbs"),
-    ):
-        values = good[column].to_numpy()
-        wanted = ~np.isnan(values) & (values > 0)
-        if not wanted.any():
-            continue
-        chosen = good[wanted]
-        millis = chosen["instant_ms"].to_numpy().astype("int64")
-        suffix = "" if column != "long_insulin" or fmt == "clarity" else "-long"
-        for entry_id, amount, iso, notes in zip(
-            chosen["_id"].to_numpy(),
-            values[wanted],
-            _iso_utc(millis),
-            chosen["notes"].to_numpy(),
-            strict=True,
-        ):
-            treatment: dict[str, Any] = {
-                "_id": f"{entry_id}{suffix}",
-                "eventType": event,
-                "created_at": iso,
-                key: float(amount),
-                "enteredBy": f"{ENTERED_BY} ({fmt})",
-            }
-            if isinstance(notes, str) and notes:
-                treatment["notes"] = notes
-            treatments.append(treatment)
-    treatments.sort(key=lambda t: t["created_at"])
-    return treatments
