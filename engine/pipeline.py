@@ -23,13 +23,13 @@ from engine.errors import Interrupted, PhloError, SourceError
 from engine.ingest.extjson import plain_record
 from engine.ingest.history_sync import ingest_history
 from engine.ingest.nightscout import (
-    EndpointNotFound,
     FetchWindow,
     NightscoutConfig,
     fetch_records,
     plan_windows,
     redact_url,
 )
+from engine.ingest.nightscout_http import EndpointNotFound
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.ingest.nightscout import EndpointNotFound, NightscoutConfig, redact_url
+from engine.ingest.nightscout import NightscoutConfig, redact_url
+from engine.ingest.nightscout_http import EndpointNotFound
 from engine.ingest.nightscout_v3 import HistoryClient, position_key
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 

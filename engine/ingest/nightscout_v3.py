@@ -27,15 +27,8 @@ from requests import PreparedRequest, Response
 from requests.auth import AuthBase
 
 from engine.errors import SourceError
-from engine.ingest.nightscout import (
-    EndpointNotFound,
-    NightscoutConfig,
-    _json_body_hook,
-    _raise_for_status,
-    _read,
-    _token,
-    redact_url,
-)
+from engine.ingest.nightscout import NightscoutConfig, _read, redact_url
+from engine.ingest.nightscout_http import EndpointNotFound, _json_body_hook, _raise_for_status, _token
 
 if TYPE_CHECKING:
     from requests import Session
