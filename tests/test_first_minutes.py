@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.signals import sigint_default
 from tests.test_cli import phlo
 
 HEAVY = ("pyiceberg", "pandas", "dlt", "pandera", "pyarrow", "sqlglot", "psycopg", "duckdb", "numpy")
@@ -169,6 +170,7 @@ def test_ctrl_c_during_a_run_leaves_it_failed_not_running(home: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     deadline = time.monotonic() + 120
     while (

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from engine.sim.server import GlucoseSimulator, SimulatorServer
+from tests.signals import sigint_default
 
 NOW = 1_718_000_000.25  # 2024-06-10T06:13:20.250Z, pinned so every run sees the same trace
 NOW_MS = int(NOW * 1000)
@@ -546,6 +547,7 @@ def test_serve_forever_prints_its_url_and_stops_on_ctrl_c() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     try:
         assert process.stdout is not None
