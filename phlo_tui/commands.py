@@ -80,10 +80,10 @@ class CommandApp(App[None]):
     def run_pipeline(self, trigger: RunTrigger) -> None:
         if trigger is RunTrigger.SCHEDULE and self.engine.daemon() is None:
             # The in-process schedule: the daemon's runs and retry policy (engine.api.schedule).
-            run = self.scheduled_runs().run()
-            retry_at = self.scheduled_runs().retry_at
-            if retry_at is not None:
-                self.call_from_thread(self._schedule_retry, retry_at)
+            scheduled = self.scheduled_runs()
+            run = scheduled.run()
+            if scheduled.retry_at is not None:
+                self.call_from_thread(self._schedule_retry, scheduled.retry_at)
             self.post_message(RunFinished(run, queued=False))
             return
         outcome = self.engine.execute(CommandKind.RUN, {"trigger": trigger.value})

@@ -46,7 +46,7 @@ class ScheduledRuns:
         Returns the run, or None when it could not start (another writer, no site: logged). After a
         transient failure, sets `retry_at` and records it as the home's next run, unless `stopping()`.
         """
-        retry = self.retry_at is not None and self.retry_due()
+        retry = self.retry_due()
         self.retry_at = None
         if self._retry_of is not None:
             # A new attempt supersedes the one waiting: it ends failed, the new run carries on.

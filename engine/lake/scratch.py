@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import duckdb
 
+from engine.sql_macros import define_macros
+
 _lock = threading.Lock()
 _database: duckdb.DuckDBPyConnection | None = None
 _views_lock = threading.Lock()
@@ -33,6 +35,7 @@ def _shared() -> duckdb.DuckDBPyConnection:
             # Lake files are written once and never changed: their footers can be kept.
             _database = duckdb.connect()
             _database.execute("SET GLOBAL parquet_metadata_cache = true")
+            define_macros(_database)  # catalog objects: every cursor sees them, and no view drop removes them
         return _database
 
 

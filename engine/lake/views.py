@@ -39,16 +39,17 @@ class LakeReader(Protocol):
 
 
 def connect(timezone: str) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection whose session zone and `phlo_timezone` variable are the user's zone."""
+    """A DuckDB connection whose session zone and `phlo_timezone` variable are the user's zone, with the
+    macros of sql/macros/ defined."""
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    define_macros(con)
     return in_zone(con, timezone)
 
 
 def in_zone(con: duckdb.DuckDBPyConnection, timezone: str) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET TimeZone = '{_zone(timezone)}'")
     con.execute(f"SET VARIABLE phlo_timezone = '{_zone(timezone)}'")
-    define_macros(con)
     return con
 
 

@@ -17,7 +17,6 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from engine.errors import PhloError
-from engine.sql_macros import define_macros
 from engine.transform.model_files import SQL_DIR, model_files
 
 PARTITION_COLUMN = "reading_month"
@@ -185,7 +184,6 @@ def build_model(
     and their neighbours, and keeps only output rows of `months`. Raises ModelError on SQL errors.
     """
     started = time.perf_counter()
-    define_macros(con)
     incremental = months is not None and model.materialized is Materialized.INCREMENTAL
     for dep in model.depends_on:
         register(con, dep, neighbour_months(months) if incremental and months is not None else None)
