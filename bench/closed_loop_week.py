@@ -27,7 +27,8 @@ if __package__ in (None, ""):
 
 from bench.common import print_table
 from engine.sim.loop import UPLOADERS
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 BOLUSES = ("Meal Bolus", "Correction Bolus")

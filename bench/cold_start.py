@@ -40,7 +40,8 @@ if __package__ in (None, ""):
 
 from bench.common import HOUR_S, SEED, TIMEZONE, SimulatorClock, print_table
 from engine.clock import NOW_ENV
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (("run",), ("diff",), ("status",), ("metrics", "--days", "14"))

@@ -20,7 +20,8 @@ import psutil
 
 from engine.api.facade import Engine
 from engine.config import load_settings
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 HOUR = 3600.0
 

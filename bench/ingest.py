@@ -37,7 +37,8 @@ import pyarrow.compute as pc
 
 from engine.ingest.nightscout import DAY_MS, FetchWindow, plan_windows
 from engine.ingest.tables import GLUCOSE_ENTRIES
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 if __package__ in (None, ""):
     # Run as `python bench/ingest.py` (also in the spawned children): the repository root holds `bench`.

@@ -44,7 +44,8 @@ from engine.lake.promotion import promote
 from engine.lake.store import Lake
 from engine.runs.records import RunRecord, RunTrigger
 from engine.runs.store import RunStore
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from engine.sql_macros import macro_files
 from engine.transform.layers import LayerBuilder
 from engine.transform.models import Materialized, Model, table_references

@@ -27,7 +27,8 @@ from engine.publish.publisher import (
     _create_staging,
 )
 from engine.runs.records import PromotionRecord, RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 HOUR = 3600.0
 HOURLY_RUNS = 5

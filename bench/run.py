@@ -63,7 +63,8 @@ from engine.lake.views import connect, create_view
 from engine.publish.publisher import Publisher
 from engine.runs.records import RunTrigger
 from engine.runs.store import RunStore
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from engine.transform.models import build_model, discover_models
 
 if __package__ in (None, ""):

@@ -68,7 +68,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def sim_server() -> Iterator[object]:
-    from engine.sim.server import GlucoseSimulator, SimulatorServer
+    from engine.sim.server import SimulatorServer
+    from engine.sim.simulator import GlucoseSimulator
 
     with SimulatorServer(GlucoseSimulator(seed=7)) as server:
         yield server

@@ -21,7 +21,7 @@ from engine.clock import parse_instant
 
 if TYPE_CHECKING:
     from engine.clock import Clock as EngineClock
-    from engine.sim.server import GlucoseSimulator
+    from engine.sim.simulator import GlucoseSimulator
 
 HOUR = 3600.0
 

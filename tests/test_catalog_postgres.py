@@ -23,7 +23,8 @@ from engine.lake.catalog_uri import CATALOG_NAME, redacted
 from engine.lake.maintenance import run_maintenance
 from engine.lake.opening import MOVED_CATALOG
 from engine.lake.store import Lake
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.pgserver import PgServer
 from tests.simclock import HOUR, START, Clock
 

@@ -31,7 +31,8 @@ from engine.config import load_settings
 from engine.ingest.tables import RAW_TABLES
 from engine.pipeline import ENTRIES_SOURCE
 from engine.runs.records import ENTRIES_WATERMARK
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from phlo_tui import cli
 from tests.simclock import START, START_S
 

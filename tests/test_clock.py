@@ -16,7 +16,8 @@ from engine.clock import NOW_ENV, StartedClock, clock_from_env
 from engine.config import load_settings
 from engine.errors import ConfigError
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import START, Clock, follow
 from tests.test_cli import phlo
 

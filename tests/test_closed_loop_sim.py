@@ -14,7 +14,8 @@ from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.runs.records import RunRecord, RunStatus
 from engine.sim.loop import DELETED_AFTER_S, REMOVED_AT, UPLOADERS
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import Clock
 
 DAY_MS = 86_400_000

@@ -24,7 +24,8 @@ from engine.ingest.nightscout import NightscoutConfig, configure_dlt
 from engine.ingest.nightscout_v3 import HistoryClient, position_key
 from engine.runs.records import RunStatus
 from engine.sim.loop import DELETED_AFTER_S, EDITED_AFTER_S
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import Clock
 from tests.test_closed_loop_sim import given, gold_totals
 

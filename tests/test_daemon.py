@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import Clock
 
 DAY = 86400.0

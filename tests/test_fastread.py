@@ -33,7 +33,8 @@ from engine.api.pages.status import load_early_status, load_status
 from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.lake.promotion import promote
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from phlo_tui.app import EngineReady, PhloApp, StatusPolled
 from phlo_tui.screens.overview import OverviewLoaded
 from phlo_tui.widgets.pipeline_bar import PipelineBar

@@ -18,7 +18,8 @@ from engine.api.facade import Engine, exit_code
 from engine.config import load_settings
 from engine.errors import PromotionError
 from engine.runs.records import PromotionState, RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import START, START_S
 
 HOUR_MS = 3_600_000

@@ -24,7 +24,7 @@ from engine.lake.store import Lake
 from engine.pipeline import BatchOutcome, Pipeline, _Totals
 from engine.runs.records import RunStatus, Severity
 from engine.runs.store import RunStore
-from engine.sim.server import GlucoseSimulator
+from engine.sim.simulator import GlucoseSimulator
 from engine.transform.freshness import freshness
 from engine.transform.model_files import SQL_DIR
 from engine.transform.models import discover_models

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from engine.sim.export import write_export
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import START, Clock
 from tests.test_daemon import start_daemon, status, stop, wait_for
 

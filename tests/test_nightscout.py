@@ -35,7 +35,8 @@ from engine.ingest.nightscout import (
     redact_url,
     site_status,
 )
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 NOW_S = 1_748_736_000.0  # 2025-06-01T00:00:00Z: a fixed clock keeps every query repeatable
 NOW_MS = int(NOW_S * 1000)

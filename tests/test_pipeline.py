@@ -14,7 +14,8 @@ import pytest
 from engine.api.facade import Engine, exit_code
 from engine.config import load_settings
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import Clock, follow
 
 HOUR = 3600.0

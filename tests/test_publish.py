@@ -41,7 +41,8 @@ from engine.publish.publisher import (
 )
 from engine.runs.records import PromotionRecord, RunStatus
 from engine.runs.retry import RetryPolicy, call_with_retry
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from schemas.marts import MrtGlucoseOverview
 from tests.pgclusters import cluster_of, leftover_clusters, remove_private_cluster
 from tests.pgserver import PgServer, free_port, server_bindir

@@ -33,7 +33,8 @@ from engine.errors import PhloError
 from engine.outputs.report.data import load_report, sufficient_data
 from engine.outputs.report.period import Period, resolve_period
 from engine.outputs.report.render import PAPER_INCHES, PNG_DPI
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 
 ZONE = "America/New_York"
 PINNED = datetime(2025, 3, 26, 12, tzinfo=UTC).timestamp()

@@ -20,7 +20,8 @@ import httpx
 import numpy as np
 import pytest
 
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.signals import sigint_default
 
 NOW = 1_718_000_000.25  # 2024-06-10T06:13:20.250Z, pinned so every run sees the same trace

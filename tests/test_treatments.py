@@ -21,7 +21,8 @@ from engine.ingest.nightscout import CREATED_AT, TREATMENTS_PATH, FetchWindow, N
 from engine.ingest.sources import TREATMENTS_SOURCE
 from engine.ingest.tables import RAW_TABLES, TREATMENTS
 from engine.runs.records import RunStatus, RunTrigger
-from engine.sim.server import COPY_UPLOADER, GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import COPY_UPLOADER, GlucoseSimulator
 from engine.transform.layers import LayerBuilder
 from tests.simclock import Clock, follow
 

@@ -13,7 +13,8 @@ from engine.config import Secret, load_settings
 from engine.errors import PhloError
 from engine.publish.publisher import Publication, Publisher, PublishStatus, discover_publications
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.pgserver import PgServer
 
 ZONE = "Europe/Paris"

@@ -22,7 +22,8 @@ from engine.ingest.nightscout import (
     plan_windows,
 )
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import Clock
 from tests.test_treatments import DAY_MS, instant_ms, make_engine
 

@@ -28,7 +28,8 @@ from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
 from engine.runs.records import RunStatus, RunTrigger
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from phlo_tui.app import EngineReady, PhloApp, RunFinished, StatusPolled, next_scheduled, run_app
 from phlo_tui.screens.branches import BranchesScreen, DiffComputed
 from phlo_tui.screens.charts import ChartsLoaded, ChartsScreen

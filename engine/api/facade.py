@@ -382,7 +382,8 @@ class Engine:
 
     def _start_simulator(self) -> str:
         if self._simulator is None:
-            from engine.sim.server import GlucoseSimulator, SimulatorServer
+            from engine.sim.server import SimulatorServer
+            from engine.sim.simulator import GlucoseSimulator
 
             self._simulator = SimulatorServer(
                 GlucoseSimulator(seed=DEMO_SEED, tz=self.settings.timezone, clock=epoch_seconds(self.clock))

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from engine.clock import clock_from_env
 from engine.config import Settings
 from engine.errors import PhloError
-from engine.sim.server import GlucoseSimulator
+from engine.sim.simulator import GlucoseSimulator
 
 CLARITY_HEADER = (
     "Index",

@@ -19,7 +19,8 @@ from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.runs.logs import setup_logging
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.hardening.lakecheck import REPO, assert_lake_sound
 from tests.simclock import START
 

@@ -19,7 +19,8 @@ from engine.config import load_settings
 from engine.ingest.sources import SOURCES
 from engine.ingest.tables import RAW_TABLES
 from engine.runs.records import PromotionState, RunStatus, RunTrigger
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from engine.transform.models import discover_models
 from tests.hardening.lakecheck import Zygote, assert_lake_sound
 from tests.pgserver import PgServer

@@ -22,7 +22,8 @@ from engine.ingest.sources import SOURCES
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import validate_glucose_entries
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from schemas import TABLE_SCHEMAS
 from tests.pgserver import PgServer, server_bindir
 from tests.simclock import START, START_S

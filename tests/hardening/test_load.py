@@ -23,7 +23,8 @@ from engine.config import load_settings
 from engine.runs.lease import LEASE_TIMEOUT
 from engine.runs.records import RunStatus
 from engine.runs.store import utcnow
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.hardening.lakecheck import REPO, assert_lake_sound
 from tests.simclock import START
 
