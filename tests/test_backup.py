@@ -26,7 +26,8 @@ import psycopg
 import pytest
 
 from engine.clock import NOW_ENV
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from tests.pgserver import PgServer
 from tests.simclock import HOUR, START, Clock
 
@@ -175,7 +176,7 @@ def test_restore_elsewhere_answers_as_before_then_continues_and_publishes(
     # Manifests are compressed Avro: read them to see where the data files they list are.
     from pyiceberg.table import StaticTable
 
-    from engine.lake.store import _referenced_files
+    from engine.lake.housekeeping import _referenced_files
     from engine.outputs.backup import catalog_tables
 
     catalog = catalog_tables(other / "lake" / "catalog.sqlite")

@@ -19,7 +19,8 @@ import pytest
 
 from engine.errors import LakeError
 from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
-from engine.lake.store import ExpiryResult, Lake
+from engine.lake.housekeeping import ExpiryResult
+from engine.lake.store import Lake
 
 UTC = dt.UTC
 ENTRIES = GLUCOSE_ENTRIES.name
@@ -134,7 +135,8 @@ def test_ensure_table_from_concurrent_processes(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         from pathlib import Path
-        from engine.lake.store import ExpiryResult, Lake
+        from engine.lake.housekeeping import ExpiryResult
+        from engine.lake.store import Lake
         from engine.ingest.tables import GLUCOSE_ENTRIES
         lake = Lake(Path({str(root)!r}))
         lake.ensure_table(GLUCOSE_ENTRIES)

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-import engine.lake.store as lake_module
+import engine.lake.housekeeping as housekeeping_module
 from engine.errors import LakeError
 from engine.ingest.tables import GLUCOSE_ENTRIES, GLUCOSE_QUARANTINE
 from engine.lake.maintenance import MaintenanceResult, TableMaintenance, run_maintenance, snapshots_in_use
@@ -372,7 +372,7 @@ def test_a_compaction_that_would_change_rows_commits_nothing(
     head = lake.snapshot_id(QUARANTINE, "dev")
     before = content(lake, QUARANTINE, "dev")
     # A row lost between reading the small files and writing the big one.
-    monkeypatch.setattr(lake_module, "_plain_strings", lambda rows: rows.slice(1))
+    monkeypatch.setattr(housekeeping_module, "_plain_strings", lambda rows: rows.slice(1))
 
     with pytest.raises(LakeError, match="would change its rows"):
         lake.compact(QUARANTINE)

@@ -22,6 +22,8 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement, TableUpdate, update_table_metadata
 from pyiceberg.table.update.snapshot import ManageSnapshots
 
+from engine.errors import LakeError
+
 
 class CachingSqlCatalog(SqlCatalog):
     """A SqlCatalog that parses each metadata.json once: the catalog row is still read on every
@@ -92,3 +94,22 @@ def transaction(table: Table) -> StagedTransaction:
 def manage_snapshots(table: Table) -> ManageSnapshots:
     """table.manage_snapshots() on a StagedTransaction (committed by `.commit()`)."""
     return ManageSnapshots(transaction=StagedTransaction(table, autocommit=True))
+
+
+def _head(table: Table, name: str, branch: str) -> int:
+    """The head snapshot id of `branch`; a missing branch is an error, never created implicitly."""
+    snapshot = table.metadata.snapshot_by_name(branch)
+    if snapshot is None:
+        raise LakeError(
+            f"branch {branch} of lake table {name} does not exist",
+            "run `phlo-tui run` once so the lake tables get their main and dev branches",
+        )
+    return snapshot.snapshot_id
+
+
+def _head_of(metadata: TableMetadata, name: str, branch: str) -> int:
+    """Like _head, on metadata not (yet) committed."""
+    snapshot = metadata.snapshot_by_name(branch)
+    if snapshot is None:
+        raise LakeError(f"branch {branch} of lake table {name} vanished during a write", "run again")
+    return snapshot.snapshot_id

@@ -184,7 +184,7 @@ def _table_files(table: str, metadata_location: str) -> set[str]:
     """Local paths of a table's current metadata.json and of what its kept snapshots reference."""
     from pyiceberg.table import StaticTable
 
-    from engine.lake.store import _referenced_files
+    from engine.lake.housekeeping import _referenced_files
 
     try:
         static = StaticTable.from_metadata(metadata_location)
