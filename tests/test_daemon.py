@@ -231,8 +231,9 @@ def test_a_daemon_whose_lease_is_taken_over_stops_writing(env: dict[str, str], h
     """
     from datetime import timedelta
 
+    from engine.runs.database import utcnow
     from engine.runs.lease import HEARTBEAT_EVERY_S
-    from engine.runs.store import RunStore, utcnow
+    from engine.runs.store import RunStore
 
     daemon = start_daemon(env)
     try:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from engine.api.facade import Engine
-from engine.runs.store import RunStatus
+from engine.runs.records import RunStatus
 from engine.sim.export import write_export
 from phlo_tui.screens.overview import OverviewScreen
 from phlo_tui.widgets.trace_plot import SCAN_MARKER, TracePlot

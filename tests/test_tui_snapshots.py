@@ -24,7 +24,7 @@ APP_NOW = EPOCH + timedelta(minutes=4)
 def fixed_home(path: Path, build: Callable[[Engine], object], **env: str) -> Iterator[LakeHome]:
     with pytest.MonkeyPatch.context() as mp:
         # Run and promotion records carry the store's clock: pin it so their times are the same each time.
-        mp.setattr("engine.runs.store.utcnow", lambda: EPOCH)
+        mp.setattr("engine.runs.database.utcnow", lambda: EPOCH)
         numbers = itertools.count(1)
         mp.setattr("engine.runs.store.new_run_id", lambda now=None: f"20260601T120000Z-{next(numbers):06d}")
         with lake_home(path, EPOCH.timestamp, build, PHLO_NOW=EPOCH.isoformat(), **env) as home:

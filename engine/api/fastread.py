@@ -39,9 +39,10 @@ from engine.lake.catalog_uri import CATALOG_NAME, scrub
 from engine.lake.diff import TableDiff
 from engine.lake.views import QueryResult, connect, create_view, select_sql
 from engine.publish.target import describe_target, private_cluster
+from engine.runs.database import query_only
 from engine.runs.lease import live_daemon
 from engine.runs.records import ENTRIES_WATERMARK, CheckRecord, LeaseRecord, PromotionRecord, RunRecord
-from engine.runs.store import RunStore, query_only
+from engine.runs.store import RunStore
 from engine.transform.model_files import model_files
 
 if TYPE_CHECKING:

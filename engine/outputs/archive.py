@@ -287,7 +287,7 @@ def _safe_name(path: Path, member: tarfile.TarInfo) -> str:
 
 
 def _check_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
-    from engine.runs.store import _SCHEMA
+    from engine.runs.database import _SCHEMA
 
     fmt, schema = int(header.get("format", 0)), int(header.get("runstore_schema", 0))
     if fmt > FORMAT or schema > len(_SCHEMA):

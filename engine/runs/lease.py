@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import IO
 
 from engine.errors import LeaseHeldError
+from engine.runs.database import utcnow
 from engine.runs.records import LeaseRecord
-from engine.runs.store import RunStore, utcnow
+from engine.runs.store import RunStore
 
 HEARTBEAT_EVERY_S = 5.0
 LEASE_TIMEOUT = timedelta(seconds=60)

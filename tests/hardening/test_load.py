@@ -20,9 +20,9 @@ import pytest
 from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
+from engine.runs.database import utcnow
 from engine.runs.lease import LEASE_TIMEOUT
 from engine.runs.records import RunStatus
-from engine.runs.store import utcnow
 from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator
 from tests.hardening.lakecheck import REPO, assert_lake_sound
