@@ -18,14 +18,9 @@ from pathlib import Path
 from engine.api.facade import Engine
 from engine.config import load_settings
 from engine.publish.pgcluster import ROOT_CLUSTERS
-from engine.publish.publisher import (
-    PUBLICATIONS,
-    Publication,
-    Publisher,
-    PublishOutcome,
-    _copy_rows,
-    _create_staging,
-)
+from engine.publish.publications import PUBLICATIONS, Publication
+from engine.publish.publisher import Publisher, PublishOutcome
+from engine.publish.swap import _copy_rows, _create_staging
 from engine.runs.records import PromotionRecord, RunStatus
 from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator

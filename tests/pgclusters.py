@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.publish.pgcluster import PrivateCluster, find_server_binaries
+from engine.publish.pgcluster import PrivateCluster
+from engine.publish.pgserver import find_server_binaries
 
 
 def cluster_of(home: Path) -> PrivateCluster:

@@ -31,6 +31,7 @@ from psycopg.conninfo import make_conninfo
 import engine.publish.publisher as publish_module
 from engine.api.facade import Engine
 from engine.config import Secret, Settings, load_settings
+from engine.publish.copy import encode_binary_copy
 from engine.publish.pgcluster import PrivateCluster
 from engine.publish.publisher import (
     NO_POSTGRES,
@@ -970,7 +971,7 @@ def test_binary_copy_encoding_round_trips_every_type(pg: PgServer) -> None:
     )
     kinds = ["text", "bool", "int2", "int4", "int8", "float4", "float8", "date", "timestamp", "timestamptz"]
     ddl = "t text, b boolean, s smallint, i integer, l bigint, r real, f double precision, d date, ts timestamp, tz timestamptz"
-    payload = publish_module.encode_binary_copy(rows, kinds)
+    payload = encode_binary_copy(rows, kinds)
     with psycopg.connect(pg.dsn()) as con, con.transaction(force_rollback=True):
         con.execute("set local timezone = 'UTC'")
         con.execute(f"create temporary table round_trip (n serial, {ddl})")

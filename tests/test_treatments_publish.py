@@ -11,7 +11,8 @@ import pytest
 from engine.api.facade import Engine
 from engine.config import Secret, load_settings
 from engine.errors import PhloError
-from engine.publish.publisher import Publication, Publisher, PublishStatus, discover_publications
+from engine.publish.publications import Publication, discover_publications
+from engine.publish.publisher import Publisher, PublishStatus
 from engine.runs.records import RunStatus
 from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator

@@ -32,7 +32,8 @@ from engine.lake.diff import TableDiff, branch_diff
 from engine.lake.promotion import promote, recover
 from engine.lake.store import Lake
 from engine.lake.views import QueryResult
-from engine.publish.pgcluster import PrivateCluster, find_server_binaries
+from engine.publish.pgcluster import PrivateCluster
+from engine.publish.pgserver import find_server_binaries
 from engine.runs.lease import WriterLock, live_daemon
 from engine.runs.records import (
     ENTRIES_WATERMARK,
@@ -244,7 +245,7 @@ class Engine:
         record = promote(self.lake, self.store, None, self.lake_tables())
         if record is not None:
             record_files(self.lake, self.store)
-            from engine.publish.publisher import PublishError
+            from engine.publish.target import PublishError
 
             try:
                 self._publisher.publish(record)

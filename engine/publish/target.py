@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.config import Settings
 from engine.errors import PhloError
-from engine.publish.pgcluster import PrivateCluster, find_server_binaries
+from engine.publish.pgcluster import PrivateCluster
+from engine.publish.pgserver import find_server_binaries
 
 NO_POSTGRES = (
     "no PostgreSQL: set PHLO_POSTGRES_DSN to the database to publish to, or install the PostgreSQL "
