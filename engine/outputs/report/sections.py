@@ -3,9 +3,11 @@ banner), the glucose statistics and targets, the time-in-ranges bar and the foot
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from engine.outputs.report.artists import bars
 from engine.outputs.report.data import MIN_COVERAGE_PCT, MIN_DAYS, ReportData
 from engine.outputs.report.style import (
     BAND_COLOURS,
@@ -151,21 +153,22 @@ def time_in_ranges(fig: Figure, data: ReportData, units: str, top: float) -> Non
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 100)
     ax.set_axis_off()
-    bottom = 0.0
-    middles: dict[str, float] = {}
-    for row in reversed(BAND_ROWS):
-        share = shares[row.key]
-        ax.bar(
-            0.5,
-            share,
-            bottom=bottom,
-            width=1.0,
-            color=BAND_COLOURS[row.key],
-            edgecolor="white",
-            linewidth=0.8,
-        )
-        middles[row.key] = bottom + share / 2
-        bottom += share
+    # Stacked from the bottom: very low first.
+    stack = list(reversed(BAND_ROWS))
+    heights = np.array([shares[row.key] for row in stack])
+    bottoms = np.concatenate([[0.0], np.cumsum(heights)[:-1]])
+    colours = [BAND_COLOURS[row.key] for row in stack]
+    bars(
+        ax,
+        np.full(len(stack), 0.5),
+        heights,
+        bottoms=bottoms,
+        width=1.0,
+        colours=colours,
+        edgecolor="white",
+        linewidth=0.8,
+    )
+    middles = {row.key: float(b + h / 2) for row, b, h in zip(stack, bottoms, heights, strict=True)}
     # Labels at even heights, each tied to its segment by a thin line: a 0.3 % band still reads.
     for i, row in enumerate(BAND_ROWS):
         label_y = 92 - i * 21

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from itertools import pairwise
 from statistics import mean, median
 
+import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from engine.api.treatment_reads import BolusOutcome
+from engine.outputs.report.artists import bars
 from engine.outputs.report.data import ReportData
 from engine.outputs.report.sections import footer, header, section
 from engine.outputs.report.style import (
@@ -146,7 +148,15 @@ def treatments_page(data: ReportData, units: str, paper: str, name: str | None) 
         ((insulin, "bolus insulin (U)", MEDIAN_LINE), (carbs, "carbohydrates (g)", OUTER_BAND))
     ):
         ax = fig.add_axes((0.09, top - 0.22 - i * 0.2, 0.85, 0.15))
-        ax.bar(range(len(days)), values, color=colour, edgecolor=INK, linewidth=0.3, width=0.8)
+        bars(
+            ax,
+            np.arange(len(days)),
+            np.array(values),
+            width=0.8,
+            colours=colour,
+            edgecolor=INK,
+            linewidth=0.3,
+        )
         ax.set_ylabel(label, fontsize=7, color=MUTED)
         step = max(1, len(days) // 15)
         ax.set_xticks(range(0, len(days), step))
