@@ -31,7 +31,7 @@ def bars(
         [np.column_stack(c) for c in ((left, lows), (right, lows), (right, tops), (left, tops))], 1
     )
     collection = PolyCollection(
-        corners, facecolors=colours, edgecolors=edgecolor, linewidths=linewidth, joinstyle="miter"
+        list(corners), facecolors=colours, edgecolors=edgecolor, linewidths=linewidth, joinstyle="miter"
     )
     collection.sticky_edges.y.append(0.0)
     ax.add_collection(collection)
