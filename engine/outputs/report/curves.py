@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from engine.outputs.report.artists import fill_beyond
 from engine.outputs.report.data import AGP_SLOT_MINUTES, PROFILE_DAYS, DayProfile, ReportData
 from engine.outputs.report.style import (
     BAND_COLOURS,
@@ -130,8 +131,8 @@ def profile_row(ax: Axes, days: list[tuple[date, DayProfile | None]], units: str
         values = np.concatenate([v for _, v in traces])
         clipped = np.clip(values, 0, 350)
         high, low = BAND_COLOURS["high"], BAND_COLOURS["low"]
-        ax.fill_between(hours, clipped, 180, where=clipped > 180, color=high, linewidth=0, interpolate=True)
-        ax.fill_between(hours, clipped, 70, where=clipped < 70, color=low, linewidth=0, interpolate=True)
+        fill_beyond(ax, hours, clipped, 180, above=True, colour=high)
+        fill_beyond(ax, hours, clipped, 70, above=False, colour=low)
         ax.plot(hours, clipped, color=INK, linewidth=0.5)
         lows = values < 54
         if np.any(lows):
