@@ -104,3 +104,49 @@ def test_the_pdf_leaves_fonttools_subset_unrun_and_truetype_still_works(tmp_path
         ["pdftotext", str(truetype), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert "66.6 % ✓ met" in text
+
+
+LAYOUT_SCRIPT = """
+import sys
+from matplotlib.backends import backend_pdf
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from engine.outputs.report.render import write_pdf
+from engine.outputs.report.style import report_style
+
+def page():
+    fig = Figure(figsize=(4, 3))
+    fig.text(0.1, 0.8, "AVAWAY To Ty: 66.6 % ✓ met, ≤ 36 %, 3.9–10.0 mmol/L", weight="bold")
+    fig.text(0.1, 0.5, "Hypoglycaemia episodes\\nlevel 2 ✗ not met", ha="center", rotation=10)
+    ax = fig.add_axes((0.1, 0.1, 0.8, 0.3))
+    ax.set_xticks([0, 0.5, 1], ["00:00", "12:00", "24:00"])
+    return fig
+
+plain = backend_pdf._text_helpers
+with report_style(), PdfPages(sys.argv[1], metadata={"CreationDate": None}) as pdf:
+    pdf.savefig(page())
+write_pdf([page()], sys.argv[2], title="t")
+print(backend_pdf._text_helpers is not plain)
+with report_style(), PdfPages(sys.argv[3], metadata={"CreationDate": None}) as pdf:
+    pdf.savefig(page())
+"""
+
+
+def test_the_pdf_backends_layout_without_glyph_loads_writes_the_same_file(tmp_path: Path) -> None:
+    """write_pdf gives matplotlib's PDF backend a text layout that skips loading each glyph: a PDF of the
+    same page, text with kerning, non-Latin-1 characters, bold, two lines and a rotation, is the same byte
+    for byte with matplotlib's own layout and with the report's."""
+    plain, report, faster = tmp_path / "plain.pdf", tmp_path / "report.pdf", tmp_path / "faster.pdf"
+    result = subprocess.run(
+        [sys.executable, "-c", LAYOUT_SCRIPT, str(plain), str(report), str(faster)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    import matplotlib.ft2font
+
+    assert result.stdout.split() == [str(hasattr(matplotlib.ft2font.FT2Font, "_layout"))], result.stderr
+    assert faster.read_bytes() == plain.read_bytes()
+    text = subprocess.run(["pdftotext", str(report), "-"], capture_output=True, text=True, check=True).stdout
+    assert "AVAWAY To Ty: 66.6 % ✓ met, ≤ 36 %, 3.9–10.0" in text

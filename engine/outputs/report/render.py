@@ -13,6 +13,8 @@ import importlib
 import importlib.util
 import logging
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -46,6 +48,8 @@ def write_pdf(pages: list[Figure], path: str, title: str) -> None:
     _defer_import("fontTools.subset")
     from matplotlib.backends.backend_pdf import PdfPages
 
+    _layout_glyphs_unloaded()
+
     with report_style(), PdfPages(path, metadata={"Title": title, "Creator": "phlo-tui"}) as pdf:
         for page in pages:
             pdf.savefig(page)
@@ -54,6 +58,30 @@ def write_pdf(pages: list[Figure], path: str, title: str) -> None:
 def write_png(page: Figure, path: str) -> None:
     with report_style():
         page.savefig(path, format="png", dpi=PNG_DPI, facecolor="white")
+
+
+def _layout_glyphs_unloaded() -> None:
+    """matplotlib's text layout (`_text_helpers.layout`) loads each glyph's outline into the font as it goes,
+    for the backends that then draw it; the PDF backend reads only each glyph's index and position from it.
+    Give the PDF backend the layout without the loads: the same file byte for byte, with about 0.1 s less
+    of a report's second of drawing (one load per character). Only where the layout is matplotlib 3.11's
+    (FT2Font._layout); tests/test_report_speed.py compares the files."""
+    from matplotlib import _text_helpers
+    from matplotlib.backends import backend_pdf
+    from matplotlib.ft2font import FT2Font
+
+    if backend_pdf._text_helpers is not _text_helpers or not hasattr(FT2Font, "_layout"):
+        return
+    from matplotlib.ft2font import LoadFlags
+
+    class PdfTextLayout:
+        """What the PDF backend uses of matplotlib._text_helpers: `layout`, without loading each glyph."""
+
+        @staticmethod
+        def layout(string: str, font: Any, *, features: Any = None, language: Any = None) -> Iterator[Any]:
+            return iter(font._layout(string, LoadFlags.NO_HINTING, features=features, language=language))
+
+    backend_pdf._text_helpers = PdfTextLayout  # type: ignore[assignment]
 
 
 def _defer_import(name: str) -> None:
