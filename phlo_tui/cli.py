@@ -8,10 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.api.arguments import check_backfill, check_export_file, check_period, check_query
-from engine.api.reads import HomeStatus, metrics_answer
 from engine.clock import clock_from_env
 from engine.config import Settings, load_settings
 from engine.errors import PhloError
@@ -26,6 +25,9 @@ from phlo_tui.cli_output import (
     _report_run,
     _status_summary,
 )
+
+if TYPE_CHECKING:
+    from engine.api.reads import HomeStatus
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +372,8 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
             )
         return 0
     if args.command == "metrics":
+        from engine.api.reads import metrics_answer  # not at the top: `report` goes without it (0.1 s)
+
         result = source.metrics(since=args.since, until=args.until, days=args.days, branch=args.branch)
         answer = metrics_answer(source.settings, result, args.since, args.until, args.days, source.clock())
         if args.json:

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from engine.api.reads import HomeStatus
+if TYPE_CHECKING:
+    from engine.api.reads import HomeStatus
 
 
 def _json_default(value: object) -> Any:

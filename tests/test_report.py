@@ -32,7 +32,7 @@ from engine.config import load_settings
 from engine.errors import PhloError
 from engine.outputs.report.data import load_report, sufficient_data
 from engine.outputs.report.period import Period, resolve_period
-from engine.outputs.report.render import PAPER_INCHES, PNG_DPI
+from engine.outputs.report.style import PAPER_INCHES, PNG_DPI
 from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator
 
