@@ -36,6 +36,7 @@ from engine.pipeline_batch import append_quarantine, touched_months
 from engine.pipeline_expiry import expire_history
 from engine.pipeline_export import read_export
 from engine.pipeline_totals import BatchOutcome, _Totals
+from engine.publish.prestart import start_target
 from engine.publish.publisher import Publisher
 from engine.runs.logs import CURRENT_RUN
 from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger, Severity
@@ -116,6 +117,7 @@ class Pipeline:
         self.models = models
         self._should_stop = should_stop
         self.publisher = publisher
+        self._prestarted = False
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -236,6 +238,7 @@ class Pipeline:
                 for index, window in enumerate(planned, start=1):
                     self.checkpoint()
                     records = self._fetch(run.id, config, source, window, index, len(planned))
+                    self._prestart_publish()  # the site answered: the run goes on to publish
                     if records is None:
                         self._not_served(run.id, source, totals)
                         break
@@ -277,6 +280,7 @@ class Pipeline:
             self.ensure_tables()
             expire_history(self, run.id)
             ingest(totals)
+            self._prestart_publish()
             finished = self._layers_gates_promotion(run, totals, full_refresh)
         except PhloError as e:
             return self._fail(run, e, totals)
@@ -383,6 +387,15 @@ class Pipeline:
                 else {t.target_table: t.status.value for t in outcome.tables}
             )
         return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=summary)
+
+    def _prestart_publish(self) -> None:
+        """Start the private PostgreSQL in the background, once, when this run will publish to it: it is
+        ready by the publish step instead of starting there (engine.publish.prestart)."""
+        if self._prestarted or self.publisher is None:
+            return
+        self._prestarted = True
+        if self.settings.auto_promote or self.store.last_promotion() is not None:
+            start_target(self.publisher)
 
     def checkpoint(self) -> None:
         """Raise Interrupted at a step boundary when the process was asked to stop."""

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEMO_SEED = 42
+MODEL_REFERENCES = "model-references.json"
+"""In the home: the tables each SQL model reads (engine.transform.model_refs)."""
 
 
 class Engine:
@@ -371,7 +373,10 @@ class Engine:
         if self._models is None:
             from engine.transform.models import discover_models
 
-            self._models = discover_models(sources=[t.name for t in RAW_TABLES])
+            # The tables each model reads are remembered in the home: no sqlglot in a run's process.
+            self._models = discover_models(
+                sources=[t.name for t in RAW_TABLES], references=self.settings.home / MODEL_REFERENCES
+            )
         return self._models
 
     def model_count(self) -> int:
