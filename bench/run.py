@@ -436,8 +436,14 @@ def iglu_agreement(ours: pa.Table, theirs: Any) -> tuple[bool, dict[str, float]]
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without the user's phlo or Nightscout settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHLO_", "NIGHTSCOUT_"))}
+    """This process's environment without the user's phlo or Nightscout settings, plus `extra`. Without
+    PYTHONDONTWRITEBYTECODE too: a person's Python caches bytecode, and with it set every `phlo-tui`
+    process compiled every module it imports from source (seconds of `cli_cold_run_s`)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PHLO_", "NIGHTSCOUT_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     return {**env, "RUNTIME__DLTHUB_TELEMETRY": "false", **extra}
 
 

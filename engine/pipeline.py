@@ -4,10 +4,8 @@ into the lake on `dev`."""
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.api.arguments import check_backfill, check_export_file
+from engine.api.arguments import check_backfill
 from engine.api.fastread import record_files
 from engine.clock import Clock, wall_clock
 from engine.config import Settings
-from engine.errors import Interrupted, PhloError, SourceError
-from engine.ingest.extjson import plain_record
+from engine.errors import Interrupted, PhloError
 from engine.ingest.history_sync import ingest_history
 from engine.ingest.nightscout import (
     FetchWindow,
@@ -33,16 +30,20 @@ from engine.ingest.nightscout_http import EndpointNotFound
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult
-from engine.lake.maintenance import run_maintenance, snapshots_in_use
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
+from engine.pipeline_batch import append_quarantine, touched_months
+from engine.pipeline_expiry import expire_history
+from engine.pipeline_export import read_export
+from engine.pipeline_totals import BatchOutcome, _Totals
+from engine.publish.prestart import start_target
 from engine.publish.publisher import Publisher
 from engine.runs.logs import CURRENT_RUN
 from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger, Severity
 from engine.runs.store import RunStore, blocking_text
-from engine.transform.layers import LayerBuilder, local_months
+from engine.transform.layers import LayerBuilder
 from engine.transform.models import Model
-from engine.transform.quality import GateReport, quarantine_ratio_check
+from engine.transform.quality import GateReport
 
 if TYPE_CHECKING:
     from engine.ingest.imports import CsvImport
@@ -54,28 +55,9 @@ HOUR_MS = 3_600_000
 # Entries dated up to an hour ahead are accepted (clock skew); fetch that far so none is missed.
 FUTURE_SLACK_MS = HOUR_MS
 IMPORT_CHUNK = 100_000
-# Models may look this far across a record's time (the effectiveness mart reads glucose up to 4 h
-# after a bolus and 1 h before): a record this close to a month's edge also marks the neighbour
-# month pending, so rows there that read it are rebuilt too.
-MODEL_REACH_MS = 4 * HOUR_MS
-EXPIRY_SOURCE = "maintenance:expire-history"
-EXPIRY_EVERY_MS = 6 * HOUR_MS
-MAINTENANCE_SOURCE = "maintenance:weekly"
-MAINTENANCE_EVERY_MS = 7 * 24 * HOUR_MS
 # Local months built and gated together: a five-year backfill in one build peaked at 833 MB, in
 # batches of 12 months at 599-631 MB, of 6 months (with `release_memory` between) at 518 MB.
 BUILD_BATCH_MONTHS = 6
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What one batch (a fetch window or an import chunk) did to the lake."""
-
-    fetched: int
-    stored: int
-    unchanged: int
-    quarantined: int
-    newest_ms: int | None
 
 
 def _now_ms(now: datetime) -> int:
@@ -135,6 +117,7 @@ class Pipeline:
         self.models = models
         self._should_stop = should_stop
         self.publisher = publisher
+        self._prestarted = False
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -255,6 +238,7 @@ class Pipeline:
                 for index, window in enumerate(planned, start=1):
                     self.checkpoint()
                     records = self._fetch(run.id, config, source, window, index, len(planned))
+                    self._prestart_publish()  # the site answered: the run goes on to publish
                     if records is None:
                         self._not_served(run.id, source, totals)
                         break
@@ -294,8 +278,9 @@ class Pipeline:
         log.info("run started (%s)", run.trigger.value)
         try:
             self.ensure_tables()
-            self._expire_history(run.id)
+            expire_history(self, run.id)
             ingest(totals)
+            self._prestart_publish()
             finished = self._layers_gates_promotion(run, totals, full_refresh)
         except PhloError as e:
             return self._fail(run, e, totals)
@@ -403,61 +388,19 @@ class Pipeline:
             )
         return self.store.finish_run(run.id, RunStatus.SUCCEEDED, summary=summary)
 
+    def _prestart_publish(self) -> None:
+        """Start the private PostgreSQL in the background, once, when this run will publish to it: it is
+        ready by the publish step instead of starting there (engine.publish.prestart)."""
+        if self._prestarted or self.publisher is None:
+            return
+        self._prestarted = True
+        if self.settings.auto_promote or self.store.last_promotion() is not None:
+            start_target(self.publisher)
+
     def checkpoint(self) -> None:
         """Raise Interrupted at a step boundary when the process was asked to stop."""
         if self._should_stop():
             raise Interrupted()
-
-    def _expire_history(self, run_id: str) -> None:
-        """Every few hours, drop lake history older than the retention and the files only it used;
-        once a week, also compact partitions of many small files (`engine.lake.maintenance`).
-
-        pyiceberg slows every commit by about 1 ms per snapshot a table keeps, and each merge leaves
-        its old partition files behind, so history cannot grow without bound. Runs before ingest,
-        when no write of this process is in flight; branch heads, dev's unpromoted work and the
-        snapshots readers of main may be using (recent promotions) stay.
-        """
-        # Process time: Iceberg stamps snapshots, and the run store promotions, with the wall clock.
-        now = wall_clock()
-        now_ms = _now_ms(now)
-        last = self.store.watermark(EXPIRY_SOURCE)
-        if last is None:
-            # A new home has no history to expire yet; start the clocks.
-            self.store.advance_watermark(EXPIRY_SOURCE, now_ms, run_id)
-            self.store.advance_watermark(MAINTENANCE_SOURCE, now_ms, run_id)
-            return
-        if now_ms - last < EXPIRY_EVERY_MS:
-            return
-        retention = timedelta(hours=self.settings.snapshot_retention_hours)
-        cutoff = now - retention
-        protect = snapshots_in_use(self.store, since=cutoff)
-        weekly = now_ms - (self.store.watermark(MAINTENANCE_SOURCE) or 0) >= MAINTENANCE_EVERY_MS
-        tables = [t for t in self.tables if self.lake.table_exists(t)]
-        if weekly:
-            with self.store.step(run_id, "maintenance") as step:
-                result = run_maintenance(
-                    self.lake,
-                    tables,
-                    protected_snapshots=protect,
-                    keep_days=retention.total_seconds() / 86400,
-                    now=now,
-                )
-                step.rows = result.files_deleted
-                step.detail.update(result.to_json())
-            self.store.advance_watermark(MAINTENANCE_SOURCE, now_ms, run_id)
-        else:
-            with self.store.step(run_id, "expire history") as step:
-                expired = deleted = freed = 0
-                for name in tables:
-                    expired += self.lake.expire_unprotected_snapshots(
-                        name, older_than=cutoff, protect=protect
-                    )
-                    sweep = self.lake.delete_orphan_files(name, older_than=cutoff)
-                    deleted += sweep.files_deleted
-                    freed += sweep.bytes_freed
-                step.rows = expired
-                step.detail.update(files_deleted=deleted, bytes_freed=freed, cutoff=cutoff.isoformat())
-        self.store.advance_watermark(EXPIRY_SOURCE, now_ms, run_id)
 
     def _fetch(
         self,
@@ -499,12 +442,12 @@ class Pipeline:
         with self.store.step(run_id, "merge", {"source": declared.name}) as step:
             # Months are marked pending before the commit, so a crash right after it still rebuilds them.
             already = self.store.pending_months()
-            months = self._touched_months(batch.valid, declared.time_column)
+            months = touched_months(batch.valid, declared.time_column, self.settings.timezone)
             self.store.add_pending_months(months, run_id)
             result = self.lake.merge(declared.table, batch.valid, snapshot_properties={"phlo.run-id": run_id})
             if result.snapshot_id is None:
                 self.store.clear_pending_months(months - already)
-            quarantined = self._quarantine(declared, batch.quarantine, run_id)
+            quarantined = append_quarantine(self.lake, declared, batch.quarantine, run_id)
             step.rows = result.rows_inserted + result.rows_updated
             step.detail.update(
                 inserted=result.rows_inserted,
@@ -542,35 +485,6 @@ class Pipeline:
                 ]
             )
 
-    def _touched_months(self, rows: pa.Table, time_column: str) -> set[str]:
-        """Local months of the records, and of the instants `MODEL_REACH_MS` either side of them."""
-        if rows.num_rows == 0:
-            return set()
-        times = rows[time_column].combine_chunks()
-        reach = pa.scalar(timedelta(milliseconds=MODEL_REACH_MS), pa.duration("us"))
-        shifted = pa.chunked_array([times, pc.subtract(times, reach), pc.add(times, reach)])
-        return local_months(pa.table({"reading_ts": shifted}), self.settings.timezone)
-
-    def _quarantine(self, declared: Source, rows: pa.Table, run_id: str) -> int:
-        """Append rows not quarantined before: an incremental run re-reads its lookback and would repeat them."""
-        if rows.num_rows == 0:
-            return 0
-        known = self.lake.read_arrow(
-            declared.quarantine.name, "dev", columns=["entry_id", "check", "payload"]
-        )
-        if known.num_rows:
-            seen = set(zip(*(known[c].to_pylist() for c in ("entry_id", "check", "payload")), strict=True))
-            keep = [
-                (e, c, p) not in seen
-                for e, c, p in zip(
-                    *(rows[c].to_pylist() for c in ("entry_id", "check", "payload")), strict=True
-                )
-            ]
-            rows = rows.filter(pa.array(keep, pa.bool_()))
-        if rows.num_rows:
-            self.lake.append(declared.quarantine, rows, snapshot_properties={"phlo.run-id": run_id})
-        return rows.num_rows
-
     def _fail(self, run: RunRecord, error: PhloError, totals: _Totals) -> RunRecord:
         # Reported once, by whoever started the run (the command line, the dashboard, the daemon's log).
         log.info("run failed: %s", error)
@@ -581,90 +495,3 @@ class Pipeline:
             hint=error.hint or None,
             summary={**totals.summary(), "transient": error.transient},
         )
-
-
-class _Totals:
-    """Row counts over every source of a run, and per source."""
-
-    def __init__(self) -> None:
-        self.fetched = self.stored = self.unchanged = self.quarantined = 0
-        self.by_source: dict[str, dict[str, int]] = {}
-        self.not_served: list[str] = []
-        self.extra: dict[str, Any] = {}
-        """More of the summary: what an import of a CSV export counts (engine.pipeline_import)."""
-
-    def add(self, outcome: BatchOutcome, source: Source = GLUCOSE) -> None:
-        self.fetched += outcome.fetched
-        self.stored += outcome.stored
-        self.unchanged += outcome.unchanged
-        self.quarantined += outcome.quarantined
-        counts = self.by_source.setdefault(source.name, dict.fromkeys(_COUNTS, 0))
-        for name in _COUNTS:
-            counts[name] += getattr(outcome, name)
-
-    def quarantine_ratio(self, source: Source) -> CheckResult | None:
-        """The quarantine-ratio gate of one source, when it received enough records to judge by."""
-        counts = self.by_source.get(source.name)
-        if counts is None or counts["fetched"] < source.ratio_min_records:
-            return None
-        return quarantine_ratio_check(counts["fetched"], counts["quarantined"], source.table.name)
-
-    def summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            "fetched": self.fetched,
-            "stored": self.stored,
-            "unchanged": self.unchanged,
-            "quarantined": self.quarantined,
-        }
-        if len(self.by_source) > 1 or self.not_served:
-            summary["sources"] = {name: dict(counts) for name, counts in self.by_source.items()}
-        if self.not_served:
-            summary["not_served"] = list(self.not_served)
-        summary.update(self.extra)
-        return summary
-
-
-_COUNTS = ("fetched", "stored", "unchanged", "quarantined")
-
-
-def read_export(path: Path) -> list[object]:
-    """Entries of a Nightscout export: a JSON array or JSON Lines, optionally gzip-compressed (detected
-    by content); MongoDB Extended JSON values (mongoexport's `{"$oid": ...}`, `{"$date": ...}`) are read
-    as the API sends them (`engine.ingest.extjson`)."""
-    check_export_file(path)
-    from engine.ingest.imports.detect import read_bytes
-
-    raw = read_bytes(path)
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        if e.msg != "Extra data":
-            raise SourceError(f"{path}: not a JSON file: {e}", EXPORT_HINT) from e
-        data = _json_lines(path, raw)
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not a JSON file: {e}", EXPORT_HINT) from e
-    if isinstance(data, dict) and isinstance(data.get("entries"), list):
-        data = data["entries"]
-    if not isinstance(data, list):
-        raise SourceError(f"{path}: expected a JSON array of entries, got {type(data).__name__}", EXPORT_HINT)
-    if b'"$' not in raw:  # no Extended JSON wrapper anywhere: skip looking at every entry
-        return list(data)
-    return [plain_record(entry) for entry in data]
-
-
-EXPORT_HINT = (
-    "export entries from Nightscout as JSON (/api/v1/entries.json), or with "
-    "`mongoexport --collection entries` (one entry a line, or --jsonArray)"
-)
-
-
-def _json_lines(path: Path, raw: bytes) -> list[object]:
-    """One JSON value per non-blank line, as mongoexport writes without --jsonArray."""
-    values = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if line.strip():
-            try:
-                values.append(json.loads(line))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise SourceError(f"{path}: line {number} is not JSON: {e}", EXPORT_HINT) from e
-    return values

@@ -9,11 +9,13 @@ import pyarrow as pa
 
 from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE, Source
 from engine.ingest.tables import IMPORT_RECORDS
+from engine.pipeline_batch import append_quarantine, touched_months
 from engine.runs.records import Severity
 
 if TYPE_CHECKING:
     from engine.ingest.imports.common import CsvImport
-    from engine.pipeline import Pipeline, _Totals
+    from engine.pipeline import Pipeline
+    from engine.pipeline_totals import _Totals
 
 CHUNK = 100_000
 
@@ -46,7 +48,9 @@ def store_import(pipeline: Pipeline, run_id: str, imported: CsvImport, totals: _
     with pipeline.store.step(run_id, "merge", {"source": "import records"}) as step:
         records = _merge(pipeline, run_id, _stamped(imported.records, run_id, now))
         scans = _merge(pipeline, run_id, _stamped(imported.scans, run_id, now))
-        quarantined = pipeline._quarantine(GLUCOSE, _quarantine_table(imported, run_id, source, now), run_id)
+        quarantined = append_quarantine(
+            pipeline.lake, GLUCOSE, _quarantine_table(imported, run_id, source, now), run_id
+        )
         step.rows = records[0] + scans[0]
         step.detail.update(
             stored=records[0], unchanged=records[1], scans=imported.scans.num_rows, quarantined=quarantined
@@ -86,7 +90,7 @@ def _count(totals: _Totals, declared: Source, received: int, quarantined: int) -
 def _merge(pipeline: Pipeline, run_id: str, rows: pa.Table) -> tuple[int, int]:
     """(stored, unchanged) rows of one merge into raw.import_records; its local months marked pending."""
     already = pipeline.store.pending_months()
-    months = pipeline._touched_months(rows, "record_ts")
+    months = touched_months(rows, "record_ts", pipeline.settings.timezone)
     pipeline.store.add_pending_months(months, run_id)
     result = pipeline.lake.merge(IMPORT_RECORDS, rows, snapshot_properties={"phlo.run-id": run_id})
     if result.snapshot_id is None:

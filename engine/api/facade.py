@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
 import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from engine.api.fastread import record_files
+from engine.api.lake_query import model_lineage, query_lake
+from engine.api.outcome import Outcome, exit_code
 from engine.api.reads import (
     BRANCHES,
     HomeStatus,
@@ -44,7 +44,6 @@ from engine.runs.records import (
     LeaseRecord,
     PromotionRecord,
     RunRecord,
-    RunStatus,
     RunTrigger,
 )
 from engine.runs.store import RunStore
@@ -58,30 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEMO_SEED = 42
-
-EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.HELD: 3}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a write command came to, whether this process ran it or the daemon that owns the home did."""
-
-    exit_code: int
-    run: RunRecord | None = None
-    promotion: dict[str, Any] | None = None
-    """promote: the promotion recorded (its to_json()), None when main already equalled dev."""
-    staging: Path | None = None
-    """backup_cut: where the consistent cut was staged."""
-    queued_to: int | None = None
-    """The pid of the daemon that ran it; None when it ran in this process."""
-
-    def result(self) -> dict[str, Any]:
-        """The command's result as the run store keeps it for the process that queued it."""
-        if self.run is not None:
-            return {"run": self.run.to_json()}
-        if self.staging is not None:
-            return {"staging": str(self.staging)}
-        return {"promotion": self.promotion}
+MODEL_REFERENCES = "model-references.json"
+"""In the home: the tables each SQL model reads (engine.transform.model_refs)."""
 
 
 class Engine:
@@ -398,7 +375,10 @@ class Engine:
         if self._models is None:
             from engine.transform.models import discover_models
 
-            self._models = discover_models(sources=[t.name for t in RAW_TABLES])
+            # The tables each model reads are remembered in the home: no sqlglot in a run's process.
+            self._models = discover_models(
+                sources=[t.name for t in RAW_TABLES], references=self.settings.home / MODEL_REFERENCES
+            )
         return self._models
 
     def model_count(self) -> int:
@@ -480,24 +460,7 @@ class Engine:
 
     def lineage(self, table: str, column: str) -> dict[str, Any]:
         """Where a model's output column comes from: a tree of {"name", "source", "children"} (sqlglot)."""
-        from sqlglot.lineage import Node, lineage
-
-        model = next((m for m in self.models() if m.name == table), None)
-        if model is None:
-            raise PhloError(f"no model builds {table!r}", "models are the .sql files under sql/")
-        try:
-            node = lineage(column, model.sql, dialect="duckdb")
-        except Exception as e:
-            raise PhloError(f"no lineage for {table}.{column}: {e}", "check the column name") from e
-
-        def walk(n: Node) -> dict[str, Any]:
-            return {
-                "name": n.name,
-                "source": n.source.sql(dialect="duckdb")[:200],
-                "children": [walk(c) for c in n.downstream],
-            }
-
-        return walk(node)
+        return model_lineage(self.models(), table, column)
 
     def query(self, sql: str, branch: str = "main", params: dict[str, Any] | None = None) -> QueryResult:
         """Run DuckDB SQL over the lake's tables as of `branch`, by their Iceberg names (raw.glucose_entries).
@@ -505,49 +468,4 @@ class Engine:
         `main` is read as of the last recorded promotion, so its tables are one consistent set.
         Raises PhloError with DuckDB's message for a bad query or an unknown branch.
         """
-        import duckdb
-
-        from engine.lake.views import connect
-
-        if branch not in BRANCHES:
-            raise PhloError(f"unknown branch {branch!r}", f"use one of {', '.join(BRANCHES)}")
-        con = connect(_zone_literal(self.settings.timezone))
-        try:
-            pinned = self.main_snapshots() if branch == "main" else {}
-            registered = 0
-            for name in self.lake_tables():
-                if not self.lake.table_exists(name):
-                    continue
-                self.lake.register_duckdb(con, name, branch, snapshot_id=pinned.get(name))
-                registered += 1
-            try:
-                relation = con.sql(sql, params=params)
-                if relation is None:
-                    return QueryResult((), [])
-                return QueryResult(tuple(relation.columns), relation.fetchall())
-            except duckdb.CatalogException as e:
-                if registered:
-                    raise PhloError(
-                        f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
-                    ) from e
-                raise PhloError(
-                    f"the lake of {self.settings.home} has no tables yet",
-                    f"run `{self.settings.command('run')}` first",
-                ) from e
-            except duckdb.Error as e:
-                raise PhloError(
-                    f"SQL error: {e}", "check the query; tables are named like raw.glucose_entries"
-                ) from e
-        finally:
-            con.close()
-
-
-def _zone_literal(zone: str) -> str:
-    # Settings validated the zone as an IANA name; this keeps the literal safe regardless.
-    if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", zone):
-        raise PhloError(f"bad time zone {zone!r}", "use an IANA name such as Europe/Berlin")
-    return zone
-
-
-def exit_code(run: RunRecord) -> int:
-    return EXIT_CODES.get(run.status, 1)
+        return query_lake(self, sql, branch, params)

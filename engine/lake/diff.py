@@ -61,13 +61,16 @@ def branch_diff(lake: Lake, tables: Sequence[str], timezone: str) -> list[TableD
     diffs = []
     con = connect(timezone)
     try:
-        for move in plan_moves(lake, tables):
-            if move.dev_snapshot is None or move.dev_snapshot == move.main_snapshot:
-                diffs.append(TableDiff(move.table, move.main_snapshot, move.dev_snapshot, 0, 0, 0, ()))
-                continue
-            diffs.append(
-                _table_diff(con, lake, move.table, move.main_snapshot, move.dev_snapshot, move.ahead)
-            )
+        # Each table is loaded from the catalog once for all that is asked of it (heads, history, files,
+        # schemas): one version of it throughout, instead of a load of its metadata.json per question.
+        with lake.pinned():
+            for move in plan_moves(lake, tables):
+                if move.dev_snapshot is None or move.dev_snapshot == move.main_snapshot:
+                    diffs.append(TableDiff(move.table, move.main_snapshot, move.dev_snapshot, 0, 0, 0, ()))
+                    continue
+                diffs.append(
+                    _table_diff(con, lake, move.table, move.main_snapshot, move.dev_snapshot, move.ahead)
+                )
     finally:
         con.close()
     return diffs
@@ -86,11 +89,12 @@ def _table_diff(
     lake.register_files(con, "_dev_only", table, sorted(dev_files - main_files), snapshot_id=dev)
     lake.register_files(con, "_main_only", table, sorted(main_files - dev_files), snapshot_id=main)
     cols = ", ".join(f'"{c}"' for c in common)
+    # Tables, not views: each difference is computed once, then counted and its days listed.
     con.execute(
-        f"create or replace temp view _added as select {cols} from _dev_only except all select {cols} from _main_only"
+        f"create or replace temp table _added as select {cols} from _dev_only except all select {cols} from _main_only"
     )
     con.execute(
-        f"create or replace temp view _removed as select {cols} from _main_only except all select {cols} from _dev_only"
+        f"create or replace temp table _removed as select {cols} from _main_only except all select {cols} from _dev_only"
     )
     added = _scalar(con, "select count(*) from _added")
     removed = _scalar(con, "select count(*) from _removed")

@@ -94,7 +94,7 @@ def _json_value(value: Any) -> Any:
 @contextmanager
 def _view(engine: Engine, table: str, branch: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[str]]]:
     """A DuckDB connection with view `export_source` over `table` as `sql` reads it, and its columns."""
-    from engine.api.facade import _zone_literal
+    from engine.api.lake_query import zone_literal
     from engine.lake.views import connect
 
     if branch not in BRANCHES:
@@ -105,7 +105,7 @@ def _view(engine: Engine, table: str, branch: str) -> Iterator[tuple[duckdb.Duck
             "`phlo-tui tables` lists them (e.g. gold.fct_daily_glucose_metrics)",
         )
     snapshot = engine.main_snapshots().get(table) if branch == "main" else None
-    con = connect(_zone_literal(engine.settings.timezone))
+    con = connect(zone_literal(engine.settings.timezone))
     try:
         engine.lake.register_duckdb(con, table, branch, as_name="export_source", snapshot_id=snapshot)
         columns = [str(c) for c in con.sql("SELECT * FROM export_source LIMIT 0").columns]

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError
 
 from engine.errors import PhloError
 from engine.transform.model_files import SQL_DIR, model_files
+from engine.transform.model_refs import read_references, sql_key, write_references
 
 PARTITION_COLUMN = "reading_month"
 
@@ -76,6 +74,10 @@ def _header(sql: str) -> dict[str, str]:
 
 def table_references(sql: str, path: Path | None = None) -> tuple[str, ...]:
     """Qualified tables (`schema.table`) a query reads, CTE names excluded, parsed by sqlglot."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as e:
@@ -89,7 +91,9 @@ def table_references(sql: str, path: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(refs))
 
 
-def load_model(path: Path) -> Model:
+def load_model(path: Path, known: dict[str, tuple[str, ...]] | None = None) -> Model:
+    """The model in `path`; the tables it reads are looked up in `known` (SQL key -> tables, added to
+    when parsed) before its SQL is parsed."""
     layer, table = path.parent.name, path.stem
     sql = path.read_text()
     header = _header(sql)
@@ -111,17 +115,36 @@ def load_model(path: Path) -> Model:
         sql=sql,
         materialized=materialized,
         partition_by=partition_by,
-        depends_on=table_references(sql, path),
+        depends_on=_references(sql, path, known),
     )
 
 
-def discover_models(root: Path = SQL_DIR, sources: Iterable[str] = ()) -> list[Model]:
+def _references(sql: str, path: Path, known: dict[str, tuple[str, ...]] | None) -> tuple[str, ...]:
+    if known is None:
+        return table_references(sql, path)
+    key = sql_key(sql)
+    if key not in known:
+        known[key] = table_references(sql, path)
+    return known[key]
+
+
+def discover_models(
+    root: Path = SQL_DIR, sources: Iterable[str] = (), references: Path | None = None
+) -> list[Model]:
     """Every model under `root`/<layer>/*.sql in dependency order.
 
-    `sources` are the tables that exist without a model (the raw tables). Raises ModelError for a
-    reference to a table that is neither, or for a cycle.
+    `sources` are the tables that exist without a model (the raw tables). With `references` (a file,
+    engine.transform.model_refs), the tables a model reads are remembered there by its SQL, so an
+    unchanged model is not parsed again. Raises ModelError for a reference to a table that is neither,
+    or for a cycle.
     """
-    models = {m.name: m for m in map(load_model, model_files(root))}
+    parsed = read_references(references)
+    remembered = dict(parsed)
+    models = {m.name: m for m in (load_model(path, parsed) for path in model_files(root))}
+    current = {sql_key(m.sql) for m in models.values()}
+    kept = {k: v for k, v in parsed.items() if k in current}
+    if references is not None and kept != remembered:
+        write_references(references, kept)
     known = set(models) | set(sources)
     graph: dict[str, set[str]] = {}
     for model in models.values():
