@@ -194,8 +194,13 @@ def unit_of(header_cell: str) -> str:
 
 def number(values: pd.Series) -> pd.Series:
     """Text as float64, a decimal comma read as a point; NaN for anything else."""
-    text = values.astype("string").str.strip().str.replace(",", ".", regex=False)
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    text = pc.replace_substring(
+        pc.utf8_trim_whitespace(pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)),
+        ",",
+        ".",
+    )
+    parsed = pd.to_numeric(text.to_numpy(zero_copy_only=False), errors="coerce")
+    return pd.Series(parsed, index=values.index, dtype="float64")
 
 
 def glucose_mg_dl(text: pd.Series, unit: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.io.parsers import TextFileReader
 
 from engine.errors import SourceError
@@ -152,8 +154,10 @@ def _first_records(text: CsvText, count: int) -> pd.DataFrame:
 
 def stripped(values: np.ndarray) -> pd.Series:
     """Text cells stripped, None where empty."""
-    series = pd.Series(values, dtype=object).str.strip()
-    return series.where(series != "", None)
+    trimmed = pc.utf8_trim_whitespace(pa.array(values, pa.string()))
+    return pd.Series(
+        pc.if_else(pc.equal(trimmed, ""), None, trimmed).to_numpy(zero_copy_only=False), dtype=object
+    )
 
 
 def slice_ends(stamps: np.ndarray, size: int = SLICE_RECORDS) -> list[int] | None:
