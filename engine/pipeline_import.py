@@ -37,6 +37,7 @@ def store_import(pipeline: Pipeline, run_id: str, export: CsvExport, totals: _To
         _store_slice(pipeline, run_id, imported, totals, lake)
         skipped.update(imported.skipped)
         checks.extend(imported.checks)
+        del imported  # before the next slice is read, not after: one slice in memory at a time
     pipeline._record_checks(run_id, merged_checks(checks))
     totals.extra.update(
         lines=export.lines,

@@ -87,7 +87,10 @@ class CsvExport:
             else:
                 parsed = libreview.parse(table, self.header_at, self.header, local_ts, self.date_order)
                 schema = LIBREVIEW_ROWS_SCHEMA
-            yield build(parsed, schema, self.timezone, self.now, self.digest, state)
+            shaped = build(parsed, schema, self.timezone, self.now, self.digest, state)
+            del table, local_ts, parsed, cells  # one slice in memory at a time
+            yield shaped
+            del shaped
 
 
 def open_export(

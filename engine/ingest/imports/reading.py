@@ -200,8 +200,11 @@ def sliced(text: CsvText, ends: list[int] | None) -> Iterator[pd.DataFrame]:
         pending.append(chunk)
         while cut is not None and cut <= offset:
             buffered = pd.concat(pending) if len(pending) > 1 else pending[0]
-            yield buffered.loc[: cut - 1]
-            pending = [buffered.loc[cut:]]
+            pending = [buffered.loc[cut:].copy()]  # a view would keep the slice read alive
+            head = buffered.loc[: cut - 1]
+            del buffered
+            yield head
+            del head
             cut = next(cuts)
     if pending:
         rest = pd.concat(pending) if len(pending) > 1 else pending[0]
