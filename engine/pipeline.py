@@ -46,7 +46,7 @@ from engine.transform.models import Model
 from engine.transform.quality import GateReport
 
 if TYPE_CHECKING:
-    from engine.ingest.imports import CsvImport
+    from engine.ingest.imports import CsvExport
 
 log = logging.getLogger(__name__)
 
@@ -172,25 +172,25 @@ class Pipeline:
         """An export file through the same validation and merge: Nightscout entries (JSON array, plain
         or gzip), or a Dexcom Clarity or LibreView CSV (engine.ingest.imports), its format told by its content
         unless `file_format` names it; CSV local times are read in `timezone` (default the setting)."""
-        from engine.ingest.imports import NIGHTSCOUT, read_csv_import
+        from engine.ingest.imports import NIGHTSCOUT, open_csv_import
         from engine.ingest.imports import file_format as detected_format
 
         fmt = detected_format(path, file_format)
         if fmt != NIGHTSCOUT:
             zone = timezone or self.settings.timezone
-            imported: CsvImport | None = read_csv_import(
+            opened: CsvExport | None = open_csv_import(
                 path, fmt, timezone=zone, date_order=date_order, now=self._clock()
             )
-            assert imported is not None
-            csv_run = self.store.create_run(RunTrigger.IMPORT, imported.params())
+            assert opened is not None
+            csv_run = self.store.create_run(RunTrigger.IMPORT, opened.params())
 
             def store_csv(totals: _Totals) -> None:
                 from engine.pipeline_import import store_import
 
-                nonlocal imported
-                assert imported is not None
-                store_import(self, csv_run.id, imported, totals)
-                imported = None  # the layers build next: hand the file's rows back first
+                nonlocal opened
+                assert opened is not None
+                store_import(self, csv_run.id, opened, totals)
+                opened = None  # the layers build next: hand the file's bytes back first
 
             return self._execute(csv_run, store_csv)
         entries = read_export(path)

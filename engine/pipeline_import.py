@@ -1,33 +1,61 @@
-"""A checked CSV export (engine.ingest.imports.CsvImport) into the lake, within a pipeline run."""
+"""A CSV export (engine.ingest.imports.CsvExport) into the lake a checked slice at a time, within a pipeline run."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from engine.ingest.imports.quarantine import merged_checks
 from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE, Source
 from engine.ingest.tables import IMPORT_RECORDS
+from engine.ingest.validation import CheckResult
 from engine.pipeline_batch import append_quarantine, touched_months
 from engine.runs.records import Severity
 
 if TYPE_CHECKING:
     from engine.ingest.imports.common import CsvImport
+    from engine.ingest.imports.csv_export import CsvExport
     from engine.pipeline import Pipeline
     from engine.pipeline_totals import _Totals
 
 CHUNK = 100_000
 
 
-def store_import(pipeline: Pipeline, run_id: str, imported: CsvImport, totals: _Totals) -> None:
-    """Merge the export's readings, treatments and records into `dev`, and quarantine its bad records.
+def store_import(pipeline: Pipeline, run_id: str, export: CsvExport, totals: _Totals) -> None:
+    """Merge the export's readings, treatments and records into `dev`, and quarantine its bad records,
+    a slice of whole local days at a time (memory stays bounded by the slice; each merge is one
+    commit, and a crash between two leaves the lake readable and a re-import storing nothing twice).
 
     The run's summary counts the file's lines: each is stored (new or changed), unchanged (already in
     the lake), quarantined, or skipped (header, metadata, blank, a repeat of an earlier line, or a
     scan: kept as a marker, never a reading); they add up to the file's lines."""
-    source = f"{imported.fmt} export"
     lake: dict[str, dict[str, int]] = {}
+    skipped: Counter[str] = Counter()
+    checks: list[CheckResult] = []
+    for imported in export.slices():
+        _store_slice(pipeline, run_id, imported, totals, lake)
+        skipped.update(imported.skipped)
+        checks.extend(imported.checks)
+        del imported  # before the next slice is read, not after: one slice in memory at a time
+    pipeline._record_checks(run_id, merged_checks(checks))
+    totals.extra.update(
+        lines=export.lines,
+        skipped=sum(skipped.values()),
+        skipped_by_reason=dict(skipped),
+        format=export.fmt,
+        timezone=export.timezone,
+        date_order=export.date_order,
+        lake=lake,
+    )
+
+
+def _store_slice(
+    pipeline: Pipeline, run_id: str, imported: CsvImport, totals: _Totals, lake: dict[str, dict[str, int]]
+) -> None:
+    source = f"{imported.fmt} export"
     for declared, count in ((GLUCOSE, imported.entry_count), (TREATMENTS_SOURCE, len(imported.treatments))):
         for start in range(0, count, CHUNK):
             pipeline.checkpoint()
@@ -55,8 +83,6 @@ def store_import(pipeline: Pipeline, run_id: str, imported: CsvImport, totals: _
         step.detail.update(
             stored=records[0], unchanged=records[1], scans=imported.scans.num_rows, quarantined=quarantined
         )
-    pipeline._record_checks(run_id, imported.checks)
-    skipped = sum(imported.skipped.values())
     totals.fetched += imported.lines
     totals.stored += records[0]
     totals.unchanged += records[1]
@@ -67,15 +93,6 @@ def store_import(pipeline: Pipeline, run_id: str, imported: CsvImport, totals: _
         GLUCOSE,
         imported.records.num_rows + imported.scans.num_rows + len(imported.quarantine),
         len(imported.quarantine),
-    )
-    totals.extra.update(
-        lines=imported.lines,
-        skipped=skipped,
-        skipped_by_reason=dict(imported.skipped),
-        format=imported.fmt,
-        timezone=imported.timezone,
-        date_order=imported.date_order,
-        lake=lake,
     )
 
 

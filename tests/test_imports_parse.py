@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError, SourceError
-from engine.ingest.imports import file_format, read_csv_import
+from engine.ingest.imports import file_format, open_csv_import, read_csv_import
 from engine.ingest.imports.common import CsvImport, glucose_mg_dl
 from engine.sim.export import PATIENT, ExportOptions, write_export
 
@@ -373,3 +373,47 @@ def test_simulated_exports_read_back_whole(tmp_path: Path, fmt: str, options: Ex
     if fmt == "libreview":
         assert imported.skipped["repeated"] > 0 and imported.scans.num_rows > 0
         assert imported.date_order == options.date_order
+
+
+# -- slices ---------------------------------------------------------------------------------------
+
+
+def _sliced_and_whole(path: Path, zone: str) -> tuple[CsvImport, CsvImport, int]:
+    fmt = file_format(path)
+    whole = read_csv_import(path, fmt, timezone=zone, date_order=None, now=NOW, slice_records=10**9)
+    opened = open_csv_import(path, fmt, timezone=zone, date_order=None, now=NOW, slice_records=2)
+    slices = len(opened.ends or []) + 1
+    return opened.whole(), whole, slices
+
+
+def _same(a: CsvImport, b: CsvImport) -> None:
+    assert a.records.equals(b.records) and a.scans.equals(b.scans)
+    assert a.entries == b.entries and a.treatments == b.treatments
+    assert a.quarantine == b.quarantine and a.checks == b.checks
+    assert a.skipped == b.skipped and a.lines == b.lines and a.date_order == b.date_order
+
+
+@pytest.mark.parametrize("fmt", ["clarity", "libreview"])
+def test_an_export_read_in_slices_of_whole_days_is_the_export_read_whole(tmp_path: Path, fmt: str) -> None:
+    until = datetime(2026, 11, 2, tzinfo=UTC)  # the repeated autumn hour falls within a slice
+    written = write_export(fmt, tmp_path / f"{fmt}.csv", days=6, until=until, tz="Europe/Berlin")
+    sliced, whole, slices = _sliced_and_whole(written.path, "Europe/Berlin")
+    assert slices > 3
+    _same(sliced, whole)
+    if fmt == "libreview":
+        assert whole.skipped["repeated"] > 0
+
+
+def test_records_without_a_time_repeat_and_rank_across_slices(tmp_path: Path) -> None:
+    rows = [CLARITY_HEADER, *CLARITY_SETTINGS]
+    for day in range(1, 6):
+        rows += [
+            f"{day}0{n},2026-03-0{day}T0{n}:00:00,EGV,,,,G6,{100 + n},,,,,{day}{n},TX1" for n in range(1, 4)
+        ]
+        rows.append(f"{day}99,2026-03-0{day}Tnoon,EGV,,,,G6,140,,,,,1,TX1")  # unreadable
+        rows.append("999,yesterday,EGV,,,,G6,150,,,,,1,TX1")  # the same bad line on every day
+    sliced, whole, slices = _sliced_and_whole(write(tmp_path / "c.csv", rows), "UTC")
+    assert slices > 3
+    _same(sliced, whole)
+    assert whole.skipped["repeated"] == 4 and len(whole.quarantine) == 6
+    assert len({q["entry_id"] for q in whole.quarantine}) == 6  # ranked across the file

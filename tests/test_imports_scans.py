@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from engine.api.facade import Engine
+from engine.api.pages.overview import load_early_overview, load_overview
 from engine.runs.records import RunStatus
 from engine.sim.export import write_export
 from phlo_tui.screens.overview import OverviewScreen
@@ -68,3 +69,13 @@ async def test_the_trace_marks_scans_that_no_figure_counts(imported: LakeHome) -
         plain = overview.query_one(TracePlot).render().plain  # type: ignore[union-attr]
         assert f"{SCAN_MARKER} scan" in plain and plain.count(SCAN_MARKER) > 1
         await pilot.pause()
+
+
+def test_the_first_paint_has_the_scans_from_the_engines_query(imported: LakeHome) -> None:
+    """The light reader (engine.api.fastread) answers the scans' read from the recorded files of
+    raw.import_records, with the engine's query: the dashboard's first paint has them too."""
+    with Engine(imported.settings) as engine:
+        full = load_overview(engine, imported.settings.timezone, START)
+    early = load_early_overview(imported.settings, START)
+    assert early is not None and len(early.scans) >= 5
+    assert early == full

@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import duckdb
 
 from engine.api.reads import BRANCHES, DAILY_METRICS, HomeStatus, home_status, lake_table_names, metrics_query
+from engine.api.scan_reads import IMPORT_RECORDS
 from engine.api.treatment_reads import DAILY_TREATMENTS, EFFECTIVENESS
 from engine.clock import Clock, clock_from_env
 from engine.config import Settings
@@ -50,8 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EARLY_TABLES = ("silver.fct_glucose_readings", "silver.fct_treatments")
-"""The tables the Overview reads: their snapshots' files are recorded for the first read."""
+EARLY_TABLES = ("silver.fct_glucose_readings", "silver.fct_treatments", IMPORT_RECORDS)
+"""The tables the Overview reads (the scans of CSV imports too): their snapshots' files are recorded for
+the first read."""
 RECORDED_TABLES = (*EARLY_TABLES, DAILY_METRICS, DAILY_TREATMENTS, EFFECTIVENESS)
 """The tables whose snapshots' files are recorded: the Overview's, the daily table `metrics` reads, and
 the treatment tables `report` reads besides them."""

@@ -1,29 +1,41 @@
 """Export files of other systems, read into the lake beside Nightscout's: Dexcom Clarity and LibreView CSVs.
 
-`read_csv_import` turns a file into checked lake rows (`CsvImport`); `store_import` (engine.pipeline_import)
-merges them within a pipeline run. Detection of a file's format is in `engine.ingest.imports.detect`.
+`open_csv_import` opens a file (`CsvExport`) whose slices are checked lake rows (`CsvImport`);
+`store_import` (engine.pipeline_import) merges them within a pipeline run. Detection of a file's format is in `engine.ingest.imports.detect`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.errors import ConfigError, SourceError
-from engine.ingest.imports.common import CsvImport, build
+from engine.errors import ConfigError
+from engine.ingest.imports.common import CsvImport
 from engine.ingest.imports.detect import (
     CLARITY,
     FORMATS,
     LIBREVIEW,
     NIGHTSCOUT,
-    decode_text,
     detect_format,
     read_bytes,
 )
+from engine.ingest.imports.reading import SLICE_RECORDS
 
-__all__ = ["CLARITY", "FORMATS", "LIBREVIEW", "NIGHTSCOUT", "CsvImport", "file_format", "read_csv_import"]
+if TYPE_CHECKING:
+    from engine.ingest.imports.csv_export import CsvExport
+
+__all__ = [
+    "CLARITY",
+    "FORMATS",
+    "LIBREVIEW",
+    "NIGHTSCOUT",
+    "CsvExport",
+    "CsvImport",
+    "file_format",
+    "open_csv_import",
+]
 
 
 def file_format(path: Path, named: str | None = None) -> str:
@@ -35,16 +47,23 @@ def file_format(path: Path, named: str | None = None) -> str:
     return detect_format(path, read_bytes(path))
 
 
-def read_csv_import(
-    path: Path, fmt: str, *, timezone: str, date_order: str | None, now: datetime
-) -> CsvImport:
-    """A Clarity or LibreView export read in local zone `timezone`, checked, shaped for the lake.
+def open_csv_import(
+    path: Path,
+    fmt: str,
+    *,
+    timezone: str,
+    date_order: str | None,
+    now: datetime,
+    slice_records: int = SLICE_RECORDS,
+) -> CsvExport:
+    """A Clarity or LibreView export opened to be read in local zone `timezone`, a slice at a time
+    (`CsvExport.slices`), after a first pass over its timestamps.
 
     Raises SourceError for an unreadable file or one without the format's header, ConfigError for an
     unknown zone or date order, SourceError when LibreView dates can be read both ways without
-    `date_order`."""
-    from engine.ingest.imports import clarity, libreview
-    from schemas.imports import CLARITY_ROWS_SCHEMA, LIBREVIEW_ROWS_SCHEMA
+    `date_order`. A slice holds whole local days, about `slice_records` records."""
+    from engine.ingest.imports import libreview
+    from engine.ingest.imports.csv_export import open_export
 
     try:
         ZoneInfo(timezone)
@@ -52,11 +71,22 @@ def read_csv_import(
         raise ConfigError(f"unknown time zone {timezone!r}", "use an IANA name such as Europe/Berlin") from e
     if date_order is not None and date_order not in libreview.DATE_ORDERS:
         raise ConfigError(f"unknown date order {date_order!r}", libreview.DATE_ORDER_HINT)
-    raw = read_bytes(path)
-    text = decode_text(path, raw)
-    digest = hashlib.sha256(raw).hexdigest()[:16]
-    if fmt == CLARITY:
-        return build(clarity.parse(path, text), CLARITY_ROWS_SCHEMA, timezone, now, digest)
-    if fmt == LIBREVIEW:
-        return build(libreview.parse(path, text, date_order), LIBREVIEW_ROWS_SCHEMA, timezone, now, digest)
-    raise SourceError(f"{path}: {fmt} is not a CSV format", "use --format clarity or --format libreview")
+    return open_export(
+        path, fmt, timezone=timezone, date_order=date_order, now=now, slice_records=slice_records
+    )
+
+
+def read_csv_import(
+    path: Path,
+    fmt: str,
+    *,
+    timezone: str,
+    date_order: str | None,
+    now: datetime,
+    slice_records: int = SLICE_RECORDS,
+) -> CsvImport:
+    """A whole Clarity or LibreView export checked and shaped for the lake, read a slice at a time;
+    raises as `open_csv_import`."""
+    return open_csv_import(
+        path, fmt, timezone=timezone, date_order=date_order, now=now, slice_records=slice_records
+    ).whole()

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.ingest.imports.common import ParsedRows, column_index, header_table, unit_of
+from engine.ingest.imports.common import CsvTable, ParsedRows, column_index, unit_of
 from engine.ingest.imports.detect import CLARITY, is_clarity_header
+from engine.ingest.imports.reading import CsvText, find_header
 
 DATA_EVENTS = frozenset({"EGV", "Calibration", "Insulin", "Carbs", "Exercise", "Health"})
 """Event Types of data records; other rows without a timestamp (FirstName, LastName, Device, Alert)
@@ -39,13 +40,24 @@ def parse_local(texts: pd.Series, pattern: str) -> pd.Series:
     return fast.astype("datetime64[ns]").where(~rest, slow)
 
 
-def parse(path: Path, text: str) -> ParsedRows:
-    """The file's data records; raises SourceError when it has no Clarity header."""
-    table, header_at, header = header_table(
-        path, text, "Event Type", is_clarity_header, "Dexcom Clarity", HEADER_HINT
-    )
+def header(path: Path, text: CsvText) -> tuple[CsvText, int, list[str]]:
+    """The file's delimiter and width, its header's position and cells; raises SourceError without one."""
+    return find_header(path, text, "Event Type", is_clarity_header, "Dexcom Clarity", HEADER_HINT)
+
+
+def timestamp_column(header: list[str]) -> int | None:
+    return column_index(header, "Timestamp", prefix=True)
+
+
+def local_times(path: Path, texts: pd.Series, date_order: str | None) -> tuple[pd.Series, str | None]:
+    """The timestamps as naive datetime64 (NaT where unreadable); Clarity has no date order."""
+    return parse_local(texts, _TIMESTAMP), None
+
+
+def parse(table: CsvTable, header_at: int, header: list[str], local_ts: pd.Series) -> ParsedRows:
+    """The data records of a slice of the file (`local_ts`: its records' timestamps, read by `local_times`)."""
     at = {
-        "timestamp": column_index(header, "Timestamp", prefix=True),
+        "timestamp": timestamp_column(header),
         "event": column_index(header, "Event Type"),
         "subtype": column_index(header, "Event Subtype"),
         "device_info": column_index(header, "Device Info"),
@@ -59,7 +71,7 @@ def parse(path: Path, text: str) -> ParsedRows:
     }
     patient = column_index(header, "Patient Info")
     glucose_unit = unit_of(header[at["glucose"]]) if at["glucose"] is not None else "mg/dL"
-    after = pd.RangeIndex(header_at + 1, table.lines)
+    after = table.after(header_at)
     blank = table.blank(after)
     stamp, event = table.column(at["timestamp"], after), table.column(at["event"], after)
     metadata = ~blank & stamp.isna().to_numpy() & ~event.isin(DATA_EVENTS).to_numpy()
@@ -101,11 +113,16 @@ def parse(path: Path, text: str) -> ParsedRows:
         index=data,
         dtype=object,
     )
-    rows["local_ts"] = parse_local(rows["local_time"], _TIMESTAMP)
+    rows["local_ts"] = local_ts.loc[data]
+    before = int((table.cells.index < header_at).sum())
     return ParsedRows(
         fmt=CLARITY,
         table=table,
         rows=rows,
-        skipped={"header": 1, "metadata": header_at + int(metadata.sum()), "blank": int(blank.sum())},
+        skipped={
+            "header": int(header_at in table.cells.index),
+            "metadata": before + int(metadata.sum()),
+            "blank": int(blank.sum()),
+        },
         redact={patient: "Patient Info"} if patient is not None else {},
     )

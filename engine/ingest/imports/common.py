@@ -3,13 +3,9 @@ validation by the format's pandera model, and the records, entries and treatment
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,14 +16,14 @@ import pyarrow.compute as pc
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from engine.errors import SourceError, ValidationError
-from engine.ingest.imports.detect import delimiter
+from engine.errors import ValidationError
 from engine.ingest.imports.lake_rows import _iso_utc, _readings, _records_table, _treatments
 from engine.ingest.imports.quarantine import (
     _moved_check,
     _quarantine_checks,
     _quarantine_row,
 )
+from engine.ingest.imports.reading import CsvText
 from engine.ingest.validation import CheckResult
 from schemas.imports import FRAME_CHECK_COLUMN, HIGH_MG_DL, LOW_MG_DL, NOW_MS_ATTR
 
@@ -134,36 +130,34 @@ class CsvImport:
         return entries
 
     def params(self) -> dict[str, Any]:
-        """What the run records about the import: never the file's name, which often holds the
-        patient's (CLARITY_Export_<Last>_<First>_..., <Name>_glucose_<date>.csv)."""
-        return {
-            "format": self.fmt,
-            "timezone": self.timezone,
-            "date_order": self.date_order,
-            "lines": self.lines,
-            "sha256": self.digest,
-        }
+        return import_params(self.fmt, self.timezone, self.date_order, self.lines, self.digest)
+
+
+def import_params(fmt: str, timezone: str, date_order: str | None, lines: int, digest: str) -> dict[str, Any]:
+    """What the run records about an import: never the file's name, which often holds the
+    patient's (CLARITY_Export_<Last>_<First>_..., <Name>_glucose_<date>.csv)."""
+    return {"format": fmt, "timezone": timezone, "date_order": date_order, "lines": lines, "sha256": digest}
 
 
 @dataclass
 class CsvTable:
-    """A CSV file's records as text cells ("" when empty), one row per record in file order."""
+    """Records of a CSV file as text cells ("" when empty), indexed by their position in the file."""
 
-    text: str
-    delimiter: str
+    source: CsvText
     cells: pd.DataFrame
-    _originals: list[str] | None = None
-
-    @property
-    def lines(self) -> int:
-        """How many records the file has (a quoted field may hold a line break: one record, two lines)."""
-        return len(self.cells)
 
     def original(self, position: int) -> str:
-        """The text of record `position` as the file holds it; split out only when a record is quoted."""
-        if self._originals is None:
-            self._originals = _split_records(self.text, self.delimiter)
-        return self._originals[position]
+        """The text of record `position` as the file holds it."""
+        return self.source.original(position)
+
+    @property
+    def delimiter(self) -> str:
+        return self.source.delimiter
+
+    def after(self, position: int) -> pd.Index:
+        """The positions of this table's records that come after record `position`."""
+        index = self.cells.index
+        return index[index > position]
 
     def column(self, index: int | None, rows: pd.Index) -> pd.Series:
         """Column `index`'s cells of `rows`, stripped, as objects: None where empty or where the file has
@@ -178,52 +172,10 @@ class CsvTable:
 
     def blank(self, rows: pd.Index) -> np.ndarray:
         """Rows whose every cell is empty."""
-        positions = np.asarray(rows, dtype="int64")
-        empty = np.ones(len(positions), dtype=bool)
+        empty = np.ones(len(rows), dtype=bool)
         for column in self.cells.columns:
-            # Compared whole (no copy of the table), then cut to the rows.
-            empty &= (self.cells[column] == "").to_numpy(dtype=bool)[positions]
+            empty &= (self.cells[column].loc[rows] == "").to_numpy(dtype=bool)
         return empty
-
-
-def read_table(text: str, delimiter: str, width: int) -> CsvTable:
-    """The CSV text as a table of text cells, `width` columns and more when rows have them."""
-    try:
-        cells = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            header=None,
-            names=list(range(width + 8)),
-            dtype=str,
-            na_filter=False,
-            skip_blank_lines=False,
-            engine="c",
-        )
-    except (pd.errors.ParserError, ValueError):
-        # Rows far wider than the header: the csv module takes any shape.
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-        cells = pd.DataFrame(rows, dtype=object)
-    cells = cells.fillna("")
-    cells.index = pd.RangeIndex(len(cells))
-    return CsvTable(text=text, delimiter=delimiter, cells=cells)
-
-
-def header_table(
-    path: Path, text: str, marker: str, is_header: Callable[[list[str]], bool], what: str, hint: str
-) -> tuple[CsvTable, int, list[str]]:
-    """The file as a table, the position of its header among the first lines (found by `is_header`;
-    its delimiter read from the first line holding `marker`) and the header's cells. Raises
-    SourceError naming `what` when there is none."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines[:3]) if marker in line), 0)
-    first = lines[start] if lines else ""
-    sep = delimiter(first)
-    table = read_table(text, sep, len(next(csv.reader(io.StringIO(first), delimiter=sep), [])))
-    for position in range(min(3, table.lines)):
-        cells = [str(c).strip() for c in table.cells.iloc[position]]
-        if is_header(cells):
-            return table, position, cells
-    raise SourceError(f"{path}: no {what} header in its first lines", hint)
 
 
 def column_index(header: list[str], *names: str, prefix: bool = False) -> int | None:
@@ -240,23 +192,15 @@ def unit_of(header_cell: str) -> str:
     return "mmol/L" if "mmol" in header_cell else "mg/dL"
 
 
-def _split_records(text: str, delimiter: str) -> list[str]:
-    """Each CSV record's original text."""
-    physical = text.splitlines()
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    originals: list[str] = []
-    start = 0
-    for _ in reader:
-        end = reader.line_num
-        originals.append(physical[start] if end == start + 1 else "\n".join(physical[start:end]))
-        start = end
-    return originals
-
-
 def number(values: pd.Series) -> pd.Series:
     """Text as float64, a decimal comma read as a point; NaN for anything else."""
-    text = values.astype("string").str.strip().str.replace(",", ".", regex=False)
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    text = pc.replace_substring(
+        pc.utf8_trim_whitespace(pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)),
+        ",",
+        ".",
+    )
+    parsed = pd.to_numeric(text.to_numpy(zero_copy_only=False), errors="coerce")
+    return pd.Series(parsed, index=values.index, dtype="float64")
 
 
 def glucose_mg_dl(text: pd.Series, unit: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -279,7 +223,9 @@ def glucose_mg_dl(text: pd.Series, unit: pd.Series) -> tuple[pd.Series, pd.Serie
     return pd.Series(converted, index=text.index), flag
 
 
-def localise(naive: pd.Series, zone: str, groups: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def localise(
+    naive: pd.Series, zone: str, groups: pd.Series, descending: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local date-times as epoch ms (float64, NaN where NaT), each row's fold and whether it was moved.
 
     A local time the autumn change repeats is both instants: in file order, the first copy of a
@@ -305,8 +251,6 @@ def localise(naive: pd.Series, zone: str, groups: pd.Series) -> tuple[np.ndarray
     if len(unresolved) == 0:
         return millis, folds, moved
     tz = ZoneInfo(zone)
-    valid = stamps[~unreadable]
-    descending = len(valid) > 1 and bool(np.median(np.diff(valid)) < 0)
     seen: dict[tuple[object, object], set[int]] = {}
     last: dict[tuple[object, object], int] = {}
     stepped_back: set[tuple[object, object]] = set()
@@ -337,10 +281,11 @@ def _epoch_ms(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
-def record_ids(fmt: str, rows: pd.DataFrame, folds: np.ndarray) -> list[str]:
+def record_ids(fmt: str, rows: pd.DataFrame, folds: np.ndarray, carried: dict[str, int]) -> list[str]:
     """A deterministic `_id` per row from the format, device serial, local time (and which of a
     repeated autumn hour), record type and subtype, and the row's rank among rows alike: the same
-    record in another or overlapping export gets the same id."""
+    record in another or overlapping export gets the same id. `carried` counts, across slices, the
+    rows alike without a local time (rows with one are alike within their day, in one slice)."""
     stamps = rows["local_ts"].to_numpy(dtype="datetime64[ns]")
     # YYYY-MM-DDThh:mm:ss in C (strftime formats each value in Python).
     local = np.where(np.isnat(stamps), "", np.datetime_as_string(stamps.astype("datetime64[s]"), unit="s"))
@@ -353,6 +298,11 @@ def record_ids(fmt: str, rows: pd.DataFrame, folds: np.ndarray) -> list[str]:
     ]
     codes = pd.factorize(np.asarray(keys, dtype=object))[0]
     rank = pd.Series(codes).groupby(codes).cumcount().to_numpy().tolist()
+    timeless = np.flatnonzero(np.isnat(stamps)).tolist()
+    earlier = {keys[position]: carried.get(keys[position], 0) for position in timeless}
+    for position in timeless:
+        rank[position] += earlier[keys[position]]
+        carried[keys[position]] = rank[position] + 1
     sha1 = hashlib.sha1
     return [sha1(f"{key}|{n}".encode()).hexdigest()[:24] for key, n in zip(keys, rank, strict=True)]
 
@@ -391,17 +341,34 @@ def rules(schema: Any) -> dict[str, str]:
     return named
 
 
-def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str) -> CsvImport:
-    """The parsed export checked by its format's `schema`, in local time `zone`, as lake rows."""
+@dataclass
+class SliceState:
+    """What the slices of one file share: whether it runs newest first, and the records without a
+    local time seen so far (their repeats and ranks span the file; every other record's, one day)."""
+
+    descending: bool
+    timeless: set[tuple[Any, ...]] = field(default_factory=set)
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+def build(
+    parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str, state: SliceState
+) -> CsvImport:
+    """A slice of the parsed export checked by its format's `schema`, in local time `zone`, as lake rows."""
     rows = parsed.rows
     skipped = dict(parsed.skipped)
     content = [c for c in ROW_COLUMNS if c != "local_time"] + ["local_time"]
-    repeated = rows.duplicated(content, keep="first").to_numpy()
+    repeated = rows.duplicated(content, keep="first").to_numpy().copy()
+    timeless = np.flatnonzero(rows["local_ts"].isna().to_numpy())
+    if len(timeless):
+        seen = [tuple(row) for row in rows.iloc[timeless][content].itertuples(index=False)]
+        repeated[timeless] |= np.array([row in state.timeless for row in seen], dtype=bool)
+        state.timeless.update(seen)
     skipped["repeated"] = int(repeated.sum())
     rows = rows[~repeated]
     glucose, flag = glucose_mg_dl(rows["glucose_text"], rows["glucose_unit"])
     groups = rows["device_serial"].fillna("") + "|" + rows["record_kind"]
-    millis, folds, moved = localise(rows["local_ts"], zone, groups)
+    millis, folds, moved = localise(rows["local_ts"], zone, groups, state.descending)
     frame = pd.DataFrame(
         {
             "record_kind": rows["record_kind"],
@@ -423,7 +390,7 @@ def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str
     failed = failures(schema, frame)
     explained = rules(schema)
     bad = np.isin(rows.index.to_numpy(), list(failed))
-    ids = record_ids(parsed.fmt, rows, folds)
+    ids = record_ids(parsed.fmt, rows, folds, state.ranks)
     quarantine = [
         _quarantine_row(parsed, position, failed[position], explained, frame, entry_id)
         for position, entry_id in zip(rows.index[bad], np.asarray(ids, dtype=object)[bad], strict=True)
@@ -445,7 +412,7 @@ def build(parsed: ParsedRows, schema: Any, zone: str, now: datetime, digest: str
         fmt=parsed.fmt,
         timezone=zone,
         date_order=parsed.date_order,
-        lines=parsed.table.lines,
+        lines=len(parsed.table.cells),
         records=_records_table(good[~is_scan], parsed.fmt, zone),
         scans=_records_table(good[is_scan], parsed.fmt, zone),
         readings=_readings(good, parsed.fmt, zone),

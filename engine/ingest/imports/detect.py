@@ -44,14 +44,6 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
-def decode_text(path: Path, raw: bytes) -> str:
-    """CSV text: UTF-8 (with or without a byte-order mark), else Windows-1252 as Excel saves it."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")
-
-
 def delimiter(line: str) -> str:
     """The field separator of a header line: a comma, or a semicolon or tab where a locale uses one."""
     counts = {sep: line.count(sep) for sep in (",", ";", "\t")}

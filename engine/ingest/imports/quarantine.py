@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -82,6 +83,23 @@ def _quarantine_checks(quarantine: list[dict[str, Any]]) -> Iterator[CheckResult
             failing_count=len(rows),
             samples=tuple({"reason": r["reason"], "line": r["payload"]} for r in rows[:MAX_SAMPLES]),
         )
+
+
+def merged_checks(results: list[CheckResult]) -> list[CheckResult]:
+    """The checks of every slice of a file as the file's: counts added, the first samples kept;
+    errors by check name, then warnings."""
+    merged: dict[tuple[str, str | None, Severity], CheckResult] = {}
+    for result in results:
+        key = (result.check, result.column, result.severity)
+        if key in merged:
+            known = merged[key]
+            result = replace(
+                known,
+                failing_count=known.failing_count + result.failing_count,
+                samples=(known.samples + result.samples)[:MAX_SAMPLES],
+            )
+        merged[key] = result
+    return sorted(merged.values(), key=lambda r: (r.severity != Severity.ERROR, r.check))
 
 
 def _moved_check(
