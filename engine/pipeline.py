@@ -30,6 +30,7 @@ from engine.ingest.nightscout import (
     redact_url,
 )
 from engine.ingest.nightscout_http import EndpointNotFound
+from engine.ingest.profiles import ingest_profiles
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult
@@ -262,6 +263,15 @@ class Pipeline:
                     totals.add(outcome, source)
                     if outcome.newest_ms is not None:
                         self.store.advance_watermark(source.watermark_key, outcome.newest_ms, run.id)
+            profiles = ingest_profiles(
+                self,
+                run.id,
+                config,
+                zone=self.settings.zone,
+                since_ms=min(since_ms.values()),
+                now=self._clock(),
+            )
+            totals.extra["profiles"] = profiles if profiles is not None else "not served"
             if history:
                 ingest_history(self, run.id, config, totals, since_ms)
 

@@ -38,6 +38,7 @@ from engine.sim.loop import (
     closed_loop_treatments,
     mark_deleted_entries,
 )
+from engine.sim.profiles import profile_response
 
 EntryKind = Literal["all", "sgv", "mbg", "cal"]
 FloatArray = npt.NDArray[np.float64]
@@ -1156,6 +1157,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_json(200, answer)
             elif (history := _HISTORY_PATH.fullmatch(split.path)) and owner.serve_v3:
                 self._serve_history(owner, query, headers, history.group(1), history.group(2))
+            elif (profiles := profile_response(owner, split.path, query, headers)) is not None:
+                self._send_json(*profiles)
             else:
                 self._send_json(404, {"status": 404, "message": "Not Found"})
         except (BrokenPipeError, ConnectionResetError):
