@@ -122,7 +122,7 @@ def test_three_segments_read_by_time_of_day(engine: Engine) -> None:
     # 00-06 at 0.5, 06-18 at 1.0, 18-24 at 0.8: 3 + 12 + 4.8 = 19.8 U. The entries give "HH:MM"
     # only (no timeAsSeconds), as older uploads do; the first entry starts the day whatever it says.
     row = day_totals(
-        engine, [profile(schedule(("00:00", 0.5), ("06:00", 1.0), ("18:00", 0.8), seconds=False))], []
+        engine, [profile(schedule(("00:30", 0.5), ("06:00", 1.0), ("18:00", 0.8), seconds=False))], []
     )
     assert row["basal_insulin_units"] == pytest.approx(19.8)
     assert row["total_daily_dose_units"] == pytest.approx(19.8)

@@ -5,7 +5,10 @@
 -- (lib/profilefunctions.js): the document in force at an instant is the newest whose startDate is
 -- at or before it; its profile is the store entry named defaultProfile (else its only entry); the
 -- rate is that of the last basal entry whose time (timeAsSeconds, else "HH:MM") is at or before
--- the local time since midnight in the profile's timezone (else the home's zone).
+-- the local time since midnight in the profile's timezone (else the home's zone), before the
+-- first entry the first entry's. Local time is the wall clock, as the pump and AndroidAPS
+-- (Profile.secondsFromMidnight) read it; Nightscout's own display counts real seconds since
+-- midnight, an hour off after a DST change on that day.
 -- A whole table, not monthly: the profile in force may be years older than the month being built.
 with versions as (
     select *
@@ -51,6 +54,27 @@ entries as (
         ) as seconds_from,
         try_cast(b.value ->> 'value' as double) as rate_u_h
     from chosen as c, json_each(c.profile -> 'basal') as b
+),
+
+usable as (
+    select *
+    from entries
+    where seconds_from between 0 and 86399 and rate_u_h >= 0
+),
+
+-- Before its first entry's time a schedule gives its first entry's rate (getValueByTime starts
+-- from valueContainer[0]): the first segment starts at midnight.
+segments as (
+    select
+        profile_id,
+        profile_name,
+        start_ts,
+        until_ts,
+        timezone,
+        rate_u_h,
+        case when row_number() over (partition by profile_id order by seconds_from) = 1 then 0
+        else seconds_from end as seconds_from
+    from usable
 )
 
 select
@@ -63,5 +87,4 @@ select
     cast(coalesce(lead(seconds_from) over (partition by profile_id order by seconds_from), 86400) as integer)
         as seconds_until,
     cast(rate_u_h as double) as rate_u_h
-from entries
-where seconds_from between 0 and 86399 and rate_u_h >= 0
+from segments

@@ -21,26 +21,20 @@ with days as (
     select reading_date from silver.fct_glucose_readings
 ),
 
-temps_ordered as (
+-- The minute's temp basal is the newest started at or before it (an ASOF join below): so a newer
+-- temp basal ends the one before, and a zero-duration one only cancels it.
+temps as (
     select
         treatment_ts,
+        treatment_ts + to_microseconds(cast(duration_min * 60000000 as bigint)) as end_ts,
         duration_min,
         basal_rate_u_h,
         basal_percent,
-        basal_delivered_units,
-        lead(treatment_ts) over (order by treatment_ts, treatment_id) as next_ts
+        basal_delivered_units
     from silver.fct_treatments
     where is_temp_basal
     -- Two temp basals started at the same instant: the one uploaded last (largest id) runs.
     qualify row_number() over (partition by treatment_ts order by treatment_id desc) = 1
-),
-
-temps as (
-    select
-        *,
-        least(treatment_ts + to_microseconds(cast(duration_min * 60000000 as bigint)), coalesce(next_ts, 'infinity'))
-            as end_ts
-    from temps_ordered
 ),
 
 newest as (
@@ -48,7 +42,7 @@ newest as (
     from (
         select max(treatment_ts) as at_ts from silver.fct_treatments
         union all
-        select max(end_ts) from temps where end_ts < 'infinity'
+        select max(end_ts) from temps
         union all
         select max(reading_ts) from silver.fct_glucose_readings
     )
