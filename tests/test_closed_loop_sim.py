@@ -198,6 +198,25 @@ def test_a_closed_loop_week_counts_each_dose_once(
         insulin, carbs, automatic = given(docs)
         assert 0 < automatic < insulin
         assert gold_totals(engine) == (insulin, carbs, automatic)
+        # Basal: the site's two profile documents (engine/sim/profiles.py) are stored, the newer
+        # one's six segments in force; the simulated temp basals cover every minute of a whole day,
+        # so its basal is theirs, rate x duration, as the loop gave it.
+        assert run.summary["profiles"] == {"fetched": 2, "stored": 2, "skipped": 0}
+        assert engine.query("select count(*) from bronze.stg_basal_schedule", "dev").rows == [(7,)]
+        given_basal: dict[str, float] = {}
+        for doc in docs:
+            if doc["eventType"] == "Temp Basal":
+                day = datetime.fromisoformat(doc["created_at"]).astimezone(simulator.tz).date().isoformat()
+                given_basal[day] = given_basal.get(day, 0.0) + doc["absolute"] * doc["duration"] / 60
+        counted = dict(
+            engine.query(
+                "select cast(reading_date as varchar), basal_insulin_units from gold.fct_daily_basal_insulin"
+                " where counted_minutes = 1440 and temp_basal_minutes = 1440",
+                "dev",
+            ).rows
+        )
+        assert len(counted) >= 5
+        assert counted == pytest.approx({day: given_basal[day] for day in counted})
         deleted = engine.query("select count(*) from raw.glucose_entries where not is_valid", "dev").rows
         assert deleted[0][0] > 0
         kept = engine.query(
