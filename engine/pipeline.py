@@ -31,6 +31,7 @@ from engine.ingest.nightscout import (
 )
 from engine.ingest.nightscout_http import EndpointNotFound
 from engine.ingest.profiles import ingest_profiles
+from engine.ingest.removals import mark_removed
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult
@@ -261,6 +262,8 @@ class Pipeline:
                         break
                     outcome = self._store_batch(run.id, source, records, source=redact_url(config.url))
                     totals.add(outcome, source)
+                    if removed := mark_removed(self, run.id, source, window, records, now=self._clock()):
+                        totals.extra["removed"] = totals.extra.get("removed", 0) + removed
                     if outcome.newest_ms is not None:
                         self.store.advance_watermark(source.watermark_key, outcome.newest_ms, run.id)
             profiles = ingest_profiles(

@@ -225,3 +225,31 @@ def test_a_closed_loop_week_counts_each_dose_once(
             "dev",
         ).rows
         assert kept == [(0,)]
+
+
+def test_a_loop_record_removed_from_the_site_leaves_the_layers(
+    home: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loop deletes through API v1: the carbs entered by mistake are no longer served twenty
+    minutes later. The next run's re-read window lists their range without them: they are stored
+    as deleted and leave silver and gold."""
+    simulator = GlucoseSimulator(seed=7, tz="Europe/Paris", clock=clock, uploader="loop")
+    today = datetime.fromtimestamp(clock.now).toordinal()
+    planned = [doc for ordinal in range(today - 3, today) for _, doc in simulator._treatments(ordinal)]
+    mistake = max((d for d in planned if REMOVED_AT in d), key=lambda d: d[REMOVED_AT])
+    assert mistake[REMOVED_AT] < clock.now * 1000
+    with SimulatorServer(simulator) as server, engine_for(home, server.url, monkeypatch) as engine:
+        clock.now = (mistake[REMOVED_AT] - 60_000) / 1000  # entered, not removed yet
+        built(engine, engine.run_now())
+        counted = "select count(*) from silver.fct_treatments where treatment_id = $id"
+        assert engine.query(counted, "dev", {"id": mistake["_id"]}).rows == [(1,)]
+        carbs_before = gold_totals(engine)[1]
+
+        clock.now = (mistake[REMOVED_AT] + 60_000) / 1000  # removed in Loop, gone from the site
+        run = engine.run_now()
+        built(engine, run)
+        assert run.summary["removed"] == 1
+        assert engine.query(counted, "dev", {"id": mistake["_id"]}).rows == [(0,)]
+        raw = engine.query("select is_valid from raw.treatments where _id = $id", "dev", {"id": mistake["_id"]})
+        assert raw.rows == [(False,)]  # kept in raw, as deleted
+        assert gold_totals(engine)[1] == pytest.approx(carbs_before - mistake["carbs"])
