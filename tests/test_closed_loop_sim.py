@@ -250,6 +250,8 @@ def test_a_loop_record_removed_from_the_site_leaves_the_layers(
         built(engine, run)
         assert run.summary["removed"] == 1
         assert engine.query(counted, "dev", {"id": mistake["_id"]}).rows == [(0,)]
-        raw = engine.query("select is_valid from raw.treatments where _id = $id", "dev", {"id": mistake["_id"]})
+        raw = engine.query(
+            "select is_valid from raw.treatments where _id = $id", "dev", {"id": mistake["_id"]}
+        )
         assert raw.rows == [(False,)]  # kept in raw, as deleted
         assert gold_totals(engine)[1] == pytest.approx(carbs_before - mistake["carbs"])

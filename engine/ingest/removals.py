@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
-from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan, Reference
+from pyiceberg.expressions.literals import literal
 
 from engine.ingest.imports.lake_rows import ENTERED_BY
 from engine.ingest.nightscout import FetchWindow
@@ -89,7 +90,10 @@ def mark_removed(
     stored = pipeline.lake.read_arrow(
         source.table.name,
         "dev",
-        row_filter=And(GreaterThanOrEqual("created_at", str(low)), LessThan("created_at", str(high))),
+        row_filter=And(
+            GreaterThanOrEqual(term=Reference("created_at"), value=literal(str(low))),
+            LessThan(term=Reference("created_at"), value=literal(str(high))),
+        ),
     )
     gone = removed_rows(stored, served, run_id=run_id, now=now)
     if gone.num_rows == 0:
