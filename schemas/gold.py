@@ -245,6 +245,7 @@ class FactDailyBasalInsulin(pa.DataFrameModel):
     scheduled_basal_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
     temp_basal_minutes: Series[int] = pa.Field(ge=0, le=MAX_DAY_MINUTES, metadata=ERROR)
     counted_minutes: Series[int] = pa.Field(gt=0, le=MAX_DAY_MINUTES, metadata=ERROR)
+    is_complete: Series[bool] = pa.Field(metadata=ERROR)
     reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
 
     class Config:

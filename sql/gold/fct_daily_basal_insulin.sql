@@ -14,7 +14,7 @@
 -- Days are those with any treatment or reading; minutes after the newest of them (the end of the
 -- last temp basal included) are not counted yet, so today holds the basal given so far. A minute
 -- with neither a profile in force nor a temp basal is not counted (`counted_minutes` says how many
--- were). Profile switches (a percentage or timeshift of the schedule, AndroidAPS) are not applied.
+-- were; `is_complete` that every minute up to the newest record was). Profile switches (a percentage or timeshift of the schedule, AndroidAPS) are not applied.
 with days as (
     select reading_date from silver.fct_treatments
     union
@@ -112,6 +112,7 @@ select
     cast(coalesce(sum(scheduled_u_h / 60) filter (where not in_temp), 0) as double) as scheduled_basal_units,
     cast(count(*) filter (where in_temp) as integer) as temp_basal_minutes,
     cast(count(units) as integer) as counted_minutes,
+    cast(count(units) = count(*) as boolean) as is_complete,
     cast(strftime(reading_date, '%Y-%m') as varchar) as reading_month
 from per_minute
 group by reading_date

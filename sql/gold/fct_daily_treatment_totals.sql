@@ -4,7 +4,7 @@
 -- Insulin and carbs per local calendar day, for the days with a bolus, a carb entry or counted
 -- basal: bolus insulin (`total_insulin_units`, the insulin the loop gave by itself as boluses,
 -- SMBs and automatic boluses, also apart), basal insulin (gold.fct_daily_basal_insulin; null
--- when no profile schedule or temp basal covers the day), and the total daily dose (bolus +
+-- unless a profile schedule or temp basals cover every minute of the day so far), and the total daily dose (bolus +
 -- basal, null without basal) with basal's share of it.
 with boluses as (
     select
@@ -26,7 +26,7 @@ days as (
         coalesce(b.automatic_units, 0) as automatic_units,
         coalesce(b.bolus_count, 0) as bolus_count,
         coalesce(b.carb_entry_count, 0) as carb_entry_count,
-        basal.basal_insulin_units
+        case when basal.is_complete then basal.basal_insulin_units end as basal_insulin_units
     from boluses as b
     full outer join gold.fct_daily_basal_insulin as basal on basal.reading_date = b.reading_date
 )
