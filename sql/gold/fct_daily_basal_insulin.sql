@@ -28,9 +28,11 @@ temps as (
         treatment_ts,
         treatment_ts + to_microseconds(cast(duration_min * 60000000 as bigint)) as end_ts,
         duration_min,
-        basal_rate_u_h,
-        basal_percent,
-        basal_delivered_units
+        -- A negative rate or amount is no usable figure (the schedule's rate stands); a percent
+        -- below -100 is no basal at all.
+        case when basal_rate_u_h >= 0 then basal_rate_u_h end as basal_rate_u_h,
+        greatest(basal_percent, -100) as basal_percent,
+        case when basal_delivered_units >= 0 then basal_delivered_units end as basal_delivered_units
     from silver.fct_treatments
     where is_temp_basal
     -- Two temp basals started at the same instant: the one uploaded last (largest id) runs.
