@@ -3,7 +3,6 @@ into the lake on `dev`."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,12 +26,14 @@ from engine.ingest.nightscout import (
     redact_url,
 )
 from engine.ingest.nightscout_http import EndpointNotFound
+from engine.ingest.profiles import ingest_profiles
+from engine.ingest.removals import mark_removed
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
-from engine.pipeline_batch import append_quarantine, touched_months
+from engine.pipeline_batch import append_quarantine, month_batches, release_memory
 from engine.pipeline_expiry import expire_history
 from engine.pipeline_export import read_export
 from engine.pipeline_totals import BatchOutcome, _Totals
@@ -41,7 +42,7 @@ from engine.publish.publisher import Publisher
 from engine.runs.logs import CURRENT_RUN
 from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger, Severity
 from engine.runs.store import RunStore, blocking_text
-from engine.transform.layers import LayerBuilder
+from engine.transform.layers import LayerBuilder, touched_months
 from engine.transform.models import Model
 from engine.transform.quality import GateReport
 
@@ -72,24 +73,6 @@ def _parse_day(text: str, zone_name: str) -> datetime:
     except ValueError as e:
         raise PhloError(f"bad date {text!r}", "use YYYY-MM-DD, for example 2026-01-31") from e
     return day.replace(tzinfo=ZoneInfo(zone_name))
-
-
-def release_memory() -> None:
-    """Hand what a long run's previous phase freed back to the OS: Arrow's allocator (mimalloc)
-    keeps freed pages for reuse, so a five-year backfill's peak was its ingest's leftovers plus a
-    build. Cheap next to a batch's build; an hourly run of one batch never calls it."""
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-
-
-def month_batches(months: set[str], size: int) -> list[set[str]]:
-    """`months` in ascending batches of `size`, each after the first also holding the previous batch's
-    last month: a model may read the months on either side (a bolus's 4 h after it), so a batch's last
-    month is built again once the month after it exists."""
-    ordered = sorted(months)
-    if len(ordered) <= size:
-        return [set(ordered)]
-    return [set(ordered[max(start - 1, 0) : start + size]) for start in range(0, len(ordered), size)]
 
 
 class Pipeline:
@@ -244,8 +227,19 @@ class Pipeline:
                         break
                     outcome = self._store_batch(run.id, source, records, source=redact_url(config.url))
                     totals.add(outcome, source)
+                    if removed := mark_removed(self, run.id, source, window, records, now=self._clock()):
+                        totals.extra["removed"] = totals.extra.get("removed", 0) + removed
                     if outcome.newest_ms is not None:
                         self.store.advance_watermark(source.watermark_key, outcome.newest_ms, run.id)
+            profiles = ingest_profiles(
+                self,
+                run.id,
+                config,
+                zone=self.settings.zone,
+                since_ms=min(since_ms.values()),
+                now=self._clock(),
+            )
+            totals.extra["profiles"] = profiles if profiles is not None else "not served"
             if history:
                 ingest_history(self, run.id, config, totals, since_ms)
 

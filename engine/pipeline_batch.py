@@ -1,32 +1,14 @@
-"""What a stored batch touches: the local months to rebuild, and the quarantine rows not kept before
-(engine.pipeline, engine.pipeline_import)."""
+"""What a stored batch touches: the quarantine rows not kept before, and the months a build takes in
+batches (engine.pipeline, engine.pipeline_import)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import gc
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.ingest.sources import Source
 from engine.lake.store import Lake
-from engine.transform.layers import local_months
-
-HOUR_MS = 3_600_000
-# Models may look this far across a record's time (the effectiveness mart reads glucose up to 4 h
-# after a bolus and 1 h before): a record this close to a month's edge also marks the neighbour
-# month pending, so rows there that read it are rebuilt too.
-MODEL_REACH_MS = 4 * HOUR_MS
-
-
-def touched_months(rows: pa.Table, time_column: str, timezone: str) -> set[str]:
-    """Local months of the records, and of the instants `MODEL_REACH_MS` either side of them."""
-    if rows.num_rows == 0:
-        return set()
-    times = rows[time_column].combine_chunks()
-    reach = pa.scalar(timedelta(milliseconds=MODEL_REACH_MS), pa.duration("us"))
-    shifted = pa.chunked_array([times, pc.subtract(times, reach), pc.add(times, reach)])
-    return local_months(pa.table({"reading_ts": shifted}), timezone)
 
 
 def append_quarantine(lake: Lake, declared: Source, rows: pa.Table, run_id: str) -> int:
@@ -44,3 +26,21 @@ def append_quarantine(lake: Lake, declared: Source, rows: pa.Table, run_id: str)
     if rows.num_rows:
         lake.append(declared.quarantine, rows, snapshot_properties={"phlo.run-id": run_id})
     return rows.num_rows
+
+
+def release_memory() -> None:
+    """Hand what a long run's previous phase freed back to the OS: Arrow's allocator (mimalloc)
+    keeps freed pages for reuse, so a five-year backfill's peak was its ingest's leftovers plus a
+    build. Cheap next to a batch's build; an hourly run of one batch never calls it."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+
+
+def month_batches(months: set[str], size: int) -> list[set[str]]:
+    """`months` in ascending batches of `size`, each after the first also holding the previous batch's
+    last month: a model may read the months on either side (a bolus's 4 h after it), so a batch's last
+    month is built again once the month after it exists."""
+    ordered = sorted(months)
+    if len(ordered) <= size:
+        return [set(ordered)]
+    return [set(ordered[max(start - 1, 0) : start + size]) for start in range(0, len(ordered), size)]

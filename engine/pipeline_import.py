@@ -12,8 +12,9 @@ from engine.ingest.imports.quarantine import merged_checks
 from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE, Source
 from engine.ingest.tables import IMPORT_RECORDS
 from engine.ingest.validation import CheckResult
-from engine.pipeline_batch import append_quarantine, touched_months
+from engine.pipeline_batch import append_quarantine
 from engine.runs.records import Severity
+from engine.transform.layers import touched_months
 
 if TYPE_CHECKING:
     from engine.ingest.imports.common import CsvImport

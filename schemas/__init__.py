@@ -5,7 +5,12 @@ from __future__ import annotations
 import pandera.pandas as pa
 
 from schemas.bronze import StgGlucoseEntries, StgTreatments
-from schemas.gold import FactDailyGlucoseMetrics, FactDailyTreatmentTotals, FactHourlyGlucoseProfile
+from schemas.gold import (
+    FactDailyBasalInsulin,
+    FactDailyGlucoseMetrics,
+    FactDailyTreatmentTotals,
+    FactHourlyGlucoseProfile,
+)
 from schemas.marts import MrtGlucoseHourlyPatterns, MrtGlucoseOverview, MrtMedicationEffectiveness
 from schemas.silver import FactGlucoseReadings, FactTreatments
 
@@ -18,6 +23,7 @@ TABLE_SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "marts.mrt_glucose_hourly_patterns": MrtGlucoseHourlyPatterns,
     "bronze.stg_treatments": StgTreatments,
     "silver.fct_treatments": FactTreatments,
+    "gold.fct_daily_basal_insulin": FactDailyBasalInsulin,
     "gold.fct_daily_treatment_totals": FactDailyTreatmentTotals,
     "marts.mrt_medication_effectiveness": MrtMedicationEffectiveness,
 }

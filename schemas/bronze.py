@@ -88,6 +88,8 @@ class StgTreatments(pa.DataFrameModel):
     carbs_g: Series[float] = pa.Field(ge=0, le=CARBS_MAX_G, nullable=True, metadata=ERROR)
     duration_min: Series[float] = pa.Field(ge=0, nullable=True, metadata=WARNING)
     basal_rate_u_h: Series[float] = pa.Field(ge=0, nullable=True, metadata=WARNING)
+    basal_percent: Series[float] = pa.Field(ge=-100, nullable=True, metadata=WARNING)
+    basal_delivered_units: Series[float] = pa.Field(ge=0, nullable=True, metadata=WARNING)
     is_bolus: Series[bool] = pa.Field(metadata=ERROR)
     is_carbs: Series[bool] = pa.Field(metadata=ERROR)
     is_automatic: Series[bool] = pa.Field(metadata=ERROR)

@@ -28,6 +28,7 @@ FORMULA_TOLERANCE = 1e-6
 MIN_REPRESENTATIVE_COVERAGE_PCT = 70.0
 AGP_DAYS = 14
 READINGS_PER_HOUR = 12
+MAX_DAY_MINUTES = 25 * 60  # a local day that gains an hour at a DST change
 
 
 class FactDailyGlucoseMetrics(pa.DataFrameModel):
@@ -201,21 +202,52 @@ class FactDailyTreatmentTotals(pa.DataFrameModel):
     automatic_insulin_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
     bolus_count: Series[int] = pa.Field(ge=0, metadata=ERROR)
     carb_entry_count: Series[int] = pa.Field(ge=0, metadata=ERROR)
+    basal_insulin_units: Series[float] = pa.Field(ge=0, nullable=True, metadata=ERROR)
+    total_daily_dose_units: Series[float] = pa.Field(ge=0, nullable=True, metadata=ERROR)
+    basal_share: Series[float] = pa.Field(ge=0, le=1, nullable=True, metadata=ERROR)
     reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
 
     class Config:
         coerce = True
         strict = True
-        metadata: ClassVar[dict[str, dict[str, str]]] = {"severity": {"totals_match_counts": "error"}}
+        metadata: ClassVar[dict[str, dict[str, str]]] = {
+            "severity": {"totals_match_counts": "error", "dose_is_bolus_plus_basal": "error"}
+        }
+
+    @pa.dataframe_check
+    @classmethod
+    def dose_is_bolus_plus_basal(cls, df: pd.DataFrame) -> pd.Series:
+        """The total daily dose is bolus plus basal insulin, known exactly when the basal is."""
+        basal = df["basal_insulin_units"]
+        expected = df["total_insulin_units"] + basal
+        return (basal.isna() & df["total_daily_dose_units"].isna()) | (
+            (df["total_daily_dose_units"] - expected).abs() <= 1e-6
+        )
 
     @pa.dataframe_check
     @classmethod
     def totals_match_counts(cls, df: pd.DataFrame) -> pd.Series:
-        """A day has events, insulin exactly when it has boluses and carbs exactly when it has carb
-        entries, and no more automatic insulin than insulin."""
+        """A day has events or basal, insulin exactly when it has boluses and carbs exactly when it
+        has carb entries, and no more automatic insulin than insulin."""
         return (
-            ((df["bolus_count"] + df["carb_entry_count"]) > 0)
+            (((df["bolus_count"] + df["carb_entry_count"]) > 0) | df["basal_insulin_units"].notna())
             & (df["automatic_insulin_units"] <= df["total_insulin_units"] + 1e-9)
             & ((df["total_insulin_units"] > 0) == (df["bolus_count"] > 0))
             & ((df["total_carbs_g"] > 0) == (df["carb_entry_count"] > 0))
         )
+
+
+class FactDailyBasalInsulin(pa.DataFrameModel):
+    """Basal insulin per local day, counted minute by minute from the schedule and the temp basals."""
+
+    reading_date: Series[pa.DateTime] = pa.Field(unique=True, metadata=ERROR)
+    basal_insulin_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
+    scheduled_basal_units: Series[float] = pa.Field(ge=0, metadata=ERROR)
+    temp_basal_minutes: Series[int] = pa.Field(ge=0, le=MAX_DAY_MINUTES, metadata=ERROR)
+    counted_minutes: Series[int] = pa.Field(gt=0, le=MAX_DAY_MINUTES, metadata=ERROR)
+    is_complete: Series[bool] = pa.Field(metadata=ERROR)
+    reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
+
+    class Config:
+        coerce = True
+        strict = True

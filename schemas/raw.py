@@ -337,6 +337,8 @@ TREATMENT_SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "bolus_type": ("type",),
     "is_smb": ("isSMB", "is_smb"),
     "automatic": ("automatic",),
+    "percent": ("percent",),
+    "amount": ("amount",),
 }
 INSULIN_MAX_UNITS = 100
 CARBS_MAX_G = 500
@@ -394,6 +396,8 @@ class RawTreatments(pa.DataFrameModel):
     bolus_type: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
     is_smb: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
     automatic: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    percent: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
+    amount: Series[Any] = pa.Field(nullable=True, metadata=_WARNING)
 
     class Config:
         strict = True
@@ -446,7 +450,7 @@ class RawTreatments(pa.DataFrameModel):
         """carbs is from 0 to 500 g."""
         return _flags(carbs, _between(as_number(carbs), 0, CARBS_MAX_G))
 
-    @pa.check("duration", "rate", "absolute", name="is_number")
+    @pa.check("duration", "rate", "absolute", "percent", "amount", name="is_number")
     def _is_number(cls, values: Series[Any]) -> Series[bool]:
         """A finite number, or a string holding one; else stored as null."""
         return _flags(values, ~np.isnan(as_number(values)))

@@ -108,6 +108,11 @@ class FactTreatments(pa.DataFrameModel):
     is_bolus: Series[bool] = pa.Field(metadata=ERROR)
     is_carbs: Series[bool] = pa.Field(metadata=ERROR)
     is_automatic: Series[bool] = pa.Field(metadata=ERROR)
+    is_temp_basal: Series[bool] = pa.Field(metadata=ERROR)
+    duration_min: Series[float] = pa.Field(ge=0, nullable=True, metadata=ERROR)
+    basal_rate_u_h: Series[float] = pa.Field(ge=0, nullable=True, metadata=WARNING)
+    basal_percent: Series[float] = pa.Field(ge=-100, nullable=True, metadata=WARNING)
+    basal_delivered_units: Series[float] = pa.Field(ge=0, nullable=True, metadata=WARNING)
     reading_month: Series[str] = pa.Field(str_matches=MONTH_PATTERN, metadata=ERROR)
 
     class Config:
@@ -120,12 +125,14 @@ class FactTreatments(pa.DataFrameModel):
     @pa.dataframe_check
     @classmethod
     def flags_match_values(cls, df: pd.DataFrame) -> pd.Series:
-        """A bolus has insulin and a carb entry carbs; every row is at least one of them; only a bolus is automatic."""
+        """A bolus has insulin and a carb entry carbs; every row is at least one of them or a temp
+        basal, and only a temp basal has a duration; only a bolus is automatic."""
         return (
             (df["is_bolus"] == df["insulin_units"].notna())
             & (df["is_bolus"] | ~df["is_automatic"])
             & (df["is_carbs"] == df["carbs_g"].notna())
-            & (df["is_bolus"] | df["is_carbs"])
+            & (df["is_bolus"] | df["is_carbs"] | df["is_temp_basal"])
+            & (df["is_temp_basal"] == df["duration_min"].notna())
         )
 
     @pa.dataframe_check

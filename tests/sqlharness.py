@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
+from engine.ingest.tables import GLUCOSE_ENTRIES, PROFILES, TREATMENTS
 from engine.sql_macros import define_macros
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -119,6 +119,7 @@ def build(
     register(
         con, TREATMENTS.name, treatments if treatments is not None else TREATMENTS.arrow_schema.empty_table()
     )
+    register(con, PROFILES.name, PROFILES.arrow_schema.empty_table())
     for path in model_paths():
         con.execute(f"create table {model_name(path)} as {path.read_text()}")
     return con

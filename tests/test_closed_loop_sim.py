@@ -199,6 +199,25 @@ def test_a_closed_loop_week_counts_each_dose_once(
         insulin, carbs, automatic = given(docs)
         assert 0 < automatic < insulin
         assert gold_totals(engine) == (insulin, carbs, automatic)
+        # Basal: the site's two profile documents (engine/sim/profiles.py) are stored, the newer
+        # one's six segments in force; the simulated temp basals cover every minute of a whole day,
+        # so its basal is theirs, rate x duration, as the loop gave it.
+        assert run.summary["profiles"] == {"fetched": 2, "stored": 2, "skipped": 0}
+        assert engine.query("select count(*) from bronze.stg_basal_schedule", "dev").rows == [(7,)]
+        given_basal: dict[str, float] = {}
+        for doc in docs:
+            if doc["eventType"] == "Temp Basal":
+                day = datetime.fromisoformat(doc["created_at"]).astimezone(simulator.tz).date().isoformat()
+                given_basal[day] = given_basal.get(day, 0.0) + doc["absolute"] * doc["duration"] / 60
+        counted = dict(
+            engine.query(
+                "select cast(reading_date as varchar), basal_insulin_units from gold.fct_daily_basal_insulin"
+                " where counted_minutes = 1440 and temp_basal_minutes = 1440",
+                "dev",
+            ).rows
+        )
+        assert len(counted) >= 5
+        assert counted == pytest.approx({day: given_basal[day] for day in counted})
         deleted = engine.query("select count(*) from raw.glucose_entries where not is_valid", "dev").rows
         assert deleted[0][0] > 0
         kept = engine.query(
@@ -207,3 +226,33 @@ def test_a_closed_loop_week_counts_each_dose_once(
             "dev",
         ).rows
         assert kept == [(0,)]
+
+
+def test_a_loop_record_removed_from_the_site_leaves_the_layers(
+    home: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loop deletes through API v1: the carbs entered by mistake are no longer served twenty
+    minutes later. The next run's re-read window lists their range without them: they are stored
+    as deleted and leave silver and gold."""
+    simulator = GlucoseSimulator(seed=7, tz="Europe/Paris", clock=clock, uploader="loop")
+    today = datetime.fromtimestamp(clock.now).toordinal()
+    planned = [doc for ordinal in range(today - 3, today) for _, doc in simulator._treatments(ordinal)]
+    mistake = max((d for d in planned if REMOVED_AT in d), key=lambda d: d[REMOVED_AT])
+    assert mistake[REMOVED_AT] < clock.now * 1000
+    with SimulatorServer(simulator) as server, engine_for(home, server.url, monkeypatch) as engine:
+        clock.now = (mistake[REMOVED_AT] - 60_000) / 1000  # entered, not removed yet
+        built(engine, engine.run_now())
+        counted = "select count(*) from silver.fct_treatments where treatment_id = $id"
+        assert engine.query(counted, "dev", {"id": mistake["_id"]}).rows == [(1,)]
+        carbs_before = gold_totals(engine)[1]
+
+        clock.now = (mistake[REMOVED_AT] + 60_000) / 1000  # removed in Loop, gone from the site
+        run = engine.run_now()
+        built(engine, run)
+        assert run.summary["removed"] == 1
+        assert engine.query(counted, "dev", {"id": mistake["_id"]}).rows == [(0,)]
+        raw = engine.query(
+            "select is_valid from raw.treatments where _id = $id", "dev", {"id": mistake["_id"]}
+        )
+        assert raw.rows == [(False,)]  # kept in raw, as deleted
+        assert gold_totals(engine)[1] == pytest.approx(carbs_before - mistake["carbs"])

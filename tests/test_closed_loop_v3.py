@@ -24,6 +24,7 @@ from engine.ingest.nightscout import NightscoutConfig, configure_dlt
 from engine.ingest.nightscout_v3 import HistoryClient, position_key
 from engine.runs.records import RunStatus
 from engine.sim.loop import DELETED_AFTER_S, EDITED_AFTER_S
+from engine.sim.revocation import revoke_jwts
 from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator
 from tests.simclock import Clock
@@ -220,3 +221,28 @@ def test_a_change_older_than_the_reread_window_reaches_the_layers_through_histor
     text = runs + "\n".join(r.getMessage() for r in logs.records)
     assert TOKEN not in text
     assert not [jwt for jwt in jwts if jwt.removeprefix("Bearer ") in text]
+
+
+def test_a_jwt_revoked_mid_run_is_renewed_once_then_refused_in_one_line(
+    home: Path, clock: Clock, aaps: GlucoseSimulator
+) -> None:
+    configure_dlt(home)
+    since = int(clock.now * 1000) - 2 * DAY_MS
+    with SimulatorServer(aaps, token=TOKEN) as server:
+        client = HistoryClient(NightscoutConfig(server.url, token=TOKEN, max_attempts=1))
+        assert client.available() is None
+        before = [d for page in client.history("treatments", since) for d in page.documents]
+        # The site restarts with a new API_SECRET: the JWT held is refused, a new one is granted.
+        revoke_jwts(server)
+        after = [d for page in client.history("treatments", since) for d in page.documents]
+        assert client.authorizations == 2 and len(after) == len(before) > 0
+        # The subject is deleted: the JWT is refused, and so is the request for a new one.
+        revoke_jwts(server)
+        client_refused = HistoryClient(NightscoutConfig(server.url, token=TOKEN, max_attempts=1))
+        assert client_refused.available() is None
+        revoke_jwts(server, access_token=True)
+        with pytest.raises(SourceError) as refused:
+            list(client_refused.history("treatments", since))
+    text = str(refused.value)
+    assert "HTTP 401" in text and "\n" not in text
+    assert TOKEN not in text and server.url in text and refused.value.__cause__ is None

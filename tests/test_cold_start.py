@@ -21,7 +21,8 @@ from engine.lake.store import Lake
 from engine.publish.prestart import start_target
 from engine.publish.publisher import Publisher
 from engine.runs.records import RunStatus
-from engine.sim.server import GlucoseSimulator, SimulatorServer
+from engine.sim.server import SimulatorServer
+from engine.sim.simulator import GlucoseSimulator
 from engine.transform.model_files import SQL_DIR
 from engine.transform.models import discover_models
 from tests.pgclusters import cluster_of, remove_private_cluster

@@ -13,7 +13,7 @@ import pandera.pandas as pa_model
 import pyarrow as pa
 import pytest
 
-from engine.ingest.tables import GLUCOSE_ENTRIES, TREATMENTS
+from engine.ingest.tables import GLUCOSE_ENTRIES, PROFILES, TREATMENTS
 from engine.sql_macros import define_macros
 from engine.transform.models import Materialized, discover_models
 from schemas.bronze import StgGlucoseEntries
@@ -44,16 +44,21 @@ def daily_by_date(con: duckdb.DuckDBPyConnection) -> dict[object, dict[str, obje
 
 
 def test_models_follow_the_runner_contract() -> None:
-    models = {m.name: m for m in discover_models(SQL_DIR, sources=[GLUCOSE_ENTRIES.name, TREATMENTS.name])}
+    sources = [GLUCOSE_ENTRIES.name, TREATMENTS.name, PROFILES.name]
+    models = {m.name: m for m in discover_models(SQL_DIR, sources=sources)}
     treatment_models = {
         "bronze.stg_treatments",
         "silver.fct_treatments",
+        "gold.fct_daily_basal_insulin",
         "gold.fct_daily_treatment_totals",
         "marts.mrt_medication_effectiveness",
     }
-    assert set(models) == {BRONZE, SILVER, DAILY, AGP, OVERVIEW, PATTERNS} | treatment_models
+    # The basal schedule is a whole table: the profile in force may be years older than a month.
+    schedule = "bronze.stg_basal_schedule"
+    assert set(models) == {BRONZE, SILVER, DAILY, AGP, OVERVIEW, PATTERNS, schedule} | treatment_models
     incremental = {name for name, m in models.items() if m.materialized is Materialized.INCREMENTAL}
     assert incremental == {BRONZE, SILVER, DAILY} | treatment_models
+    assert models[schedule].depends_on == (PROFILES.name,)
     assert models[DAILY].depends_on == (BRONZE, SILVER)
     assert models[BRONZE].depends_on == (GLUCOSE_ENTRIES.name,)
 

@@ -275,5 +275,7 @@ def test_a_long_backfill_built_in_month_batches_equals_one_build(
                 ]
     assert tables["batched"].keys() == tables["one"].keys()
     for model_name, rows in tables["one"].items():
-        assert rows, model_name
+        # The mixed uploaders' site serves no profile: its basal models are empty (they are built in
+        # batches in tests/test_closed_loop_sim.py's closed-loop weeks).
+        assert rows or model_name in ("bronze.stg_basal_schedule", "gold.fct_daily_basal_insulin"), model_name
         assert tables["batched"][model_name] == rows, model_name

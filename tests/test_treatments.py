@@ -451,9 +451,18 @@ def test_effectiveness_by_hand_on_a_constructed_day(home: Path, monkeypatch: pyt
                 "automatic_insulin_units": 0.0,
                 "bolus_count": 3,
                 "carb_entry_count": 3,
+                # No profile: the 30 minutes of temp basal are not the day's basal, which stays unknown.
+                "basal_insulin_units": None,
+                "total_daily_dose_units": None,
+                "basal_share": None,
                 "reading_month": "2026-03",
             }
         ]
+        basal = engine.query(
+            "select basal_insulin_units, counted_minutes, is_complete from gold.fct_daily_basal_insulin",
+            "dev",
+        )
+        assert basal.rows == [(pytest.approx(0.25), 30, False)]  # 0.5 U/h for 30 min, by hand
 
 
 def test_a_bolus_before_midnight_at_a_month_end_reads_the_next_month(

@@ -964,3 +964,31 @@ async def test_a_closed_loop_s_automatic_insulin_share_shows_above_the_boluses(p
         await pilot.pause()
         await pilot.pause()
         assert "automatic" not in label_text(app, "#bolus-summary")
+
+
+@pytest.mark.anyio
+async def test_basal_and_the_total_daily_dose_show_above_the_boluses(promoted: LakeHome) -> None:
+    async with dashboard(promoted) as (app, pilot, _, _):
+        await pilot.press("2")
+        await settle(pilot)
+        charts = app.screen
+        assert isinstance(charts, ChartsScreen) and charts.snapshot is not None
+        plain = treatments_snapshot(charts.snapshot)
+        with_basal = dataclasses.replace(
+            plain,
+            treatments=tuple(
+                dataclasses.replace(d, basal_units=units)
+                for d, units in zip(plain.treatments, (20.0, 18.0), strict=True)
+            ),
+        )
+        charts.post_message(ChartsLoaded(with_basal))
+        for _ in range(5):
+            await pilot.press("c")
+        await pilot.pause()
+        summary = label_text(app, "#bolus-summary")
+        # Bolus (31.5 + 12.0) / 2 = 21.75 U, basal (20 + 18) / 2 = 19 U a day: 40.75 U, 47 % basal.
+        assert "per day: bolus 21.8 U + basal 19.0 U = 40.8 U total (47% basal, 2 d)" in summary
+        charts.post_message(ChartsLoaded(plain))  # no profile: basal unknown, no such line
+        await pilot.pause()
+        await pilot.pause()
+        assert "basal" not in label_text(app, "#bolus-summary")

@@ -33,6 +33,7 @@ RAW_TABLE_NAMES = (
     "raw.treatments",
     "raw.treatments_quarantine",
     "raw.import_records",
+    "raw.profiles",
 )
 """The names of engine.ingest.tables.RAW_TABLES (a test keeps them equal), without importing pyiceberg."""
 DAILY_METRICS = "gold.fct_daily_glucose_metrics"

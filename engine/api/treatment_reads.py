@@ -1,5 +1,5 @@
-"""Reads of the treatment tables the dashboard's Charts page and the clinic report share: insulin and carbs
-per local day, and each bolus with what glucose did after it.
+"""Reads of the treatment tables the dashboard's Charts page and the clinic report share: insulin (bolus,
+basal, the total daily dose) and carbs per local day, and each bolus with what glucose did after it.
 
 The tables are built by the treatment models; a home without them (older data, no treatments uploaded)
 reads as no treatments, never as an error. Imports nothing heavy: the early reads import it.
@@ -28,6 +28,37 @@ class DayTreatments:
     carb_entries: int
     automatic_units: float = 0.0
     """The part of `insulin_units` the loop gave by itself (SMBs, Loop's automatic boluses)."""
+    basal_units: float | None = None
+    """Basal insulin of the day (the profile's schedule, replaced where temp basals ran); None when
+    the site serves no profile and no temp basal covers the day."""
+
+    @property
+    def total_daily_dose(self) -> float | None:
+        """Bolus plus basal insulin; None when the basal is unknown."""
+        return None if self.basal_units is None else self.insulin_units + self.basal_units
+
+
+@dataclass(frozen=True)
+class DailyDose:
+    """Mean insulin per day over the days whose basal is known: bolus, basal, their total, and basal's
+    share of it (0..1)."""
+
+    days: int
+    bolus_units: float
+    basal_units: float
+    total_units: float
+    basal_share: float
+
+
+def daily_dose(days: tuple[DayTreatments, ...]) -> DailyDose | None:
+    """The mean daily dose of the `days` with a known basal; None when there is none (no profile)."""
+    known = [d for d in days if d.basal_units is not None]
+    if not known:
+        return None
+    bolus = sum(d.insulin_units for d in known) / len(known)
+    basal = sum(d.basal_units or 0.0 for d in known) / len(known)
+    total = bolus + basal
+    return DailyDose(len(known), bolus, basal, total, basal / total if total > 0 else 0.0)
 
 
 def automatic_share(days: tuple[DayTreatments, ...]) -> tuple[float, float] | None:
@@ -66,7 +97,7 @@ def load_daily_treatments(
         return ()
     rows = lake.query(
         "select reading_date, total_insulin_units, total_carbs_g, bolus_count, carb_entry_count, "
-        "automatic_insulin_units "
+        "automatic_insulin_units, basal_insulin_units "
         "from gold.fct_daily_treatment_totals where reading_date between $since and $until "
         "order by reading_date",
         branch,
@@ -80,8 +111,9 @@ def load_daily_treatments(
             int(boluses or 0),
             int(entries or 0),
             optional_float(automatic) or 0.0,
+            optional_float(basal),
         )
-        for day, units, carbs, boluses, entries, automatic in rows
+        for day, units, carbs, boluses, entries, automatic, basal in rows
     )
 
 

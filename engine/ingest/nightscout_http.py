@@ -45,6 +45,10 @@ class EndpointNotFound(SourceError):
     """The site answered 404 for an endpoint: it does not serve that kind of record."""
 
 
+class AccessRefused(SourceError):
+    """The site answered 401 or 403: the credentials (or an API v3 JWT) are not accepted."""
+
+
 def _set(secret: str | None) -> str:
     return "'set'" if secret else "None"
 
@@ -229,7 +233,7 @@ def _source_error(error: Exception, config: NightscoutConfig, url: str) -> Sourc
 
 def _http_error(status: int, url: str, attempts: str) -> SourceError:
     if status in (401, 403):
-        return SourceError(f"{url} refused access (HTTP {status})", SECRET_HINT)
+        return AccessRefused(f"{url} refused access (HTTP {status})", SECRET_HINT)
     if status == 404:
         return EndpointNotFound(f"{url} was not found (HTTP 404)", URL_HINT)
     if status == 429 or status >= 500:

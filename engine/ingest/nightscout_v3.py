@@ -28,7 +28,13 @@ from requests.auth import AuthBase
 
 from engine.errors import SourceError
 from engine.ingest.nightscout import NightscoutConfig, _read, redact_url
-from engine.ingest.nightscout_http import EndpointNotFound, _json_body_hook, _raise_for_status, _token
+from engine.ingest.nightscout_http import (
+    AccessRefused,
+    EndpointNotFound,
+    _json_body_hook,
+    _raise_for_status,
+    _token,
+)
 
 if TYPE_CHECKING:
     from requests import Session
@@ -166,7 +172,21 @@ class HistoryClient:
                 )
             return [d for d in result if isinstance(d, dict)]
 
-        documents = _read(self._config, "", request, _Bearer(self._bearer), endpoint=self.base + path)
+        try:
+            documents = _read(self._config, "", request, _Bearer(self._bearer), endpoint=self.base + path)
+        except AccessRefused:
+            # The JWT held was revoked or the site's key changed (a restart with a new API_SECRET):
+            # one new JWT and one more try; a second refusal is the site's answer.
+            log.info("the site refused the API v3 JWT: asking for a new one")
+            self._authorize()
+            try:
+                documents = _read(self._config, "", request, _Bearer(self._bearer), endpoint=self.base + path)
+            except AccessRefused as e:
+                status = e.message.rpartition("(HTTP ")[2].rstrip(")")
+                raise AccessRefused(
+                    f"{self.base}{path} refused a new API v3 JWT too (HTTP {status})",
+                    "the access token may have lost its read permission: check its roles in Nightscout's admin",
+                ) from None
         log.info("fetched %d changes from %s", len(documents), self.base + path)
         return documents
 

@@ -164,6 +164,9 @@ _TREATMENT_FIELDS: list[tuple[str, object, bool, str]] = [
     ),
     ("is_smb", BooleanType(), False, "isSMB: a super micro bolus the loop gave (AndroidAPS, OpenAPS)"),
     ("automatic", BooleanType(), False, "automatic: a dose the loop gave (Loop)"),
+    # What a temp basal delivers besides `absolute`/`rate` (docs/closed-loop.md, basal).
+    ("percent", DoubleType(), False, "percent: a temp basal as the schedule's rate changed by this many %"),
+    ("amount", DoubleType(), False, "amount: the insulin a temp basal delivered, units (Loop)"),
 ]
 
 _treatments_schema = _nested(_TREATMENT_FIELDS)
@@ -241,10 +244,37 @@ IMPORT_RECORDS = TableDef(
     partition_column="record_month",
 )
 
+# Nightscout profile documents (/api/v1/profile.json), one row per document: the basal schedule
+# a total daily dose needs (docs/closed-loop.md, "Total daily insulin from basal").
+_PROFILE_FIELDS: list[tuple[str, object, bool, str]] = [
+    ("_id", StringType(), True, "Nightscout profile document id"),
+    ("start_date", StringType(), True, "startDate as uploaded: from when the document is in force"),
+    ("start_ts", TimestamptzType(), True, "startDate as timestamptz (UTC)"),
+    ("default_profile", StringType(), False, "defaultProfile: the name of the store entry in use"),
+    ("store_json", StringType(), True, "store: every named profile (basal, timezone, ...) as JSON text"),
+    ("units", StringType(), False, "units: mg/dl or mmol"),
+    ("start_month", StringType(), True, "YYYY-MM of start_ts in UTC; the identity partition"),
+    ("_phlo_ingested_at", TimestamptzType(), True, "when phlo stored this version of the row"),
+    ("_phlo_run_id", StringType(), True, "run that stored this version of the row"),
+    *_V3_FIELDS,
+]
+
+_profiles_schema = _nested(_PROFILE_FIELDS)
+
+PROFILES = TableDef(
+    name="raw.profiles",
+    schema=_profiles_schema,
+    partition_spec=_month_spec(_profiles_schema, "start_month"),
+    arrow_schema=_arrow(_PROFILE_FIELDS),
+    key="_id",
+    partition_column="start_month",
+)
+
 RAW_TABLES: tuple[TableDef, ...] = (
     GLUCOSE_ENTRIES,
     GLUCOSE_QUARANTINE,
     TREATMENTS,
     TREATMENTS_QUARANTINE,
     IMPORT_RECORDS,
+    PROFILES,
 )

@@ -27,6 +27,7 @@ from engine.errors import PhloError
 from engine.sim.loop import (
     Uploader,
 )
+from engine.sim.profiles import profile_response
 from engine.sim.queries import leading_int, query_entries, query_treatments, status_document, v3_timestamp
 from engine.sim.simulator import GlucoseSimulator
 from engine.sim.trace import HISTORY_LIMIT, JWT_LIFETIME_S
@@ -341,6 +342,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_json(200, answer)
             elif (history := _HISTORY_PATH.fullmatch(split.path)) and owner.serve_v3:
                 self._serve_history(owner, query, headers, history.group(1), history.group(2))
+            elif (profiles := profile_response(owner, split.path, query, headers)) is not None:
+                self._send_json(*profiles)
             else:
                 self._send_json(404, {"status": 404, "message": "Not Found"})
         except (BrokenPipeError, ConnectionResetError):

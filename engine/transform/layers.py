@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult
@@ -62,6 +63,23 @@ def local_months(rows: pa.Table, timezone: str) -> set[str]:
             "select distinct strftime(timezone(getvariable('phlo_timezone'), reading_ts), '%Y-%m') from batch"
         ).fetchall()
     return {m for (m,) in found if m is not None}
+
+
+HOUR_MS = 3_600_000
+# Models may look this far across a record's time (the effectiveness mart reads glucose up to 4 h
+# after a bolus and 1 h before): a record this close to a month's edge also marks the neighbour
+# month pending, so rows there that read it are rebuilt too.
+MODEL_REACH_MS = 4 * HOUR_MS
+
+
+def touched_months(rows: pa.Table, time_column: str, timezone: str) -> set[str]:
+    """Local months of the records, and of the instants `MODEL_REACH_MS` either side of them."""
+    if rows.num_rows == 0:
+        return set()
+    times = rows[time_column].combine_chunks()
+    reach = pa.scalar(timedelta(milliseconds=MODEL_REACH_MS), pa.duration("us"))
+    shifted = pa.chunked_array([times, pc.subtract(times, reach), pc.add(times, reach)])
+    return local_months(pa.table({"reading_ts": shifted}), timezone)
 
 
 class LayerBuilder:

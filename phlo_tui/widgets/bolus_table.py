@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
-from engine.api.pages import BolusOutcome, ChartsSnapshot, automatic_share
+from engine.api.pages import BolusOutcome, ChartsSnapshot, DailyDose, automatic_share, daily_dose
 from phlo_tui.widgets.glucose import MMOL_PER_MG, glucose_text
 
 COLUMNS = ("bolus at", "U", "carbs", "before", "after", "change", "lowest", "low min", "hypo")
@@ -37,6 +37,16 @@ def bolus_row(bolus: BolusOutcome, units: str) -> tuple[str, ...]:
         glucose_text(bolus.min_after, units),
         "" if bolus.minutes_to_min is None else f"{bolus.minutes_to_min:.0f}",
         "yes" if bolus.hypo_within_4h else "",
+    )
+
+
+def dose_line(dose: DailyDose | None) -> str:
+    """The mean total daily dose and its parts, as a line of the summary; empty without basal."""
+    if dose is None:
+        return ""
+    return (
+        f"per day: bolus {dose.bolus_units:.1f} U + basal {dose.basal_units:.1f} U"
+        f" = {dose.total_units:.1f} U total ({dose.basal_share:.0%} basal, {dose.days} d)\n"
     )
 
 
@@ -71,9 +81,11 @@ class BolusTable(Vertical):
         loop = (
             "" if share is None else f"{share[1]:.0%} of the {share[0]:g} U automatic (SMBs, loop boluses)\n"
         )
-        summary.styles.height = 2 if share is None else 3
+        # Only a site with a profile (or temp basals) has a known basal, and so a total daily dose.
+        dose = daily_dose(snapshot.treatments)
+        summary.styles.height = 2 + (share is not None) + (dose is not None)
         summary.update(
-            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo in 4 h\n{loop}"
+            f"{len(boluses)} boluses · {moved} · {hypos} followed by a hypo in 4 h\n{loop}{dose_line(dose)}"
             "after = mean of hours 2–3 · change = after − before · low min = mins to lowest"
         )
         for i, bolus in enumerate(boluses):

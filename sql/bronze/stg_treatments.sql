@@ -15,6 +15,8 @@
 -- 4. Calculations are not doses: a Bolus Wizard record's insulin counts only when no delivered
 --    bolus of the same insulin (within 0.05 U) was uploaded within 2 minutes of it, and its carbs
 --    only when no other record holds the same carbs within 2 minutes.
+-- A temp basal keeps its rate (absolute, else rate, U/h), its percent of the schedule and the
+-- insulin it delivered (Loop's amount) for the basal model (sql/gold/fct_daily_basal_insulin.sql).
 -- A bolus is insulin given (> 0 U) by any event but a temp basal, a pump priming or a long-acting
 -- injection (an imported Clarity or LibreView dose); a carb entry is carbs > 0 g. A loop's automatic bolus (isSMB, type SMB, Loop's automatic) is flagged.
 -- Duplicate uploads without an uploader identity collapse, as glucose entries do: a pump
@@ -63,6 +65,8 @@ typed as (
         carbs,
         duration,
         coalesce(absolute, rate) as basal_rate,
+        percent as basal_percent,
+        amount as basal_amount,
         coalesce(upper(bolus_type) = 'PRIMING', false) as is_priming,
         coalesce(is_smb or upper(bolus_type) = 'SMB' or automatic, false) as is_automatic_dose,
         entered_by,
@@ -163,6 +167,8 @@ select
     cast(carbs as double) as carbs_g,
     cast(duration as double) as duration_min,
     cast(basal_rate as double) as basal_rate_u_h,
+    cast(basal_percent as double) as basal_percent,
+    cast(basal_amount as double) as basal_delivered_units,
     cast(
         is_delivered_bolus or (event_type = 'Bolus Wizard' and insulin > 0 and not coalesce(insulin_delivered, false))
         as boolean

@@ -14,13 +14,21 @@ from engine.api.pages.pipeline import (
     tail_run_log,
 )
 from engine.api.pages.status import PipelineStatus, existing_tables, load_status
-from engine.api.pages.treatments import BolusOutcome, DayTreatments, TreatmentMark, automatic_share
+from engine.api.pages.treatments import (
+    BolusOutcome,
+    DailyDose,
+    DayTreatments,
+    TreatmentMark,
+    automatic_share,
+    daily_dose,
+)
 
 __all__ = [
     "BandShares",
     "BolusOutcome",
     "BranchesSnapshot",
     "ChartsSnapshot",
+    "DailyDose",
     "DayMetrics",
     "DayTreatments",
     "HourProfile",
@@ -32,6 +40,7 @@ __all__ = [
     "RunsSnapshot",
     "TreatmentMark",
     "automatic_share",
+    "daily_dose",
     "existing_tables",
     "load_branches",
     "load_charts",

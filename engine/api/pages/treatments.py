@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 from engine.api.treatment_reads import (
     BolusOutcome,
+    DailyDose,
     DayTreatments,
     automatic_share,
+    daily_dose,
     load_bolus_outcomes,
     load_daily_treatments,
     optional_float,
@@ -51,9 +53,11 @@ def load_marks(lake: LakeReader, branch: str, since: datetime, until: datetime) 
 
 __all__ = [
     "BolusOutcome",
+    "DailyDose",
     "DayTreatments",
     "TreatmentMark",
     "automatic_share",
+    "daily_dose",
     "load_bolus_outcomes",
     "load_daily_treatments",
     "load_marks",
