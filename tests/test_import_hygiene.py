@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_engine_imports_without_textual() -> None:
@@ -27,3 +28,17 @@ def test_dashboard_imports_without_the_lake() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MODULE_LINES_MAX = 500  # docs/architecture.md: a module longer than this is split by concern
+
+
+def test_no_module_of_the_engine_or_the_dashboard_passes_500_lines() -> None:
+    root = Path(__file__).resolve().parents[1]
+    long = {
+        str(path.relative_to(root)): lines
+        for package in ("engine", "phlo_tui")
+        for path in sorted((root / package).rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MODULE_LINES_MAX
+    }
+    assert not long, f"split these by concern: {long}"
