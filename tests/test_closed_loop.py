@@ -338,6 +338,57 @@ def test_loop_automatic_boluses_are_flagged(engine: Engine) -> None:
 # -- a lake written before these columns -----------------------------------------------------------
 
 
+def declared_before(column: str) -> Any:
+    """raw.treatments as a release declared it before `column` and the columns after it."""
+    import dataclasses
+
+    import pyarrow as pa
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+
+    from engine.ingest.tables import TREATMENTS
+
+    fields = TREATMENTS.schema.fields[: TREATMENTS.schema.fields.index(TREATMENTS.schema.find_field(column))]
+    schema = Schema(*fields)
+    month = schema.find_field("treatment_month")
+    spec = PartitionSpec(
+        PartitionField(
+            source_id=month.field_id, field_id=1000, transform=IdentityTransform(), name="treatment_month"
+        )
+    )
+    arrow = pa.schema([TREATMENTS.arrow_schema.field(f.name) for f in fields])
+    return dataclasses.replace(TREATMENTS, schema=schema, partition_spec=spec, arrow_schema=arrow)
+
+
+def test_a_home_from_before_the_basal_columns_builds_and_reads_its_day(
+    engine: Engine, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade: raw.treatments stored by a release without `percent` and `amount`. The next build
+    reads them as null (the models read a branch with the table's current schema), and a gold table
+    of that release, without the basal column, reads as basal unknown rather than an SQL error."""
+    from engine.api.treatment_reads import DAILY_TREATMENTS, load_daily_treatments
+    from engine.ingest.sources import TREATMENTS_SOURCE
+
+    readings, treatments = issue_day()
+    old = declared_before("percent")
+    engine.lake.ensure_table(old)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    stored = TREATMENTS_SOURCE.validate_batch(treatments, run_id="old", source="t", now=now).valid
+    engine.lake.merge(old, stored.select(old.arrow_schema.names))
+    load_raw(engine, readings, [])  # the new release declares its tables: raw.treatments gains columns
+    build_layers(engine, None)
+    assert totals(engine) == [(date(2024, 1, 18), 9.3, 45.0, 5, 1, 0.7)]
+
+    built = engine.lake.read_arrow(DAILY_TREATMENTS, "dev")
+    monkeypatch.setenv("PHLO_HOME", str(home / "older"))
+    with Engine(load_settings()) as older:
+        narrow = built.drop_columns([c for c in built.column_names if "basal" in c or "daily_dose" in c])
+        older.lake.write_model(DAILY_TREATMENTS, narrow, partition_by="reading_month")
+        (day,) = load_daily_treatments(older, "dev", date(2024, 1, 18), date(2024, 1, 18))
+    assert (round(day.insulin_units, 2), day.basal_units) == (9.3, None)
+
+
 def test_a_lake_written_before_the_new_raw_columns_gains_them(tmp_path: Path) -> None:
     """raw.treatments as the release before declared it (no v3 or uploader columns): ensure_table
     adds the columns, the stored rows read them as null, and new rows write them."""

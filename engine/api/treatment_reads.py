@@ -95,9 +95,12 @@ def load_daily_treatments(
     """Insulin and carb totals per local day, oldest first; none when the table does not exist."""
     if not lake.has_table(DAILY_TREATMENTS):
         return ()
+    # A home built by an older release has no basal column until its next run rebuilds the table.
+    stored = lake.query("select * from gold.fct_daily_treatment_totals limit 0", branch).columns
+    basal = "basal_insulin_units" if "basal_insulin_units" in stored else "null::double"
     rows = lake.query(
         "select reading_date, total_insulin_units, total_carbs_g, bolus_count, carb_entry_count, "
-        "automatic_insulin_units, basal_insulin_units "
+        f"automatic_insulin_units, {basal} "
         "from gold.fct_daily_treatment_totals where reading_date between $since and $until "
         "order by reading_date",
         branch,

@@ -110,12 +110,15 @@ class LakeReads(LakeAccess):
         as_name: str | None = None,
         partitions: Iterable[str] | None = None,
         snapshot_id: int | None = None,
+        current_schema: bool = False,
     ) -> None:
         """Create (or replace) a view `as_name` (default: the Iceberg name) over the head of `branch`,
         or over `snapshot_id` when given (a promotion's snapshot of main, say).
 
         The view reads the snapshot's Parquet files in place, with the columns of the schema the
-        snapshot was written with; it does not follow later commits. With `partitions`, only the
+        snapshot was written with; it does not follow later commits. With `current_schema`, a branch's
+        head is read as Iceberg reads a branch, with the table's current schema: columns added since
+        (a raw table's new declared columns, before any write) read as null. With `partitions`, only the
         files of those values of the table's identity partition column (whole partitions); an
         unpartitioned table is registered whole.
         Raises LakeError for a missing table, branch or snapshot, or when DuckDB refuses the view.
@@ -124,7 +127,12 @@ class LakeReads(LakeAccess):
             table = self._load(name)
             snapshot = snapshot_id if snapshot_id is not None else _head(table, name, branch)
             files = [f.path for f in _partition_files(table, snapshot, partitions)]
-            create_view(con, as_name or name, _select_sql(con, _snapshot_schema(table, snapshot), files))
+            schema = (
+                table.schema()
+                if current_schema and snapshot_id is None
+                else _snapshot_schema(table, snapshot)
+            )
+            create_view(con, as_name or name, _select_sql(con, schema, files))
 
     def column_max(self, name: str, branch: str, column: str) -> Any:
         """The largest non-null value of `column` at the head of `branch` (None when there is none),

@@ -135,7 +135,9 @@ class LayerBuilder:
 
     def _registrar(self, branch: str) -> Callable[[duckdb.DuckDBPyConnection, str, set[str] | None], None]:
         def register(con: duckdb.DuckDBPyConnection, name: str, months: set[str] | None) -> None:
-            self.lake.register_duckdb(con, name, branch, partitions=months)
+            # The table's current schema: a home written by an older release has raw tables whose
+            # new declared columns no write has reached yet; the models read them as null.
+            self.lake.register_duckdb(con, name, branch, partitions=months, current_schema=True)
 
         return register
 
