@@ -139,8 +139,10 @@ TABLE_MODEL = """\
 """
 
 
-def dbt_model_sql(model: Model) -> str:
-    """The model's SQL with its table references as ref()/source() and its header as a config."""
+def dbt_model_sql(model: Model, unpartitioned: frozenset[str] = frozenset()) -> str:
+    """The model's SQL with its table references as ref()/source() and its header as a config. An
+    input in `unpartitioned` (a model materialized as a whole table, e.g. the basal schedule) is read
+    whole by an incremental build, as engine.transform.models registers it."""
     incremental = model.materialized is Materialized.INCREMENTAL
     sql = model.sql
     relations = {}
@@ -156,9 +158,13 @@ def dbt_model_sql(model: Model) -> str:
             # A raw table's identity partition has its own name (reading_month, treatment_month, ...).
             column = next(t.partition_column for t in RAW_TABLES if t.name == dep)
             relation, input_args = f"source('raw', '{table}')", f", '{column}'"
+            whole = column is None
         else:
             relation, input_args = f"ref('{table}')", ""
-        relations[placeholder] = f"phlo_input({relation}{input_args})" if incremental else relation
+            whole = dep in unpartitioned
+        relations[placeholder] = (
+            f"phlo_input({relation}{input_args})" if incremental and not whole else relation
+        )
     # sqlglot agrees that nothing qualified is left: every reference became a placeholder.
     left = table_references(sql, model.path)
     if left:
@@ -206,10 +212,11 @@ def write_dbt_project(root: Path, databases: DbtDatabases, models: list[Model], 
         "version: 2\nsources:\n  - name: raw\n    schema: raw\n    tables:\n"
         + "".join(f"      - name: {t}\n" for t in raw_tables)
     )
+    unpartitioned = frozenset(m.name for m in models if m.partition_by is None)
     for model in models:
         folder = root / "models" / model.layer
         folder.mkdir(exist_ok=True)
-        (folder / f"{model.path.stem}.sql").write_text(dbt_model_sql(model))
+        (folder / f"{model.path.stem}.sql").write_text(dbt_model_sql(model, unpartitioned))
 
 
 def raw_sources(models: list[Model]) -> list[TableDef]:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from engine.errors import SourceError
 from engine.ingest.nightscout import NightscoutConfig, _api_base, _read, redact_url
 from engine.ingest.nightscout_http import EndpointNotFound, _json_body_hook, _raise_for_status
 from engine.ingest.tables import PROFILES
@@ -116,7 +117,8 @@ def ingest_profiles(
     """Fetch the profile documents and merge them into `raw.profiles`; a profile that changed marks
     the local months from its start to `now` pending (a new table's first documents: from
     `since_ms`, the run's first fetched instant, as the months before hold no new data). None when
-    the site serves no profiles (HTTP 404): the basal then stays unknown."""
+    the site serves no profiles (HTTP 404) or answers with something unusable: the basal then stays
+    unknown, and the run goes on."""
     pipeline.checkpoint()
     with pipeline.store.step(run_id, "fetch", {"source": "profiles"}) as step:
         try:
@@ -124,6 +126,14 @@ def ingest_profiles(
         except EndpointNotFound:
             log.warning("the site does not serve %s (HTTP 404): basal insulin stays unknown", PROFILE_PATH)
             step.detail.update(not_served=True)
+            return None
+        except SourceError as e:
+            # Profiles only add the basal: a site whose answer is unusable (not a list, not JSON,
+            # refused) keeps its readings and boluses flowing; the next run asks again.
+            log.warning(
+                "the site's %s could not be used (%s): basal insulin stays unknown", PROFILE_PATH, e.message
+            )
+            step.detail.update(not_served=True, error=e.message)
             return None
         step.rows = len(documents)
     pipeline.checkpoint()

@@ -44,13 +44,21 @@ class _Pipeline(Protocol):
     settings: Settings
 
 
+def served_key(value: object) -> str | None:
+    """A served `_id` or `identifier` as validation stores it: NUL characters removed
+    (engine.ingest.validation), an Extended JSON `{"$oid": ...}` as its hex."""
+    if isinstance(value, dict):
+        value = value.get("$oid")
+    return value.replace("\x00", "") if isinstance(value, str) else None
+
+
 def removed_rows(stored: pa.Table, served: Sequence[object], *, run_id: str, now: datetime) -> pa.Table:
     """The `stored` rows (all within one window's bounds) the site did not serve again, as copies
     with `is_valid` false stamped by this run: valid rows keyed by an ObjectId, not imported."""
     keys: set[str] = set()
     for record in served:
         if isinstance(record, dict):
-            keys.update(str(record[k]) for k in ("_id", "identifier") if isinstance(record.get(k), str))
+            keys.update(key for k in ("_id", "identifier") if (key := served_key(record.get(k))) is not None)
     ids = stored["_id"].to_pylist()
     entered = stored["entered_by"].to_pylist()
     valid = stored["is_valid"].to_pylist()
