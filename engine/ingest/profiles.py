@@ -153,7 +153,7 @@ def ingest_profiles(
             updated=result.rows_updated,
             unchanged=result.rows_unchanged,
             skipped=converted.skipped,
-            source=redact_url(config.url),
+            site=redact_url(config.url),
         )
     return {"fetched": len(documents), "stored": step.rows, "skipped": converted.skipped}
 
