@@ -16,17 +16,12 @@ Imports nothing heavy: sqlite3, json and DuckDB; tests check it in a fresh inter
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import sqlite3
 import threading
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import duckdb
 
@@ -38,6 +33,7 @@ from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake.catalog_uri import CATALOG_NAME, scrub
 from engine.lake.diff import TableDiff
+from engine.lake.manifest_files import Unreadable, read_metadata, ref_snapshots
 from engine.lake.views import QueryResult, connect, create_view, select_sql
 from engine.publish.target import describe_target, private_cluster
 from engine.runs.database import query_only
@@ -134,7 +130,7 @@ class FastReader:
             for name in lake_table_names():
                 location = self._location(name)
                 if location is not None:
-                    refs = _ref_snapshots(location)
+                    refs = ref_snapshots(read_metadata(location))
                     tables[name] = {b: refs.get(b) for b in BRANCHES}
             target = describe_target(self.settings, private_cluster(self.settings))
             return home_status(self.settings, self._store_(), tables, target, self.clock())
@@ -149,7 +145,7 @@ class FastReader:
                 location = self._location(name)
                 if location is None:
                     continue
-                refs = _ref_snapshots(location)
+                refs = ref_snapshots(read_metadata(location))
                 main, dev = refs.get("main"), refs.get("dev")
                 if dev is not None and dev != main:
                     raise NotRecorded(f"dev of {name} is ahead of main")
@@ -256,14 +252,13 @@ class FastReader:
             raise
         except (
             PhloError,
+            Unreadable,
             sqlite3.Error,
             duckdb.Error,
             OSError,
             ValueError,
             KeyError,
             TypeError,
-            EOFError,  # a truncated gzipped metadata.json
-            zlib.error,  # a damaged one
         ) as e:
             raise NotRecorded(f"{what}: {type(e).__name__}: {e}") from e
 
@@ -272,42 +267,14 @@ def _branch_heads(location: str | None) -> dict[str, int]:
     """Branch name -> head snapshot id, from a metadata.json's refs."""
     if location is None:
         raise NotRecorded("no such table")
-    refs = _metadata(location).get("refs") or {}
+    refs = read_metadata(location).get("refs") or {}
     return {name: int(ref["snapshot-id"]) for name, ref in refs.items() if ref.get("type") == "branch"}
 
 
 def _snapshot_ids(location: str | None) -> set[int]:
     if location is None:
         raise NotRecorded("no such table")
-    return {int(s["snapshot-id"]) for s in _metadata(location).get("snapshots") or []}
-
-
-def _ref_snapshots(location: str) -> dict[str, int]:
-    """Ref name -> snapshot id as pyiceberg's TableMetadata.snapshot_by_name finds it (what Lake.snapshot_id
-    gives): a table with a current snapshot and no ref `main` has main there; a ref to a snapshot that
-    is not in the metadata has none."""
-    metadata = _metadata(location)
-    refs = {name: int(ref["snapshot-id"]) for name, ref in (metadata.get("refs") or {}).items()}
-    current = metadata.get("current-snapshot-id")
-    if "main" not in refs and current is not None and int(current) != -1:
-        refs["main"] = int(current)
-    known = {int(s["snapshot-id"]) for s in metadata.get("snapshots") or []}
-    return {name: snapshot_id for name, snapshot_id in refs.items() if snapshot_id in known}
-
-
-def _metadata(location: str) -> dict[str, Any]:
-    """A table's metadata.json (gzipped or not), from a local path or file:// URI."""
-    parsed = urlparse(location)
-    if parsed.scheme not in ("file", ""):
-        raise NotRecorded(f"metadata at {location} is not a local file")
-    path = Path(parsed.path)
-    raw = path.read_bytes()
-    if path.name.endswith(".gz.metadata.json"):
-        raw = gzip.decompress(raw)
-    metadata = json.loads(raw)
-    if not isinstance(metadata, dict):
-        raise NotRecorded(f"metadata at {location} is not an object")
-    return metadata
+    return {int(s["snapshot-id"]) for s in read_metadata(location).get("snapshots") or []}
 
 
 def record_files(lake: Lake, store: RunStore) -> None:

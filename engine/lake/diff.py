@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from engine.lake.bookkeeping import BOOKKEEPING_COLUMNS
+
 if TYPE_CHECKING:
     from engine.lake.store import Lake
 
@@ -79,15 +81,27 @@ def branch_diff(lake: Lake, tables: Sequence[str], timezone: str) -> list[TableD
 def _table_diff(
     con: duckdb.DuckDBPyConnection, lake: Lake, table: str, main: int | None, dev: int, ahead: int
 ) -> TableDiff:
-    from engine.lake.merge import BOOKKEEPING_COLUMNS
-
     dev_files = set(lake.snapshot_files(table, dev))
     main_files = set(lake.snapshot_files(table, main)) if main is not None else set()
     dev_schema = lake.snapshot_schema(table, dev)
     main_schema = lake.snapshot_schema(table, main) if main is not None else {}
-    common = [c for c in dev_schema if c in main_schema and c not in BOOKKEEPING_COLUMNS]
     lake.register_files(con, "_dev_only", table, sorted(dev_files - main_files), snapshot_id=dev)
     lake.register_files(con, "_main_only", table, sorted(main_files - dev_files), snapshot_id=main)
+    return _compare(con, table, main, dev, ahead, main_schema, dev_schema)
+
+
+def _compare(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    main: int | None,
+    dev: int,
+    ahead: int,
+    main_schema: dict[str, str],
+    dev_schema: dict[str, str],
+) -> TableDiff:
+    """The diff of the rows of views _dev_only and _main_only (the files only one head holds), and of the
+    two heads' schemas (column name -> Iceberg type name)."""
+    common = [c for c in dev_schema if c in main_schema and c not in BOOKKEEPING_COLUMNS]
     cols = ", ".join(f'"{c}"' for c in common)
     # Tables, not views: each difference is computed once, then counted and its days listed.
     con.execute(

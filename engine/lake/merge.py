@@ -21,6 +21,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 
 from engine.ingest.tables import TableDef
+from engine.lake.bookkeeping import BOOKKEEPING_COLUMNS
 from engine.lake.files import (
     _files,
     _ident,
@@ -30,9 +31,6 @@ from engine.lake.files import (
     _select_sql,
 )
 from engine.lake.scratch import scratch
-
-BOOKKEEPING_COLUMNS = ("_phlo_ingested_at", "_phlo_run_id")
-"""Columns that record when and by which run a row was stored; a merge ignores them when comparing."""
 
 
 @dataclass(frozen=True)
