@@ -32,7 +32,7 @@ from engine.clock import Clock, clock_from_env
 from engine.config import Settings
 from engine.errors import PhloError
 from engine.lake.catalog_uri import CATALOG_NAME, scrub
-from engine.lake.diff import TableDiff
+from engine.lake.diff import TableDiff, metadata_diff
 from engine.lake.manifest_files import Unreadable, read_metadata, ref_snapshots
 from engine.lake.views import QueryResult, connect, create_view, select_sql
 from engine.publish.target import describe_target, private_cluster
@@ -136,20 +136,33 @@ class FastReader:
             return home_status(self.settings, self._store_(), tables, target, self.clock())
 
     def diff(self) -> list[TableDiff]:
-        """Engine.diff when no table's dev is ahead of its main: every existing table with its heads (from
-        its metadata.json) and nothing to compare. NotRecorded when one is ahead: its rows must be
-        compared in its data files, which the engine lists."""
+        """Engine.diff: every existing table with its heads, from its metadata.json; the rows of a table whose
+        dev is ahead of its main compared in DuckDB over the data files its manifests list
+        (engine.lake.diff.metadata_diff). NotRecorded when that reading cannot answer as the engine
+        would (another storage, delete files, diverged branches, a damaged file): the engine answers."""
         with self._boundary("reading the branch heads"):
             diffs = []
-            for name in lake_table_names():
-                location = self._location(name)
-                if location is None:
-                    continue
-                refs = ref_snapshots(read_metadata(location))
-                main, dev = refs.get("main"), refs.get("dev")
-                if dev is not None and dev != main:
-                    raise NotRecorded(f"dev of {name} is ahead of main")
-                diffs.append(TableDiff(name, main, dev, 0, 0, 0, ()))
+            con: duckdb.DuckDBPyConnection | None = None
+            manifests: dict[str, list[str]] = {}
+            try:
+                for name in lake_table_names():
+                    location = self._location(name)
+                    if location is None:
+                        continue
+                    metadata = read_metadata(location)
+                    refs = ref_snapshots(metadata)
+                    main, dev = refs.get("main"), refs.get("dev")
+                    if dev is None or dev == main:
+                        diffs.append(TableDiff(name, main, dev, 0, 0, 0, ()))
+                        continue
+                    if main is None:
+                        raise NotRecorded(f"{name} has a dev but no main")
+                    if con is None:
+                        con = connect(self.timezone)
+                    diffs.append(metadata_diff(con, name, metadata, main, dev, manifests))
+            finally:
+                if con is not None:
+                    con.close()
             return diffs
 
     def metrics(

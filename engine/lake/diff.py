@@ -1,7 +1,9 @@
 """Branch diff: what `dev` holds that `main` doesn't, per table — snapshots, rows, local days, schema.
 
-TableDiff imports nothing heavy (engine.api.fastread builds it when no table's dev is ahead); the lake and
-pyiceberg are imported by branch_diff, which compares rows."""
+Imports nothing heavy. branch_diff reads the lake through pyiceberg (engine.lake.store); metadata_diff gives the
+same answer for one table from its metadata.json and manifests (engine.lake.manifest_files), for the
+command line's light reader (engine.api.fastread), which must not import pyiceberg. Both compare the rows
+of the data files one head holds and the other not in DuckDB (_compare)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from engine.lake.bookkeeping import BOOKKEEPING_COLUMNS
+from engine.lake.manifest_files import Unreadable, duckdb_columns, lineage, snapshot_files, snapshot_schema
+from engine.lake.views import create_view, select_sql
 
 if TYPE_CHECKING:
     from engine.lake.store import Lake
@@ -88,6 +92,35 @@ def _table_diff(
     lake.register_files(con, "_dev_only", table, sorted(dev_files - main_files), snapshot_id=dev)
     lake.register_files(con, "_main_only", table, sorted(main_files - dev_files), snapshot_id=main)
     return _compare(con, table, main, dev, ahead, main_schema, dev_schema)
+
+
+def metadata_diff(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    metadata: dict[str, Any],
+    main: int,
+    dev: int,
+    manifests: dict[str, list[str]] | None = None,
+) -> TableDiff:
+    """branch_diff of one table whose dev head is not its main head, read from its metadata.json and Avro
+    manifests (engine.lake.manifest_files) instead of pyiceberg: the same files, schemas and rows, so the
+    same answer. `con` is a connection of engine.lake.views.connect in the user's zone; `manifests` caches
+    manifests across tables. Raises Unreadable when that reading cannot answer exactly (branch_diff
+    does, or says what is wrong), diverged branches included.
+    """
+    ancestors = lineage(metadata, dev)
+    if main not in ancestors:
+        raise Unreadable(f"main of {table} is not an ancestor of its dev")
+    dev_files = set(snapshot_files(metadata, dev, manifests))
+    main_files = set(snapshot_files(metadata, main, manifests))
+    dev_schema = snapshot_schema(metadata, dev)
+    main_schema = snapshot_schema(metadata, main)
+    for view, schema, files in (
+        ("_dev_only", dev_schema, dev_files - main_files),
+        ("_main_only", main_schema, main_files - dev_files),
+    ):
+        create_view(con, view, select_sql(con, duckdb_columns(schema), sorted(files)))
+    return _compare(con, table, main, dev, ancestors.index(main), main_schema, dev_schema)
 
 
 def _compare(
