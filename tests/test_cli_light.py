@@ -353,6 +353,36 @@ def test_diff_with_dev_ahead_is_the_engines(lake: Lake) -> None:
     assert tables["raw.glucose_entries"]["rows_added"] > 0
 
 
+def test_a_damaged_manifest_list_is_the_engines_to_explain(lake: Lake) -> None:
+    """The light diff never answers from what it cannot read: the engine reads it, and says what is wrong."""
+    catalog = load_settings(lake.env).lake_dir / "catalog.sqlite"
+    where = "where table_namespace = 'raw' and table_name = 'glucose_entries'"
+    with closing(sqlite3.connect(catalog)) as con:
+        (location,) = con.execute(f"select metadata_location from iceberg_tables {where}").fetchone()
+    plain = Path(location.removeprefix("file://"))
+    metadata = json.loads(plain.read_text())
+    dev = metadata["refs"]["dev"]["snapshot-id"]
+    snapshot = next(s for s in metadata["snapshots"] if s["snapshot-id"] == dev)
+    manifest_list = Path(snapshot["manifest-list"].removeprefix("file://"))
+    damaged = manifest_list.with_name("damaged-" + manifest_list.name)
+    damaged.write_bytes(manifest_list.read_bytes()[:-40])
+    snapshot["manifest-list"] = damaged.as_uri()
+    pointing = plain.with_name("99997-damaged-list.metadata.json")
+    pointing.write_text(json.dumps(metadata))
+
+    def point_to(path: Path) -> None:
+        with closing(sqlite3.connect(catalog)) as con, con:
+            con.execute(f"update iceberg_tables set metadata_location = ? {where}", (path.as_uri(),))
+
+    try:
+        point_to(pointing)
+        broken = phlo("diff", env=lake.env)
+        assert f"{REFUSED} diff" in broken.stderr and "Traceback" not in broken.stderr, broken.stderr
+        assert broken.returncode == 1 and "phlo-tui: error:" in broken.stderr and not broken.stdout
+    finally:
+        point_to(plain)
+
+
 def test_diff_with_dev_ahead_imports_no_heavy_library(lake: Lake) -> None:
     """Neither the lake's libraries nor the engine's facade or lake store: the manifests are read with the
     standard library (engine.lake.avro)."""
