@@ -17,8 +17,8 @@ the trees of one run: the machine is shared and its load moves.
 /var/lib/phlo-tui), created by the build; it lives only as long as the process that started it, so every
 `run` starts it again (engine.publish.pgcluster), as a cron job's run does; the default publishes nothing
 (PHLO_MANAGE_POSTGRES=false). After those, each round runs once more without promoting (PHLO_AUTO_PROMOTE=false,
-one more hour) and times `diff` with dev ahead of main ("diff ahead": the engine compares the rows, the
-light reader cannot). Every process may cache bytecode, as a person's Python does: the environment's
+one more hour) and times `diff` with dev ahead of main ("diff ahead": the rows of each table ahead are
+compared in its data files). Every process may cache bytecode, as a person's Python does: the environment's
 PYTHONDONTWRITEBYTECODE is dropped (with it every process compiled every module it imports from source,
 seconds per command), and the trees' own modules are compiled before the first timing. Prints a table,
 then one JSON line (the last); asserts nothing about time. Targets: `run` <= 4 s, `diff` <= 2 s (both

@@ -2,16 +2,18 @@
 
 Importing the engine takes seconds (pyiceberg and its SQL catalog, pandas, pandera, dlt). The
 dashboard's first read needs two tables; `phlo-tui status`, `quality` and `metrics` need the run
-store, each table's heads and the daily metrics table; `diff` needs the heads alone while every dev
-equals its main. A snapshot's data files are listed in Avro manifests, which need pyiceberg, so the engine records the files of the snapshots readers may be sent
-to (`record_files`: the heads of dev and main, and main's promoted snapshot, of RECORDED_TABLES) in
-the run store. `FastReader` finds a branch's snapshot as the engine does (main: the last promotion's,
+store, each table's heads and the daily metrics table; `diff` needs the heads, and the data files of both
+heads of a table whose dev is ahead of its main, read from its Avro manifests with the standard library
+(engine.lake.manifest_files; engine.lake.diff.metadata_diff compares their rows). For the reads of the
+Overview and `metrics` the engine records the files of the snapshots readers may be sent to
+(`record_files`: the heads of dev and main, and main's promoted snapshot, of RECORDED_TABLES) in the run
+store. `FastReader` finds a branch's snapshot as the engine does (main: the last promotion's,
 from the run store; otherwise the branch's head in the table's current metadata.json, found through
 the catalog's SQLite database), and reads it only when that very snapshot was recorded; anything else
 (not recorded, a file gone, an older store) raises NotRecorded and the caller asks the engine. It never
 writes: its SQLite connections refuse writes (runstore.query_only).
 
-Imports nothing heavy: sqlite3, json and DuckDB; tests check it in a fresh interpreter.
+Imports nothing heavy: sqlite3, json, zlib and DuckDB; tests check it in a fresh interpreter.
 """
 
 from __future__ import annotations
