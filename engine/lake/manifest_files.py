@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from engine.lake.avro import AvroError, read_container
+from engine.lake.avro import AvroError, Fields, read_container
 from engine.lake.views import Column
 
 DUCKDB_TYPES = {
@@ -35,6 +35,11 @@ pyiceberg prints them with (and metadata.json spells them with)."""
 
 _DELETED = 2
 """A manifest entry's status when its file left the table in that manifest's snapshot."""
+
+_MANIFEST_LIST_FIELDS: Fields = {"manifest_path": None, "content": None}
+_MANIFEST_FIELDS: Fields = {"status": None, "data_file": {"content": None, "file_path": None}}
+"""What is read of a manifest list's and a manifest's records; the rest (partition summaries, column
+statistics) is skipped undecoded."""
 
 
 class Unreadable(Exception):
@@ -119,13 +124,15 @@ def snapshot_files(
     if not isinstance(manifest_list, str):
         raise Unreadable(f"snapshot {snapshot_id} has no manifest list")
     files: list[str] = []
-    for manifest in _avro_records(manifest_list):
+    for manifest in _avro_records(manifest_list, _MANIFEST_LIST_FIELDS):
         if int(manifest.get("content") or 0) != 0:
             raise Unreadable(f"snapshot {snapshot_id} has delete files")
         path = str(manifest["manifest_path"])
         if path not in cache:
             cache[path] = [
-                _live_data_file(entry) for entry in _avro_records(path) if entry["status"] != _DELETED
+                _live_data_file(entry)
+                for entry in _avro_records(path, _MANIFEST_FIELDS)
+                if entry["status"] != _DELETED
             ]
         files.extend(cache[path])
     return files
@@ -138,9 +145,9 @@ def _live_data_file(entry: dict[str, Any]) -> str:
     return _local(str(data_file["file_path"]))
 
 
-def _avro_records(location: str) -> list[dict[str, Any]]:
+def _avro_records(location: str, fields: Fields) -> list[dict[str, Any]]:
     try:
-        _, records = read_container(Path(_local(location)).read_bytes())
+        _, records = read_container(Path(_local(location)).read_bytes(), fields)
     except (OSError, AvroError) as e:
         raise Unreadable(f"{location}: {type(e).__name__}: {e}") from None
     if not all(isinstance(r, dict) for r in records):
