@@ -140,6 +140,14 @@ _SKIP_PRIMITIVES: dict[str, Decoder] = {
 }
 
 
+def _named(schema: str, primitives: dict[str, Decoder], names: dict[str, Decoder]) -> Decoder:
+    """The function for a primitive type, or for a named type defined earlier in the schema."""
+    found = primitives.get(schema) or names.get(schema)
+    if found is None:
+        raise AvroError(f"unknown Avro type {schema!r}")
+    return found
+
+
 def _blocks(buf: _Buffer) -> Iterator[int]:
     """The item counts of an array's or map's blocks (a negative count is followed by the block's size)."""
     while True:
@@ -170,11 +178,7 @@ def decoder(
     names = {} if names is None else names
     skipped = {} if skipped is None else skipped
     if isinstance(schema, str):
-        if schema in _PRIMITIVES:
-            return _PRIMITIVES[schema]
-        if schema in names:
-            return names[schema]
-        raise AvroError(f"unknown Avro type {schema!r}")
+        return _named(schema, _PRIMITIVES, names)
     if isinstance(schema, list):
         branches = [decoder(s, names, fields, skipped) for s in schema]
 
@@ -254,11 +258,7 @@ def _skipper(schema: Any, names: dict[str, Decoder]) -> Decoder:
     """A function that moves a buffer past one value of `schema` without building it (what `decoder` gives for
     the fields it was not asked for)."""
     if isinstance(schema, str):
-        if schema in _SKIP_PRIMITIVES:
-            return _SKIP_PRIMITIVES[schema]
-        if schema in names:
-            return names[schema]
-        raise AvroError(f"unknown Avro type {schema!r}")
+        return _named(schema, _SKIP_PRIMITIVES, names)
     if isinstance(schema, list):
         branches = [_skipper(s, names) for s in schema]
 
