@@ -264,17 +264,6 @@ def _check_args(args: argparse.Namespace, settings: Settings) -> None:
         check_export_file(args.file)
 
 
-def _prefetch(settings: Settings) -> None:
-    """Read the site in a forked child while this process imports the engine (engine.ingest.prefetch)."""
-    from engine.ingest import prefetch
-
-    try:
-        now = clock_from_env()()
-    except PhloError:
-        return  # the engine says what is wrong with PHLO_NOW
-    prefetch.start(settings, now)
-
-
 def _dispatch(args: argparse.Namespace) -> int:
     demo = bool(getattr(args, "demo", False))
     if args.command == "simulate" and args.export:
@@ -304,7 +293,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load_settings(demo=demo)
     _check_args(args, settings)
     if args.command == "run" and not args.daemon:
-        _prefetch(settings)
+        from engine.api.startup import prefetch_run
+
+        prefetch_run(settings)  # the site is read while the engine is imported
     if args.daemon:
         if args.command is not None:
             print("phlo-tui: error: --daemon takes no command", file=sys.stderr)
