@@ -102,6 +102,7 @@ class Pipeline:
         self._should_stop = should_stop
         self.publisher = publisher
         self._prestarted = False
+        self._gated: set[str] = set()
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -336,6 +337,8 @@ class Pipeline:
         if gate.errors:
             return self._held(run, summary, gate)
         self.store.clear_pending_months(months)
+        # What the gate checked, for the publish of this run's promotion (not checked twice).
+        self._gated = {r.name for r in build.results if r.output is not None} if build is not None else set()
         return self._maybe_promote(run, summary, gated=True)
 
     def _held(self, run: RunRecord, summary: dict[str, Any], gate: GateReport) -> RunRecord:
@@ -374,8 +377,10 @@ class Pipeline:
         if self.publisher is not None and last is not None:
             # The last promotion, not only this run's: a run after a failed publish catches up.
             self.checkpoint()
+            own = summary.get("promotion") == last.id and gated
+            checked = {t: s for t in self._gated if (s := last.snapshot(t)) is not None} if own else {}
             with self.store.step(run.id, "publish") as step:
-                outcome = self.publisher.publish(last, run_id=run.id)
+                outcome = self.publisher.publish(last, run_id=run.id, gated=checked)
                 step.rows = outcome.published_rows
                 step.detail.update(outcome.to_json())
             summary["publish"] = (

@@ -6,9 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pandera.pandas as pa
 import psycopg
+import pytest
+from pandera.typing import Series
 from psycopg import sql
 
+import engine.publish.publisher as publish_module
 from engine.api.facade import Engine
 from engine.config import Secret, load_settings
 from engine.publish.publications import PUBLICATIONS
@@ -16,10 +20,12 @@ from engine.publish.publisher import Publisher, PublishOutcome, PublishStatus
 from engine.runs.records import RunStatus
 from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator
+from schemas.marts import MrtGlucoseOverview
 from tests.pgserver import PgServer
 from tests.simclock import HOUR, Clock, follow
 
 ZONE = "America/New_York"
+OVERVIEW = "marts.mrt_glucose_overview"
 
 
 def _tables(dsn: str) -> dict[str, tuple[int, str]]:
@@ -45,7 +51,13 @@ def _state(dsn: str) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
-def test_increments_publish_what_a_whole_copy_publishes(tmp_path: Path, pg: PgServer) -> None:
+class ImpossibleOverview(MrtGlucoseOverview):
+    reading_count: Series[int] = pa.Field(gt=10**9, metadata={"severity": "error"})
+
+
+def test_increments_publish_what_a_whole_copy_publishes(
+    tmp_path: Path, pg: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock(behind_s=30 * HOUR)
     home = tmp_path / "home"
     dsns = {"increments": pg.create_database("increments"), "whole": pg.create_database("whole")}
@@ -86,6 +98,25 @@ def test_increments_publish_what_a_whole_copy_publishes(tmp_path: Path, pg: PgSe
             finally:
                 for publisher in publishers.values():
                     publisher.close()
+            # A snapshot the run's gate has just checked is not checked again; any other one is.
+            with monkeypatch.context() as patch:
+                patch.setitem(publish_module.TABLE_SCHEMAS, OVERVIEW, ImpossibleOverview)
+                snapshot = promotion.snapshot(OVERVIEW)
+                assert snapshot is not None
+                statuses = {}
+                for name, gated in (("gated", {OVERVIEW: snapshot}), ("ungated", {})):
+                    dsn = pg.create_database(name)
+                    publisher = Publisher(
+                        dataclasses.replace(engine.settings, postgres_dsn=Secret(dsn)), engine.lake
+                    )
+                    try:
+                        outcome = publisher.publish(promotion, gated=gated)
+                    finally:
+                        publisher.close()
+                    statuses[name] = next(
+                        t.status for t in outcome.tables if t.target_table == "glucose_overview"
+                    )
+            assert statuses == {"gated": PublishStatus.PUBLISHED, "ungated": PublishStatus.BLOCKED}
     # The later publishes copied a part of the readings, not the 90 days again.
     for outcome in outcomes[1:]:
         readings = next(t for t in outcome.tables if t.target_table == "glucose_readings")

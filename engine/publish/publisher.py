@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -220,8 +220,12 @@ class Publisher:
         *,
         run_id: str | None = None,
         on_retry: Callable[[int, float, str], None] | None = None,
+        gated: Mapping[str, int] | None = None,
     ) -> PublishOutcome:
         """Publish the tables of `promotion` (each read at its promoted snapshot of `main`).
+
+        `gated` names, per lake table, a snapshot whose rows this process's quality gate has just
+        checked with the same pandera models (engine.pipeline): those are not checked again.
 
         A table whose snapshot is already published is `unchanged` (one query decides it); a table
         failing an error-severity check of its pandera schema is `blocked` and keeps its previous
@@ -242,7 +246,7 @@ class Publisher:
 
             def attempt() -> tuple[TablePublish, ...]:
                 try:
-                    return self._publish_once(promotion, run_id, candidates)
+                    return self._publish_once(promotion, run_id, candidates, gated or {})
                 except psycopg.OperationalError:
                     self._drop_connection()  # reconnect on the next attempt
                     raise
@@ -284,7 +288,11 @@ class Publisher:
         return PublishError(f"publishing to {self._where()} failed: {detail}", kept)
 
     def _publish_once(
-        self, promotion: PromotionRecord, run_id: str | None, candidates: dict[str, _Candidate]
+        self,
+        promotion: PromotionRecord,
+        run_id: str | None,
+        candidates: dict[str, _Candidate],
+        gated: Mapping[str, int],
     ) -> tuple[TablePublish, ...]:
         conn = self._connection()
         published, views = _published_state(conn)
@@ -318,7 +326,9 @@ class Publisher:
                             candidate.increment is not None and candidate.increment.previous_snapshot != since
                         )
                     ):
-                        candidate = candidates[pub.target_table] = self._read_candidate(pub, snapshot, since)
+                        candidate = candidates[pub.target_table] = self._read_candidate(
+                            pub, snapshot, since, checked=gated.get(pub.lake_table) == snapshot
+                        )
                     if candidate.blocked is not None:
                         outcome[pub.target_table] = TablePublish(
                             pub.lake_table,
@@ -350,7 +360,9 @@ class Publisher:
                 )
         return tuple(outcome[p.target_table] for p in self.publications)
 
-    def _read_candidate(self, pub: Publication, snapshot_id: int, published: int | None) -> _Candidate:
+    def _read_candidate(
+        self, pub: Publication, snapshot_id: int, published: int | None, *, checked: bool = False
+    ) -> _Candidate:
         """The publication's rows at `snapshot_id` of `main`, sorted by key, validated by its pandera model;
         when the `published` snapshot allows it, only the rows that changed since (engine.publish.incremental),
         validated alone: every other row was validated when it was published."""
@@ -378,7 +390,11 @@ class Publisher:
             rows = relation.to_arrow_table()
         rows = rows.sort_by([(k, "ascending") for k in pub.key])
         model = TABLE_SCHEMAS[pub.lake_table]
-        errors = [r for r in schema_checks(model, pub.lake_table, rows) if r.severity is Severity.ERROR]
+        errors = (
+            []
+            if checked
+            else [r for r in schema_checks(model, pub.lake_table, rows) if r.severity is Severity.ERROR]
+        )
         if errors and increment is not None:
             return self._read_candidate(pub, snapshot_id, None)  # blocked: say it of the whole table
         candidate = _Candidate(pub, snapshot_id, rows, 0.0, increment=increment)
