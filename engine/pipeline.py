@@ -21,11 +21,12 @@ from engine.ingest.history_sync import ingest_history
 from engine.ingest.nightscout import (
     FetchWindow,
     NightscoutConfig,
-    fetch_records,
     plan_windows,
     redact_url,
 )
 from engine.ingest.nightscout_http import EndpointNotFound
+from engine.ingest.prefetch import Prefetched, fetch_window, source_since_ms
+from engine.ingest.prefetch import claim as claim_prefetch
 from engine.ingest.profiles import ingest_profiles
 from engine.ingest.removals import mark_removed
 from engine.ingest.sources import GLUCOSE, SOURCES, Source
@@ -101,6 +102,7 @@ class Pipeline:
         self._should_stop = should_stop
         self.publisher = publisher
         self._prestarted = False
+        self._gated: set[str] = set()
 
     def ensure_tables(self) -> None:
         for tdef in RAW_TABLES:
@@ -114,6 +116,10 @@ class Pipeline:
         With `full_refresh`, every model is rebuilt from all of raw instead of the touched months.
         """
         now = self._clock()
+        watermarks = {source.watermark_key: self.store.watermark(source.watermark_key) for source in SOURCES}
+        prefetched = claim_prefetch(self.settings.home, watermarks, now)
+        if prefetched is not None:
+            now = prefetched.now  # the windows the child read (engine.ingest.prefetch)
         since = {source.name: self._since_ms(source, now) for source in SOURCES}
         until_ms = _now_ms(now) + FUTURE_SLACK_MS
         params = {
@@ -122,16 +128,12 @@ class Pipeline:
             "full_refresh": full_refresh,
             "sources_since_ms": since,
         }
-        return self._run_windows(trigger, since, until_ms, params, full_refresh=full_refresh, history=True)
+        return self._run_windows(
+            trigger, since, until_ms, params, full_refresh=full_refresh, history=True, prefetched=prefetched
+        )
 
     def _since_ms(self, source: Source, now: datetime) -> int:
-        """From the source's watermark minus the lookback, or the last `initial_days` on its first run;
-        never later than the re-read window (a record changed or deleted within it is read again)."""
-        watermark = self.store.watermark(source.watermark_key)
-        if watermark is None:
-            return _now_ms(now - timedelta(days=self.settings.initial_days))
-        since = watermark + 1 - self.settings.lookback_minutes * 60_000
-        return min(since, _now_ms(now - timedelta(hours=self.settings.reread_hours)))
+        return source_since_ms(self.store.watermark(source.watermark_key), now, self.settings)
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """History from local day `since` up to the end of local day `until` (default: now)."""
@@ -203,6 +205,7 @@ class Pipeline:
         *,
         full_refresh: bool = False,
         history: bool = False,
+        prefetched: Prefetched | None = None,
     ) -> RunRecord:
         """Fetch every declared source from its own `since_ms` to `until_ms`, window by window; with
         `history`, then every change since the sync position where the site serves API v3."""
@@ -220,7 +223,7 @@ class Pipeline:
                 planned = windows[source.name]
                 for index, window in enumerate(planned, start=1):
                     self.checkpoint()
-                    records = self._fetch(run.id, config, source, window, index, len(planned))
+                    records = self._fetch(run.id, config, source, window, index, len(planned), prefetched)
                     self._prestart_publish()  # the site answered: the run goes on to publish
                     if records is None:
                         self._not_served(run.id, source, totals)
@@ -238,6 +241,7 @@ class Pipeline:
                 zone=self.settings.zone,
                 since_ms=min(since_ms.values()),
                 now=self._clock(),
+                prefetched=prefetched,
             )
             totals.extra["profiles"] = profiles if profiles is not None else "not served"
             if history:
@@ -333,6 +337,8 @@ class Pipeline:
         if gate.errors:
             return self._held(run, summary, gate)
         self.store.clear_pending_months(months)
+        # What the gate checked, for the publish of this run's promotion (not checked twice).
+        self._gated = {r.name for r in build.results if r.output is not None} if build is not None else set()
         return self._maybe_promote(run, summary, gated=True)
 
     def _held(self, run: RunRecord, summary: dict[str, Any], gate: GateReport) -> RunRecord:
@@ -371,8 +377,10 @@ class Pipeline:
         if self.publisher is not None and last is not None:
             # The last promotion, not only this run's: a run after a failed publish catches up.
             self.checkpoint()
+            own = summary.get("promotion") == last.id and gated
+            checked = {t: s for t in self._gated if (s := last.snapshot(t)) is not None} if own else {}
             with self.store.step(run.id, "publish") as step:
-                outcome = self.publisher.publish(last, run_id=run.id)
+                outcome = self.publisher.publish(last, run_id=run.id, gated=checked)
                 step.rows = outcome.published_rows
                 step.detail.update(outcome.to_json())
             summary["publish"] = (
@@ -404,6 +412,7 @@ class Pipeline:
         window: FetchWindow,
         index: int,
         count: int,
+        prefetched: Prefetched | None = None,
     ) -> list[dict[str, Any]] | None:
         """The window's records; None when an optional endpoint is not served (HTTP 404)."""
         detail = {
@@ -415,7 +424,7 @@ class Pipeline:
         }
         with self.store.step(run_id, "fetch", detail) as step:
             try:
-                records = fetch_records(config, source.path, source.time_field, window)
+                records = fetch_window(prefetched, config, source, window, step.detail)
             except EndpointNotFound as e:
                 if not source.optional:
                     raise

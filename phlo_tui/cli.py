@@ -292,6 +292,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     settings = load_settings(demo=demo)
     _check_args(args, settings)
+    if args.command == "run" and not args.daemon:
+        from engine.api.startup import prefetch_run
+
+        prefetch_run(settings)  # the site is read while the engine is imported
     if args.daemon:
         if args.command is not None:
             print("phlo-tui: error: --daemon takes no command", file=sys.stderr)

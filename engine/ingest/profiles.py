@@ -23,6 +23,8 @@ import pyarrow as pa
 from engine.errors import SourceError
 from engine.ingest.nightscout import NightscoutConfig, _api_base, _read, redact_url
 from engine.ingest.nightscout_http import EndpointNotFound, _json_body_hook, _raise_for_status
+from engine.ingest.prefetch import PROFILES as PREFETCHED_PROFILES
+from engine.ingest.prefetch import Prefetched
 from engine.ingest.tables import PROFILES
 
 if TYPE_CHECKING:
@@ -113,6 +115,7 @@ def ingest_profiles(
     zone: ZoneInfo,
     since_ms: int,
     now: datetime,
+    prefetched: Prefetched | None = None,
 ) -> dict[str, int] | None:
     """Fetch the profile documents and merge them into `raw.profiles`; a profile that changed marks
     the local months from its start to `now` pending (a new table's first documents: from
@@ -122,7 +125,9 @@ def ingest_profiles(
     pipeline.checkpoint()
     with pipeline.store.step(run_id, "fetch", {"source": "profiles"}) as step:
         try:
-            documents = fetch_profiles(config)
+            documents = prefetched.records(*PREFETCHED_PROFILES) if prefetched is not None else None
+            if documents is None:
+                documents = fetch_profiles(config)
         except EndpointNotFound:
             log.warning("the site does not serve %s (HTTP 404): basal insulin stays unknown", PROFILE_PATH)
             step.detail.update(not_served=True)

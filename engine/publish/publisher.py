@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -20,6 +20,7 @@ from engine.lake.views import connect
 from engine.publish.copy import (
     _refuse_nul,
 )
+from engine.publish.incremental import plan_increment
 from engine.publish.pgcluster import PrivateCluster
 from engine.publish.pgserver import ClusterError, find_server_binaries
 from engine.publish.publications import ANON_ROLE, API_SCHEMA, META_SCHEMA, PUBLICATIONS, VIEWS, Publication
@@ -67,12 +68,15 @@ class TablePublish:
     seconds: float
     status: PublishStatus
     reason: str | None = None
+    copied: int | None = None
+    """Rows copied when published: all of them, or only the changed ones (engine.publish.incremental)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "lake_table": self.lake_table,
             "target_table": f"{API_SCHEMA}.{self.target_table}",
             "rows": self.rows,
+            "copied": self.copied,
             "seconds": round(self.seconds, 4),
             "status": self.status.value,
             "reason": self.reason,
@@ -123,11 +127,15 @@ class Publisher:
         *,
         retry: RetryPolicy = DEFAULT_RETRY,
         publications: Sequence[Publication] = PUBLICATIONS,
+        incremental: bool = True,
     ) -> None:
         self.settings = settings
         self.lake = lake
         self.retry = retry
         self.publications = tuple(publications)
+        self.incremental = incremental
+        """Copy only what changed since the published snapshot when that is possible; False: every
+        changed table is copied whole (what tests compare the increments with)."""
         self._resolved = False
         self._cluster: PrivateCluster | None = None
         self._conn: psycopg.Connection[Any] | None = None
@@ -212,8 +220,12 @@ class Publisher:
         *,
         run_id: str | None = None,
         on_retry: Callable[[int, float, str], None] | None = None,
+        gated: Mapping[str, int] | None = None,
     ) -> PublishOutcome:
         """Publish the tables of `promotion` (each read at its promoted snapshot of `main`).
+
+        `gated` names, per lake table, a snapshot whose rows this process's quality gate has just
+        checked with the same pandera models (engine.pipeline): those are not checked again.
 
         A table whose snapshot is already published is `unchanged` (one query decides it); a table
         failing an error-severity check of its pandera schema is `blocked` and keeps its previous
@@ -234,7 +246,7 @@ class Publisher:
 
             def attempt() -> tuple[TablePublish, ...]:
                 try:
-                    return self._publish_once(promotion, run_id, candidates)
+                    return self._publish_once(promotion, run_id, candidates, gated or {})
                 except psycopg.OperationalError:
                     self._drop_connection()  # reconnect on the next attempt
                     raise
@@ -276,44 +288,59 @@ class Publisher:
         return PublishError(f"publishing to {self._where()} failed: {detail}", kept)
 
     def _publish_once(
-        self, promotion: PromotionRecord, run_id: str | None, candidates: dict[str, _Candidate]
+        self,
+        promotion: PromotionRecord,
+        run_id: str | None,
+        candidates: dict[str, _Candidate],
+        gated: Mapping[str, int],
     ) -> tuple[TablePublish, ...]:
         conn = self._connection()
         published, views = _published_state(conn)
         outcome: dict[str, TablePublish] = {}
         swap: list[_Candidate] = []
-        for pub in self.publications:
-            snapshot = promotion.snapshot(pub.lake_table)
-            previous = published.get(pub.target_table)
-            if snapshot is None:
-                outcome[pub.target_table] = TablePublish(
-                    pub.lake_table,
-                    pub.target_table,
-                    0,
-                    0.0,
-                    PublishStatus.BLOCKED,
-                    f"{pub.lake_table} is not part of promotion {promotion.id}",
-                )
-            elif previous is not None and previous.snapshot_id == snapshot:
-                outcome[pub.target_table] = TablePublish(
-                    pub.lake_table, pub.target_table, previous.rows, 0.0, PublishStatus.UNCHANGED
-                )
-            else:
-                candidate = candidates.get(pub.target_table)
-                if candidate is None or candidate.snapshot_id != snapshot:
-                    candidate = candidates[pub.target_table] = self._read_candidate(pub, snapshot)
-                if candidate.blocked is not None:
+        # Each table's metadata is loaded once for all that is asked of it (files, schemas, snapshots).
+        with self.lake.pinned():
+            for pub in self.publications:
+                snapshot = promotion.snapshot(pub.lake_table)
+                previous = published.get(pub.target_table)
+                if snapshot is None:
                     outcome[pub.target_table] = TablePublish(
                         pub.lake_table,
                         pub.target_table,
-                        candidate.rows.num_rows,
-                        candidate.seconds,
+                        0,
+                        0.0,
                         PublishStatus.BLOCKED,
-                        candidate.blocked,
+                        f"{pub.lake_table} is not part of promotion {promotion.id}",
                     )
-                    log.warning("publish of %s blocked: %s", pub.target_table, candidate.blocked)
+                elif previous is not None and previous.snapshot_id == snapshot:
+                    outcome[pub.target_table] = TablePublish(
+                        pub.lake_table, pub.target_table, previous.rows, 0.0, PublishStatus.UNCHANGED
+                    )
                 else:
-                    swap.append(candidate)
+                    candidate = candidates.get(pub.target_table)
+                    since = previous.snapshot_id if previous is not None else None
+                    if (
+                        candidate is None
+                        or candidate.snapshot_id != snapshot
+                        or (
+                            candidate.increment is not None and candidate.increment.previous_snapshot != since
+                        )
+                    ):
+                        candidate = candidates[pub.target_table] = self._read_candidate(
+                            pub, snapshot, since, checked=gated.get(pub.lake_table) == snapshot
+                        )
+                    if candidate.blocked is not None:
+                        outcome[pub.target_table] = TablePublish(
+                            pub.lake_table,
+                            pub.target_table,
+                            candidate.table_rows,
+                            candidate.seconds,
+                            PublishStatus.BLOCKED,
+                            candidate.blocked,
+                        )
+                        log.warning("publish of %s blocked: %s", pub.target_table, candidate.blocked)
+                    else:
+                        swap.append(candidate)
         present = set(published) | {c.publication.target_table for c in swap}
         swapped = {c.publication.target_table for c in swap}
         rebuild = [
@@ -326,31 +353,51 @@ class Publisher:
                 outcome[pub.target_table] = TablePublish(
                     pub.lake_table,
                     pub.target_table,
-                    candidate.rows.num_rows,
+                    candidate.table_rows,
                     candidate.seconds + copy_seconds[pub.target_table],
                     PublishStatus.PUBLISHED,
+                    copied=candidate.rows.num_rows,
                 )
         return tuple(outcome[p.target_table] for p in self.publications)
 
-    def _read_candidate(self, pub: Publication, snapshot_id: int) -> _Candidate:
-        """The publication's rows at `snapshot_id` of `main`, sorted by key, validated by its pandera model."""
+    def _read_candidate(
+        self, pub: Publication, snapshot_id: int, published: int | None, *, checked: bool = False
+    ) -> _Candidate:
+        """The publication's rows at `snapshot_id` of `main`, sorted by key, validated by its pandera model;
+        when the `published` snapshot allows it, only the rows that changed since (engine.publish.incremental),
+        validated alone: every other row was validated when it was published."""
         started = time.perf_counter()
         if self._duckdb is None:
             # Kept for the publisher's life: a new DuckDB connection costs more than reading a mart.
             self._duckdb = connect(self.settings.timezone)
         con = self._duckdb
-        self.lake.register_duckdb(
-            con, pub.lake_table, "main", as_name="publish_source", snapshot_id=snapshot_id
+        planned = (
+            plan_increment(self.lake, con, pub, published, snapshot_id)
+            if published is not None and self.incremental
+            else None
         )
-        if pub.days is None:
-            relation = con.sql(_WHOLE_TABLE)
+        if planned is not None:
+            increment, rows = planned
         else:
-            relation = con.sql(_NEWEST_DAYS, params={"days": pub.days})
-        rows = relation.to_arrow_table()
+            increment = None
+            self.lake.register_duckdb(
+                con, pub.lake_table, "main", as_name="publish_source", snapshot_id=snapshot_id
+            )
+            if pub.days is None:
+                relation = con.sql(_WHOLE_TABLE)
+            else:
+                relation = con.sql(_NEWEST_DAYS, params={"days": pub.days})
+            rows = relation.to_arrow_table()
         rows = rows.sort_by([(k, "ascending") for k in pub.key])
         model = TABLE_SCHEMAS[pub.lake_table]
-        errors = [r for r in schema_checks(model, pub.lake_table, rows) if r.severity is Severity.ERROR]
-        candidate = _Candidate(pub, snapshot_id, rows, 0.0)
+        errors = (
+            []
+            if checked
+            else [r for r in schema_checks(model, pub.lake_table, rows) if r.severity is Severity.ERROR]
+        )
+        if errors and increment is not None:
+            return self._read_candidate(pub, snapshot_id, None)  # blocked: say it of the whole table
+        candidate = _Candidate(pub, snapshot_id, rows, 0.0, increment=increment)
         if errors:
             candidate.blocked = "schema check failed: " + "; ".join(_describe_check(r) for r in errors)
         else:

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from engine.ingest.validation import CheckResult
 from engine.publish.copy import encode_binary_copy
+from engine.publish.incremental import Increment, apply_increment, gone_table
 from engine.publish.publications import (
     ANON_ROLE,
     API_SCHEMA,
@@ -55,6 +56,15 @@ class _Candidate:
     blocked: str | None = None
     columns: list[tuple[str, str, str, bool]] = field(default_factory=list)
     """(name, DDL type, binary COPY encoding, not null) per column."""
+    increment: Increment | None = None
+    """Set when `rows` are only the rows to insert into the published table (engine.publish.incremental)."""
+    total_rows: int | None = None
+    """The published table's row count after an incremental swap."""
+
+    @property
+    def table_rows(self) -> int:
+        """The table's row count once swapped in."""
+        return self.total_rows if self.total_rows is not None else self.rows.num_rows
 
 
 @dataclass(frozen=True)
@@ -174,13 +184,20 @@ def _swap(
         for candidate in candidates:
             pub = candidate.publication
             target = sql.Identifier(API_SCHEMA, pub.target_table)
-            conn.execute(sql.SQL("drop table if exists {}").format(target))
-            conn.execute(
-                sql.SQL("alter table {} set schema {}").format(
-                    sql.Identifier(META_SCHEMA, pub.target_table), sql.Identifier(API_SCHEMA)
+            if candidate.increment is not None:
+                started = time.perf_counter()
+                candidate.total_rows = apply_increment(
+                    conn, pub, candidate.increment, [c[0] for c in candidate.columns]
                 )
-            )
-            conn.execute(sql.SQL("grant select on {} to {}").format(target, sql.Identifier(ANON_ROLE)))
+                seconds[pub.target_table] += time.perf_counter() - started
+            else:
+                conn.execute(sql.SQL("drop table if exists {}").format(target))
+                conn.execute(
+                    sql.SQL("alter table {} set schema {}").format(
+                        sql.Identifier(META_SCHEMA, pub.target_table), sql.Identifier(API_SCHEMA)
+                    )
+                )
+                conn.execute(sql.SQL("grant select on {} to {}").format(target, sql.Identifier(ANON_ROLE)))
             conn.execute(
                 sql.SQL("comment on table {} is {}").format(
                     target,
@@ -203,7 +220,7 @@ def _swap(
                     pub.lake_table,
                     promotion.id,
                     candidate.snapshot_id,
-                    candidate.rows.num_rows,
+                    candidate.table_rows,
                     run_id,
                 ),
             )
@@ -217,10 +234,36 @@ def _swap(
 
 
 def _stage(conn: psycopg.Connection[Any], candidate: _Candidate) -> None:
-    """Create phlo_meta.<target> and fill it with a binary COPY; the primary key is built after the load."""
+    """Create phlo_meta.<target> and fill it with a binary COPY; the primary key is built after the load.
+    An increment's rows get no key (they are inserted into the api table, which has it), and the keys to
+    delete are staged next to them."""
     _create_staging(conn, candidate)
     _copy_rows(conn, candidate)
-    _add_keys(conn, candidate)
+    if candidate.increment is None:
+        _add_keys(conn, candidate)
+    else:
+        _stage_gone(conn, candidate, candidate.increment)
+
+
+def _stage_gone(conn: psycopg.Connection[Any], candidate: _Candidate, increment: Increment) -> None:
+    keys = [c for c in candidate.columns if c[0] in candidate.publication.key]
+    gone = gone_table(candidate.publication.target_table)
+    conn.execute(sql.SQL("drop table if exists {}").format(gone))
+    conn.execute(
+        sql.SQL("create table {} ({})").format(
+            gone,
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(ddl)) for n, ddl, _, _ in keys
+            ),
+        )
+    )
+    statement = sql.SQL("copy {} ({}) from stdin (format binary)").format(
+        gone, sql.SQL(", ").join(sql.Identifier(k[0]) for k in keys)
+    )
+    if increment.gone.num_rows:
+        payload = encode_binary_copy(increment.gone.select([k[0] for k in keys]), [k[2] for k in keys])
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(payload)
 
 
 def _create_staging(conn: psycopg.Connection[Any], candidate: _Candidate) -> None:
