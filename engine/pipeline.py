@@ -310,7 +310,7 @@ class Pipeline:
                 # A long backfill is built and gated half a year at a time: memory stays that of
                 # half a year, on top of what the ingest left once it is handed back.
                 release_memory()
-                build = builder.build(run.id, batch, checkpoint=self.checkpoint)
+                build = builder.build(run.id, batch, checkpoint=self.checkpoint, whole_tables=False)
                 with self.store.step(run.id, "gates") as step:
                     gate = builder.gate(build, now=self._clock(), check_freshness=False, extra=[])
                     self._record_checks(run.id, gate.results)
