@@ -169,15 +169,16 @@ class Pipeline:
             assert opened is not None
             csv_run = self.store.create_run(RunTrigger.IMPORT, opened.params())
 
-            def store_csv(totals: _Totals) -> None:
-                from engine.pipeline_import import store_import
+            from engine.pipeline_import import BUILD_BATCH_MONTHS as CSV_BATCH_MONTHS
+            from engine.pipeline_import import store_import
 
+            def store_csv(totals: _Totals) -> None:
                 nonlocal opened
                 assert opened is not None
                 store_import(self, csv_run.id, opened, totals)
                 opened = None  # the layers build next: hand the file's bytes back first
 
-            return self._execute(csv_run, store_csv)
+            return self._execute(csv_run, store_csv, batch_months=CSV_BATCH_MONTHS)
         entries = read_export(path)
         run = self.store.create_run(RunTrigger.IMPORT, {"file": path.name, "entries": len(entries)})
 
@@ -268,7 +269,12 @@ class Pipeline:
         )
 
     def _execute(
-        self, run: RunRecord, ingest: Callable[[_Totals], None], *, full_refresh: bool = False
+        self,
+        run: RunRecord,
+        ingest: Callable[[_Totals], None],
+        *,
+        full_refresh: bool = False,
+        batch_months: int | None = None,
     ) -> RunRecord:
         """Ingest, then build the layers, gate them and promote; every failure ends the run `failed`."""
         totals = _Totals()
@@ -279,7 +285,7 @@ class Pipeline:
             expire_history(self, run.id)
             ingest(totals)
             self._prestart_publish()
-            finished = self._layers_gates_promotion(run, totals, full_refresh)
+            finished = self._layers_gates_promotion(run, totals, full_refresh, batch_months)
         except PhloError as e:
             return self._fail(run, e, totals)
         except KeyboardInterrupt:
@@ -295,7 +301,9 @@ class Pipeline:
         record_files(self.lake, self.store)
         return finished
 
-    def _layers_gates_promotion(self, run: RunRecord, totals: _Totals, full_refresh: bool) -> RunRecord:
+    def _layers_gates_promotion(
+        self, run: RunRecord, totals: _Totals, full_refresh: bool, batch_months: int | None
+    ) -> RunRecord:
         months = self.store.pending_months()
         summary: dict[str, Any] = totals.summary()
         extra = [r for r in (totals.quarantine_ratio(source) for source in SOURCES) if r is not None]
@@ -309,12 +317,12 @@ class Pipeline:
                 return self._maybe_promote(run, summary)
             build = None
         else:
-            batches = [None] if full_refresh else month_batches(months, BUILD_BATCH_MONTHS)
+            batches = [None] if full_refresh else month_batches(months, batch_months or BUILD_BATCH_MONTHS)
             for batch in batches[:-1]:
                 # A long backfill is built and gated half a year at a time: memory stays that of
                 # half a year, on top of what the ingest left once it is handed back.
                 release_memory()
-                build = builder.build(run.id, batch, checkpoint=self.checkpoint)
+                build = builder.build(run.id, batch, checkpoint=self.checkpoint, whole_tables=False)
                 with self.store.step(run.id, "gates") as step:
                     gate = builder.gate(build, now=self._clock(), check_freshness=False, extra=[])
                     self._record_checks(run.id, gate.results)

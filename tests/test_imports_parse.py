@@ -288,6 +288,38 @@ def test_ids_are_the_same_in_an_overlapping_export_and_the_zone_is_recorded(tmp_
         read(first, zone="Mars/Olympus")
 
 
+def test_ids_are_the_hash_of_format_device_local_time_fold_type_and_rank(tmp_path: Path) -> None:
+    """The id recipe itself, so that a faster computation stores the same ids (a re-import of an
+    existing home stores nothing twice): sha1 of the fields joined by '|', its first 24 hex digits.
+    Repeated local times of one device and type rank 0, 1; the autumn's second 02:30 (Berlin) is fold 1."""
+    import hashlib
+
+    path = write(
+        tmp_path / "ids.csv",
+        [
+            CLARITY_HEADER,
+            "1,2026-03-01T08:00:00,EGV,,,,g6,120,,,,,1,T1",
+            "2,2026-03-01T08:00:00,EGV,,,,g6,125,,,,,2,T1",
+            "3,2026-03-01T08:05:00,Insulin,Fast-Acting,,,g6,,2.5,,,,3,T1",
+            "4,2026-10-25T02:30:00,EGV,,,,g6,110,,,,,4,",
+            "5,2026-10-25T02:30:00,EGV,,,,g6,111,,,,,5,",
+        ],
+    )
+    records = read(path, zone="Europe/Berlin").records.to_pylist()
+
+    def expected(serial: str, local: str, fold: int, kind: str, subtype: str, rank: int) -> str:
+        text = f"clarity|{serial}|{local}|{fold}|{kind}|{subtype}|{rank}"
+        return hashlib.sha1(text.encode()).hexdigest()[:24]
+
+    assert [r["_id"] for r in records] == [
+        expected("T1", "2026-03-01T08:00:00", 0, "EGV", "", 0),
+        expected("T1", "2026-03-01T08:00:00", 0, "EGV", "", 1),
+        expected("T1", "2026-03-01T08:05:00", 0, "Insulin", "Fast-Acting", 0),
+        expected("", "2026-10-25T02:30:00", 0, "EGV", "", 0),
+        expected("", "2026-10-25T02:30:00", 1, "EGV", "", 0),
+    ]
+
+
 def test_bad_records_are_quarantined_with_reason_and_line(tmp_path: Path) -> None:
     path = write(
         tmp_path / "l.csv",

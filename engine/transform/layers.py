@@ -23,6 +23,7 @@ from engine.transform.models import (
     ModelResult,
     build_model,
     discover_models,
+    downstream,
 )
 from engine.transform.quality import (
     GateReport,
@@ -97,20 +98,29 @@ class LayerBuilder:
         months: set[str] | None,
         branch: str = "dev",
         checkpoint: Callable[[], None] = lambda: None,
+        *,
+        whole_tables: bool = True,
     ) -> LayerBuild:
         """Rebuild the local `months` (None: a full refresh of every model).
+
+        With `whole_tables` False (a long run's batch before its last), the whole-table models that
+        no incremental model reads are left for the last batch: each reads every month, so building
+        them once per batch would only be overwritten.
 
         Each model is one recorded step with its rows and seconds; a SQL error names the file and
         line. Raises StepFailed from the first model that fails; models already written stay on
         `dev`, and the months stay pending in the run store for the next run.
         """
         results = []
+        later = set() if whole_tables else self._whole_table_leaves()
         # The process's shared DuckDB database (opening one costs more than a small model's query),
         # whose views registered for the build are dropped when it ends; and, as the run holds the
         # writer lease, each table is loaded from the catalog once for the build.
         with self.lake.pinned(), views_cursor() as cursor:
             con = in_zone(cursor, self.timezone)
             for model in self.models:
+                if model.name in later:
+                    continue
                 checkpoint()
                 with self.store.step(run_id, f"model {model.name}") as step:
                     result = build_model(con, model, months, self._registrar(branch))
@@ -132,6 +142,15 @@ class LayerBuilder:
                     )
                 results.append(result)
         return LayerBuild(tuple(results), frozenset(months) if months is not None else None)
+
+    def _whole_table_leaves(self) -> set[str]:
+        """Whole-table models whose every reader, direct or not, is a whole-table model too."""
+        incremental = {m.name for m in self.models if m.materialized is Materialized.INCREMENTAL}
+        return {
+            m.name
+            for m in self.models
+            if m.materialized is Materialized.TABLE and not downstream(self.models, [m.name]) & incremental
+        }
 
     def _registrar(self, branch: str) -> Callable[[duckdb.DuckDBPyConnection, str, set[str] | None], None]:
         def register(con: duckdb.DuckDBPyConnection, name: str, months: set[str] | None) -> None:

@@ -289,22 +289,27 @@ def record_ids(fmt: str, rows: pd.DataFrame, folds: np.ndarray, carried: dict[st
     stamps = rows["local_ts"].to_numpy(dtype="datetime64[ns]")
     # YYYY-MM-DDThh:mm:ss in C (strftime formats each value in Python).
     local = np.where(np.isnat(stamps), "", np.datetime_as_string(stamps.astype("datetime64[s]"), unit="s"))
-    serial = rows["device_serial"].fillna("").to_numpy()
-    kind = rows["record_type"].fillna("").to_numpy()
-    subtype = rows["event_subtype"].fillna("").to_numpy()
-    keys = [
-        f"{fmt}|{s}|{t}|{f}|{k}|{e}"
-        for s, t, f, k, e in zip(serial, local, folds.tolist(), kind, subtype, strict=True)
+    # The key text is joined in Arrow, not a Python f-string per row: the same text, in C.
+    parts = [
+        pa.array(rows[column].fillna("").to_numpy(dtype=object), pa.string())
+        for column in ("device_serial", "record_type", "event_subtype")
     ]
-    codes = pd.factorize(np.asarray(keys, dtype=object))[0]
-    rank = pd.Series(codes).groupby(codes).cumcount().to_numpy().tolist()
-    timeless = np.flatnonzero(np.isnat(stamps)).tolist()
-    earlier = {keys[position]: carried.get(keys[position], 0) for position in timeless}
-    for position in timeless:
-        rank[position] += earlier[keys[position]]
-        carried[keys[position]] = rank[position] + 1
+    serial, kind, subtype = parts
+    keys = pc.binary_join_element_wise(
+        pa.scalar(fmt), serial, pa.array(local, pa.string()), pa.array(folds.astype(str)), kind, subtype, "|"
+    )
+    codes = pc.dictionary_encode(keys).indices.to_numpy()
+    rank = pd.Series(codes).groupby(codes).cumcount().to_numpy().copy()
+    timeless = np.flatnonzero(np.isnat(stamps))
+    if len(timeless):
+        alike = keys.take(pa.array(timeless)).to_pylist()
+        earlier = {key: carried.get(key, 0) for key in alike}
+        for position, key in zip(timeless.tolist(), alike, strict=True):
+            rank[position] += earlier[key]
+            carried[key] = int(rank[position]) + 1
+    texts = pc.binary_join_element_wise(keys, pa.array(rank.astype(str)), "|").cast(pa.binary())
     sha1 = hashlib.sha1
-    return [sha1(f"{key}|{n}".encode()).hexdigest()[:24] for key, n in zip(keys, rank, strict=True)]
+    return [sha1(text).hexdigest()[:24] for text in texts.to_pylist()]
 
 
 def failures(schema: Any, frame: pd.DataFrame) -> dict[int, list[tuple[str, str | None]]]:
