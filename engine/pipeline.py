@@ -34,14 +34,14 @@ from engine.ingest.tables import RAW_TABLES
 from engine.ingest.validation import CheckResult
 from engine.lake.promotion import promote
 from engine.lake.store import Lake
-from engine.pipeline_batch import append_quarantine, month_batches, release_memory
+from engine.pipeline_batch import append_quarantine, month_batches, record_checks, release_memory
 from engine.pipeline_expiry import expire_history
 from engine.pipeline_export import read_export
 from engine.pipeline_totals import BatchOutcome, _Totals
 from engine.publish.prestart import start_target
 from engine.publish.publisher import Publisher
 from engine.runs.logs import CURRENT_RUN
-from engine.runs.records import CheckRecord, RunRecord, RunStatus, RunTrigger, Severity
+from engine.runs.records import RunRecord, RunStatus, RunTrigger, Severity
 from engine.runs.store import RunStore, blocking_text
 from engine.transform.layers import LayerBuilder, touched_months
 from engine.transform.models import Model
@@ -254,7 +254,8 @@ class Pipeline:
         """An optional endpoint the site does not have: a warning, and the other sources go on."""
         log.warning("the site does not serve %s (HTTP 404): skipped", source.path)
         totals.not_served.append(source.name)
-        self._record_checks(
+        record_checks(
+            self.store,
             run_id,
             [
                 CheckResult(
@@ -313,7 +314,7 @@ class Pipeline:
             # Nothing new reached the lake: only freshness can change; the last build's gates stand.
             freshness = builder.freshness(self._clock()) if check_freshness else None
             if freshness is None or freshness.severity is not Severity.ERROR:
-                self._record_checks(run.id, [freshness] if freshness else [])
+                record_checks(self.store, run.id, [freshness] if freshness else [])
                 return self._maybe_promote(run, summary)
             build = None
         else:
@@ -325,7 +326,7 @@ class Pipeline:
                 build = builder.build(run.id, batch, checkpoint=self.checkpoint, whole_tables=False)
                 with self.store.step(run.id, "gates") as step:
                     gate = builder.gate(build, now=self._clock(), check_freshness=False, extra=[])
-                    self._record_checks(run.id, gate.results)
+                    record_checks(self.store, run.id, gate.results)
                     step.rows = len(gate.results)
                     step.detail.update(errors=len(gate.errors), warnings=len(gate.results) - len(gate.errors))
                 if gate.errors:
@@ -337,7 +338,7 @@ class Pipeline:
             build = builder.build(run.id, batches[-1], checkpoint=self.checkpoint)
         with self.store.step(run.id, "gates") as step:
             gate = builder.gate(build, now=self._clock(), check_freshness=check_freshness, extra=extra)
-            self._record_checks(run.id, gate.results)
+            record_checks(self.store, run.id, gate.results)
             step.rows = len(gate.results)
             step.detail.update(errors=len(gate.errors), warnings=len(gate.results) - len(gate.errors))
         rebuilt = sorted(months) if build is not None and build.months is not None else []
@@ -449,7 +450,7 @@ class Pipeline:
             batch = declared.validate_batch(entries, run_id=run_id, source=source, now=now)
             step.rows = batch.valid.num_rows
             step.detail.update(quarantined=batch.quarantine.num_rows, input=batch.input_count)
-            self._record_checks(run_id, batch.results)
+            record_checks(self.store, run_id, batch.results)
         with self.store.step(run_id, "merge", {"source": declared.name}) as step:
             # Months are marked pending before the commit, so a crash right after it still rebuilds them.
             already = self.store.pending_months()
@@ -478,23 +479,6 @@ class Pipeline:
             quarantined=batch.quarantine.num_rows,
             newest_ms=newest,
         )
-
-    def _record_checks(self, run_id: str, results: Sequence[CheckResult]) -> None:
-        if results:
-            self.store.record_checks(
-                [
-                    CheckRecord(
-                        run_id=run_id,
-                        check=r.check,
-                        table=r.table,
-                        column=r.column,
-                        severity=r.severity,
-                        failing_count=r.failing_count,
-                        samples=r.samples,
-                    )
-                    for r in results
-                ]
-            )
 
     def _fail(self, run: RunRecord, error: PhloError, totals: _Totals) -> RunRecord:
         # Reported once, by whoever started the run (the command line, the dashboard, the daemon's log).

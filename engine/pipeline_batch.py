@@ -1,14 +1,18 @@
-"""What a stored batch touches: the quarantine rows not kept before, and the months a build takes in
-batches (engine.pipeline, engine.pipeline_import)."""
+"""What a stored batch touches: the quarantine rows not kept before, the months a build takes in batches,
+and the check results it records (engine.pipeline, engine.pipeline_import)."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 
 import pyarrow as pa
 
 from engine.ingest.sources import Source
+from engine.ingest.validation import CheckResult
 from engine.lake.store import Lake
+from engine.runs.records import CheckRecord
+from engine.runs.store import RunStore
 
 
 def append_quarantine(lake: Lake, declared: Source, rows: pa.Table, run_id: str) -> int:
@@ -44,3 +48,22 @@ def month_batches(months: set[str], size: int) -> list[set[str]]:
     if len(ordered) <= size:
         return [set(ordered)]
     return [set(ordered[max(start - 1, 0) : start + size]) for start in range(0, len(ordered), size)]
+
+
+def record_checks(store: RunStore, run_id: str, results: Sequence[CheckResult]) -> None:
+    """A batch's or a gate's check results, as the run's checks in the run store."""
+    if results:
+        store.record_checks(
+            [
+                CheckRecord(
+                    run_id=run_id,
+                    check=r.check,
+                    table=r.table,
+                    column=r.column,
+                    severity=r.severity,
+                    failing_count=r.failing_count,
+                    samples=r.samples,
+                )
+                for r in results
+            ]
+        )

@@ -12,7 +12,7 @@ from engine.ingest.imports.quarantine import merged_checks
 from engine.ingest.sources import GLUCOSE, TREATMENTS_SOURCE, Source
 from engine.ingest.tables import IMPORT_RECORDS
 from engine.ingest.validation import CheckResult
-from engine.pipeline_batch import append_quarantine
+from engine.pipeline_batch import append_quarantine, record_checks
 from engine.runs.records import Severity
 from engine.transform.layers import touched_months
 
@@ -45,7 +45,7 @@ def store_import(pipeline: Pipeline, run_id: str, export: CsvExport, totals: _To
         skipped.update(imported.skipped)
         checks.extend(imported.checks)
         del imported  # before the next slice is read, not after: one slice in memory at a time
-    pipeline._record_checks(run_id, merged_checks(checks))
+    record_checks(pipeline.store, run_id, merged_checks(checks))
     totals.extra.update(
         lines=export.lines,
         skipped=sum(skipped.values()),
