@@ -443,7 +443,7 @@ class Pipeline:
         return records
 
     def _store_batch(
-        self, run_id: str, declared: Source, entries: Sequence[object], *, source: str
+        self, run_id: str, declared: Source, entries: Sequence[object], *, source: str, time_ids: bool = False
     ) -> BatchOutcome:
         now = self._clock()
         with self.store.step(run_id, "validate", {"source": declared.name}) as step:
@@ -456,7 +456,10 @@ class Pipeline:
             already = self.store.pending_months()
             months = touched_months(batch.valid, declared.time_column, self.settings.timezone)
             self.store.add_pending_months(months, run_id)
-            result = self.lake.merge(declared.table, batch.valid, snapshot_properties={"phlo.run-id": run_id})
+            properties = {"phlo.run-id": run_id}  # time_ids: the ids hold local times (Lake.merge)
+            result = self.lake.merge(
+                declared.table, batch.valid, snapshot_properties=properties, time_keyed=time_ids
+            )
             if result.snapshot_id is None:
                 self.store.clear_pending_months(months - already)
             quarantined = append_quarantine(self.lake, declared, batch.quarantine, run_id)

@@ -69,7 +69,7 @@ def _store_slice(
                 if declared is GLUCOSE
                 else imported.treatments[start : start + CHUNK]
             )
-            outcome = pipeline._store_batch(run_id, declared, shaped, source=source)
+            outcome = pipeline._store_batch(run_id, declared, shaped, source=source, time_ids=True)
             counts = lake.setdefault(
                 declared.table.name, dict.fromkeys(("stored", "unchanged", "quarantined"), 0)
             )
@@ -114,7 +114,9 @@ def _merge(pipeline: Pipeline, run_id: str, rows: pa.Table) -> tuple[int, int]:
     already = pipeline.store.pending_months()
     months = touched_months(rows, "record_ts", pipeline.settings.timezone)
     pipeline.store.add_pending_months(months, run_id)
-    result = pipeline.lake.merge(IMPORT_RECORDS, rows, snapshot_properties={"phlo.run-id": run_id})
+    result = pipeline.lake.merge(
+        IMPORT_RECORDS, rows, snapshot_properties={"phlo.run-id": run_id}, time_keyed=True
+    )
     if result.snapshot_id is None:
         pipeline.store.clear_pending_months(months - already)
     return result.rows_inserted + result.rows_updated, result.rows_unchanged

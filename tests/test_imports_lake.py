@@ -251,3 +251,27 @@ def test_cli_simulate_export_then_import_with_a_zone(home: Path, tmp_path: Path)
         and "no Dexcom Clarity header" in wrong.stderr
         and "Traceback" not in wrong.stderr
     )
+
+
+def test_a_reimport_in_another_zone_moves_readings_across_the_month_end_without_copies(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # An import's ids hold local times, so the lake searches only the neighbouring months for rows
+    # a re-import moves (Lake.merge time_keyed). Read in Tokyo, the file's first hours lie in October;
+    # read again in Berlin, the whole file lies in November: those rows move to a partition the first
+    # import left alone, and October is emptied.
+    export = write_export("clarity", tmp_path / "month-end.csv", days=1, until=UTC_DAY(2), tz="Europe/Berlin")
+    first = engine.import_file(export.path, timezone="Asia/Tokyo")
+    assert first.status is RunStatus.SUCCEEDED, first.error
+    tables = (("raw.import_records", "record_month"), ("raw.glucose_entries", "reading_month"))
+    months = "select count(distinct {1}) from {0}"
+    assert [rows(engine, months.format(*table))[0][0] for table in tables] == [2, 2]
+    again = engine.import_file(export.path)
+    assert again.status is RunStatus.SUCCEEDED, again.error
+    assert again.summary["stored"] > 0
+    for table, month in tables:
+        total, distinct, months_left = rows(
+            engine, f"select count(*), count(distinct _id), count(distinct {month}) from {table}"
+        )[0]
+        assert total == distinct and months_left == 1, table
+    assert rows(engine, "select count(*) from silver.fct_glucose_readings", "main")[0][0] == export.readings

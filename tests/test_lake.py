@@ -780,3 +780,33 @@ def test_kill_9_during_merges_leaves_a_readable_lake_without_duplicates(tmp_path
     assert pc.count_distinct(stored["_id"]).as_py() == len(expected)
     assert dict(zip(stored["_id"].to_pylist(), stored["sgv"].to_pylist(), strict=True)) == expected
     assert lake.merge(GLUCOSE_ENTRIES, kill_test_batches()[-1]).snapshot_id is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("2024-01", "2024-02"), ("2023-12", "2024-01"), ("2024-02", "2024-01")]
+)
+def test_a_time_keyed_merge_still_moves_a_row_from_the_next_or_previous_month(
+    lake: Lake, old: str, new: str
+) -> None:
+    lake.merge(
+        GLUCOSE_ENTRIES, with_column(glucose_rows(JAN, 3), "reading_month", [old] * 3), time_keyed=True
+    )
+
+    result = lake.merge(
+        GLUCOSE_ENTRIES, with_column(glucose_rows(JAN, 1, sgv=90), "reading_month", [new]), time_keyed=True
+    )
+
+    assert result.rows_updated == 1 and result.partitions == tuple(sorted((old, new)))
+    assert duckdb_rows(
+        lake,
+        "dev",
+        "SELECT reading_month, count(*), count(DISTINCT _id) FROM raw.glucose_entries GROUP BY 1 ORDER BY 1",
+    ) == sorted([(old, 2, 2), (new, 1, 1)])
+
+
+def test_neighbour_months_span_the_year_end_and_refuse_other_partition_values() -> None:
+    from engine.lake.merge import _neighbour_months
+
+    assert _neighbour_months(["2024-01", "2024-12"]) == {"2023-12", "2024-02", "2024-11", "2025-01"}
+    assert _neighbour_months(["2024-01", "2024-13"]) is None
+    assert _neighbour_months(["2024-1"]) is None

@@ -3,6 +3,7 @@ partition's files, so that only touched partitions are rewritten and an unchange
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,8 +52,11 @@ def _plan_merge(
     incoming: pa.Table,
     key_column: str,
     partition_column: str,
+    *,
+    time_keyed: bool = False,
 ) -> _MergePlan:
-    """Read the partitions the batch touches and compute their new contents in DuckDB."""
+    """Read the partitions the batch touches and compute their new contents in DuckDB (`time_keyed`:
+    see Lake.merge)."""
     key, part = _ident(key_column), _ident(partition_column)
     touched = sorted(pc.unique(incoming[partition_column]).to_pylist())
     identity = _partition_column(table) == partition_column
@@ -63,20 +67,25 @@ def _plan_merge(
         return _files(table, head, _is_in(partition_column, values))
 
     stored_files = partition_files(touched)
-    # Keys are ObjectIds, which start with their time: the key range prunes nearly every other
-    # partition by file statistics, so finding keys that moved partition costs little.
-    keys = pc.min_max(incoming[key_column])
-    probe_files = _files(
-        table,
-        head,
-        And(
-            Not(_is_in(partition_column, touched)),
+    near = _neighbour_months(touched) if time_keyed else None
+    if near is not None:
+        # A key holding its row's local time can only have moved to the month before or after.
+        probe_files = partition_files(sorted(near - set(touched)))
+    else:
+        # Keys are ObjectIds, which start with their time: the key range prunes nearly every other
+        # partition by file statistics, so finding keys that moved partition costs little.
+        keys = pc.min_max(incoming[key_column])
+        probe_files = _files(
+            table,
+            head,
             And(
-                GreaterThanOrEqual(term=Reference(key_column), value=literal(keys["min"].as_py())),
-                LessThanOrEqual(term=Reference(key_column), value=literal(keys["max"].as_py())),
+                Not(_is_in(partition_column, touched)),
+                And(
+                    GreaterThanOrEqual(term=Reference(key_column), value=literal(keys["min"].as_py())),
+                    LessThanOrEqual(term=Reference(key_column), value=literal(keys["max"].as_py())),
+                ),
             ),
-        ),
-    )
+        )
     columns = ", ".join(_ident(field.name) for field in tdef.arrow_schema)
     content = [field.name for field in tdef.arrow_schema if field.name not in BOOKKEEPING_COLUMNS]
     same = " AND ".join(f"i.{_ident(c)} IS NOT DISTINCT FROM s.{_ident(c)}" for c in content)
@@ -127,6 +136,20 @@ def _plan_merge(
         updated=counts.get("update", 0),
         unchanged=counts.get("unchanged", 0),
     )
+
+
+def _neighbour_months(months: list[str]) -> set[str] | None:
+    """The YYYY-MM months before and after each of `months`; None when one is not YYYY-MM."""
+    near: set[str] = set()
+    for month in months:
+        if not _MONTH.fullmatch(month):
+            return None
+        index = int(month[:4]) * 12 + int(month[5:]) - 1
+        near.update(f"{i // 12:04d}-{i % 12 + 1:02d}" for i in (index - 1, index + 1))
+    return near
+
+
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 _ARROW_COMPARE_MAX_ROWS = 50_000

@@ -141,6 +141,7 @@ class Lake(LakeReads, LakeHousekeeping):
         *,
         branch: str = "dev",
         snapshot_properties: dict[str, str] | None = None,
+        time_keyed: bool = False,
     ) -> MergeResult:
         """Upsert `batch` by `tdef.key` into `branch`, rewriting only the partitions that change.
 
@@ -148,6 +149,9 @@ class Lake(LakeReads, LakeHousekeeping):
         bookkeeping columns differs; the last batch row per key wins. A stored row whose key arrives
         in another partition is removed from its old partition in the same commit. When nothing
         changes no snapshot is committed (snapshot_id None).
+        `time_keyed`: every batch key holds its row's local time (an import's ids): a stored row with
+        the key can only lie in the month before or after the batch row's (docs/imports.md), so only
+        those partitions are searched for moved keys, not every other one.
         Raises LakeError when the batch does not fit the table's types, or on any lake failure.
         """
         started = time.perf_counter()
@@ -169,7 +173,9 @@ class Lake(LakeReads, LakeHousekeeping):
         with self._boundary(f"merging into {tdef.name} on branch {branch}"):
             table = self._load(tdef.name)
             head = _head(table, tdef.name, branch)
-            plan = _plan_merge(table, tdef, head, incoming, key_column, partition_column)
+            plan = _plan_merge(
+                table, tdef, head, incoming, key_column, partition_column, time_keyed=time_keyed
+            )
             if not plan.changed:
                 return MergeResult(rows_in, 0, 0, plan.unchanged, (), None, time.perf_counter() - started)
             rewritten = _conform(plan.rows, tdef.arrow_schema, tdef.name)
