@@ -25,7 +25,7 @@ from engine.ingest.nightscout import (
     redact_url,
 )
 from engine.ingest.nightscout_http import EndpointNotFound
-from engine.ingest.prefetch import Prefetched, fetch_window, source_since_ms
+from engine.ingest.prefetch import FUTURE_SLACK_MS, Prefetched, fetch_window, source_since_ms
 from engine.ingest.prefetch import claim as claim_prefetch
 from engine.ingest.profiles import ingest_profiles
 from engine.ingest.removals import mark_removed
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRIES_SOURCE = GLUCOSE.watermark_key
-HOUR_MS = 3_600_000
-# Entries dated up to an hour ahead are accepted (clock skew); fetch that far so none is missed.
-FUTURE_SLACK_MS = HOUR_MS
 IMPORT_CHUNK = 100_000
 # Local months built and gated together: a five-year backfill in one build peaked at 833 MB, in
 # batches of 12 months at 599-631 MB, of 6 months (with `release_memory` between) at 518 MB.
@@ -120,7 +117,10 @@ class Pipeline:
         prefetched = claim_prefetch(self.settings.home, watermarks, now)
         if prefetched is not None:
             now = prefetched.now  # the windows the child read (engine.ingest.prefetch)
-        since = {source.name: self._since_ms(source, now) for source in SOURCES}
+        since = {
+            source.name: source_since_ms(watermarks[source.watermark_key], now, self.settings)
+            for source in SOURCES
+        }
         until_ms = _now_ms(now) + FUTURE_SLACK_MS
         params = {
             "since_ms": since[GLUCOSE.name],
@@ -131,9 +131,6 @@ class Pipeline:
         return self._run_windows(
             trigger, since, until_ms, params, full_refresh=full_refresh, history=True, prefetched=prefetched
         )
-
-    def _since_ms(self, source: Source, now: datetime) -> int:
-        return source_since_ms(self.store.watermark(source.watermark_key), now, self.settings)
 
     def backfill(self, since: str, until: str | None = None) -> RunRecord:
         """History from local day `since` up to the end of local day `until` (default: now)."""

@@ -26,7 +26,7 @@ from engine.api.reads import (
 from engine.clock import Clock, clock_from_env, epoch_seconds
 from engine.config import Settings, check_ready
 from engine.errors import PhloError, PromotionError
-from engine.ingest.nightscout import NightscoutConfig, configure_dlt
+from engine.ingest.nightscout import NightscoutConfig, configure_dlt, site_config
 from engine.ingest.tables import RAW_TABLES
 from engine.lake.diff import TableDiff, branch_diff
 from engine.lake.promotion import promote, recover
@@ -349,14 +349,7 @@ class Engine:
         if s.demo:
             url = self._start_simulator()
         assert url is not None
-        return NightscoutConfig(
-            url=url,
-            token=s.nightscout_token.reveal() if s.nightscout_token else None,
-            api_secret=s.nightscout_api_secret.reveal() if s.nightscout_api_secret else None,
-            page_size=s.page_size,
-            timeout_s=s.request_timeout_s,
-            max_attempts=s.max_attempts,
-        )
+        return site_config(s, url)
 
     def _start_simulator(self) -> str:
         if self._simulator is None:

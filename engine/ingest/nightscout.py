@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from dlt.sources.helpers.rest_client.paginators import BasePaginator
     from requests import Request, Session
 
+    from engine.config import Settings
+
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -68,6 +70,18 @@ class NightscoutConfig:
             f" timeout_s={self.timeout_s}, max_attempts={self.max_attempts},"
             f" backoff_s={self.backoff_s}, max_retry_delay_s={self.max_retry_delay_s})"
         )
+
+
+def site_config(settings: Settings, url: str) -> NightscoutConfig:
+    """The site at `url` with the settings' secrets, page size, timeout and attempts."""
+    return NightscoutConfig(
+        url=url,
+        token=settings.nightscout_token.reveal() if settings.nightscout_token else None,
+        api_secret=settings.nightscout_api_secret.reveal() if settings.nightscout_api_secret else None,
+        page_size=settings.page_size,
+        timeout_s=settings.request_timeout_s,
+        max_attempts=settings.max_attempts,
+    )
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ MAX_WINDOWS = 2
 """Windows per source a prefetch reads at most: an hourly run has one; a long catch-up fetches as always."""
 PROFILES = ("profiles", 0, 0)
 """The key of the profile documents (engine.ingest.profiles) in `Prefetched.results`."""
+FUTURE_SLACK_MS = 3_600_000
+"""Entries dated up to an hour ahead are accepted (clock skew): a run fetches that far so none is missed."""
 MAX_AGE_S = 300.0
 """A prefetch planned longer ago than this (the run waited for the writer lease, say) is not used."""
 
@@ -205,21 +207,14 @@ def _die_with(parent: int) -> None:
 
 
 def _read_windows(settings: Settings, now: datetime, watermarks: dict[str, int | None]) -> Prefetched:
-    from engine.ingest.nightscout import NightscoutConfig, configure_dlt, fetch_records, plan_windows
+    from engine.ingest.nightscout import configure_dlt, fetch_records, plan_windows, site_config
     from engine.ingest.profiles import fetch_profiles
     from engine.ingest.sources import SOURCES
 
     configure_dlt(settings.home)
     assert settings.nightscout_url is not None
-    config = NightscoutConfig(
-        url=settings.nightscout_url,
-        token=settings.nightscout_token.reveal() if settings.nightscout_token else None,
-        api_secret=settings.nightscout_api_secret.reveal() if settings.nightscout_api_secret else None,
-        page_size=settings.page_size,
-        timeout_s=settings.request_timeout_s,
-        max_attempts=settings.max_attempts,
-    )
-    until_ms = int(now.timestamp() * 1000) + 3_600_000  # engine.pipeline.FUTURE_SLACK_MS
+    config = site_config(settings, settings.nightscout_url)
+    until_ms = int(now.timestamp() * 1000) + FUTURE_SLACK_MS
     marks = {s.name: watermarks.get(s.watermark_key) for s in SOURCES}
     prefetched = Prefetched(now, {s.watermark_key: watermarks.get(s.watermark_key) for s in SOURCES})
     for source in SOURCES:
