@@ -1,74 +1,23 @@
-"""The lake's Iceberg catalog and transactions, minus pyiceberg 0.12's repeated metadata reads and copies.
+"""The lake's Iceberg transactions, minus pyiceberg 0.12's repeated metadata copies (its catalogs, which
+parse each metadata.json once: engine.lake.sqlite_catalog and engine.lake.catalog_sql).
 
-pyiceberg reads and parses a table's metadata.json on every `load_table` (and once more inside
-every commit), and a transaction deep-copies the whole table metadata each time one of its steps
+A transaction deep-copies the whole table metadata each time one of its steps
 looks at it (twenty-odd times per commit). With hourly runs the metadata holds hundreds of
 snapshots, and these copies were most of the time of an incremental layer build.
 
-Both caches are safe by construction: a metadata.json is written once under a unique name and
-never changed, so the parsed metadata of a location is valid for as long as the catalog row points
-at that location (checked on every load); and pyiceberg's metadata models are frozen and replaced,
+The cache is safe by construction: pyiceberg's metadata models are frozen and replaced,
 never changed in place, so a transaction can hand the same staged metadata to every step until
 another update is staged.
 """
 
 from __future__ import annotations
 
-import threading
-
-from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.table import CommitTableResponse, Table, Transaction
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.update import TableRequirement, TableUpdate, update_table_metadata
+from pyiceberg.table.update import TableUpdate, update_table_metadata
 from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from engine.errors import LakeError
-
-
-class CachingSqlCatalog(SqlCatalog):
-    """A SqlCatalog that parses each metadata.json once: the catalog row is still read on every
-    load, so a commit by another process is seen at once."""
-
-    def __init__(self, name: str, **properties: str) -> None:
-        super().__init__(name, **properties)
-        self._parsed: dict[tuple[str, str], tuple[str, TableMetadata]] = {}
-        self._parsed_lock = threading.Lock()
-
-    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
-        key = (str(orm_table.table_namespace), str(orm_table.table_name))
-        location = orm_table.metadata_location
-        with self._parsed_lock:
-            cached = self._parsed.get(key)
-        if cached is None or cached[0] != location or not location:
-            return self._remember(super()._convert_orm_to_iceberg(orm_table))
-        return Table(
-            identifier=(*self.identifier_to_tuple(key[0]), key[1]),
-            metadata=cached[1],
-            metadata_location=location,
-            io=self._load_file_io(cached[1].properties, location),
-            catalog=self,
-        )
-
-    def commit_table(
-        self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]
-    ) -> CommitTableResponse:
-        response = super().commit_table(table, requirements, updates)
-        namespace = self.namespace_to_string(self.namespace_from(table.name()))
-        with self._parsed_lock:
-            self._parsed[(namespace, self.table_name_from(table.name()))] = (
-                response.metadata_location,
-                response.metadata,
-            )
-        return response
-
-    def _remember(self, table: Table) -> Table:
-        namespace = self.namespace_to_string(self.namespace_from(table.name()))
-        with self._parsed_lock:
-            self._parsed[(namespace, self.table_name_from(table.name()))] = (
-                table.metadata_location,
-                table.metadata,
-            )
-        return table
 
 
 class StagedTransaction(Transaction):

@@ -14,7 +14,8 @@ from pyiceberg.table import Table
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from engine.errors import LakeError
-from engine.lake.catalog import CachingSqlCatalog, manage_snapshots, transaction
+from engine.lake.catalog import manage_snapshots, transaction
+from engine.lake.catalog_sql import CachingSqlCatalog
 from engine.lake.catalog_uri import CATALOG_NAME, CATALOG_TABLES, redacted, scrub, sqlalchemy_url
 from engine.lake.conform import (
     _arrow_schema,
