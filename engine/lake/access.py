@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog import MetastoreCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.table import Table
 
@@ -31,7 +31,7 @@ class LakeAccess:
     def __init__(self, root: Path, catalog_uri: str | None = None) -> None:
         self.root = Path(root).absolute()
         self.catalog_uri = catalog_uri
-        self._catalog_instance: SqlCatalog | None = None
+        self._catalog_instance: MetastoreCatalog | None = None
         self._catalog_lock = threading.Lock()
         self._pinned: dict[str, Table] | None = None
 
@@ -50,7 +50,7 @@ class LakeAccess:
         finally:
             self._pinned = None
 
-    def _catalog(self) -> SqlCatalog:
+    def _catalog(self) -> MetastoreCatalog:
         with self._catalog_lock:
             if self._catalog_instance is None:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ class LakeAccess:
                     # WAL lets readers in other processes load metadata while the writer commits.
                     with closing(sqlite3.connect(database, timeout=30)) as connection:
                         connection.execute("PRAGMA journal_mode=WAL")
-                    self._catalog_instance = _open_catalog(f"sqlite:///{database}", warehouse)
+                    self._catalog_instance = _open_catalog(database, warehouse)
             return self._catalog_instance
 
     def _load_table(self, name: str) -> Table:

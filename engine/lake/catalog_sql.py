@@ -11,9 +11,12 @@ from __future__ import annotations
 import threading
 
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.table import CommitTableResponse, Table
+from pyiceberg.table import CommitTableResponse, StagedTable, Table
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement, TableUpdate
+from pyiceberg.typedef import Identifier
+
+from engine.lake.catalog import stage_commit
 
 
 class CachingSqlCatalog(SqlCatalog):
@@ -51,6 +54,15 @@ class CachingSqlCatalog(SqlCatalog):
                 response.metadata,
             )
         return response
+
+    def _update_and_stage_table(
+        self,
+        current_table: Table | None,
+        table_identifier: Identifier,
+        requirements: tuple[TableRequirement, ...],
+        updates: tuple[TableUpdate, ...],
+    ) -> StagedTable:
+        return stage_commit(self, current_table, table_identifier, requirements, updates)
 
     def _remember(self, table: Table) -> Table:
         namespace = self.namespace_to_string(self.namespace_from(table.name()))

@@ -7,22 +7,25 @@ import sqlite3
 import time
 from contextlib import closing, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from engine.errors import LakeError
 from engine.lake.catalog import manage_snapshots, transaction
-from engine.lake.catalog_sql import CachingSqlCatalog
 from engine.lake.catalog_uri import CATALOG_NAME, CATALOG_TABLES, redacted, scrub, sqlalchemy_url
 from engine.lake.conform import (
     _arrow_schema,
 )
+from engine.lake.sqlite_catalog import SqliteCatalog
+
+if TYPE_CHECKING:
+    from engine.lake.catalog_sql import CachingSqlCatalog
 
 
-def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
+def _ensure_branches(catalog: Catalog, table: Table) -> None:
     """Give `main` a snapshot and create `dev` at it, unless present; a lost race counts as done."""
     name = ".".join(table.name())
     if table.metadata.snapshot_by_name("main") is None:
@@ -46,7 +49,16 @@ def _ensure_branches(catalog: SqlCatalog, table: Table) -> None:
                 raise
 
 
-def _open_catalog(uri: str, warehouse: str) -> CachingSqlCatalog:
+def _open_catalog(database: Path, warehouse: str) -> SqliteCatalog:
+    """The SQLite catalog file `database` (created when missing), read and written without SQLAlchemy."""
+    return SqliteCatalog(CATALOG_NAME, database, warehouse)
+
+
+def _open_sql_catalog(uri: str, warehouse: str) -> CachingSqlCatalog:
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    from engine.lake.catalog_sql import CachingSqlCatalog
+
     try:
         return CachingSqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
     except (OperationalError, IntegrityError, ProgrammingError):
@@ -67,9 +79,11 @@ def _open_postgres_catalog(uri: str, warehouse: str, database: Path) -> CachingS
     A home whose catalog is still the file `database` (catalog_uri set on an existing home, or a home
     restored from a backup) moves into an empty PostgreSQL catalog: its rows are copied in one
     transaction, then the file is renamed MOVED_CATALOG so it cannot be opened stale."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     shown = redacted(uri)
     try:
-        catalog = _open_catalog(sqlalchemy_url(uri), warehouse)
+        catalog = _open_sql_catalog(sqlalchemy_url(uri), warehouse)
         if database.exists():
             _adopt_file_catalog(catalog, database)
         with catalog.engine.connect() as connection:

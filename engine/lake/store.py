@@ -17,7 +17,6 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
-from sqlalchemy.exc import IntegrityError
 
 from engine.errors import LakeError
 from engine.ingest.tables import TableDef
@@ -97,9 +96,9 @@ class Lake(LakeReads, LakeHousekeeping):
             catalog = self._catalog()
             try:
                 catalog.create_namespace_if_not_exists(namespace)
-            except IntegrityError:
-                # The SQL catalog checks, then inserts: a process that loses that race gets the
-                # unique-key error instead of NamespaceAlreadyExistsError.
+            except Exception:
+                # pyiceberg's SQL catalog (PostgreSQL) checks, then inserts: a process that loses
+                # that race gets SQLAlchemy's unique-key error instead of NamespaceAlreadyExistsError.
                 if not catalog.namespace_exists(namespace):
                     raise
             table = catalog.create_table_if_not_exists(
