@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyiceberg.table.update
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table, Transaction
@@ -16,7 +17,6 @@ from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.types import StringType
 
 import engine.lake.catalog
-import pyiceberg.table.update
 from engine.lake.catalog import updated_metadata
 from engine.lake.store import Lake
 

@@ -17,6 +17,7 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.table import Table
 
 from engine.errors import LakeError
+from engine.lake import manifest_cache
 from engine.lake.opening import (
     MOVED_CATALOG,
     _open_catalog,
@@ -53,6 +54,7 @@ class LakeAccess:
     def _catalog(self) -> MetastoreCatalog:
         with self._catalog_lock:
             if self._catalog_instance is None:
+                manifest_cache.install()
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 (self.root / "warehouse").mkdir(mode=0o700, exist_ok=True)
                 warehouse = f"file://{self.root}/warehouse"
