@@ -7,6 +7,10 @@ A manifest is written once under a unique name and never changed (engine.outputs
 them only in a home no process runs in), so its entries are kept by path, checked against the file's
 size and modification time, and by the manifest-list fields pyiceberg fills in the entries from.
 
+Reading one is pyiceberg's own reading too, except that the reader tree for a writer schema is
+resolved once (pyiceberg converts the schema and resolves it per file: seven eighths of the time of a
+manifest with a few entries).
+
 The cached entries are shared: pyiceberg builds new entries for what it writes and changes a read
 entry only while reading it (`_inherit_from_manifest`), before it is kept here; the lake changes
 only the data files it writes itself (engine.lake.files._remember_files).
@@ -19,12 +23,73 @@ import threading
 from collections import OrderedDict
 from urllib.parse import urlparse
 
+from pyiceberg.avro.decoder import new_decoder
+from pyiceberg.avro.file import _SCHEMA_KEY, AvroFile
+from pyiceberg.avro.reader import Reader
+from pyiceberg.avro.resolver import resolve_reader
 from pyiceberg.io import FileIO
-from pyiceberg.manifest import ManifestEntry, ManifestFile
+from pyiceberg.manifest import (
+    DEFAULT_READ_VERSION,
+    MANIFEST_ENTRY_SCHEMAS,
+    DataFile,
+    DataFileContent,
+    FileFormat,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    _inherit_from_manifest,
+)
+from pyiceberg.schema import Schema
 
 _MAX_MANIFESTS = 4096
 
-_read = ManifestFile.fetch_manifest_entry
+_pyiceberg_read = ManifestFile.fetch_manifest_entry
+"""pyiceberg's own reading, which tests/test_lake_manifest_cache.py compares _read with."""
+
+_readers: dict[str, tuple[Schema, Reader]] = {}
+"""The schema and reader tree resolved for a manifest's writer schema (the JSON in its header): the
+manifests of a table share one or two, and resolving is nearly all of pyiceberg's time on a small one."""
+
+
+class _ManifestAvroFile(AvroFile[ManifestEntry]):
+    """pyiceberg's AvroFile for manifest entries, resolving each writer schema once per process (the
+    reader tree is stateless: it reads from the decoder it is handed)."""
+
+    def __enter__(self) -> _ManifestAvroFile:
+        with self.input_file.open() as f:
+            self.decoder = new_decoder(f.read())
+        self.header = self._read_header()
+        written = self.header.meta.get(_SCHEMA_KEY)
+        resolved = _readers.get(written) if written is not None else None
+        if resolved is None:
+            schema = self.header.get_schema()
+            resolved = (
+                schema,
+                resolve_reader(schema, self.read_schema or schema, self.read_types, self.read_enums),
+            )
+            if written is not None:
+                with _lock:
+                    _readers[written] = resolved
+        self.schema, self.reader = resolved
+        self.read_schema = self.read_schema or self.schema
+        return self
+
+
+def _read(manifest: ManifestFile, io: FileIO, discard_deleted: bool = True) -> list[ManifestEntry]:
+    """ManifestFile.fetch_manifest_entry of pyiceberg 0.12, with the reader tree resolved once."""
+    with _ManifestAvroFile(
+        io.new_input(manifest.manifest_path),
+        MANIFEST_ENTRY_SCHEMAS[DEFAULT_READ_VERSION],
+        read_types={-1: ManifestEntry, 2: DataFile},
+        read_enums={0: ManifestEntryStatus, 101: FileFormat, 134: DataFileContent},
+    ) as reader:
+        return [
+            _inherit_from_manifest(entry, manifest)
+            for entry in reader
+            if not discard_deleted or entry.status != ManifestEntryStatus.DELETED
+        ]
+
+
 _entries: OrderedDict[tuple[object, ...], tuple[ManifestEntry, ...]] = OrderedDict()
 _lock = threading.Lock()
 
