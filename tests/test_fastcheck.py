@@ -150,12 +150,12 @@ def bound_breakers(check: pa.Check, type_: pyarrow.DataType) -> list[object]:
 
 def nudged(value: object, type_: pyarrow.DataType) -> list[object]:
     """Values near and far from `value` that break the relations dataframe checks hold."""
-    if value is None:
-        return []
+    if value is None:  # a value where there was none, far from any the checks allow
+        value = 1000
     if pyarrow.types.is_boolean(type_):
         return [not value]
     if pyarrow.types.is_integer(type_):
-        return [int(value) * 2 + 50]  # type: ignore[call-overload]
+        return [int(value) + 500]  # type: ignore[call-overload]
     if pyarrow.types.is_floating(type_):
         return [float(value) + 0.004]  # type: ignore[arg-type]
     if pyarrow.types.is_string(type_):
@@ -188,8 +188,9 @@ def mutations(schema: pa.DataFrameSchema, table: pyarrow.Table) -> Iterator[tupl
         for check in column.checks:
             for value in bound_breakers(check, type_):
                 yield f"{name} {check.name} {value!r}", put(table, name, 0, value)
-        for value in nudged(first, type_):
-            yield f"{name} nudged to {value!r}", put(table, name, 0, value)
+        last = table.num_rows - 1  # the first row of a series often lacks its relations (no previous reading)
+        for value in nudged(table.column(name)[last].as_py(), type_):
+            yield f"{name} nudged to {value!r}", put(table, name, last, value)
 
 
 def null_survives(column: pa.Column) -> bool:
@@ -375,7 +376,11 @@ FRAME = pd.DataFrame({"a": [1.0, 2.0, None], "b": ["x", "y", "z"]})
         (
             "element-wise column check",
             pa.DataFrameSchema(
-                {"a": pa.Column(float, pa.Check(lambda v: v > 0, element_wise=True), nullable=True)}
+                {
+                    "a": pa.Column(
+                        float, pa.Check(lambda v: isinstance(v, float), element_wise=True), nullable=True
+                    )
+                }
             ),
             FRAME[["a"]],
         ),
@@ -423,7 +428,8 @@ FRAME = pd.DataFrame({"a": [1.0, 2.0, None], "b": ["x", "y", "z"]})
         (
             "element-wise frame check",
             pa.DataFrameSchema(
-                {"b": pa.Column(str)}, checks=pa.Check(lambda row: row["b"] != "", element_wise=True)
+                {"b": pa.Column(str)},
+                checks=pa.Check(lambda row: isinstance(row["b"], str), element_wise=True),
             ),
             FRAME[["b"]],
         ),
