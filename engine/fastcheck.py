@@ -13,6 +13,7 @@ schema feature it does not evaluate (parsers, defaults, regex columns, an index,
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,15 +24,36 @@ from pandera.api.pandas.container import DataFrameSchema
 from pandera.engines.pandas_engine import Engine
 
 
+@dataclass(frozen=True)
+class FrameCheckFailure:
+    """Every rule of a schema passes except one dataframe-level check, which fails on `rows`."""
+
+    name: str
+    """As pandera reports the check: its error text, else its name."""
+    rows: list[int]
+    """The frame's index labels (positions of a RangeIndex) where it fails, ascending."""
+
+
 def passes(schema: DataFrameSchema, frame: pd.DataFrame) -> bool:
     """True only if `schema.validate(frame, lazy=True)` would raise no error; False when a rule
     fails or when this cannot tell exactly (then ask pandera). `frame` is not changed."""
+    return _evaluate(schema, frame) is True
+
+
+def evaluate(schema: DataFrameSchema, frame: pd.DataFrame) -> bool | FrameCheckFailure | None:
+    """True when every rule passes (as `passes`); a `FrameCheckFailure` when exactly one
+    dataframe-level check fails and everything else passes, so its failure cases are those rows
+    (as pandera would report them); None for anything else: ask pandera."""
+    return _evaluate(schema, frame)
+
+
+def _evaluate(schema: DataFrameSchema, frame: pd.DataFrame) -> bool | FrameCheckFailure | None:
     if not _supported(schema) or not _plain_columns(schema, frame):
-        return False
+        return None
     try:
         return _all_rules_pass(schema, frame)
     except Exception:  # pandera reports a check that raises as failed (CHECK_ERROR)
-        return False
+        return None
 
 
 def _supported(schema: DataFrameSchema) -> bool:
@@ -75,16 +97,16 @@ def _plain_columns(schema: DataFrameSchema, frame: pd.DataFrame) -> bool:
     return not schema.strict or all(name in schema.columns for name in frame.columns)
 
 
-def _all_rules_pass(schema: DataFrameSchema, frame: pd.DataFrame) -> bool:
+def _all_rules_pass(schema: DataFrameSchema, frame: pd.DataFrame) -> bool | FrameCheckFailure | None:
     checked = _coerced(schema, frame)
     for name, column in schema.columns.items():
         values = checked[name]
         if not column.nullable and values.hasnans:
-            return False
+            return None
         if column.unique and not values.is_unique:
-            return False
+            return None
         if column.dtype is not None and not _dtype_passes(column, values):
-            return False
+            return None
         without_na: pd.Series | None = None
         for check in column.checks:
             checked_values = values
@@ -98,7 +120,8 @@ def _all_rules_pass(schema: DataFrameSchema, frame: pd.DataFrame) -> bool:
             else:
                 output = _check_function(check)(checked_values)
             if not _output_passes(output):
-                return False
+                return None
+    failure: FrameCheckFailure | None = None
     for check in schema.checks:
         if check.element_wise:
             output = checked.apply(_check_function(check), axis=1)
@@ -106,9 +129,40 @@ def _all_rules_pass(schema: DataFrameSchema, frame: pd.DataFrame) -> bool:
             output = _check_function(check)(checked)
         # For a dataframe check pandera also lets a row of nulls pass (ignore_na); that only
         # turns failures into passes, so all-true output passes there too.
-        if not _output_passes(output):
-            return False
-    return True
+        if _output_passes(output):
+            continue
+        rows = _failing_rows(check, checked, output)
+        if rows is None or failure is not None:  # two failing checks: pandera orders their cases
+            return None
+        if rows:
+            failure = FrameCheckFailure(_reported_name(check), rows)
+    return True if failure is None else failure
+
+
+def _failing_rows(check: Check, checked: pd.DataFrame, output: object) -> list[int] | None:
+    """The rows pandera reports for a failed dataframe check with one numpy bool per row: those
+    false, but for rows of nulls under ignore_na (its failure cases are these rows' non-null
+    values, so each such row has one). None for any other output or check."""
+    if (
+        not isinstance(output, pd.Series)
+        or output.dtype != bool
+        or not isinstance(checked.index, pd.RangeIndex)
+        or not checked.index.equals(output.index)
+        or check.raise_warning
+        or check.n_failure_cases is not None
+    ):
+        return None
+    failing = ~output
+    if check.ignore_na:
+        failing &= ~checked.isna().all(axis="columns")
+    return [int(label) for label in checked.index[failing.to_numpy()]]
+
+
+def _reported_name(check: Check) -> str:
+    """pandera's name of a check in its failure cases (error_formatters.consolidate_failure_cases)."""
+    if check.error is not None:
+        return str(check.error)
+    return str(check.name) if check.name is not None else str(check)
 
 
 def _coerced(schema: DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,8 @@ from engine import fastcheck
 from engine.api.facade import Engine
 from engine.clock import NOW_ENV
 from engine.config import load_settings
+from engine.fastcheck import FrameCheckFailure
+from engine.fastcheck import evaluate as fast_evaluate
 from engine.fastcheck import passes as fast_passes
 from engine.ingest import sources
 from engine.ingest.validation import RawSpec, ValidatedBatch
@@ -90,8 +92,13 @@ def run_inputs(tmp_path_factory: pytest.TempPathFactory) -> RunInputs:
 @pytest.fixture
 def pandera_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The product as it was before the fast path: every validation through pandera."""
-    monkeypatch.setattr(fastcheck, "passes", lambda schema, frame: False)
+    without_fast_path(monkeypatch)
     yield
+
+
+def without_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastcheck, "passes", lambda schema, frame: False)
+    monkeypatch.setattr(fastcheck, "evaluate", lambda schema, frame: None)
 
 
 # -- the gates' tables -----------------------------------------------------------------------------
@@ -220,12 +227,21 @@ def test_fast_verdict_is_panderas_on_every_mutation_of_a_gate_table(
     assert fast_passes(schema, table.to_pandas()), "a clean table takes the fast path"
     broken: set[tuple[str, str | None]] = set()
     disagreements = []
+    reported_without_pandera = 0
     for label, mutated in mutations(schema, table):
         results = quality.schema_checks(model, table_name, mutated)  # pandera alone
         broken |= {(r.check, r.column) for r in results}
-        if fast_passes(schema, mutated.to_pandas()) != (results == []):
+        frame = mutated.to_pandas()
+        if fast_passes(schema, frame) != (results == []):
             disagreements.append((label, [(r.check, r.column) for r in results]))
+        if isinstance(fast_evaluate(schema, frame), FrameCheckFailure):
+            reported_without_pandera += 1
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(fastcheck, "evaluate", fast_evaluate)
+                if quality.schema_checks(model, table_name, mutated) != results:
+                    disagreements.append((f"{label}, reported", [(r.check, r.column) for r in results]))
     assert disagreements == []
+    assert reported_without_pandera > 0 or not schema.checks, "a failing frame check is reported quickly"
     expected = {("column_in_dataframe", None), ("column_in_schema", None)}
     for name, column in schema.columns.items():
         expected |= {(reported(check), name) for check in column.checks}
@@ -248,7 +264,7 @@ def test_schema_checks_results_are_the_pandera_only_ones(
     # The whole output as the gate saw it, and with a few rules broken at once.
     broken = put(put(table, first, 0, None), table.column_names[-1], table.num_rows - 1, None)
     fast = [quality.schema_checks(model, table_name, t) for t in (table, broken)]
-    monkeypatch.setattr(fastcheck, "passes", lambda schema, frame: False)
+    without_fast_path(monkeypatch)
     assert fast == [quality.schema_checks(model, table_name, t) for t in (table, broken)]
     assert fast[1] != []
 
@@ -348,7 +364,7 @@ def test_validate_records_is_the_pandera_only_result(
     base = raw_base(spec, records, kwargs["now"])
     batches = [records, base, [*base[:3], *(m for _, m in list(raw_mutations(spec, base))[1:6]), *base[3:]]]
     fast = [sources.validate_records(spec, b, **kwargs) for b in batches]
-    monkeypatch.setattr(fastcheck, "passes", lambda schema, frame: False)
+    without_fast_path(monkeypatch)
     alone = [sources.validate_records(spec, b, **kwargs) for b in batches]
     assert fast == alone
     assert fast[1].results == () and fast[1].valid.num_rows == len(base)
@@ -504,7 +520,6 @@ def test_fast_verdict_on_other_schema_features(
 
 UNVOUCHED = {
     # What the fast path leaves to pandera although pandera passes it.
-    "frame check on a row of nulls",
     "frame check output as a frame",
     "groupby check",
     "regex column",
