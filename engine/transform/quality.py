@@ -14,6 +14,7 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 from pandera.errors import SchemaErrors
 
+from engine import fastcheck
 from engine.ingest.validation import MAX_SAMPLES, CheckResult
 from engine.runs.records import Severity
 
@@ -49,6 +50,14 @@ def schema_checks(model: type[pa.DataFrameModel], table: str, rows: pa_arrow.Tab
     `Config.metadata["severity"]`; pandera's structural failures (a missing column) are errors.
     """
     frame = rows.to_pandas()
+    named: dict[str, str] = getattr(model.Config, "metadata", {}).get("severity", {})
+    quick = fastcheck.evaluate(model.to_schema(), frame)
+    if quick is True:  # a clean table: pandera would find nothing
+        return []
+    if isinstance(quick, fastcheck.FrameCheckFailure):  # what pandera would report, without it
+        level = Severity(named.get(quick.name, "error"))
+        samples = _json_rows(frame.iloc[quick.rows])
+        return [CheckResult(quick.name, table, None, level, len(quick.rows), samples)]
     try:
         model.validate(frame, lazy=True)
     except SchemaErrors as errors:
@@ -56,7 +65,6 @@ def schema_checks(model: type[pa.DataFrameModel], table: str, rows: pa_arrow.Tab
     else:
         return []
     columns = model.to_schema().columns
-    named: dict[str, str] = getattr(model.Config, "metadata", {}).get("severity", {})
     grouped: dict[tuple[str, str | None], list[Any]] = {}
     for context, column, check, index in zip(
         cases["schema_context"], cases["column"], cases["check"], cases["index"], strict=True
