@@ -439,16 +439,37 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`phlo-tui ARGV` in this process; returns the exit code (the program itself is `entry`)."""
+    return _run(_parse(argv))
+
+
+def entry() -> None:
+    """The `phlo-tui` program. A command's process ends at once when the command is done
+    (phlo_tui.process_exit: exit handlers run, databases closed, output flushed; no module teardown);
+    the dashboard and the daemon, whose threads may still be at work, end as Python ends them."""
+    args = _parse(None)
+    code = _run(args)
+    if args.command is not None and not args.daemon:
+        from phlo_tui.process_exit import end_process
+
+        end_process(code)
+    sys.exit(code)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     # Everything phlo writes (lake, catalog, run store, logs, dlt state) is the user's alone:
     # readings are health data. Modules that create files also set their modes, for library use.
     os.umask(0o077)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    return args
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except PhloError as e:
@@ -467,4 +488,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
