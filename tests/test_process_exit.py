@@ -34,9 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
 def _phlo(*args: str, env: dict[str, str], prelude: str = "") -> subprocess.CompletedProcess[str]:
     """`phlo-tui ARGS` as the program runs it (phlo_tui.cli.entry), after the Python statements `prelude`."""
     code = f"{prelude}\nimport sys\nsys.argv = ['phlo-tui', *{list(args)!r}]\nfrom phlo_tui.cli import entry\nentry()"
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
-    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
 
 
 def _left_behind(home: Path) -> list[str]:
