@@ -446,10 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The `phlo-tui` program. A command's process ends at once when the command is done
     (phlo_tui.process_exit: exit handlers run, databases closed, output flushed; no module teardown);
-    the dashboard and the daemon, whose threads may still be at work, end as Python ends them."""
+    the dashboard and the daemon, whose threads may still be at work, end as Python ends them, and so
+    does a process under a profiler (`python -m cProfile`), which writes its report after this returns."""
     args = _parse(None)
     code = _run(args)
-    if args.command is not None and not args.daemon:
+    if args.command is not None and not args.daemon and sys.getprofile() is None:
         from phlo_tui.process_exit import end_process
 
         end_process(code)

@@ -128,3 +128,19 @@ def test_a_reader_gone_before_the_last_flush_ends_quietly(home: Path) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, stderr
     assert stderr == ""
+
+
+def test_a_profiled_command_still_writes_its_profile(home: Path, tmp_path: Path) -> None:
+    """`python -m cProfile` writes its report after the program returns: such a process ends as Python
+    ends it."""
+    report = tmp_path / "profile.out"
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(report), "-m", "phlo_tui.cli", "sql", "select 1 as n"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["n", "-", "1"]
+    assert report.stat().st_size > 0
