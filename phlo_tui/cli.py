@@ -317,9 +317,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return code
     # Imported here, not above: the dashboard paints before it loads the lake (see run_app), and the
     # light commands answer without it.
-    from engine.api.facade import Engine
+    from engine.api.startup import engine_class
 
-    with Engine(settings) as engine:
+    with engine_class(args.command)(settings) as engine:
         if args.command in ("run", "backfill", "import"):
             outcome = engine.execute(CommandKind(args.command), _command_args(args), on_queued=_say_queued)
             if outcome.run is not None:
@@ -338,6 +338,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         return _answer(engine, args)
 
+
+ENGINE_COMMANDS = ("run", "backfill", "import", "promote", "sql", "remove-postgres")  # the Engine answers
 
 LIGHT_COMMANDS = ("status", "quality", "metrics", "diff")
 """Answered from the run store and the lake's metadata without the engine when they can be (engine.api.fastread)."""
@@ -449,6 +451,10 @@ def entry() -> None:
     the dashboard and the daemon, whose threads may still be at work, end as Python ends them, and so
     does a process under a profiler (`python -m cProfile`), which writes its report after this returns."""
     args = _parse(None)
+    if args.command in ENGINE_COMMANDS and not args.daemon:
+        from engine.api.startup import pause_collector
+
+        pause_collector()
     code = _run(args)
     if args.command is not None and not args.daemon and sys.getprofile() is None:
         from phlo_tui.process_exit import end_process

@@ -52,6 +52,23 @@ def _left_behind(home: Path) -> list[str]:
     return found
 
 
+_GC_STATE = (
+    "import atexit, gc, json, sys\n"
+    "gc.callbacks.append(lambda phase, info: phase == 'stop' and gc.isenabled() and _seen.append(1))\n"
+    "_seen = []\n"
+    "atexit.register(lambda: print('GC ' + json.dumps({'enabled': gc.isenabled(), "
+    "'frozen': gc.get_freeze_count() > 0, 'collected': bool(_seen)}), file=sys.stderr))"
+)
+"""A prelude that prints the cyclic collector's state at exit: on, with the imports frozen, and having
+collected during the command (engine.api.startup.pause_collector and engine_class)."""
+
+
+def _collector(stderr: str) -> dict[str, bool]:
+    (line,) = [line for line in stderr.splitlines() if line.startswith("GC ")]
+    state: dict[str, bool] = json.loads(line[3:])
+    return state
+
+
 def _run_store_settled(home: Path) -> tuple[str, list[tuple[str, str]]]:
     con = sqlite3.connect(home / "runs.sqlite")
     try:
@@ -73,7 +90,9 @@ def test_a_finished_run_leaves_no_process_no_log_and_a_settled_run_store(home: P
             env = _env(NIGHTSCOUT_URL=server.url, PHLO_INITIAL_DAYS="2", PHLO_MANAGE_POSTGRES="true")
             # The first run reads its initial days; the second takes the prefetch child's windows.
             for _ in range(2):
-                done = _phlo("run", "--json", env={**env, "PHLO_NOW": clock.utc().isoformat()})
+                done = _phlo(
+                    "run", "--json", env={**env, "PHLO_NOW": clock.utc().isoformat()}, prelude=_GC_STATE
+                )
                 assert done.returncode == 0, done.stderr
                 run = json.loads(done.stdout)  # complete through the pipe
                 assert run["status"] == "succeeded"
@@ -81,6 +100,7 @@ def test_a_finished_run_leaves_no_process_no_log_and_a_settled_run_store(home: P
                 assert _left_behind(home) == []
                 assert cluster_of(home).running_pid() is None
                 assert _run_store_settled(home) == ("ok", [])
+                assert _collector(done.stderr) == {"enabled": True, "frozen": True, "collected": True}
                 clock.now += HOUR
             status = json.loads(_phlo("status", "--json", env=env).stdout)
             assert status["writer"] is None
@@ -144,3 +164,21 @@ def test_a_profiled_command_still_writes_its_profile(home: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["n", "-", "1"]
     assert report.stat().st_size > 0
+
+
+def test_the_collector_is_paused_only_for_the_engines_import(home: Path) -> None:
+    engine = _phlo("sql", "select 1 as n", env=_env(), prelude=_GC_STATE)
+    assert engine.returncode == 0, engine.stderr
+    assert _collector(engine.stderr) == {"enabled": True, "frozen": True, "collected": True}
+    light = _phlo("status", env=_env(), prelude=_GC_STATE)
+    assert light.returncode == 0, light.stderr
+    assert _collector(light.stderr)["frozen"] is False
+    # A library caller's collector is left alone.
+    in_process = subprocess.run(
+        [sys.executable, "-c", f"{_GC_STATE}\nfrom phlo_tui.cli import main\nmain(['sql', 'select 1'])"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
+    assert _collector(in_process.stderr) == {"enabled": True, "frozen": False, "collected": True}
