@@ -16,6 +16,7 @@ from engine.config import Settings, load_settings
 from engine.errors import PhloError
 from engine.runs.records import CommandKind
 from phlo_tui import cli_data, report
+from phlo_tui.cli_args import _port, _VersionAction
 from phlo_tui.cli_output import (
     _diff_row,
     _fmt,
@@ -48,33 +49,6 @@ def _verbose_flag(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
     )
-
-
-class _VersionAction(argparse.Action):
-    """--version, looked up only when asked (importlib.metadata costs every other command nothing)."""
-
-    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("phlo-tui")
-        except PackageNotFoundError:
-            number = "unknown (not installed)"
-        print(f"phlo-tui {number}")
-        parser.exit()
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 1 to 65535")
-    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
