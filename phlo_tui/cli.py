@@ -16,6 +16,7 @@ from engine.config import Settings, load_settings
 from engine.errors import PhloError
 from engine.runs.records import CommandKind
 from phlo_tui import cli_data, report
+from phlo_tui.cli_args import _port, _VersionAction
 from phlo_tui.cli_output import (
     _diff_row,
     _fmt,
@@ -48,33 +49,6 @@ def _verbose_flag(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log progress to stderr"
     )
-
-
-class _VersionAction(argparse.Action):
-    """--version, looked up only when asked (importlib.metadata costs every other command nothing)."""
-
-    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("phlo-tui")
-        except PackageNotFoundError:
-            number = "unknown (not installed)"
-        print(f"phlo-tui {number}")
-        parser.exit()
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 1 to 65535")
-    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,9 +291,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return code
     # Imported here, not above: the dashboard paints before it loads the lake (see run_app), and the
     # light commands answer without it.
-    from engine.api.facade import Engine
+    from engine.api.startup import engine_class
 
-    with Engine(settings) as engine:
+    with engine_class(args.command)(settings) as engine:
         if args.command in ("run", "backfill", "import"):
             outcome = engine.execute(CommandKind(args.command), _command_args(args), on_queued=_say_queued)
             if outcome.run is not None:
@@ -338,6 +312,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         return _answer(engine, args)
 
+
+ENGINE_COMMANDS = ("run", "backfill", "import", "promote", "sql", "remove-postgres")  # the Engine answers
 
 LIGHT_COMMANDS = ("status", "quality", "metrics", "diff")
 """Answered from the run store and the lake's metadata without the engine when they can be (engine.api.fastread)."""
@@ -439,16 +415,42 @@ def _answer(source: Any, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`phlo-tui ARGV` in this process; returns the exit code (the program itself is `entry`)."""
+    return _run(_parse(argv))
+
+
+def entry() -> None:
+    """The `phlo-tui` program. A command's process ends at once when the command is done
+    (phlo_tui.process_exit: exit handlers run, databases closed, output flushed; no module teardown);
+    the dashboard and the daemon, whose threads may still be at work, end as Python ends them, and so
+    does a process under a profiler (`python -m cProfile`), which writes its report after this returns."""
+    args = _parse(None)
+    if args.command in ENGINE_COMMANDS and not args.daemon:
+        from engine.api.startup import pause_collector
+
+        pause_collector()
+    code = _run(args)
+    if args.command is not None and not args.daemon and sys.getprofile() is None:
+        from phlo_tui.process_exit import end_process
+
+        end_process(code)
+    sys.exit(code)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     # Everything phlo writes (lake, catalog, run store, logs, dlt state) is the user's alone:
     # readings are health data. Modules that create files also set their modes, for library use.
     os.umask(0o077)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    return args
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except PhloError as e:
@@ -467,4 +469,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -126,3 +126,44 @@ def _seeded(home: Path) -> Path:
     if done.returncode == 0:
         pytest.fail("a run against a closed port succeeded")
     return home / "runs.sqlite"
+
+
+HEAVY = ("pandas", "pandera", "pyiceberg", "pyarrow", "numpy", "duckdb", "sqlalchemy", "psycopg")
+"""The engine's libraries the child has no use for (dlt brings sqlglot along: it is not in the list)."""
+
+
+def test_the_child_reads_the_windows_without_the_engines_heavy_libraries(home: Path) -> None:
+    """The child races the parent's import of the engine: what it imports is on the run's path when the
+    parent has to wait for its records. It reads the site with requests and dlt only."""
+    clock = Clock()
+    with SimulatorServer(GlucoseSimulator(seed=7, clock=clock)) as server:
+        code = (
+            "import json, sys\n"
+            "from engine.clock import clock_from_env\n"
+            "from engine.config import load_settings\n"
+            "from engine.ingest import prefetch\n"
+            "now = clock_from_env()()\n"
+            f"marks = {{{ENTRIES_WATERMARK!r}: int(now.timestamp() * 1000) - 3_600_000}}\n"
+            "read = prefetch._read_windows(load_settings(), now, marks)\n"
+            f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "print(json.dumps([{k[0]: len(v) for k, v in read.results.items() if isinstance(v, list)}, heavy]))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "NIGHTSCOUT_URL": server.url, "PHLO_INITIAL_DAYS": "1"},
+        )
+    assert done.returncode == 0, done.stderr
+    counts, heavy = json.loads(done.stdout.splitlines()[-1])
+    assert counts["entries"] > 0 and "treatments" in counts and "profiles" in counts
+    assert heavy == []
+
+
+def test_the_endpoints_the_child_reads_are_the_declared_sources() -> None:
+    from engine.ingest.endpoints import ENDPOINTS
+
+    assert [(s.name, s.path, s.time_field, s.watermark_key) for s in SOURCES] == [
+        (e.name, e.path, e.time_field, e.watermark_key) for e in ENDPOINTS
+    ]

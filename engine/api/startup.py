@@ -1,10 +1,22 @@
-"""What a fresh `phlo-tui run` starts before it imports the engine (light: the command line calls it first)."""
+"""What a fresh `phlo-tui` command does around its import of the engine (light: the command line calls it
+first): the prefetch of a `run`, and the cyclic garbage collector kept out of the import."""
 
 from __future__ import annotations
+
+import gc
+from typing import TYPE_CHECKING
 
 from engine.clock import clock_from_env
 from engine.config import Settings
 from engine.errors import PhloError
+
+if TYPE_CHECKING:
+    from engine.api.facade import Engine
+
+PIPELINE_COMMANDS = ("run", "backfill", "import")
+"""Commands whose Engine runs the pipeline (engine.pipeline is imported with the facade)."""
+
+_collector_paused = False
 
 
 def prefetch_run(settings: Settings) -> None:
@@ -16,3 +28,32 @@ def prefetch_run(settings: Settings) -> None:
     except PhloError:
         return  # the engine says what is wrong with PHLO_NOW
     prefetch.start(settings, now)
+
+
+def pause_collector() -> None:
+    """Turn the cyclic garbage collector off until `engine_class` has imported the engine.
+
+    Importing pyiceberg, pandas, pandera and the rest makes some 300 000 objects that live as long as the
+    process, and the collector, woken by every few hundred new ones, walks them again and again: half a
+    second and more of a run's CPU, for almost no garbage. For the command line's own process only (the
+    program calls it; a library caller's collector is left alone)."""
+    global _collector_paused
+    if gc.isenabled():
+        gc.disable()
+        _collector_paused = True
+
+
+def engine_class(command: str | None) -> type[Engine]:
+    """The facade, imported (with the pipeline for PIPELINE_COMMANDS); then, if `pause_collector` turned
+    the collector off, what the imports made is frozen (gc.freeze: never walked again) and it is back on,
+    for the command's own work."""
+    global _collector_paused
+    from engine.api.facade import Engine
+
+    if command in PIPELINE_COMMANDS:
+        import engine.pipeline  # noqa: F401  (what the facade's first run would import)
+    if _collector_paused:
+        _collector_paused = False
+        gc.freeze()
+        gc.enable()
+    return Engine

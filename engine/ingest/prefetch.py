@@ -207,25 +207,26 @@ def _die_with(parent: int) -> None:
 
 
 def _read_windows(settings: Settings, now: datetime, watermarks: dict[str, int | None]) -> Prefetched:
+    # The endpoints, not engine.ingest.sources: the child imports no pandas, pandera or pyiceberg, and so
+    # has its records ready before the parent has imported the engine.
+    from engine.ingest.endpoints import ENDPOINTS
     from engine.ingest.nightscout import configure_dlt, fetch_records, plan_windows, site_config
     from engine.ingest.profiles import fetch_profiles
-    from engine.ingest.sources import SOURCES
 
     configure_dlt(settings.home)
     assert settings.nightscout_url is not None
     config = site_config(settings, settings.nightscout_url)
     until_ms = int(now.timestamp() * 1000) + FUTURE_SLACK_MS
-    marks = {s.name: watermarks.get(s.watermark_key) for s in SOURCES}
-    prefetched = Prefetched(now, {s.watermark_key: watermarks.get(s.watermark_key) for s in SOURCES})
-    for source in SOURCES:
-        since = source_since_ms(marks[source.name], now, settings)
+    prefetched = Prefetched(now, {e.watermark_key: watermarks.get(e.watermark_key) for e in ENDPOINTS})
+    for endpoint in ENDPOINTS:
+        since = source_since_ms(watermarks.get(endpoint.watermark_key), now, settings)
         windows = plan_windows(since, until_ms, settings.backfill_window_days)
         if len(windows) > MAX_WINDOWS:
             continue
         for window in windows:
-            key = (source.name, window.start_ms, window.end_ms)
+            key = (endpoint.name, window.start_ms, window.end_ms)
             try:
-                prefetched.results[key] = fetch_records(config, source.path, source.time_field, window)
+                prefetched.results[key] = fetch_records(config, endpoint.path, endpoint.time_field, window)
             except SourceError as e:
                 prefetched.results[key] = (type(e).__name__, e.message, e.hint, e.transient)
                 break  # the run stops at this window's error, or skips the rest of a source not served

@@ -18,16 +18,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
-
 from engine.errors import SourceError
 from engine.ingest.nightscout import NightscoutConfig, _api_base, _read, redact_url
 from engine.ingest.nightscout_http import EndpointNotFound, _json_body_hook, _raise_for_status
 from engine.ingest.prefetch import PROFILES as PREFETCHED_PROFILES
 from engine.ingest.prefetch import Prefetched
-from engine.ingest.tables import PROFILES
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from requests import Session
 
     from engine.lake.store import Lake
@@ -72,6 +70,10 @@ def profile_rows(documents: Sequence[dict[str, Any]], *, run_id: str, now: datet
     """The documents that are profiles (a string `_id` or `identifier`, a `startDate` that names an
     instant, a `store` object) as rows of exactly `raw.profiles`' Arrow schema; the others are
     counted in `skipped` (nothing downstream could use them)."""
+    import pyarrow as pa
+
+    from engine.ingest.tables import PROFILES
+
     columns: dict[str, list[Any]] = {f.name: [] for f in PROFILES.arrow_schema}
     skipped = 0
     for document in documents:
@@ -122,6 +124,8 @@ def ingest_profiles(
     `since_ms`, the run's first fetched instant, as the months before hold no new data). None when
     the site serves no profiles (HTTP 404) or answers with something unusable: the basal then stays
     unknown, and the run goes on."""
+    from engine.ingest.tables import PROFILES  # here: the prefetch child reads profiles without pyiceberg
+
     pipeline.checkpoint()
     with pipeline.store.step(run_id, "fetch", {"source": "profiles"}) as step:
         try:

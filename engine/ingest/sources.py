@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from engine.ingest.nightscout import CREATED_AT, ENTRIES_PATH, TREATMENTS_PATH, TimeField
+from engine.ingest.endpoints import ENTRIES_ENDPOINT, TREATMENTS_ENDPOINT
+from engine.ingest.nightscout import TimeField
 from engine.ingest.tables import TREATMENTS, TREATMENTS_QUARANTINE, TableDef
 from engine.ingest.validation import GLUCOSE_ENTRIES_SPEC, RawSpec, ValidatedBatch, validate_records
-from engine.runs.records import ENTRIES_WATERMARK
 from schemas.raw import RAW_TREATMENTS_SCHEMA, TREATMENT_SOURCE_KEYS, RawTreatments
 
 
@@ -62,25 +62,25 @@ class Source:
 
 
 GLUCOSE = Source(
-    name="entries",
-    path=ENTRIES_PATH,
+    name=ENTRIES_ENDPOINT.name,
+    path=ENTRIES_ENDPOINT.path,
     raw=GLUCOSE_ENTRIES_SPEC,
-    watermark_key=ENTRIES_WATERMARK,
+    watermark_key=ENTRIES_ENDPOINT.watermark_key,
 )
 
 TREATMENTS_SOURCE = Source(
-    name="treatments",
-    path=TREATMENTS_PATH,
+    name=TREATMENTS_ENDPOINT.name,
+    path=TREATMENTS_ENDPOINT.path,
     raw=RawSpec(
         model=RawTreatments,
         schema=RAW_TREATMENTS_SCHEMA,
         source_keys=TREATMENT_SOURCE_KEYS,
         table=TREATMENTS,
         quarantine=TREATMENTS_QUARANTINE,
-        time=CREATED_AT,
+        time=TREATMENTS_ENDPOINT.time_field,
         time_column="treatment_ts",
     ),
-    watermark_key="nightscout:treatments",
+    watermark_key=TREATMENTS_ENDPOINT.watermark_key,
     optional=True,
     # A handful a day: one bad record in an hourly run would be 100 %, which says nothing about
     # the source's shape. Each still shows in quarantine and as its failed check.
