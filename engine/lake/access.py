@@ -55,6 +55,10 @@ class LakeAccess:
         with self._catalog_lock:
             if self._catalog_instance is None:
                 manifest_cache.install()
+                # Imports pyiceberg.io.pyarrow, which loading a table imports anyway.
+                from engine.lake import schema_check
+
+                schema_check.install()
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 (self.root / "warehouse").mkdir(mode=0o700, exist_ok=True)
                 warehouse = f"file://{self.root}/warehouse"

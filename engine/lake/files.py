@@ -38,6 +38,7 @@ from pyiceberg.types import (
 )
 
 from engine.errors import LakeError
+from engine.lake.manifest_cache import live_data_files
 from engine.lake.scratch import scratch
 from engine.lake.views import Column, select_sql
 
@@ -190,6 +191,12 @@ def _remember_files(
 def _planned_files(
     table: Table, snapshot_id: int, row_filter: BooleanExpression | str | None
 ) -> list[tuple[str, DataFile]]:
+    if row_filter is None:
+        # Unfiltered: the snapshot's live files straight from the cached manifests, which is what
+        # pyiceberg's plan gives without its thread pool and per-file filter evaluation.
+        live = live_data_files(table.metadata, table.io, snapshot_id)
+        if live is not None:
+            return [(_local_path(file.file_path), file) for file in live]
     scan = table.scan(
         snapshot_id=snapshot_id, row_filter=row_filter if row_filter is not None else AlwaysTrue()
     )
