@@ -291,10 +291,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return code
     # Imported here, not above: the dashboard paints before it loads the lake (see run_app), and the
     # light commands answer without it.
-    from engine.api.startup import engine_class
+    from engine.api.startup import PIPELINE_COMMANDS, engine_class
 
     with engine_class(args.command)(settings) as engine:
-        if args.command in ("run", "backfill", "import"):
+        if args.command in PIPELINE_COMMANDS:
             outcome = engine.execute(CommandKind(args.command), _command_args(args), on_queued=_say_queued)
             if outcome.run is not None:
                 _report_run(outcome.run, args.json)

@@ -71,24 +71,27 @@ def updated_metadata(
 
 def stage_commit(
     catalog: MetastoreCatalog,
-    current: Table | None,
-    identifier: Identifier,
+    current_table: Table | None,
+    table_identifier: Identifier,
     requirements: tuple[TableRequirement, ...],
     updates: tuple[TableUpdate, ...],
 ) -> StagedTable:
     """MetastoreCatalog._update_and_stage_table with updated_metadata for an existing table (a new one is
-    validated by pyiceberg's own, as before)."""
-    if current is None:
-        return MetastoreCatalog._update_and_stage_table(catalog, current, identifier, requirements, updates)
+    validated by pyiceberg's own, as before). The catalogs (engine.lake.sqlite_catalog, catalog_sql) take
+    it as that method, so its parameters are pyiceberg's."""
+    if current_table is None:
+        return MetastoreCatalog._update_and_stage_table(
+            catalog, current_table, table_identifier, requirements, updates
+        )
     for requirement in requirements:
-        requirement.validate(current.metadata)
-    metadata = updated_metadata(current.metadata, updates, current.metadata_location)
-    version = MetastoreCatalog._parse_metadata_version(current.metadata_location) + 1
+        requirement.validate(current_table.metadata)
+    metadata = updated_metadata(current_table.metadata, updates, current_table.metadata_location)
+    version = MetastoreCatalog._parse_metadata_version(current_table.metadata_location) + 1
     location = load_location_provider(
         metadata.location, metadata.properties
     ).new_table_metadata_file_location(version)
     return StagedTable(
-        identifier=identifier,
+        identifier=table_identifier,
         metadata=metadata,
         metadata_location=location,
         io=catalog._load_file_io(properties=metadata.properties, location=location),

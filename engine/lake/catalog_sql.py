@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.table import CommitTableResponse, StagedTable, Table
+from pyiceberg.table import CommitTableResponse, Table
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement, TableUpdate
 from pyiceberg.typedef import Identifier
@@ -47,28 +47,16 @@ class CachingSqlCatalog(SqlCatalog):
         self, table: Table, requirements: tuple[TableRequirement, ...], updates: tuple[TableUpdate, ...]
     ) -> CommitTableResponse:
         response = super().commit_table(table, requirements, updates)
-        namespace = self.namespace_to_string(self.namespace_from(table.name()))
-        with self._parsed_lock:
-            self._parsed[(namespace, self.table_name_from(table.name()))] = (
-                response.metadata_location,
-                response.metadata,
-            )
+        self._remember_at(table.name(), response.metadata_location, response.metadata)
         return response
 
-    def _update_and_stage_table(
-        self,
-        current_table: Table | None,
-        table_identifier: Identifier,
-        requirements: tuple[TableRequirement, ...],
-        updates: tuple[TableUpdate, ...],
-    ) -> StagedTable:
-        return stage_commit(self, current_table, table_identifier, requirements, updates)
+    _update_and_stage_table = stage_commit
 
     def _remember(self, table: Table) -> Table:
-        namespace = self.namespace_to_string(self.namespace_from(table.name()))
-        with self._parsed_lock:
-            self._parsed[(namespace, self.table_name_from(table.name()))] = (
-                table.metadata_location,
-                table.metadata,
-            )
+        self._remember_at(table.name(), table.metadata_location, table.metadata)
         return table
+
+    def _remember_at(self, identifier: Identifier, location: str, metadata: TableMetadata) -> None:
+        namespace = self.namespace_to_string(self.namespace_from(identifier))
+        with self._parsed_lock:
+            self._parsed[(namespace, self.table_name_from(identifier))] = (location, metadata)

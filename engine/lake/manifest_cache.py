@@ -26,6 +26,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from pyiceberg.avro.decoder import new_decoder
@@ -51,6 +53,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 
 _MAX_MANIFESTS = 4096
+_T = TypeVar("_T")
 
 _pyiceberg_read = ManifestFile.fetch_manifest_entry
 """pyiceberg's own reading, which tests/test_lake_manifest_cache.py compares _read with."""
@@ -118,17 +121,24 @@ def fetch_manifest_entry(self: ManifestFile, io: FileIO, discard_deleted: bool =
         self.min_sequence_number,
         self.partition_spec_id,
     )
+    return list(_remembered(_entries, _MAX_MANIFESTS, key, lambda: tuple(_read(self, io, discard_deleted))))
+
+
+def _remembered(
+    cache: OrderedDict[Any, tuple[_T, ...]], limit: int, key: Any, load: Callable[[], tuple[_T, ...]]
+) -> tuple[_T, ...]:
+    """`cache[key]`, loaded (outside the lock) when absent; the least recently used beyond `limit` go."""
     with _lock:
-        entries = _entries.get(key)
-        if entries is not None:
-            _entries.move_to_end(key)
-            return list(entries)
-    entries = tuple(_read(self, io, discard_deleted))
+        found = cache.get(key)
+        if found is not None:
+            cache.move_to_end(key)
+            return found
+    loaded = load()
     with _lock:
-        _entries[key] = entries
-        while len(_entries) > _MAX_MANIFESTS:
-            _entries.popitem(last=False)
-    return list(entries)
+        cache[key] = loaded
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return loaded
 
 
 def _local_stat(uri: str) -> os.stat_result | None:
@@ -152,17 +162,7 @@ def snapshot_manifests(self: Snapshot, io: FileIO) -> list[ManifestFile]:
     if stat is None:
         return list(_manifests(io, self.manifest_list))
     key = (self.manifest_list, stat.st_size, stat.st_mtime_ns)
-    with _lock:
-        manifests = _lists.get(key)
-        if manifests is not None:
-            _lists.move_to_end(key)
-            return list(manifests)
-    manifests = _manifests(io, self.manifest_list)
-    with _lock:
-        _lists[key] = manifests
-        while len(_lists) > _MAX_LISTS:
-            _lists.popitem(last=False)
-    return list(manifests)
+    return list(_remembered(_lists, _MAX_LISTS, key, lambda: _manifests(io, self.manifest_list)))
 
 
 def live_data_files(metadata: TableMetadata, io: FileIO, snapshot_id: int) -> list[DataFile] | None:
