@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# pandera registers its pandas implementations of the built-in checks (ge, lt, str_matches, ...) when
+# a schema first validates; the fast path calls them before pandera has validated anything.
+import pandera.backends.pandas.builtin_checks  # noqa: F401
 from pandera.api.checks import Check
 from pandera.api.pandas.components import Column
 from pandera.api.pandas.container import DataFrameSchema

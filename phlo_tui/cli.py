@@ -426,9 +426,10 @@ def entry() -> None:
     does a process under a profiler (`python -m cProfile`), which writes its report after this returns."""
     args = _parse(None)
     if args.command in ENGINE_COMMANDS and not args.daemon:
-        from engine.api.startup import pause_collector
+        from engine.api.startup import leave_out_unused, pause_collector
 
         pause_collector()
+        leave_out_unused()
     code = _run(args)
     if args.command is not None and not args.daemon and sys.getprofile() is None:
         from phlo_tui.process_exit import end_process

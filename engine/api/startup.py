@@ -4,6 +4,7 @@ first): the prefetch of a `run`, and the cyclic garbage collector kept out of th
 from __future__ import annotations
 
 import gc
+import sys
 from typing import TYPE_CHECKING
 
 from engine.clock import clock_from_env
@@ -41,6 +42,21 @@ def pause_collector() -> None:
     if gc.isenabled():
         gc.disable()
         _collector_paused = True
+
+
+UNUSED_MODULES = ("hypothesis", "geopandas")
+"""Modules the program never uses that a library imports when it can: pandera imports hypothesis (in a
+development environment, beside the test suite) for its data-synthesis strategies, a fifth of a second,
+and tries to import geopandas at every dtype lookup it does not know at once (some 250 times a run, each
+failed attempt searching sys.path again)."""
+
+
+def leave_out_unused() -> None:
+    """Have every import of `UNUSED_MODULES` fail at once, as if they were not installed (as they are not in
+    a user's install). For the command line's own process only (the program calls it; a library caller's
+    imports are left alone), and only for modules not imported already."""
+    for name in UNUSED_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def engine_class(command: str | None) -> type[Engine]:

@@ -20,7 +20,7 @@ from pyiceberg.table import Table
 
 from engine.errors import LakeError
 from engine.ingest.tables import TableDef
-from engine.lake.catalog import StagedTransaction, _head, manage_snapshots, transaction
+from engine.lake.catalog import StagedTransaction, _head, manage_snapshots, overwrite, transaction
 from engine.lake.conform import (
     _arrow_schema,
     _check_declaration,
@@ -282,7 +282,7 @@ class Lake(LakeReads, LakeHousekeeping):
             # filter again, and commit a delete and an append snapshot.
             added: list[DataFile] = []
             tx = transaction(table)
-            with tx, tx.update_snapshot(dict(snapshot_properties or {}), branch=branch).overwrite() as update:
+            with tx, overwrite(tx, branch, dict(snapshot_properties or {})) as update:
                 for old in stored:
                     update.delete_data_file(old.file)
                 if conformed.num_rows:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import duckdb
@@ -46,12 +47,46 @@ class LayerBuild:
 
     results: tuple[ModelResult, ...]
     months: frozenset[str] | None
+    schema_checks: Mapping[str, Future[list[CheckResult]]] = field(default_factory=dict)
+    """Each model's schema checks, begun while the build went on (`SchemaChecks`)."""
 
     def output(self, name: str) -> pa.Table | None:
         for result in self.results:
             if result.name == name:
                 return result.output
         return None
+
+    def schema_results(self, result: ModelResult) -> list[CheckResult]:
+        """The schema checks of one model's output: those begun during the build, else run now."""
+        begun = self.schema_checks.get(result.name)
+        return begun.result() if begun is not None else _schema_results(result)
+
+
+def _schema_results(result: ModelResult) -> list[CheckResult]:
+    from schemas import TABLE_SCHEMAS
+
+    model = TABLE_SCHEMAS.get(result.name)
+    if model is None or result.output is None:
+        return []
+    return schema_checks(model, result.name, result.output)
+
+
+class SchemaChecks:
+    """Each model's schema checks (pandas and pandera, engine/transform/quality.py), run one model at a
+    time in a thread of their own while the build goes on: the next models' SQL runs in DuckDB without
+    Python's lock, so the checks of a run's dozen outputs take little time of their own. The gate takes
+    their results in the models' order; an error in a check is raised there, as when the gate ran it."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phlo-schema-checks")
+        self.begun: dict[str, Future[list[CheckResult]]] = {}
+
+    def begin(self, result: ModelResult) -> None:
+        self.begun[result.name] = self._pool.submit(_schema_results, result)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """No more checks; the begun ones finish (unless `cancel`: a failed build's are dropped)."""
+        self._pool.shutdown(wait=cancel, cancel_futures=cancel)
 
 
 def local_months(rows: pa.Table, timezone: str) -> set[str]:
@@ -111,8 +146,27 @@ class LayerBuilder:
         line. Raises StepFailed from the first model that fails; models already written stay on
         `dev`, and the months stay pending in the run store for the next run.
         """
-        results = []
+        results: list[ModelResult] = []
         later = set() if whole_tables else self._whole_table_leaves()
+        checks = SchemaChecks()
+        try:
+            self._build_models(run_id, months, branch, checkpoint, later, results, checks)
+        except BaseException:
+            checks.close(cancel=True)
+            raise
+        checks.close()
+        return LayerBuild(tuple(results), frozenset(months) if months is not None else None, checks.begun)
+
+    def _build_models(
+        self,
+        run_id: str,
+        months: set[str] | None,
+        branch: str,
+        checkpoint: Callable[[], None],
+        later: set[str],
+        results: list[ModelResult],
+        checks: SchemaChecks,
+    ) -> None:
         # The process's shared DuckDB database (opening one costs more than a small model's query),
         # whose views registered for the build are dropped when it ends; and, as the run holds the
         # writer lease, each table is loaded from the catalog once for the build.
@@ -124,6 +178,7 @@ class LayerBuilder:
                 checkpoint()
                 with self.store.step(run_id, f"model {model.name}") as step:
                     result = build_model(con, model, months, self._registrar(branch))
+                    checks.begin(result)
                     self.lake.write_model(
                         model.name,
                         result.output if result.output is not None else pa.table({}),
@@ -141,7 +196,6 @@ class LayerBuilder:
                         file=str(model.path.relative_to(model.path.parents[2])),
                     )
                 results.append(result)
-        return LayerBuild(tuple(results), frozenset(months) if months is not None else None)
 
     def _whole_table_leaves(self) -> set[str]:
         """Whole-table models whose every reader, direct or not, is a whole-table model too."""
@@ -168,17 +222,13 @@ class LayerBuilder:
         self, build: LayerBuild | None, *, now: datetime, check_freshness: bool, extra: list[CheckResult]
     ) -> GateReport:
         """Every gate over what the build wrote (none without a build), plus `extra` results."""
-        from schemas import TABLE_SCHEMAS
-
         results: list[CheckResult | None] = list(extra)
         if check_freshness:
             results.append(self.freshness(now))
         if build is None:
             return report(results)
         for result in build.results:
-            model = TABLE_SCHEMAS.get(result.name)
-            if model is not None and result.output is not None:
-                results.extend(schema_checks(model, result.name, result.output))
+            results.extend(build.schema_results(result))
         silver = build.output(SILVER_READINGS)
         gold = build.output(GOLD_DAILY)
         if silver is not None:
