@@ -2,8 +2,8 @@
 batches the fast path can answer (engine/fastcheck.py, before anything else has validated in the
 process), importing modules the program never uses (engine.api.startup.leave_out_unused), planning the
 daily basal model's ASOF joins as nested loops (engine/lake/scratch.py), and the models' schema checks
-after the build (engine.transform.layers.SchemaChecks: beside it). Speed itself is measured by
-bench/cold_start.py."""
+after the build (engine.transform.layers.SchemaChecks: beside it), and opening DuckDB after the import
+(engine.lake.scratch.warm_up: beside it). Speed itself is measured by bench/cold_start.py."""
 
 from __future__ import annotations
 
@@ -211,3 +211,27 @@ def test_the_basal_models_asof_joins_are_planned_as_asof_joins(site: None) -> No
                 engine.lake.register_duckdb(con, name, "dev", current_schema=True)
             plan = "\n".join(str(row[1]) for row in con.sql("explain " + model.sql).fetchall())
     assert plan.count("Asof Join") == 3, plan  # the model's three ASOF LEFT JOINs
+
+
+def test_a_pipeline_command_opens_duckdb_beside_its_import(tmp_path: Path) -> None:
+    """engine_class starts the shared DuckDB database in a thread of its own for a pipeline command (it
+    opens without Python's lock while the pipeline is imported); other commands do not."""
+    code = textwrap.dedent(
+        """
+        import sys, threading
+        from engine.api.startup import engine_class
+        engine_class(sys.argv[1])
+        import engine.lake.scratch as scratch
+        for thread in threading.enumerate():
+            if thread.name == "phlo-duckdb-warm-up":
+                thread.join(60)
+        print(scratch._database is not None)
+        """
+    )
+    env = {**os.environ, "PHLO_HOME": str(tmp_path / "home")}
+    for command, opened in (("run", "True"), ("sql", "False")):
+        done = subprocess.run(
+            [sys.executable, "-c", code, command], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [opened], command

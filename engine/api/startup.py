@@ -67,6 +67,9 @@ def engine_class(command: str | None) -> type[Engine]:
     from engine.api.facade import Engine
 
     if command in PIPELINE_COMMANDS:
+        from engine.lake.scratch import warm_up
+
+        warm_up()  # DuckDB opens beside the rest of the import
         import engine.pipeline  # noqa: F401  (what the facade's first run would import)
     if _collector_paused:
         _collector_paused = False
