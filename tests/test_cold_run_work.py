@@ -3,7 +3,8 @@ batches the fast path can answer (engine/fastcheck.py, before anything else has 
 process), importing modules the program never uses (engine.api.startup.leave_out_unused), planning the
 daily basal model's ASOF joins as nested loops (engine/lake/scratch.py), and the models' schema checks
 after the build (engine.transform.layers.SchemaChecks: beside it), and opening DuckDB after the import
-(engine.lake.scratch.warm_up: beside it). Speed itself is measured by bench/cold_start.py."""
+(engine.lake.scratch.warm_up: beside it), and importing the HTTP client for records a prefetch child read.
+Speed itself is measured by bench/cold_start.py."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from engine.sim.simulator import GlucoseSimulator
 from engine.transform import layers
 from engine.transform.models import discover_models
 from schemas import TABLE_SCHEMAS
-from tests.simclock import Clock
+from tests.simclock import HOUR, Clock
 
 BASAL = "gold.fct_daily_basal_insulin"
 
@@ -235,3 +236,30 @@ def test_a_pipeline_command_opens_duckdb_beside_its_import(tmp_path: Path) -> No
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == [opened], command
+
+
+def test_a_prefetched_run_never_imports_the_http_client(tmp_path: Path) -> None:
+    """The prefetch child reads the site; the run that takes its records makes no request, and does not
+    import requests (nor urllib3) at all."""
+    prelude = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('HTTP ' + str(sorted(m for m in ('requests', 'urllib3', 'dlt') "
+        "if m in sys.modules)), file=sys.stderr))\n"
+    )
+    clock = Clock(behind_s=HOUR)
+    with SimulatorServer(GlucoseSimulator(seed=11, clock=clock)) as server:
+        env = {**os.environ, "PHLO_HOME": str(tmp_path / "home"), "NIGHTSCOUT_URL": server.url}
+        env["PHLO_INITIAL_DAYS"] = "2"
+        imported = []
+        for _ in range(2):  # the first run reads its initial days; the second an hour, prefetched
+            done = _python(
+                f"{prelude}\nimport sys\nsys.argv = ['phlo-tui', 'run', '--json']\n"
+                "from phlo_tui.cli import entry\nentry()",
+                {**env, "PHLO_NOW": clock.utc().isoformat()},
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["status"] == "succeeded"
+            (line,) = [line for line in done.stderr.splitlines() if line.startswith("HTTP ")]
+            imported.append(line)
+            clock.now += HOUR
+    assert imported[1] == "HTTP []"

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from requests import Response
-from requests.auth import AuthBase
-
 from engine.errors import SourceError
 from engine.ingest.nightscout_http import (
     URL_HINT,
+    Auth,
     _json_body_hook,
     _raise_for_status,
     _RedactTokens,
@@ -30,7 +28,7 @@ from engine.ingest.nightscout_http import (
 
 if TYPE_CHECKING:
     from dlt.sources.helpers.rest_client.paginators import BasePaginator
-    from requests import Request, Session
+    from requests import Request, Response, Session
 
     from engine.config import Settings
 
@@ -226,7 +224,7 @@ def _read(
     config: NightscoutConfig,
     path: str,
     read: Callable[[Session], _T],
-    auth: AuthBase | None = None,
+    auth: Auth | None = None,
     endpoint: str | None = None,
 ) -> _T:
     """Run `read` on a configured session; turn what it raises into a secret-free SourceError

@@ -14,22 +14,18 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from requests import PreparedRequest, RequestException, Response
-from requests.auth import AuthBase
-from requests.exceptions import (
-    ChunkedEncodingError,
-    ConnectionError,
-    HTTPError,
-    SSLError,
-    Timeout,
-)
-
 from engine.errors import SourceError
 
+# requests (with urllib3) is imported where a request is made, not here: a `run` whose records a
+# prefetch child read (engine.ingest.prefetch) never makes one, and saves importing it.
 if TYPE_CHECKING:
-    from requests import Session
+    from requests import PreparedRequest, Response, Session
+    from requests.exceptions import ConnectionError
 
     from engine.ingest.nightscout import NightscoutConfig
+
+Auth = Callable[["PreparedRequest"], "PreparedRequest"]
+"""A request's credentials, as requests takes them: a callable that adds them to the prepared request."""
 
 
 SECRET_HINT = "check NIGHTSCOUT_TOKEN / NIGHTSCOUT_API_SECRET (the token needs read access)"
@@ -64,8 +60,9 @@ def _token(config: NightscoutConfig) -> str | None:
     return dict(parse_qsl(urlsplit(config.url).query)).get("token") or None
 
 
-class _NightscoutAuth(AuthBase):
-    """Adds the credentials to the prepared request only, so dlt's request logs never see them."""
+class _NightscoutAuth:
+    """Adds the credentials to the prepared request only, so dlt's request logs never see them (an
+    `Auth`: requests calls any callable it is given as `auth`)."""
 
     def __init__(self, token: str | None, api_secret_sha1: str | None) -> None:
         self._token = token
@@ -99,12 +96,17 @@ class _WrongShape(Exception):
         self.got = got
 
 
-_RETRIED_EXCEPTIONS = (Timeout, ChunkedEncodingError, _GarbledPage)
+def _retried_exceptions() -> tuple[type[Exception], ...]:
+    from requests.exceptions import ChunkedEncodingError, Timeout
+
+    return (Timeout, ChunkedEncodingError, _GarbledPage)
 
 
 def _retry_connection_error(response: Response | None, error: BaseException | None) -> bool:
     """Retry a failed connection, but not a refused one: nothing listens at that address, and asking
     again four times over 17 s only delays saying so (the next run tries again)."""
+    from requests.exceptions import ConnectionError
+
     return isinstance(error, ConnectionError) and _connection_reason(error) != "connection refused"
 
 
@@ -153,7 +155,7 @@ class _RedactTokens(logging.Filter):
 
 
 @contextmanager
-def _session(config: NightscoutConfig, auth: AuthBase | None = None) -> Iterator[Session]:
+def _session(config: NightscoutConfig, auth: Auth | None = None) -> Iterator[Session]:
     """A dlt requests session with the config's retries, timeout and credentials (API v1's, unless
     `auth` says otherwise: API v3 takes a JWT instead, engine/ingest/nightscout_v3.py)."""
     from dlt.sources.helpers.requests import Client
@@ -163,7 +165,7 @@ def _session(config: NightscoutConfig, auth: AuthBase | None = None) -> Iterator
         request_timeout=config.timeout_s,
         # dlt's rest client raises through its response hooks, inside the retry loop.
         raise_for_status=False,
-        exceptions=_RETRIED_EXCEPTIONS,
+        exceptions=_retried_exceptions(),
         retry_condition=_retry_connection_error,
         request_max_attempts=config.max_attempts,
         request_backoff_factor=config.backoff_s,
@@ -190,6 +192,9 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 def _source_error(error: Exception, config: NightscoutConfig, url: str) -> SourceError | None:
     """A user-facing SourceError for what fetching raised, naming `url` and no secret; None for a bug."""
+    from requests import RequestException
+    from requests.exceptions import ChunkedEncodingError, ConnectionError, HTTPError, Timeout
+
     attempts = f"after {config.max_attempts} attempt{'s' if config.max_attempts != 1 else ''}"
     for cause in _causes(error):
         if isinstance(cause, SourceError):
@@ -242,6 +247,8 @@ def _http_error(status: int, url: str, attempts: str) -> SourceError:
 
 
 def _connection_reason(error: ConnectionError) -> str:
+    from requests.exceptions import SSLError
+
     if isinstance(error, SSLError):
         return "TLS/SSL error"
     for cause in _causes(error):

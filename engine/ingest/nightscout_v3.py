@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from requests import PreparedRequest, Response
-from requests.auth import AuthBase
-
 from engine.errors import SourceError
 from engine.ingest.nightscout import NightscoutConfig, _read, redact_url
 from engine.ingest.nightscout_http import (
@@ -37,7 +34,7 @@ from engine.ingest.nightscout_http import (
 )
 
 if TYPE_CHECKING:
-    from requests import Session
+    from requests import PreparedRequest, Response, Session
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +61,9 @@ class HistoryPage:
     """The newest `srvModified` of the page: where the next page starts."""
 
 
-class _Bearer(AuthBase):
+class _Bearer:
+    """The JWT as a bearer token (an engine.ingest.nightscout_http.Auth)."""
+
     def __init__(self, jwt: Callable[[], str]) -> None:
         self._jwt = jwt
 
@@ -76,7 +75,9 @@ class _Bearer(AuthBase):
         return "_Bearer(***)"
 
 
-class _NoAuth(AuthBase):
+class _NoAuth:
+    """No credentials: the JWT request itself carries the access token in its URL."""
+
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         return request
 
