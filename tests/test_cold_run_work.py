@@ -37,8 +37,10 @@ from tests.simclock import HOUR, Clock
 BASAL = "gold.fct_daily_basal_insulin"
 
 
-def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+def _python(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_a_run_in_a_fresh_process_asks_pandera_only_about_failing_batches(tmp_path: Path) -> None:
@@ -231,9 +233,7 @@ def test_a_pipeline_command_opens_duckdb_beside_its_import(tmp_path: Path) -> No
     )
     env = {**os.environ, "PHLO_HOME": str(tmp_path / "home")}
     for command, opened in (("run", "True"), ("sql", "False")):
-        done = subprocess.run(
-            [sys.executable, "-c", code, command], capture_output=True, text=True, timeout=300, env=env
-        )
+        done = _python(code, env, command)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == [opened], command
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +19,6 @@ from pandera.errors import ParserError, SchemaErrors
 
 from engine import fastcheck
 from engine.api.facade import Engine
-from engine.clock import NOW_ENV
 from engine.config import load_settings
 from engine.fastcheck import FrameCheckFailure
 from engine.fastcheck import evaluate as fast_evaluate
@@ -31,7 +29,8 @@ from engine.sim.server import SimulatorServer
 from engine.sim.simulator import GlucoseSimulator
 from engine.transform import layers, quality
 from schemas import TABLE_SCHEMAS
-from tests.simclock import START, Clock
+from tests.module_env import engine_env
+from tests.simclock import Clock
 
 READINGS_KEPT = 30
 RAW_KEPT = 10
@@ -65,21 +64,7 @@ def run_inputs(tmp_path_factory: pytest.TempPathFactory) -> RunInputs:
         pytest.MonkeyPatch.context() as mp,
         SimulatorServer(GlucoseSimulator(seed=5, clock=Clock())) as server,
     ):
-        for var in list(os.environ):
-            if var.startswith(("PHLO_", "NIGHTSCOUT_")):
-                mp.delenv(var)
-        env = {
-            "PHLO_HOME": str(path / "home"),
-            "PHLO_CONFIG": str(path / "no-config.toml"),
-            "PHLO_TIMEZONE": "America/New_York",
-            "NIGHTSCOUT_URL": server.url,
-            "PHLO_INITIAL_DAYS": "3",
-            "PHLO_MANAGE_POSTGRES": "false",
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-            NOW_ENV: START.isoformat(),
-        }
-        for key, value in env.items():
-            mp.setenv(key, value)
+        engine_env(mp, path, server.url)
         mp.setattr(sources, "validate_records", record_raw)
         mp.setattr(layers, "schema_checks", record_table)
         with Engine(load_settings()) as engine:

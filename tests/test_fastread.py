@@ -30,7 +30,6 @@ from engine.api.facade import Engine
 from engine.api.fastread import RECORDED_TABLES, FastReader, NotRecorded
 from engine.api.pages.overview import READINGS, load_early_overview, load_overview
 from engine.api.pages.status import load_early_status, load_status
-from engine.clock import NOW_ENV
 from engine.config import Settings, load_settings
 from engine.lake.promotion import promote
 from engine.sim.server import SimulatorServer
@@ -38,6 +37,7 @@ from engine.sim.simulator import GlucoseSimulator
 from phlo_tui.app import EngineReady, PhloApp, StatusPolled
 from phlo_tui.screens.overview import OverviewLoaded
 from phlo_tui.widgets.pipeline_bar import PipelineBar
+from tests.module_env import engine_env
 from tests.simclock import HOUR, START, Clock
 from tests.test_tui import settle
 
@@ -72,23 +72,7 @@ def built_home(path: Path, **extra: str) -> Iterator[Home]:
         pytest.MonkeyPatch.context() as mp,
         SimulatorServer(GlucoseSimulator(seed=5, clock=clock)) as server,
     ):
-        for var in list(os.environ):
-            if var.startswith(("PHLO_", "NIGHTSCOUT_")):
-                mp.delenv(var)
-        env = {
-            "PHLO_HOME": str(path / "home"),
-            "PHLO_CONFIG": str(path / "no-config.toml"),
-            "PHLO_TIMEZONE": "America/New_York",
-            "NIGHTSCOUT_URL": server.url,
-            "PHLO_INITIAL_DAYS": "3",
-            "PHLO_LOOKBACK_MINUTES": "0",
-            "PHLO_MANAGE_POSTGRES": "false",
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-            NOW_ENV: START.isoformat(),
-            **extra,
-        }
-        for key, value in env.items():
-            mp.setenv(key, value)
+        env = engine_env(mp, path, server.url, **{"PHLO_LOOKBACK_MINUTES": "0", **extra})
         settings = load_settings()
         with Engine(settings) as engine:
             assert engine.run_now().status.value == "succeeded"

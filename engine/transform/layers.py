@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
@@ -47,7 +47,7 @@ class LayerBuild:
 
     results: tuple[ModelResult, ...]
     months: frozenset[str] | None
-    schema_checks: Mapping[str, Future[list[CheckResult]]] = field(default_factory=dict)
+    schema_checks: Mapping[str, Future[list[CheckResult]]]
     """Each model's schema checks, begun while the build went on (`SchemaChecks`)."""
 
     def output(self, name: str) -> pa.Table | None:
@@ -57,9 +57,8 @@ class LayerBuild:
         return None
 
     def schema_results(self, result: ModelResult) -> list[CheckResult]:
-        """The schema checks of one model's output: those begun during the build, else run now."""
-        begun = self.schema_checks.get(result.name)
-        return begun.result() if begun is not None else _schema_results(result)
+        """The schema checks of one model's output (each was begun during the build)."""
+        return self.schema_checks[result.name].result()
 
 
 def _schema_results(result: ModelResult) -> list[CheckResult]:
